@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`. Both build .venv themselves.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-run
+
+demo: $(VENV)/.installed-run
+	$(BIN)/m365sync demo
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check daemon tests bench
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed-run
+	$(BIN)/python bench/delta_paging.py
+
+clean:
+	rm -rf $(VENV) .demo .emulator .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+# Filled in by the Odoo addon issue (see readme/ROADMAP.md).

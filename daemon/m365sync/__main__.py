@@ -1,0 +1,3 @@
+from m365sync.cli import main
+
+raise SystemExit(main())

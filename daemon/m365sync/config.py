@@ -1,0 +1,266 @@
+"""Configuration: a TOML file, then environment overrides, then validation in one sentence.
+
+Every endpoint is configurable (authority host, tenant, Graph base URL, CA bundle, redirect
+URI): that is what national clouds need, and what lets the same daemon run against the
+emulator. Environment variables override the file as ``M365SYNC_<SECTION>__<KEY>``
+(e.g. ``M365SYNC_MICROSOFT__CLIENT_ID``); lists are comma-separated.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from m365sync.errors import ConfigError
+
+ENV_PREFIX = "M365SYNC_"
+CONFIG_ENV = "M365SYNC_CONFIG"
+DEFAULT_SCOPES = ("User.Read", "Mail.Read", "Mail.Send", "Calendars.ReadWrite")
+# msal adds these itself and refuses them when passed explicitly.
+RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+MICROSOFT_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoftonline.us",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+        "login.microsoftonline.de",
+    }
+)
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("m365sync", appauthor=False))
+
+
+@dataclass(frozen=True, slots=True)
+class MicrosoftConfig:
+    client_id: str = ""
+    client_secret: str = ""
+    # A file holding the secret (e.g. a systemd credential) wins over client_secret.
+    client_secret_file: str = ""
+    client_secret_expires: date | None = None
+    tenant: str = "common"
+    authority_host: str = "https://login.microsoftonline.com"
+    graph_base_url: str = "https://graph.microsoft.com/v1.0"
+    redirect_uri: str = "http://localhost:8400/"
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
+    ca_bundle: str = ""
+    timeout_seconds: float = 60.0
+
+    @property
+    def authority(self) -> str:
+        return f"{self.authority_host.rstrip('/')}/{self.tenant}"
+
+    @property
+    def is_microsoft_cloud(self) -> bool:
+        return (urlsplit(self.authority_host).hostname or "") in MICROSOFT_AUTHORITY_HOSTS
+
+    def secret(self) -> str:
+        """The client secret, read from ``client_secret_file`` when one is configured."""
+        if self.client_secret_file:
+            try:
+                return Path(self.client_secret_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"Cannot read microsoft.client_secret_file {self.client_secret_file!r}: "
+                    f"{exc.strerror}."
+                ) from exc
+        return self.client_secret
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    backend: str = "sqlite"  # sqlite | odoo
+    path: str = ""  # sqlite file; default under the user's data directory
+
+    def sqlite_path(self) -> Path:
+        return Path(self.path).expanduser() if self.path else default_data_dir() / "store.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class OdooConfig:
+    url: str = ""
+    db: str = ""
+    user: str = ""
+    api_key: str = ""
+    protocol: str = "xmlrpc"  # xmlrpc (Odoo 17/18) | json2 (Odoo 19+)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    mail_folders: tuple[str, ...] = ("inbox", "sentitems")
+    include_child_folders: bool = False
+    initial_window_days: int = 90  # 0 = everything
+    page_size: int = 100
+    mail_interval_seconds: int = 300
+    own_domains: tuple[str, ...] = ()
+    blocklist: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KeysConfig:
+    path: str = ""  # JWKS of the daemon's private keys; default under the data directory
+
+    def keyring_path(self) -> Path:
+        return Path(self.path).expanduser() if self.path else default_data_dir() / "keys.jwks"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    microsoft: MicrosoftConfig = field(default_factory=MicrosoftConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    odoo: OdooConfig = field(default_factory=OdooConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
+    source: str = "defaults"
+
+    def validate(self, *, need_microsoft: bool = True) -> Config:
+        """Raise `ConfigError` with one sentence naming the first thing that is wrong."""
+        ms = self.microsoft
+        if need_microsoft:
+            if not ms.client_id:
+                raise ConfigError(
+                    "microsoft.client_id is empty: set it to the Application (client) ID of "
+                    "your Azure app registration."
+                )
+            if not ms.secret():
+                raise ConfigError(
+                    "No client secret: set microsoft.client_secret or microsoft.client_secret_file."
+                )
+        for name in ("authority_host", "graph_base_url"):
+            url = getattr(ms, name)
+            parts = urlsplit(url)
+            if parts.scheme != "https" or not parts.hostname:
+                raise ConfigError(
+                    f"microsoft.{name} must be an https:// URL (msal and Graph refuse plain "
+                    f"HTTP), not {url!r}."
+                )
+        if urlsplit(ms.redirect_uri).scheme not in ("http", "https"):
+            raise ConfigError(f"microsoft.redirect_uri is not a URL: {ms.redirect_uri!r}.")
+        reserved = RESERVED_SCOPES.intersection(s.lower() for s in ms.scopes)
+        if reserved:
+            raise ConfigError(
+                f"microsoft.scopes must not list {', '.join(sorted(reserved))}: they are always "
+                "requested."
+            )
+        if ms.ca_bundle and not Path(ms.ca_bundle).is_file():
+            raise ConfigError(f"microsoft.ca_bundle {ms.ca_bundle!r} is not a readable file.")
+        if self.store.backend not in ("sqlite", "odoo"):
+            raise ConfigError(
+                f"store.backend must be 'sqlite' or 'odoo', not {self.store.backend!r}."
+            )
+        if self.store.backend == "odoo":
+            missing = [k for k in ("url", "db", "user", "api_key") if not getattr(self.odoo, k)]
+            if missing:
+                raise ConfigError(f"store.backend is 'odoo' but odoo.{missing[0]} is empty.")
+            if self.odoo.protocol not in ("xmlrpc", "json2"):
+                raise ConfigError(
+                    f"odoo.protocol must be 'xmlrpc' or 'json2', not {self.odoo.protocol!r}."
+                )
+        if self.sync.initial_window_days < 0:
+            raise ConfigError("sync.initial_window_days must be 0 (everything) or more.")
+        if not 1 <= self.sync.page_size <= 1000:
+            raise ConfigError("sync.page_size must be between 1 and 1000.")
+        if not self.sync.mail_folders:
+            raise ConfigError("sync.mail_folders is empty: list at least one folder, e.g. inbox.")
+        return self
+
+
+_SECTIONS = {
+    "microsoft": MicrosoftConfig,
+    "store": StoreConfig,
+    "odoo": OdooConfig,
+    "sync": SyncConfig,
+    "keys": KeysConfig,
+}
+
+
+def _coerce(section: str, key: str, value: Any, target: Any) -> Any:
+    """Turn a TOML or environment value into the field's type, or say which key is wrong."""
+    where = f"{section}.{key}"
+    try:
+        if isinstance(target, bool) or key in ("include_child_folders",):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(target, tuple):
+            if isinstance(value, str):
+                return tuple(part.strip() for part in value.split(",") if part.strip())
+            return tuple(str(v) for v in value)
+        if isinstance(target, int):
+            return int(value)
+        if isinstance(target, float):
+            return float(value)
+        if key == "client_secret_expires":
+            if value in ("", None):
+                return None
+            return value if isinstance(value, date) else date.fromisoformat(str(value))
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} has an invalid value {value!r}.") from None
+
+
+def _apply(base: Any, section: str, values: dict[str, Any]) -> Any:
+    known = {f.name: f for f in fields(base)}
+    changes = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(
+                f"Unknown setting {section}.{key} (known: {', '.join(sorted(known))})."
+            )
+        changes[key] = _coerce(section, key, value, getattr(base, key))
+    return replace(base, **changes)
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read the TOML file (``path``, else $M365SYNC_CONFIG, else none), then the environment."""
+    environ = dict(os.environ if environ is None else environ)
+    path = path or environ.get(CONFIG_ENV) or None
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"Configuration file {str(path)!r} does not exist.") from None
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot read configuration file {str(path)!r}: {exc.strerror}."
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"Configuration file {str(path)!r} is not valid TOML: {exc}."
+            ) from None
+        source = str(path)
+    unknown = set(data) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(
+            f"Unknown section [{sorted(unknown)[0]}] in {source} "
+            f"(known: {', '.join(sorted(_SECTIONS))})."
+        )
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        section = data.get(name, {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"[{name}] in {source} must be a table.")
+        overrides = {
+            key[len(f"{ENV_PREFIX}{name.upper()}__") :].lower(): value
+            for key, value in environ.items()
+            if key.startswith(f"{ENV_PREFIX}{name.upper()}__")
+        }
+        sections[name] = _apply(_apply(cls(), name, section), name, overrides)
+    return Config(**sections, source=source)

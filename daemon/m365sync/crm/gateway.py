@@ -1,0 +1,190 @@
+"""The contract between the sync engine and a CRM.
+
+Everything the daemon stores goes through `CrmGateway`; its two adapters are the embedded
+SQLite store (`crm.sqlite`, the default) and Odoo (`crm.odoo`, the product). One contract test
+suite (`tests/contract`) runs against both, so the sync engine never learns which one it has.
+
+The words (account, folder, immutable id, internetMessageId, cursor, lease) are defined in
+`m365sync.domain`. Rules every adapter keeps:
+
+* Writes are idempotent. A page replayed after a crash, or an item seen twice in one delta
+  round, changes nothing the second time: messages are upserted by immutable id within an
+  account, and by internetMessageId across folders and accounts (one stored message, linked
+  to every account and folder that holds it).
+* A cursor is stored in the same transaction as the page it covers (`store_mail_page`), never
+  before; a failed call leaves both untouched.
+* The number of calls per Graph page is constant: partners are looked up for a whole set of
+  addresses at once, a page is written at once.
+* Adapters raise only `m365sync.errors.CrmError` subclasses: `CrmUnavailable` when the CRM
+  cannot be reached, `UnknownAccount`, `LeaseLost` when a lease token is stale.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from m365sync.domain import (
+    Account,
+    AccountStatus,
+    AutoCreate,
+    Cursor,
+    Lease,
+    PageResult,
+    PageWrite,
+    Partner,
+    PartnerDraft,
+    Privacy,
+    SyncRun,
+    ThreadSummary,
+)
+
+
+@dataclass(slots=True)
+class AccountSpec:
+    """What `connect` knows about a mailbox when it stores (or refreshes) the account.
+
+    An account is identified by (tenant_id, object_id) when both are known, else by address.
+    """
+
+    address: str
+    display_name: str = ""
+    tenant_id: str = ""
+    object_id: str = ""
+    owner: str = ""
+    sealed_token_cache: str | None = None
+    privacy: Privacy = Privacy.EVERYTHING
+    auto_create: AutoCreate = AutoCreate.NONE
+    own_domains: tuple[str, ...] = field(default_factory=tuple)
+
+
+class CrmGateway(abc.ABC):
+    """What the sync engine may ask of a CRM. See the module docstring for the rules."""
+
+    # --- accounts ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def upsert_account(self, spec: AccountSpec) -> Account:
+        """Create the account, or update the one with the same identity; status -> connected.
+
+        Reconnecting an account keeps its cursors and its stored mail.
+        """
+
+    @abc.abstractmethod
+    def get_account(self, account_id: int) -> Account:
+        """Raises `UnknownAccount`."""
+
+    @abc.abstractmethod
+    def list_accounts(self) -> list[Account]:
+        """All accounts, ordered by id."""
+
+    @abc.abstractmethod
+    def set_account_status(
+        self,
+        account_id: int,
+        status: AccountStatus,
+        detail: str = "",
+        *,
+        until: datetime | None = None,
+        synced_at: datetime | None = None,
+    ) -> None:
+        """Record what the account list shows. ``synced_at`` also sets the last sync time."""
+
+    @abc.abstractmethod
+    def store_token_cache(self, account_id: int, sealed_token_cache: str) -> None:
+        """Replace the account's sealed msal token cache (a JWE; adapters never see it open)."""
+
+    # --- leases -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def lease_accounts(
+        self, holder: str, *, limit: int, ttl_seconds: float, now: datetime | None = None
+    ) -> list[Lease]:
+        """Claim up to ``limit`` accounts that are free or whose lease expired, atomically.
+
+        Paused accounts are never leased. Each claim gets a new, larger token.
+        """
+
+    @abc.abstractmethod
+    def renew_lease(
+        self, lease: Lease, *, ttl_seconds: float, now: datetime | None = None
+    ) -> Lease:
+        """Extend a lease still held with this token, or raise `LeaseLost`."""
+
+    @abc.abstractmethod
+    def release_lease(self, lease: Lease) -> None:
+        """Give the account back; a stale token is ignored (someone else holds it now)."""
+
+    # --- partners ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def find_partners_by_emails(self, emails: Iterable[str]) -> dict[str, Partner]:
+        """Contacts (and companies) whose email is one of ``emails``, keyed by normalised email.
+
+        Emails are compared case-insensitively; when several partners share one address the
+        person wins over the company, then the lowest id.
+        """
+
+    @abc.abstractmethod
+    def find_companies_by_domains(self, domains: Iterable[str]) -> dict[str, Partner]:
+        """Companies whose email domain or website domain is one of ``domains`` (lower case)."""
+
+    @abc.abstractmethod
+    def get_partners(self, partner_ids: Iterable[int]) -> dict[int, Partner]:
+        """Partners by id (unknown ids are left out)."""
+
+    @abc.abstractmethod
+    def create_partners(self, drafts: list[PartnerDraft]) -> list[Partner]:
+        """Create contacts and companies in one call, in order; a contact whose
+        ``company_domain`` names a company created in the same call (or existing) gets it as
+        parent. Creating an email that already exists returns the existing partner."""
+
+    # --- mail -------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_cursor(self, account_id: int, folder_id: str) -> Cursor | None:
+        """The folder's stored cursor, or None before its first page is stored."""
+
+    @abc.abstractmethod
+    def store_mail_page(self, page: PageWrite, *, lease: Lease | None = None) -> PageResult:
+        """Upsert the page's messages, unlink its removed ids, count its skips, and store its
+        cursor: all in one transaction. With a lease, a stale token raises `LeaseLost` and
+        nothing is written."""
+
+    @abc.abstractmethod
+    def reset_folder(self, account_id: int, folder_id: str) -> None:
+        """Forget the folder's cursor (after a 410), keeping its messages: the restarted round
+        upserts them again without duplicates."""
+
+    @abc.abstractmethod
+    def record_sync_run(self, run: SyncRun) -> None:
+        """Keep the figures of a finished cycle (the sync log)."""
+
+    @abc.abstractmethod
+    def last_sync_run(self, account_id: int) -> SyncRun | None:
+        """The newest recorded cycle of an account."""
+
+    # --- reading back (summary, UI, tests) ---------------------------------------------------
+
+    @abc.abstractmethod
+    def count_messages(self, account_id: int | None = None) -> int:
+        """Stored messages (each counted once however many folders or accounts hold it)."""
+
+    @abc.abstractmethod
+    def message_ids_for_account(self, account_id: int) -> dict[str, str | None]:
+        """Immutable Graph id -> internetMessageId of every message linked to the account."""
+
+    @abc.abstractmethod
+    def threads_for_partner(self, partner_id: int) -> list[ThreadSummary]:
+        """Threads with a message linked to the partner (for a company: or to its contacts),
+        newest first."""
+
+    @abc.abstractmethod
+    def mail_counts_by_partner(self) -> list[tuple[Partner, int, int]]:
+        """(partner, threads, messages) for every partner with mail, most messages first;
+        a company counts its contacts' mail too."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

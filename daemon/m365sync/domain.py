@@ -1,0 +1,256 @@
+"""Plain data shared by every layer.
+
+`graph/` parses Graph JSON into these types, `sync/` decides on them, `crm/` stores them.
+None of them knows about HTTP, SQL or RPC, which is what lets `sync/` stay pure.
+
+Words used across the project (defined once, here):
+
+account
+    One connected Microsoft mailbox, owned by one CRM user.
+folder
+    A Graph mail folder, named by its (constant) Graph id; well-known names such as
+    ``inbox`` are resolved to ids before anything is stored.
+immutable id
+    A Graph item id obtained with ``Prefer: IdType="ImmutableId"``; it survives moves
+    between folders of the same mailbox. Ids are case-sensitive.
+internetMessageId
+    The RFC 5322 ``Message-ID``; the same for every copy of a message, in every folder
+    and every mailbox, so it is the key that stops duplicates across folders and accounts.
+cursor
+    Where a folder's delta round stands: the last ``@odata.nextLink`` stored (a round in
+    progress) or the ``@odata.deltaLink`` (round finished). Opaque, copied whole.
+lease
+    A time-limited claim of one account by one worker, proven by a lease token.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class AccountStatus(enum.StrEnum):
+    """What the account list shows; `errors.advice_for` maps failures onto it."""
+
+    CONNECTED = "connected"
+    SYNCING = "syncing"
+    ACTIVE = "active"
+    NEEDS_RECONNECT = "needs_reconnect"
+    INSUFFICIENT_PERMISSIONS = "insufficient_permissions"
+    THROTTLED = "throttled"
+    FAILED = "failed"
+    PAUSED = "paused"
+
+
+class Privacy(enum.StrEnum):
+    """How much of an account's mail the CRM may keep. What is not shared is never stored."""
+
+    EVERYTHING = "everything"
+    SUBJECT = "subject"
+    METADATA = "metadata"
+
+
+class AutoCreate(enum.StrEnum):
+    """Which mail may create missing contacts."""
+
+    NONE = "none"
+    SENT = "sent"
+    SENT_AND_RECEIVED = "sent_and_received"
+
+
+class CursorKind(enum.StrEnum):
+    NEXT = "next"  # a round in progress: resume from this @odata.nextLink
+    DELTA = "delta"  # a finished round: the next round starts from this @odata.deltaLink
+
+
+@dataclass(frozen=True, slots=True)
+class EmailAddress:
+    """One participant of a message. ``address`` keeps the case Graph gave; compare normalised."""
+
+    address: str
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    name: str
+    size: int
+    content_type: str
+
+
+@dataclass(slots=True)
+class MailMessage:
+    """One Outlook message as Graph describes it (only the fields we store)."""
+
+    graph_id: str
+    internet_message_id: str | None
+    conversation_id: str | None
+    folder_id: str
+    subject: str | None
+    sender: EmailAddress | None
+    to: tuple[EmailAddress, ...] = ()
+    cc: tuple[EmailAddress, ...] = ()
+    bcc: tuple[EmailAddress, ...] = ()
+    reply_to: tuple[EmailAddress, ...] = ()
+    received_at: datetime | None = None
+    sent_at: datetime | None = None
+    body_html: str | None = None
+    body_preview: str | None = None
+    is_draft: bool = False
+    has_attachments: bool = False
+    attachments: tuple[Attachment, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+    change_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedItem:
+    """A delta item that could not be parsed: counted and reported, never silently dropped."""
+
+    graph_id: str | None
+    reason: str
+
+
+@dataclass(slots=True)
+class DeltaPage:
+    """One page of a delta round, already parsed.
+
+    Exactly one of ``next_link`` and ``delta_link`` is set on a well-formed page.
+    """
+
+    messages: list[MailMessage]
+    removed_ids: list[str]
+    rejected: list[RejectedItem]
+    next_link: str | None
+    delta_link: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MailFolder:
+    graph_id: str
+    display_name: str
+    parent_id: str | None = None
+    well_known_name: str | None = None
+    total_items: int = 0
+    child_folder_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    link: str
+    kind: CursorKind
+
+
+@dataclass(slots=True)
+class Account:
+    """A connected mailbox as the CRM stores it. ``sealed_token_cache`` is a JWE, never plain."""
+
+    id: int
+    address: str
+    display_name: str = ""
+    tenant_id: str = ""
+    object_id: str = ""
+    owner: str = ""
+    status: AccountStatus = AccountStatus.CONNECTED
+    status_detail: str = ""
+    status_until: datetime | None = None
+    last_sync_at: datetime | None = None
+    privacy: Privacy = Privacy.EVERYTHING
+    auto_create: AutoCreate = AutoCreate.NONE
+    own_domains: tuple[str, ...] = ()
+    sealed_token_cache: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    account_id: int
+    token: int
+    holder: str
+    expires_at: datetime
+
+
+@dataclass(slots=True)
+class Partner:
+    """A CRM contact or company (Odoo ``res.partner``)."""
+
+    id: int
+    name: str
+    email: str | None = None
+    is_company: bool = False
+    parent_id: int | None = None
+    website: str | None = None
+
+
+@dataclass(slots=True)
+class PartnerDraft:
+    """A contact or company the sync wants created (auto-creation)."""
+
+    name: str
+    email: str | None = None
+    is_company: bool = False
+    company_domain: str | None = None
+    website: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantLink:
+    """A participant of a stored message and the partners it matched."""
+
+    role: str  # from, to, cc, bcc, reply_to
+    address: str  # normalised
+    name: str
+    partner_id: int | None
+    company_id: int | None
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    """What the sync hands the CRM for one message: the message (privacy applied) and its links."""
+
+    message: MailMessage
+    participants: list[ParticipantLink]
+
+
+@dataclass(slots=True)
+class PageWrite:
+    """Everything one Graph page changes in the CRM, written in one gateway call with its cursor."""
+
+    account_id: int
+    folder_id: str
+    upserts: list[StoredMessage]
+    removed_ids: list[str]
+    cursor: Cursor
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PageResult:
+    created: int
+    updated: int
+    linked: int
+    removed: int
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSummary:
+    conversation_id: str
+    subject: str
+    message_count: int
+    last_at: datetime | None
+    participants: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class SyncRun:
+    """The figures of one mail cycle for one account, shown in the summary and the status."""
+
+    account_id: int
+    started_at: datetime
+    finished_at: datetime | None = None
+    pages: int = 0
+    imported: int = 0
+    updated: int = 0
+    removed: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    error: str | None = None

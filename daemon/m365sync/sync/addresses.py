@@ -1,0 +1,127 @@
+"""Email address normalisation and domain rules, shared by every matching decision.
+
+Addresses are compared case-insensitively and Unicode-safely (NFC, then casefold); plus-tags
+are kept because ``anna+crm@x`` may really be another mailbox. Internationalised domains are
+compared in their Unicode form so ``bücher.example`` and ``xn--bcher-kva.example`` agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import unicodedata
+
+# Public mail providers never identify a company (a gmail.com sender is a person, not Google).
+PUBLIC_PROVIDERS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "outlook.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "hotmail.fr",
+        "live.com",
+        "live.fr",
+        "msn.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.fr",
+        "ymail.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "gmx.de",
+        "gmx.net",
+        "gmx.com",
+        "web.de",
+        "t-online.de",
+        "orange.fr",
+        "free.fr",
+        "laposte.net",
+        "wanadoo.fr",
+        "protonmail.com",
+        "proton.me",
+        "pm.me",
+        "zoho.com",
+        "yandex.ru",
+        "yandex.com",
+        "mail.ru",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "fastmail.com",
+        "hey.com",
+        "tutanota.com",
+        "mail.com",
+    }
+)
+
+
+def _domain_to_unicode(domain: str) -> str:
+    labels = []
+    for label in domain.split("."):
+        if label.startswith("xn--"):
+            with contextlib.suppress(UnicodeError):
+                label = label.encode("ascii").decode("idna")
+        labels.append(label)
+    return ".".join(labels)
+
+
+def normalise_address(raw: str | None) -> str | None:
+    """The comparable form of an address, or None when it is not a usable address."""
+    if not raw or not isinstance(raw, str):
+        return None
+    text = unicodedata.normalize("NFC", raw.strip()).strip("<>").strip()
+    if text.lower().startswith("mailto:"):
+        text = text[7:]
+    if text.count("@") != 1 or any(ch.isspace() for ch in text):
+        return None
+    local, domain = text.split("@")
+    domain = domain.rstrip(".")
+    if not local or not domain or "." not in domain or ".." in domain:
+        return None
+    return f"{local.casefold()}@{_domain_to_unicode(domain.casefold())}"
+
+
+def domain_of(address: str) -> str:
+    """The domain of a normalised address."""
+    return address.rpartition("@")[2]
+
+
+def domain_of_website(website: str | None) -> str | None:
+    """``https://www.Fabrikam.com/about`` -> ``fabrikam.com``."""
+    if not website:
+        return None
+    text = website.strip().casefold()
+    for prefix in ("https://", "http://"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    host = text.split("/", 1)[0].split(":", 1)[0].strip(".")
+    if host.startswith("www."):
+        host = host[4:]
+    return _domain_to_unicode(host) or None
+
+
+def is_work_domain(domain: str, own_domains: frozenset[str]) -> bool:
+    """A domain that may identify a customer company: not ours, not a public provider."""
+    return domain not in PUBLIC_PROVIDERS and domain not in own_domains
+
+
+def in_domains(address: str, domains: frozenset[str]) -> bool:
+    """True when the address's domain is one of ``domains`` or a subdomain of one."""
+    domain = domain_of(address)
+    return any(domain == d or domain.endswith("." + d) for d in domains)
+
+
+def matches_blocklist(address: str, patterns: frozenset[str]) -> bool:
+    """Blocklist entries: a full address, ``*@domain`` or a bare domain (subdomains too)."""
+    if address in patterns:
+        return True
+    domain = domain_of(address)
+    for pattern in patterns:
+        bare = pattern[2:] if pattern.startswith("*@") else pattern
+        if "@" in bare:
+            continue
+        if domain == bare or domain.endswith("." + bare):
+            return True
+    return False

@@ -1,0 +1,60 @@
+"""One table turns every failure into an account status and words a person can act on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from m365sync.domain import AccountStatus
+from m365sync.errors import (
+    BadClientCredentials,
+    CrmUnavailable,
+    InsufficientPermissions,
+    MailboxUnavailable,
+    NeedsReconnect,
+    SealingError,
+    Throttled,
+    Transient,
+    advice_for,
+)
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "words"),
+    [
+        (
+            NeedsReconnect("x", code="invalid_grant/AADSTS50173"),
+            AccountStatus.NEEDS_RECONNECT,
+            "reconnect",
+        ),
+        (BadClientCredentials("x", code="invalid_client"), AccountStatus.FAILED, "client secret"),
+        (
+            InsufficientPermissions("x", status=403, code="ErrorAccessDenied"),
+            AccountStatus.INSUFFICIENT_PERMISSIONS,
+            "Mail.Read",
+        ),
+        (
+            MailboxUnavailable("x", code="MailboxNotEnabledForRESTAPI"),
+            AccountStatus.INSUFFICIENT_PERMISSIONS,
+            "on-premises",
+        ),
+        (Transient("503 UnknownError", status=503), AccountStatus.FAILED, "retries"),
+        (CrmUnavailable("connection refused"), AccountStatus.FAILED, "CRM could not be reached"),
+        (SealingError("unknown kid"), AccountStatus.NEEDS_RECONNECT, "key"),
+        (KeyError("boom"), AccountStatus.FAILED, "Unexpected error"),
+    ],
+)
+def test_each_failure_has_a_status_and_advice(error, status, words):
+    advice = advice_for(error, now=NOW)
+    assert advice.status is status
+    assert words in advice.sentence
+
+
+def test_throttled_says_until_when():
+    advice = advice_for(Throttled("slow down", retry_after=90.5, status=429), now=NOW)
+    assert advice.status is AccountStatus.THROTTLED
+    assert advice.until == datetime(2026, 11, 25, 12, 1, 30, 500000, tzinfo=UTC)
+    assert "12:01:30" in advice.sentence
