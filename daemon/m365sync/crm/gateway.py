@@ -151,7 +151,13 @@ class CrmGateway(abc.ABC):
     def store_mail_page(self, page: PageWrite, *, lease: Lease | None = None) -> PageResult:
         """Upsert the page's messages, unlink its removed ids, count its skips, and store its
         cursor: all in one transaction. With a lease, a stale token raises `LeaseLost` and
-        nothing is written."""
+        nothing is written.
+
+        ``removed_ids`` unlink an id from this page's folder only: after a move, the old
+        folder reports the id as removed while the new folder already holds it. A message is
+        deleted when its last link goes. ``PageResult``: created = messages inserted, updated =
+        stored messages whose content changed, linked = links created or moved, removed =
+        links deleted; a replayed page gives zeros."""
 
     @abc.abstractmethod
     def reset_folder(self, account_id: int, folder_id: str) -> None:

@@ -1,0 +1,101 @@
+"""The one HTTP seam: a requests Session used for Graph and handed to msal as ``http_client``.
+
+Why a Session subclass that sets ``verify`` on every request: requests lets the environment
+(``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``) override ``Session.verify`` whenever the
+per-request ``verify`` is None or True (``Session.merge_environment_settings``). A configured CA
+bundle (national cloud, our TLS emulator) must win, including for msal's own requests, which
+call ``.get``/``.post`` without ``verify`` and without ``timeout``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
+
+#: (connect, read) seconds. msal passes no timeout at all, so a default is mandatory.
+DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 100.0)
+
+
+def connection_retry() -> Retry:
+    """Retries for failures below HTTP only; statuses are the GraphClient's business.
+
+    ``status_forcelist`` stays empty and ``respect_retry_after_header`` False on purpose:
+    urllib3's ``Retry.parse_retry_after`` accepts only integers or HTTP dates and raises
+    ``InvalidHeader`` on Graph's documented decimal ``Retry-After: 2.128``; and only the
+    GraphClient knows whether a POST may be resent. Connect errors are retried for every
+    method (nothing was sent yet); read errors only for idempotent methods (urllib3's
+    ``allowed_methods`` default: GET, HEAD, PUT, DELETE, OPTIONS, TRACE).
+    """
+    return Retry(
+        total=3,
+        connect=3,
+        read=2,
+        status=0,
+        other=0,
+        allowed_methods=Retry.DEFAULT_ALLOWED_METHODS,
+        status_forcelist=(),
+        backoff_factor=0.5,
+        backoff_max=8.0,
+        respect_retry_after_header=False,
+        raise_on_status=False,
+        raise_on_redirect=False,
+    )
+
+
+class GraphSession(requests.Session):
+    """A Session whose TLS trust and timeout cannot be overridden by the environment."""
+
+    def __init__(
+        self,
+        ca_bundle: str | None,
+        *,
+        user_agent: str,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        pool_connections: int = 8,
+        pool_maxsize: int = 32,
+    ) -> None:
+        super().__init__()
+        self.forced_verify: str | bool = ca_bundle if ca_bundle else True
+        self.verify = self.forced_verify
+        self.default_timeout = timeout
+        self.headers["User-Agent"] = user_agent
+        adapter = HTTPAdapter(
+            pool_connections=pool_connections,
+            pool_maxsize=pool_maxsize,
+            max_retries=connection_retry(),
+        )
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def request(  # type: ignore[override]
+        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        if len(args) > 6:  # params, data, headers, cookies, files, auth; timeout comes next
+            raise TypeError("pass timeout, verify and later arguments by keyword")
+        kwargs["verify"] = self.forced_verify
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+def make_session(
+    ca_bundle: str | None,
+    *,
+    user_agent: str,
+    pool_connections: int = 8,
+    pool_maxsize: int = 32,
+) -> GraphSession:
+    """A session for Graph and msal. ``ca_bundle`` None means the system's default trust.
+
+    ``pool_maxsize`` bounds open connections per host; with 4 requests in flight per
+    mailbox, 32 serves eight busy mailboxes sharing one session without churn.
+    """
+    return GraphSession(
+        ca_bundle,
+        user_agent=user_agent,
+        pool_connections=pool_connections,
+        pool_maxsize=pool_maxsize,
+    )

@@ -1,0 +1,1 @@
+"""The gateway contract suite (`gateway_contract.GatewayContract`) and the adapters it runs on."""

@@ -1,0 +1,387 @@
+"""The contract suite on the embedded store, plus what only SQLite can be asked about:
+its file, its schema, atomicity under failure, threads and processes sharing one file."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import stat
+import threading
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from m365sync.crm.gateway import CrmGateway
+from m365sync.crm.sqlite import SCHEMA_VERSION, SqliteGateway
+from m365sync.domain import (
+    Account,
+    AccountStatus,
+    Attachment,
+    EmailAddress,
+    Lease,
+    ParticipantLink,
+    Partner,
+    StoredMessage,
+)
+from m365sync.errors import CrmError, CrmUnavailable
+
+from .gateway_contract import (
+    INBOX,
+    T0,
+    GatewayContract,
+    message,
+    page,
+    spec,
+    stored,
+    unique,
+)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "m365sync.db"
+
+
+@pytest.fixture
+def sqlite_gateway(db_path: Path) -> SqliteGateway:
+    gateway = SqliteGateway(db_path)
+    yield gateway
+    gateway.close()
+
+
+class TestSqliteContract(GatewayContract):
+    @pytest.fixture
+    def gateway(self, sqlite_gateway: SqliteGateway) -> CrmGateway:
+        return sqlite_gateway
+
+    def seed_partner(
+        self,
+        gateway: CrmGateway,
+        name: str,
+        email: str | None = None,
+        *,
+        is_company: bool = False,
+        parent_id: int | None = None,
+        website: str | None = None,
+    ) -> Partner:
+        assert isinstance(gateway, SqliteGateway)
+        return gateway.add_partner(name, email, is_company, parent_id, website)
+
+
+# --- the file -----------------------------------------------------------------------------
+
+
+def test_file_is_private_and_versioned(sqlite_gateway: SqliteGateway, db_path: Path) -> None:
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {
+        "m365_account",
+        "m365_account_folder",
+        "res_partner",
+        "m365_mail_thread",
+        "m365_mail_message",
+        "m365_mail_message_link",
+        "m365_mail_participant",
+        "m365_mail_attachment",
+        "m365_sync_run",
+        "m365_calendar_event",
+        "m365_calendar_attendee",
+        "m365_outbox",
+    } <= tables
+
+
+def test_an_existing_file_is_tightened_to_0600(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    db_path.touch(mode=0o644)
+    os.chmod(db_path, 0o644)
+    SqliteGateway(db_path).close()
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+
+
+def test_reopening_keeps_data_and_does_not_migrate_twice(db_path: Path) -> None:
+    first = SqliteGateway(db_path)
+    account = first.upsert_account(spec())
+    first.close()
+    second = SqliteGateway(db_path)
+    assert second.get_account(account.id) == account
+    second.close()
+
+
+def test_a_newer_schema_is_refused(db_path: Path) -> None:
+    SqliteGateway(db_path).close()
+    with sqlite3.connect(db_path) as raw:
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(CrmUnavailable, match="upgrade the daemon"):
+        SqliteGateway(db_path)
+
+
+def test_an_unusable_path_says_which(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    target = blocker / "m365sync.db"
+    with pytest.raises(CrmUnavailable, match=str(target)):
+        SqliteGateway(target)
+
+
+def test_datetimes_come_back_aware_utc(sqlite_gateway: SqliteGateway) -> None:
+    account = sqlite_gateway.upsert_account(spec())
+    naive = T0.replace(tzinfo=None)
+    sqlite_gateway.set_account_status(account.id, AccountStatus.ACTIVE, synced_at=naive)
+    assert sqlite_gateway.get_account(account.id).last_sync_at == T0
+
+
+# --- what the interface cannot show ---------------------------------------------------------
+
+
+def _row(db_path: Path, sql: str, *args: object) -> sqlite3.Row | None:
+    with sqlite3.connect(db_path) as raw:
+        raw.row_factory = sqlite3.Row
+        return raw.execute(sql, args).fetchone()
+
+
+def test_replay_reports_no_update(sqlite_gateway: SqliteGateway) -> None:
+    account = sqlite_gateway.upsert_account(spec())
+    written = page(account, INBOX, [message(unique("g")), message(unique("g"))])
+    sqlite_gateway.store_mail_page(written)
+    again = sqlite_gateway.store_mail_page(written)
+    assert (again.created, again.updated, again.linked, again.removed) == (0, 0, 0, 0)
+
+
+def test_privacy_reduced_fields_are_stored_as_given(
+    sqlite_gateway: SqliteGateway, db_path: Path
+) -> None:
+    account = sqlite_gateway.upsert_account(spec())
+    msg = message(unique("g"), body="<p>secret</p>")
+    sqlite_gateway.store_mail_page(page(account, INBOX, [msg]))
+    reduced = replace(msg, body_html=None, body_preview=None, subject=None)
+    result = sqlite_gateway.store_mail_page(page(account, INBOX, [reduced]))
+    assert result.updated == 1
+    row = _row(
+        db_path,
+        "SELECT subject, body_html, body_preview FROM m365_mail_message "
+        "WHERE internet_message_id = ?",
+        msg.internet_message_id,
+    )
+    assert tuple(row) == (None, None, None)
+
+
+def test_participants_and_attachments_are_replaced(
+    sqlite_gateway: SqliteGateway, db_path: Path
+) -> None:
+    account = sqlite_gateway.upsert_account(spec())
+    msg = replace(
+        message(unique("g"), to=("b@example.com", "c@example.com")),
+        has_attachments=True,
+        attachments=(
+            Attachment("a.pdf", 10, "application/pdf"),
+            Attachment("b.txt", 2, "text/plain"),
+        ),
+    )
+    sqlite_gateway.store_mail_page(page(account, INBOX, [msg]))
+    fewer = replace(msg, to=(EmailAddress("B@Example.com"),), attachments=msg.attachments[:1])
+    sqlite_gateway.store_mail_page(page(account, INBOX, [fewer]))
+    with sqlite3.connect(db_path) as raw:
+        rows = raw.execute(
+            "SELECT role, address FROM m365_mail_participant ORDER BY role, address"
+        ).fetchall()
+        files = raw.execute("SELECT name, size, content_type FROM m365_mail_attachment").fetchall()
+    assert rows == [("from", "alice@example.com"), ("to", "b@example.com")]
+    assert files == [("a.pdf", 10, "application/pdf")]
+
+
+def test_skips_are_counted_once_per_page(sqlite_gateway: SqliteGateway) -> None:
+    account = sqlite_gateway.upsert_account(spec())
+    written = page(account, INBOX, [])
+    written.skipped = {"internal": 2}
+    sqlite_gateway.store_mail_page(written)
+    sqlite_gateway.store_mail_page(written)  # a replay
+    following = page(account, INBOX, [])
+    following.skipped = {"internal": 1, "blocklisted": 3}
+    sqlite_gateway.store_mail_page(following)
+    assert sqlite_gateway.folder_skips(account.id, INBOX) == {"internal": 3, "blocklisted": 3}
+
+
+def test_a_page_failing_midway_leaves_nothing(sqlite_gateway: SqliteGateway) -> None:
+    """The second message names a partner that does not exist: the database refuses it after
+    the first message was written; the whole page, cursor included, must roll back."""
+    account = sqlite_gateway.upsert_account(spec())
+    good = stored(message(unique("g")))
+    bad_msg = message(unique("g"))
+    bad = StoredMessage(bad_msg, [ParticipantLink("to", "x@example.com", "", 2**31 - 7, None)])
+    with pytest.raises(CrmError):
+        sqlite_gateway.store_mail_page(page(account, INBOX, [good, bad]))
+    assert sqlite_gateway.count_messages() == 0
+    assert sqlite_gateway.get_cursor(account.id, INBOX) is None
+
+
+def test_threads_follow_their_messages_out(sqlite_gateway: SqliteGateway, db_path: Path) -> None:
+    account = sqlite_gateway.upsert_account(spec())
+    msg = message(unique("g"), conversation="conv-gone")
+    sqlite_gateway.store_mail_page(page(account, INBOX, [msg]))
+    sqlite_gateway.store_mail_page(page(account, INBOX, [], [msg.graph_id]))
+    assert _row(db_path, "SELECT COUNT(*) FROM m365_mail_thread")[0] == 0
+    assert _row(db_path, "SELECT COUNT(*) FROM m365_mail_participant")[0] == 0
+
+
+def test_a_message_keeps_its_first_thread(sqlite_gateway: SqliteGateway) -> None:
+    """conversationId is per mailbox: the same message seen from a second mailbox with another
+    conversation id stays in the thread it was first filed under."""
+    partner = sqlite_gateway.add_partner("Ann", "ann@example.com")
+    first, second = sqlite_gateway.upsert_account(spec()), sqlite_gateway.upsert_account(spec())
+    known = {"ann@example.com": partner}
+    imid = f"<{unique()}@example.com>"
+    a = message(unique("g"), imid, conversation="conv-A", to=("ann@example.com",))
+    b = message(unique("g"), imid, conversation="conv-B", to=("ann@example.com",))
+    sqlite_gateway.store_mail_page(page(first, INBOX, [stored(a, known)]))
+    sqlite_gateway.store_mail_page(page(second, INBOX, [stored(b, known)]))
+    assert [t.conversation_id for t in sqlite_gateway.threads_for_partner(partner.id)] == ["conv-A"]
+
+
+def test_upsert_without_token_cache_keeps_the_stored_one(sqlite_gateway: SqliteGateway) -> None:
+    account = sqlite_gateway.upsert_account(spec(sealed_token_cache="eyJ.sealed.1"))
+    again = sqlite_gateway.upsert_account(
+        spec(
+            address=account.address,
+            tenant_id=account.tenant_id,
+            object_id=account.object_id,
+            sealed_token_cache=None,
+        )
+    )
+    assert again.sealed_token_cache == "eyJ.sealed.1"
+
+
+def test_lease_attempts_count_dead_claims(sqlite_gateway: SqliteGateway) -> None:
+    account = sqlite_gateway.upsert_account(spec())
+    for step in range(3):  # three workers die holding it
+        sqlite_gateway.lease_accounts(
+            "w", limit=5, ttl_seconds=10, now=T0 + timedelta(minutes=step)
+        )
+    assert sqlite_gateway.lease_attempts(account.id) == 3
+    (lease,) = sqlite_gateway.lease_accounts(
+        "w", limit=5, ttl_seconds=10, now=T0 + timedelta(hours=1)
+    )
+    sqlite_gateway.release_lease(lease)
+    assert sqlite_gateway.lease_attempts(account.id) == 0
+
+
+# --- sharing one file -----------------------------------------------------------------------
+
+
+def test_two_gateways_on_one_file_see_each_other(db_path: Path) -> None:
+    first, second = SqliteGateway(db_path), SqliteGateway(db_path)
+    try:
+        account = first.upsert_account(spec())
+        second.store_mail_page(page(account, INBOX, [message(unique("g"))]))
+        assert first.count_messages(account.id) == 1
+    finally:
+        first.close()
+        second.close()
+
+
+def test_threads_share_a_gateway(sqlite_gateway: SqliteGateway) -> None:
+    account = sqlite_gateway.upsert_account(spec())
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(10):
+                sqlite_gateway.store_mail_page(
+                    page(account, f"folder-{n}", [message(f"t{n}-{i}", f"<shared-{i}@x>")])
+                )
+        except BaseException as error:  # collected, asserted below
+            errors.append(error)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    assert sqlite_gateway.count_messages(account.id) == 10  # shared internetMessageIds
+    assert len(sqlite_gateway.message_ids_for_account(account.id)) == 40
+
+
+def _claim_in_process(path: str, holder: str, rounds: int, queue: multiprocessing.Queue) -> None:
+    gateway = SqliteGateway(path)
+    claimed = []
+    for step in range(rounds):
+        now = T0 + timedelta(hours=step)
+        claimed += [
+            (lease.account_id, lease.token, step)
+            for lease in gateway.lease_accounts(holder, limit=2, ttl_seconds=3600, now=now)
+        ]
+    gateway.close()
+    queue.put(claimed)
+
+
+def test_processes_never_share_a_lease(db_path: Path) -> None:
+    """Four processes claim the same accounts in the same hours: each (account, hour) goes to
+    one holder only, and every token is unique."""
+    gateway = SqliteGateway(db_path)
+    accounts = [gateway.upsert_account(spec()) for _ in range(6)]
+    gateway.close()
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    procs = [
+        context.Process(target=_claim_in_process, args=(str(db_path), f"p{n}", 5, queue))
+        for n in range(4)
+    ]
+    for proc in procs:
+        proc.start()
+    results = [queue.get(timeout=60) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    claims = [claim for result in results for claim in result]
+    tokens = [token for _, token, _ in claims]
+    assert len(tokens) == len(set(tokens))
+    per_hour = {}
+    for account_id, _, step in claims:
+        per_hour.setdefault(step, []).append(account_id)
+    for ids in per_hour.values():
+        assert len(ids) == len(set(ids))
+    assert {a.id for a in accounts} == {account_id for account_id, _, _ in claims}
+
+
+def test_a_lease_renews_from_another_thread(sqlite_gateway: SqliteGateway) -> None:
+    """A Lease is plain data a worker's heartbeat thread may renew on its own connection."""
+    account: Account = sqlite_gateway.upsert_account(spec())
+    (lease,) = sqlite_gateway.lease_accounts("w", limit=1, ttl_seconds=60, now=T0)
+    out: list[Lease] = []
+    thread = threading.Thread(
+        target=lambda: out.append(sqlite_gateway.renew_lease(lease, ttl_seconds=60, now=T0))
+    )
+    thread.start()
+    thread.join()
+    assert (out[0].account_id, out[0].token) == (account.id, lease.token)
+
+
+def _store_in_process(gateway: SqliteGateway, account_id: int, folder: str) -> None:
+    """Runs in a forked child, on the parent's gateway object: it must open its own handle."""
+    for i in range(20):
+        gateway.store_mail_page(page(account_id, folder, [message(f"{folder}-{i}", f"<m{i}@x>")]))
+
+
+def test_forked_processes_write_one_file_without_duplicates(
+    sqlite_gateway: SqliteGateway,
+) -> None:
+    """Two processes store the same internetMessageIds at once: each message is stored once."""
+    first, second = sqlite_gateway.upsert_account(spec()), sqlite_gateway.upsert_account(spec())
+    context = multiprocessing.get_context("fork")
+    procs = [
+        context.Process(target=_store_in_process, args=(sqlite_gateway, account.id, folder))
+        for account, folder in ((first, "inbox-1"), (second, "inbox-2"))
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    assert sqlite_gateway.count_messages() == 20
+    assert sqlite_gateway.count_messages(first.id) == sqlite_gateway.count_messages(second.id) == 20
