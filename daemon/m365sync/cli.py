@@ -1,0 +1,179 @@
+"""The `m365sync` command line. Every failure ends in one sentence, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from m365sync import __version__
+from m365sync.config import Config, load_config
+from m365sync.errors import M365SyncError
+
+console = Console()
+err_console = Console(stderr=True)
+log = logging.getLogger("m365sync")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
+    )
+    # msal and urllib3 log request URLs (with codes or tokens in them) at DEBUG: keep them quiet.
+    for noisy in ("msal", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _config(args: argparse.Namespace, *, need_microsoft: bool = True) -> Config:
+    return load_config(args.config).validate(need_microsoft=need_microsoft)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from m365sync.service.checks import check_config
+
+    return check_config(_config(args, need_microsoft=False), console)
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    from m365sync.service.connect import connect_account
+    from m365sync.service.runtime import Runtime
+
+    runtime = Runtime.build(_config(args))
+    try:
+        account = connect_account(runtime, owner=args.owner or "", browser=args.browser)
+    finally:
+        runtime.close()
+    console.print(
+        f"[bold green]Connected[/] {account.address} (account {account.id}): "
+        f"{account.status_detail or account.status.value}"
+    )
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from m365sync.service.runtime import Runtime
+    from m365sync.ui import sync_all_with_progress
+
+    config = _config(args)
+    runtime = Runtime.build(config)
+    try:
+        if args.once:
+            return sync_all_with_progress(runtime, console, account_ids=args.account)
+        import schedule
+
+        interval = config.sync.mail_interval_seconds
+        schedule.every(interval).seconds.do(
+            sync_all_with_progress, runtime, console, account_ids=args.account
+        )
+        sync_all_with_progress(runtime, console, account_ids=args.account)
+        console.print(f"Next mail cycle every {interval} s; Ctrl+C stops.")
+        while True:
+            schedule.run_pending()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        runtime.close()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from m365sync.service.runtime import open_gateway
+    from m365sync.ui import accounts_table
+
+    gateway = open_gateway(_config(args, need_microsoft=False))
+    try:
+        console.print(accounts_table(gateway.list_accounts(), gateway))
+    finally:
+        gateway.close()
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from m365sync.service.keys import keys_command
+
+    return keys_command(_config(args, need_microsoft=False), args.action, console)
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from m365sync.service.emulator_cmd import run_emulator
+
+    return run_emulator(args, console)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from m365sync.demo import run_demo
+
+    return run_demo(console, size=args.size, workdir=args.workdir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="m365sync",
+        description="Sync Microsoft 365 mail and calendars with Odoo CRM or the embedded store.",
+    )
+    parser.add_argument("--version", action="version", version=f"m365sync {__version__}")
+    parser.add_argument(
+        "-c", "--config", help="TOML configuration file (default: $M365SYNC_CONFIG)"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log lines")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], text: str):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("check-config", cmd_check_config, "validate the configuration and reach every endpoint")
+    connect = add(
+        "connect", cmd_connect, "connect a Microsoft 365 mailbox (OAuth code flow + PKCE)"
+    )
+    connect.add_argument("--owner", help="CRM user who owns the account")
+    connect.add_argument(
+        "--browser",
+        choices=("auto", "open", "print", "follow"),
+        default="auto",
+        help="open a browser, print the URL, or follow the redirect itself (emulator)",
+    )
+    sync = add("sync", cmd_sync, "import mail now (--once) or on the configured interval")
+    sync.add_argument("--once", action="store_true", help="one cycle, then exit")
+    sync.add_argument("--account", type=int, action="append", help="only this account id")
+    add("status", cmd_status, "show the connected accounts and their state")
+    keys = add("keys", cmd_keys, "list, create or rotate the daemon's sealing keys")
+    keys.add_argument(
+        "action", choices=("list", "rotate", "reseal", "public"), nargs="?", default="list"
+    )
+    emulator = add("emulator", cmd_emulator, "run the Microsoft identity + Graph emulator")
+    emulator.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    emulator.add_argument("--port", type=int, default=8443)
+    emulator.add_argument("--size", type=int, default=500, help="seeded messages (10-100000)")
+    emulator.add_argument("--seed", type=int, default=1)
+    emulator.add_argument("--mailbox", type=Path, help="load the mailbox from a Graph-shaped JSON")
+    emulator.add_argument("--state-dir", type=Path, default=Path(".emulator"))
+    emulator.add_argument("--write-config", type=Path, help="write a daemon config for it here")
+    demo = add("demo", cmd_demo, "offline demo: emulator, connect, full and incremental sync")
+    demo.add_argument("--size", type=int, default=2000, help="seeded messages")
+    demo.add_argument("--workdir", type=Path, default=Path(".demo"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.handler(args)
+    except M365SyncError as error:
+        err_console.print(f"[bold red]Error:[/] {error}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Runs an account's cycle and turns its outcome into the status the account list shows.
+
+One account's failure never escapes this function: it becomes a status with words
+(`errors.advice_for`), and the next account goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from m365sync.domain import Account, AccountStatus, Lease, SyncRun
+from m365sync.errors import M365SyncError, advice_for
+from m365sync.service.mail_cycle import MailCycle, PageProgress
+from m365sync.service.runtime import Runtime
+from m365sync.sync.mail import MailPolicy
+
+log = logging.getLogger(__name__)
+
+
+def policy_for(runtime: Runtime, account: Account) -> MailPolicy:
+    own = set(account.own_domains) | set(runtime.config.sync.own_domains)
+    if not own and "@" in account.address:
+        own.add(account.address.rpartition("@")[2])
+    return MailPolicy.build(own, account.privacy, runtime.config.sync.blocklist)
+
+
+def sync_account_mail(
+    runtime: Runtime,
+    account: Account,
+    *,
+    lease: Lease | None = None,
+    on_page: Callable[[PageProgress], None] | None = None,
+) -> SyncRun:
+    """One mail cycle for one account; never raises for the account's own failures."""
+    gateway = runtime.gateway
+    started = datetime.now(UTC)
+    if account.status is AccountStatus.PAUSED:
+        run = SyncRun(account_id=account.id, started_at=started, finished_at=started)
+        run.error = "paused"
+        return run
+    gateway.set_account_status(account.id, AccountStatus.SYNCING, "Importing mail.")
+    cfg = runtime.config.sync
+    cycle = MailCycle(
+        gateway,
+        runtime.mail_reader_for(account),
+        policy_for(runtime, account),
+        folders=cfg.mail_folders,
+        window_days=cfg.initial_window_days,
+        include_child_folders=cfg.include_child_folders,
+        lease=lease,
+        on_page=on_page,
+    )
+    try:
+        run = cycle.run(account)
+    except Exception as error:  # one account's failure must never stop the others
+        if not isinstance(error, M365SyncError):
+            log.exception("account %s: unexpected failure", account.id)
+        advice = advice_for(error)
+        log.warning("account %s: %s", account.id, advice.sentence)
+        gateway.set_account_status(account.id, advice.status, advice.sentence, until=advice.until)
+        if advice.status is AccountStatus.NEEDS_RECONNECT:
+            runtime.forget_tokens(account.id)
+        run = SyncRun(account_id=account.id, started_at=started, finished_at=datetime.now(UTC))
+        run.error = advice.sentence
+        gateway.record_sync_run(run)
+        return run
+    skipped = sum(run.skipped.values())
+    detail = f"Imported {run.imported} new, updated {run.updated}, removed {run.removed}" + (
+        f", skipped {skipped}." if skipped else "."
+    )
+    gateway.set_account_status(account.id, AccountStatus.ACTIVE, detail, synced_at=run.finished_at)
+    gateway.record_sync_run(run)
+    return run

@@ -1,0 +1,114 @@
+"""`m365sync check-config`: is the configuration usable, and is every endpoint reachable?
+
+Each check ends in one line a person can act on; none prints a traceback or a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+
+import requests
+from rich.console import Console
+from rich.table import Table
+
+from m365sync.config import Config
+from m365sync.errors import M365SyncError
+from m365sync.graph.transport import make_session
+from m365sync.sealing import Keyring
+from m365sync.service.runtime import USER_AGENT, open_gateway
+
+SECRET_WARNING_DAYS = 30
+
+
+def secret_expiry_note(expires: date | None, today: date | None = None) -> tuple[bool, str]:
+    """(ok, words) about the client secret's expiry date, warning a month ahead."""
+    if expires is None:
+        return True, "expiry date not configured (set microsoft.client_secret_expires to be warned)"
+    today = today or datetime.now(UTC).date()
+    days = (expires - today).days
+    if days < 0:
+        return False, f"expired on {expires}: create a new secret in the Azure app registration"
+    if days <= SECRET_WARNING_DAYS:
+        return False, f"expires in {days} day(s), on {expires}: renew it now"
+    return True, f"valid until {expires} ({days} days)"
+
+
+def _reach(session: requests.Session, url: str, expect: Callable[[requests.Response], bool]) -> str:
+    try:
+        answer = session.get(url, timeout=15)
+    except requests.exceptions.SSLError:
+        raise M365SyncError(
+            f"TLS verification failed for {url}: set microsoft.ca_bundle to the CA that signed it."
+        ) from None
+    except requests.RequestException as exc:
+        raise M365SyncError(f"cannot reach {url}: {type(exc).__name__}") from None
+    if not expect(answer):
+        raise M365SyncError(f"{url} answered {answer.status_code}, not what Microsoft answers")
+    return f"{url} answered {answer.status_code}"
+
+
+def check_config(config: Config, console: Console) -> int:
+    ms = config.microsoft
+    checks: list[tuple[str, Callable[[], tuple[bool, str] | str]]] = []
+    session = make_session(ms.ca_bundle or None, user_agent=USER_AGENT)
+
+    def config_ok() -> tuple[bool, str]:
+        config.validate(need_microsoft=True)
+        return True, f"read from {config.source}"
+
+    checks.append(("configuration", config_ok))
+    checks.append(("client secret", lambda: secret_expiry_note(ms.client_secret_expires)))
+    checks.append(
+        (
+            "identity platform",
+            lambda: _reach(
+                session,
+                f"{ms.authority}/v2.0/.well-known/openid-configuration",
+                lambda r: r.ok and "token_endpoint" in r.text,
+            ),
+        )
+    )
+    checks.append(
+        (
+            "Microsoft Graph",
+            # Unauthenticated, Graph answers 401 with its own error shape: proof enough.
+            lambda: _reach(
+                session, f"{ms.graph_base_url}/me", lambda r: r.status_code in (200, 401)
+            ),
+        )
+    )
+
+    def store_ok() -> str:
+        gateway = open_gateway(config)
+        try:
+            return f"{config.store.backend}: {len(gateway.list_accounts())} account(s)"
+        finally:
+            gateway.close()
+
+    checks.append(("CRM store", store_ok))
+    checks.append(
+        (
+            "sealing keys",
+            lambda: (
+                f"{len(Keyring.load_or_create(config.keys.keyring_path()).public_jwks()['keys'])}"
+                f" key(s) in {config.keys.keyring_path()}"
+            ),
+        )
+    )
+    table = Table(title="m365sync check-config", title_justify="left")
+    table.add_column("Check")
+    table.add_column("Result")
+    table.add_column("Details", overflow="fold")
+    failures = 0
+    for name, check in checks:
+        try:
+            outcome = check()
+            ok, words = outcome if isinstance(outcome, tuple) else (True, outcome)
+        except M365SyncError as error:
+            ok, words = False, str(error)
+        failures += not ok
+        table.add_row(name, "[green]ok[/]" if ok else "[red]problem[/]", words)
+    session.close()
+    console.print(table)
+    return 0 if failures == 0 else 2

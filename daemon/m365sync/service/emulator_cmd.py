@@ -1,0 +1,93 @@
+"""`m365sync emulator`: serve the emulator until Ctrl+C, and write a daemon config for it."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from rich.console import Console
+
+from m365sync.emulator.mailbox import Mailbox
+from m365sync.emulator.server import Emulator
+
+
+def emulator_config_toml(
+    emulator: Emulator, *, store_path: Path, keys_path: Path, redirect_uri: str
+) -> str:
+    """A daemon configuration that points every endpoint at this emulator."""
+
+    def q(value: object) -> str:
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return "\n".join(
+        [
+            "# Written by `m365sync emulator`: every endpoint points at the local emulator.",
+            "[microsoft]",
+            f"client_id = {q(emulator.client_id)}",
+            f"client_secret = {q(emulator.client_secret)}",
+            f"tenant = {q(emulator.tenant_id)}",
+            f"authority_host = {q(emulator.base_url)}",
+            f"graph_base_url = {q(emulator.graph_url)}",
+            f"redirect_uri = {q(redirect_uri)}",
+            f"ca_bundle = {q(emulator.ca_path)}",
+            "",
+            "[store]",
+            'backend = "sqlite"',
+            f"path = {q(store_path)}",
+            "",
+            "[keys]",
+            f"path = {q(keys_path)}",
+            "",
+            "[sync]",
+            "own_domains = " + "[" + ", ".join(q(d) for d in emulator.mailbox.own_domains) + "]",
+            "",
+        ]
+    )
+
+
+def load_mailbox(args: argparse.Namespace) -> Mailbox:
+    if args.mailbox:
+        return Mailbox.from_json(args.mailbox)
+    return Mailbox.seeded(size=args.size, seed=args.seed)
+
+
+def run_emulator(args: argparse.Namespace, console: Console) -> int:
+    state_dir = args.state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with console.status("Building the mailbox..."):
+        mailbox = load_mailbox(args)
+    emulator = Emulator(mailbox, state_dir=state_dir, host=args.host, port=args.port)
+    emulator.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        console.print(f"[bold]Emulator[/] for {mailbox.user['mail']} at {emulator.base_url}")
+        console.print(f"  authority      {emulator.authority}")
+        console.print(f"  Graph          {emulator.graph_url}")
+        console.print(f"  CA certificate {emulator.ca_path}")
+        console.print(f"  client id      {emulator.client_id}")
+        console.print(
+            f"  messages       {sum(len(mailbox.messages_in(f['id'])) for f in mailbox.folders())}"
+        )
+        if args.write_config:
+            args.write_config.write_text(
+                emulator_config_toml(
+                    emulator,
+                    store_path=state_dir / "store.sqlite3",
+                    keys_path=state_dir / "keys.jwks",
+                    redirect_uri="http://localhost:8400/",
+                ),
+                encoding="utf-8",
+            )
+            args.write_config.chmod(0o600)
+            written = args.write_config
+            console.print(f"  daemon config  {written} (use: m365sync -c {written} connect)")
+        console.print("Ctrl+C stops it.")
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+    return 0

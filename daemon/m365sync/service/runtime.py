@@ -1,0 +1,102 @@
+"""The composition root: builds the gateway, keyring, HTTP session and msal broker from config.
+
+Nothing else constructs these, so every command and test wires the parts the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import requests
+
+from m365sync import __version__
+from m365sync.config import Config
+from m365sync.crm.gateway import CrmGateway
+from m365sync.domain import Account
+from m365sync.errors import ConfigError
+from m365sync.graph.auth import AccountTokens, TokenBroker
+from m365sync.graph.client import GraphClient
+from m365sync.graph.mail import MailDeltaReader
+from m365sync.graph.transport import make_session
+from m365sync.sealing import Keyring
+
+TOKEN_CACHE_PURPOSE = "msal-token-cache"  # noqa: S105 - a label, not a secret
+USER_AGENT = f"m365sync/{__version__}"
+
+
+def open_gateway(config: Config) -> CrmGateway:
+    if config.store.backend == "sqlite":
+        from m365sync.crm.sqlite import SqliteGateway
+
+        return SqliteGateway(config.store.sqlite_path())
+    raise ConfigError(
+        f"store.backend {config.store.backend!r} is not available in this version; use 'sqlite'."
+    )
+
+
+@dataclass
+class Runtime:
+    """Long-lived parts shared by all accounts of one process."""
+
+    config: Config
+    gateway: CrmGateway
+    keyring: Keyring
+    session: requests.Session
+    broker: TokenBroker
+    _tokens: dict[int, AccountTokens] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, config: Config, gateway: CrmGateway | None = None) -> Runtime:
+        ms = config.microsoft
+        session = make_session(ms.ca_bundle or None, user_agent=USER_AGENT)
+        broker = TokenBroker(
+            ms.client_id,
+            ms.secret(),
+            ms.authority,
+            list(ms.scopes),
+            session=session,
+            validate_authority=ms.is_microsoft_cloud,
+        )
+        return cls(
+            config=config,
+            gateway=gateway or open_gateway(config),
+            keyring=Keyring.load_or_create(config.keys.keyring_path()),
+            session=session,
+            broker=broker,
+        )
+
+    def tokens_for(self, account: Account) -> AccountTokens:
+        """The account's token source; a rotated refresh token is sealed and stored at once."""
+        if account.id not in self._tokens:
+            if not account.sealed_token_cache:
+                from m365sync.errors import NeedsReconnect
+
+                raise NeedsReconnect("the account has no stored sign-in", code="no_token_cache")
+            cache = self.keyring.open(
+                account.sealed_token_cache, purpose=TOKEN_CACHE_PURPOSE
+            ).decode("utf-8")
+
+            def store(serialized: str, account_id: int = account.id) -> None:
+                sealed = self.keyring.seal(serialized.encode("utf-8"), purpose=TOKEN_CACHE_PURPOSE)
+                self.gateway.store_token_cache(account_id, sealed)
+
+            self._tokens[account.id] = AccountTokens(self.broker, cache, store)
+        return self._tokens[account.id]
+
+    def graph_for(self, account: Account) -> GraphClient:
+        return GraphClient(
+            self.session,
+            self.config.microsoft.graph_base_url,
+            self.tokens_for(account),
+            timeout=self.config.microsoft.timeout_seconds,
+        )
+
+    def mail_reader_for(self, account: Account) -> MailDeltaReader:
+        return MailDeltaReader(self.graph_for(account), page_size=self.config.sync.page_size)
+
+    def forget_tokens(self, account_id: int) -> None:
+        self._tokens.pop(account_id, None)
+
+    def close(self) -> None:
+        self.session.close()
+        self.gateway.close()

@@ -1,0 +1,132 @@
+"""Terminal output: tables and progress bars (rich). Presentation only, no decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from m365sync.crm.gateway import CrmGateway
+from m365sync.domain import Account, AccountStatus, SyncRun
+from m365sync.service.account_sync import sync_account_mail
+from m365sync.service.mail_cycle import PageProgress
+from m365sync.service.runtime import Runtime
+
+STATUS_STYLE = {
+    AccountStatus.CONNECTED: "cyan",
+    AccountStatus.SYNCING: "blue",
+    AccountStatus.ACTIVE: "green",
+    AccountStatus.NEEDS_RECONNECT: "bold red",
+    AccountStatus.INSUFFICIENT_PERMISSIONS: "bold red",
+    AccountStatus.THROTTLED: "yellow",
+    AccountStatus.FAILED: "red",
+    AccountStatus.PAUSED: "dim",
+}
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "never"
+
+
+def accounts_table(accounts: Sequence[Account], gateway: CrmGateway) -> Table:
+    table = Table(title="Microsoft 365 accounts", title_justify="left")
+    for column in ("Id", "Mailbox", "Status", "Last sync", "Messages", "Details"):
+        table.add_column(column, overflow="fold")
+    if not accounts:
+        table.add_row("-", "no account connected yet: run `m365sync connect`", "", "", "", "")
+    for account in accounts:
+        style = STATUS_STYLE.get(account.status, "")
+        status = account.status.value.replace("_", " ")
+        if account.status is AccountStatus.THROTTLED and account.status_until:
+            status += f" until {account.status_until:%H:%M:%S}"
+        table.add_row(
+            str(account.id),
+            account.address,
+            f"[{style}]{status}[/]",
+            _when(account.last_sync_at),
+            str(gateway.count_messages(account.id)),
+            account.status_detail,
+        )
+    return table
+
+
+def runs_table(runs: Iterable[tuple[Account, SyncRun, float]]) -> Table:
+    table = Table(title="Mail cycle", title_justify="left")
+    for column in ("Mailbox", "Pages", "New", "Updated", "Removed", "Skipped", "Time", "Result"):
+        table.add_column(column, overflow="fold")
+    for account, run, seconds in runs:
+        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(run.skipped.items())) or "0"
+        table.add_row(
+            account.address,
+            str(run.pages),
+            str(run.imported),
+            str(run.updated),
+            str(run.removed),
+            skipped,
+            f"{seconds:.1f} s",
+            f"[red]{run.error}[/]" if run.error else "[green]ok[/]",
+        )
+    return table
+
+
+def sync_accounts(
+    runtime: Runtime, console: Console, account_ids: Sequence[int] | None = None
+) -> list[tuple[Account, SyncRun, float]]:
+    """One mail cycle for each account, with a progress bar per account."""
+    import time
+
+    accounts = [
+        a for a in runtime.gateway.list_accounts() if not account_ids or a.id in account_ids
+    ]
+    results = []
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("items"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        for account in accounts:
+            task = progress.add_task(f"{account.address}", total=None)
+
+            def on_page(step: PageProgress, task=task) -> None:
+                progress.update(
+                    task,
+                    advance=step.items,
+                    description=f"{runtime_label(step)}",
+                )
+
+            started = time.monotonic()
+            run = sync_account_mail(runtime, account, on_page=on_page)
+            elapsed = time.monotonic() - started
+            done = progress.tasks[task].completed
+            progress.update(task, total=done or 1, completed=done or 1)
+            results.append((runtime.gateway.get_account(account.id), run, elapsed))
+    return results
+
+
+def runtime_label(step: PageProgress) -> str:
+    return f"{step.folder.display_name}: {step.stored} stored on this page"
+
+
+def sync_all_with_progress(
+    runtime: Runtime, console: Console, account_ids: Sequence[int] | None = None
+) -> int:
+    results = sync_accounts(runtime, console, account_ids)
+    if not results:
+        console.print("No account to sync: connect one with `m365sync connect`.")
+        return 1
+    console.print(runs_table(results))
+    return 1 if any(run.error for _, run, _ in results) else 0

@@ -1,0 +1,68 @@
+"""An emulator over real HTTPS, a daemon configured against it, and the embedded store.
+
+Everything here is the product's own code path: `Runtime.build` from a written configuration,
+msal and requests over TLS with the emulator's CA, the SQLite gateway on a temp file.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from m365sync.config import Config, load_config
+from m365sync.crm.sqlite import SqliteGateway
+from m365sync.demo import seed_crm
+from m365sync.emulator.mailbox import Mailbox
+from m365sync.emulator.server import Emulator
+from m365sync.service.emulator_cmd import emulator_config_toml
+from m365sync.service.runtime import Runtime
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Stack:
+    emulator: Emulator
+    config_path: Path
+    config: Config
+    gateway: SqliteGateway
+    runtime: Runtime
+
+    def new_runtime(self) -> Runtime:
+        """A second process's view: fresh session, broker and token caches, same store file."""
+        return Runtime.build(self.config, SqliteGateway(self.config.store.sqlite_path()))
+
+
+def build_stack(tmp_path: Path, mailbox: Mailbox, *, page_size: int = 50, window: int = 0) -> Stack:
+    emulator = Emulator(mailbox, state_dir=tmp_path / "emulator").start()
+    config_path = tmp_path / "m365sync.toml"
+    text = emulator_config_toml(
+        emulator,
+        store_path=tmp_path / "store.sqlite3",
+        keys_path=tmp_path / "keys.jwks",
+        redirect_uri=f"http://localhost:{free_port()}/",
+    )
+    text += f"page_size = {page_size}\ninitial_window_days = {window}\n"
+    config_path.write_text(text, encoding="utf-8")
+    config = load_config(config_path, environ={}).validate()
+    gateway = SqliteGateway(config.store.sqlite_path())
+    seed_crm(gateway, mailbox, share=1.0)
+    return Stack(emulator, config_path, config, gateway, Runtime.build(config, gateway))
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    built = build_stack(tmp_path, Mailbox.seeded(size=300, seed=3))
+    try:
+        yield built
+    finally:
+        built.runtime.close()
+        built.emulator.stop()

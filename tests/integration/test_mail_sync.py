@@ -1,0 +1,138 @@
+"""Mail cycles against the emulator over HTTPS into the embedded store: full, incremental,
+throttled, 410, crash and resume."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from m365sync.domain import CursorKind
+from m365sync.errors import CrmUnavailable
+from m365sync.service.account_sync import sync_account_mail
+from m365sync.service.connect import connect_account
+
+DELTA = r"/messages/delta"
+
+
+@pytest.fixture
+def account(stack):
+    return connect_account(stack.runtime, browser="follow")
+
+
+def sync(stack, account):
+    return sync_account_mail(stack.runtime, stack.gateway.get_account(account.id))
+
+
+def folder_ids(stack):
+    return [stack.emulator.mailbox.resolve_folder(n)["id"] for n in ("inbox", "sentitems")]
+
+
+def test_full_then_incremental(stack, account):
+    full = sync(stack, account)
+    assert full.error is None
+    assert full.imported > 50 and full.pages >= 2
+    stored = stack.gateway.count_messages(account.id)
+    assert stored == full.imported
+    for folder in folder_ids(stack):
+        assert stack.gateway.get_cursor(account.id, folder).kind is CursorKind.DELTA
+    assert sum(full.skipped.values()) > 0  # internal-only and unknown senders are in the seed
+
+    quiet = sync(stack, account)
+    assert (quiet.imported, quiet.removed) == (0, 0)
+
+    mailbox = stack.emulator.mailbox
+    known = next(m for m in mailbox.messages_in("inbox") if m["id"] in
+                 stack.gateway.message_ids_for_account(account.id))
+    mailbox.add_message("inbox", {
+        "subject": "Follow-up",
+        "conversationId": known.get("conversationId"),
+        "from": known["from"],
+        "toRecipients": [{"emailAddress": {"address": mailbox.user["mail"]}}],
+        "body": {"contentType": "html", "content": "<p>One more thing</p>"},
+    })
+    mailbox.delete_message(known["id"])
+    changed = sync(stack, account)
+    assert (changed.imported, changed.removed) == (1, 1)
+    assert stack.gateway.count_messages(account.id) == stored
+
+
+def test_delta_paging_reaches_the_delta_link_across_429_and_503(stack, account):
+    stack.emulator.faults.throttle(DELTA, times=2, retry_after="0.25")
+    stack.emulator.faults.unavailable(DELTA, times=1, retry_after="0.1")
+    run = sync(stack, account)
+    assert run.error is None
+    statuses = Counter(r.status for r in stack.emulator.requests if DELTA in r.path)
+    assert statuses[429] == 2 and statuses[503] == 1
+    for folder in folder_ids(stack):
+        assert stack.gateway.get_cursor(account.id, folder).kind is CursorKind.DELTA
+    expected = stack.gateway.count_messages(account.id)
+    # The same mailbox synced without faults into a fresh folder state stores the same.
+    for folder in folder_ids(stack):
+        stack.gateway.reset_folder(account.id, folder)
+    again = sync(stack, account)
+    assert again.imported == 0 and stack.gateway.count_messages(account.id) == expected
+
+
+def test_410_restarts_the_folder_without_duplicates(stack, account):
+    sync(stack, account)
+    before = stack.gateway.count_messages(account.id)
+    stack.emulator.mailbox.drop_sync_states()
+    run = sync(stack, account)
+    assert run.error is None
+    assert run.imported == 0
+    assert stack.gateway.count_messages(account.id) == before
+    assert any(r.status == 410 for r in stack.emulator.requests)
+
+
+class CrashAfter:
+    """A gateway that dies (like a killed process) on its Nth page write."""
+
+    def __init__(self, inner, pages: int) -> None:
+        self.inner, self.left = inner, pages
+
+    def store_mail_page(self, page, *, lease=None):
+        self.left -= 1
+        if self.left < 0:
+            raise CrmUnavailable("simulated crash between two pages")
+        return self.inner.store_mail_page(page, lease=lease)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_crash_between_pages_resumes_without_loss_or_duplicate(stack, account, tmp_path):
+    reference = sync(stack, account)
+    expected = stack.gateway.message_ids_for_account(account.id)
+    # Start over on a fresh store file, crash after two pages, then resume.
+    from m365sync.crm.sqlite import SqliteGateway
+    from m365sync.demo import seed_crm
+    from m365sync.service.runtime import Runtime
+
+    gateway = SqliteGateway(tmp_path / "second.sqlite3")
+    seed_crm(gateway, stack.emulator.mailbox, share=1.0)
+    runtime = Runtime.build(stack.config, gateway)
+    second = connect_account(runtime, browser="follow")
+    runtime.gateway = CrashAfter(gateway, pages=2)
+    crashed = sync_account_mail(runtime, gateway.get_account(second.id))
+    assert crashed.error and "CRM could not be reached" in crashed.error
+    inbox = folder_ids(stack)[0]
+    assert gateway.get_cursor(second.id, inbox).kind is CursorKind.NEXT
+    partial = gateway.count_messages(second.id)
+    assert 0 < partial < reference.imported
+    runtime.gateway = gateway
+    resumed = sync_account_mail(runtime, gateway.get_account(second.id))
+    assert resumed.error is None
+    assert gateway.message_ids_for_account(second.id) == expected
+    runtime.close()
+
+
+def test_malformed_items_are_counted_and_the_page_is_stored(stack, account):
+    mailbox = stack.emulator.mailbox
+    sender = mailbox.messages_in("inbox")[0]["from"]
+    mailbox.add_raw_message("inbox", {"subject": ["not", "a", "string"], "from": 42})
+    mailbox.add_raw_message("inbox", {"receivedDateTime": "yesterday-ish", "from": sender})
+    run = sync(stack, account)
+    assert run.error is None
+    assert run.skipped.get("malformed item") == 2
+    assert run.imported > 0
