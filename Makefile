@@ -27,7 +27,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-run
-	$(BIN)/python bench/delta_paging.py
+	$(BIN)/python bench/mail_sync.py
 
 clean:
 	rm -rf $(VENV) .demo .emulator .pytest_cache .ruff_cache

@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--state-dir", type=Path, default=Path(".emulator"))
     emulator.add_argument("--write-config", type=Path, help="write a daemon config for it here")
     demo = add("demo", cmd_demo, "offline demo: emulator, connect, full and incremental sync")
-    demo.add_argument("--size", type=int, default=2000, help="seeded messages")
+    demo.add_argument("--size", type=int, default=5000, help="seeded messages")
     demo.add_argument("--workdir", type=Path, default=Path(".demo"))
     return parser
 

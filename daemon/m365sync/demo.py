@@ -58,7 +58,9 @@ def seed_crm(gateway: SqliteGateway, mailbox: Mailbox, *, share: float = 0.7) ->
     return len(companies), contacts
 
 
-def change_mailbox(mailbox: Mailbox, known_email: str, known_name: str) -> list[str]:
+def change_mailbox(
+    mailbox: Mailbox, known_email: str, known_name: str, stored_ids: set[str]
+) -> list[str]:
     """What happens in Outlook between the two syncs; returns the words for the screen."""
     done = []
     inbox = mailbox.messages_in("inbox")
@@ -99,13 +101,14 @@ def change_mailbox(mailbox: Mailbox, known_email: str, known_name: str) -> list[
         },
     )
     done.append(f"{known_name} sent a new message")
-    if len(inbox) > 3:
-        mailbox.delete_message(inbox[-1]["id"])
-        done.append("one older message was deleted in Outlook")
+    stored = [m for m in inbox if m["id"] in stored_ids]
+    if stored:
+        mailbox.delete_message(stored[-1]["id"])
+        done.append(f"the message \u201c{stored[-1].get('subject')}\u201d was deleted in Outlook")
     return done
 
 
-def run_demo(console: Console, *, size: int = 2000, workdir: Path = Path(".demo")) -> int:
+def run_demo(console: Console, *, size: int = 5000, workdir: Path = Path(".demo")) -> int:
     begin = time.monotonic()
     workdir = workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -123,7 +126,9 @@ def run_demo(console: Console, *, size: int = 2000, workdir: Path = Path(".demo"
                 store_path=workdir / "store.sqlite3",
                 keys_path=workdir / "keys.jwks",
                 redirect_uri=f"http://localhost:{_free_port()}/",
-            ),
+            )
+            # The demo imports the whole seeded mailbox; the default first-sync window is 90 days.
+            + "initial_window_days = 0\n",
             encoding="utf-8",
         )
         config = load_config(config_path).validate()
@@ -153,7 +158,8 @@ def run_demo(console: Console, *, size: int = 2000, workdir: Path = Path(".demo"
             p for p in seed.crm_contacts(mailbox) if gateway.find_partners_by_emails([p["email"]])
         ]
         who = people[0] if people else {"email": "someone@fabrikam.com", "name": "Someone"}
-        for line in change_mailbox(mailbox, who["email"], who["name"]):
+        stored_ids = set(gateway.message_ids_for_account(account.id))
+        for line in change_mailbox(mailbox, who["email"], who["name"], stored_ids):
             console.print(f"  \u2022 {line}")
         started = time.monotonic()
         incremental = sync_accounts(runtime, console)

@@ -101,11 +101,11 @@ def sync_accounts(
         for account in accounts:
             task = progress.add_task(f"{account.address}", total=None)
 
-            def on_page(step: PageProgress, task=task) -> None:
+            def on_page(step: PageProgress, task=task, address=account.address) -> None:
                 progress.update(
                     task,
                     advance=step.items,
-                    description=f"{runtime_label(step)}",
+                    description=f"{address} \u00b7 {step.folder.display_name}",
                 )
 
             started = time.monotonic()
@@ -115,10 +115,6 @@ def sync_accounts(
             progress.update(task, total=done or 1, completed=done or 1)
             results.append((runtime.gateway.get_account(account.id), run, elapsed))
     return results
-
-
-def runtime_label(step: PageProgress) -> str:
-    return f"{step.folder.display_name}: {step.stored} stored on this page"
 
 
 def sync_all_with_progress(

@@ -37,6 +37,7 @@ def test_code_flow_with_pkce_connects_and_seals_the_tokens(stack):
     authorize = next(r for r in stack.emulator.requests if r.path.endswith("/authorize"))
     query = parse_qs(authorize.query)
     assert query["code_challenge_method"] == ["S256"]
+    assert query["response_mode"] == ["form_post"]  # the code never travels in a URL
     assert query["code_challenge"][0] and query["state"][0]
     assert any(r.path.endswith("/token") and r.status == 200 for r in stack.emulator.requests)
 

@@ -1,9 +1,12 @@
 """Connecting a mailbox from the command line: the authorization code flow with PKCE.
 
 msal builds the request (PKCE S256 and ``state``); a one-shot loopback HTTP server receives the
-redirect. Against real Microsoft 365 the user's browser does the consent; against the emulator
-(or any authority that consents by itself) this process follows the redirect as a browser would,
-so `make demo` connects through the very same code path.
+answer. We ask for ``response_mode=form_post`` (RFC 9700 section 4.3.1): the browser POSTs the
+code to the loopback server, so it never sits in a URL, a browser history or a proxy log.
+
+Against real Microsoft 365 the user's browser does the consent; against the emulator (or any
+authority that consents by itself) this process submits the form as a browser would, so
+`make demo` connects through the very same code path.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import threading
 import webbrowser
 from collections.abc import Callable
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -41,9 +45,17 @@ class _LoopbackServer(HTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _LoopbackServer
 
+    def do_POST(self) -> None:
+        length = min(int(self.headers.get("Content-Length") or 0), 64 * 1024)
+        form = parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
+        self._answer({key: values[0] for key, values in form.items()})
+
     def do_GET(self) -> None:
+        """A query-mode answer (or a stray request, answered 404)."""
         query = parse_qs(urlsplit(self.path).query)
-        params = {key: values[0] for key, values in query.items()}
+        self._answer({key: values[0] for key, values in query.items()})
+
+    def _answer(self, params: dict[str, str]) -> None:
         if "code" not in params and "error" not in params:
             self.send_response(404)
             self.end_headers()
@@ -98,7 +110,7 @@ def connect_account(
         browser = "open" if ms.is_microsoft_cloud else "follow"
     server, capture = _wait_for_redirect(ms.redirect_uri, timeout)
     try:
-        flow = runtime.broker.start_auth_code_flow(ms.redirect_uri)
+        flow = runtime.broker.start_auth_code_flow(ms.redirect_uri, response_mode="form_post")
         serve = threading.Thread(target=server.handle_request, daemon=True)
         serve.start()
         if browser == "follow":
@@ -129,17 +141,40 @@ def connect_account(
     return runtime.gateway.get_account(account.id)
 
 
+class _AutoPostForm(HTMLParser):
+    """Reads the self-submitting form Microsoft answers with in ``form_post`` mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {key: value or "" for key, value in attrs}
+        if tag == "form" and self.action is None:
+            self.action = values.get("action")
+        elif tag == "input" and values.get("type") == "hidden" and "name" in values:
+            self.fields[values["name"]] = values.get("value", "")
+
+
 def _follow_as_browser(runtime: Runtime, auth_uri: str) -> None:
-    """Do what a browser does: GET the authorize URL, then follow its redirect to the loopback."""
+    """Do what a browser does: open the authorize URL, then submit its form (or follow its
+    redirect) to the loopback server."""
     answer = runtime.session.get(auth_uri, allow_redirects=False, timeout=30)
     location = answer.headers.get("Location")
-    if answer.status_code not in (301, 302, 303) or not location:
+    if answer.status_code in (301, 302, 303) and location:
+        runtime.session.get(location, timeout=30)
+        return
+    form = _AutoPostForm()
+    if answer.status_code == 200:
+        form.feed(answer.text)
+    if not form.action or not form.fields:
         raise GraphError(
-            f"The sign-in page answered {answer.status_code} instead of redirecting back "
+            f"The sign-in page answered {answer.status_code} without sending the browser back "
             "(wrong client id or redirect URI in the app registration?).",
             status=answer.status_code,
         )
-    runtime.session.get(location, timeout=30)
+    runtime.session.post(form.action, data=form.fields, timeout=30)
 
 
 def _verify(runtime: Runtime, account: Account) -> None:

@@ -1,0 +1,186 @@
+"""Initial mail sync into the embedded store, measured. Prints figures; asserts nothing.
+
+For each mailbox size the emulator runs in its own process (so its memory is not counted),
+seeded with that many messages; this process connects through the real code flow and runs one
+full mail cycle with the whole mailbox in the window. Printed per size:
+
+- messages/s stored into the embedded store;
+- delta requests made, against the minimum possible at the page size used
+  (ceil(items in folder / page size) per folder), and all Graph requests of the cycle;
+- CRM round trips per Graph page (gateway calls during the cycle / pages);
+- peak Python heap of the daemon side (tracemalloc) and peak RSS.
+
+Usage: python bench/mail_sync.py [SIZE ...]   (default: 1000 10000)
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+import requests
+
+from m365sync.config import load_config
+from m365sync.crm.sqlite import SqliteGateway
+from m365sync.demo import seed_crm
+from m365sync.emulator.mailbox import Mailbox
+from m365sync.service.account_sync import sync_account_mail
+from m365sync.service.connect import connect_account
+from m365sync.service.runtime import Runtime
+
+PAGE_SIZE = 500
+
+
+class CountingGateway:
+    """Counts calls that reach the CRM (every public gateway method)."""
+
+    def __init__(self, inner: SqliteGateway) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str):
+        target = getattr(self.inner, name)
+        if not callable(target) or name.startswith("_"):
+            return target
+
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return target(*args, **kwargs)
+
+        return counted
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_emulator(size: int, workdir: Path) -> tuple[subprocess.Popen, Path]:
+    config = workdir / "m365sync.toml"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "m365sync",
+            "emulator",
+            "--port",
+            str(port),
+            "--size",
+            str(size),
+            "--state-dir",
+            str(workdir),
+            "--write-config",
+            str(config),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not config.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("the emulator did not start")
+        time.sleep(0.2)
+    time.sleep(0.2)
+    return process, config
+
+
+def run(size: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        process, config_path = start_emulator(size, workdir)
+        try:
+            text = config_path.read_text() + f"initial_window_days = 0\npage_size = {PAGE_SIZE}\n"
+            redirect = f"http://localhost:{free_port()}/"
+            text = text.replace(
+                'redirect_uri = "http://localhost:8400/"', f'redirect_uri = "{redirect}"'
+            )
+            config_path.write_text(text)
+            config = load_config(config_path, environ={}).validate()
+            store = SqliteGateway(config.store.sqlite_path())
+            # The CRM knows the mailbox's contacts and companies (same seed as the emulator's).
+            seed_crm(store, Mailbox.seeded(size=size, seed=1), share=0.7)
+            counting = CountingGateway(store)
+            runtime = Runtime.build(config, counting)  # type: ignore[arg-type]
+            account = connect_account(runtime, browser="follow")
+            before = requests.get(
+                f"{config.microsoft.authority_host}/_emulator/requests",
+                verify=config.microsoft.ca_bundle,
+                timeout=30,
+            ).json()
+            counting.calls.clear()
+            tracemalloc.start()
+            started = time.perf_counter()
+            result = sync_account_mail(runtime, store.get_account(account.id))
+            seconds = time.perf_counter() - started
+            _, heap_peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            after = requests.get(
+                f"{config.microsoft.authority_host}/_emulator/requests",
+                verify=config.microsoft.ca_bundle,
+                timeout=30,
+            ).json()
+            records, earlier = after["value"], before["value"]
+            delta_requests = [r for r in records[len(earlier) :] if "/messages/delta" in r["path"]]
+            graph_requests = [r for r in records[len(earlier) :] if r["path"].startswith("/v1.0/")]
+            seen_items = result.imported + sum(result.skipped.values())
+            reader = runtime.mail_reader_for(account)
+            minimum = sum(
+                max(1, math.ceil(reader.resolve_folder(ref).total_items / PAGE_SIZE))
+                for ref in config.sync.mail_folders
+            )
+            crm_calls = (
+                sum(counting.calls.values())
+                - counting.calls["set_account_status"]
+                - counting.calls["record_sync_run"]
+                - counting.calls["get_account"]
+            )
+            runtime.close()
+            return {
+                "size": size,
+                "stored": result.imported,
+                "skipped": sum(result.skipped.values()),
+                "seconds": seconds,
+                "msg_per_s": seen_items / seconds if seconds else 0.0,
+                "pages": result.pages,
+                "graph_requests": len(graph_requests),
+                "delta_requests": len(delta_requests),
+                "minimum_delta_requests": minimum,
+                "crm_calls_per_page": crm_calls / max(result.pages, 1),
+                "heap_peak_mb": heap_peak / 2**20,
+                "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def main(sizes: list[int]) -> None:
+    print(f"Initial mail sync into the embedded store, page size {PAGE_SIZE}")
+    header = (
+        f"{'messages':>9} {'stored':>7} {'skipped':>7} {'msg/s':>8} {'pages':>6} "
+        f"{'delta req':>9} {'minimum':>7} {'graph req':>9} {'CRM/page':>8} "
+        f"{'heap MB':>8} {'RSS MB':>7}"
+    )
+    print(header)
+    for size in sizes:
+        row = run(size)
+        print(
+            f"{row['size']:>9} {row['stored']:>7} {row['skipped']:>7} {row['msg_per_s']:>8.0f} "
+            f"{row['pages']:>6} {row['delta_requests']:>9} {row['minimum_delta_requests']:>7} "
+            f"{row['graph_requests']:>9} {row['crm_calls_per_page']:>8.1f} "
+            f"{row['heap_peak_mb']:>8.1f} {row['rss_peak_mb']:>7.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [1000, 10000])

@@ -1,0 +1,136 @@
+"""The emulator's control API: steer a running emulator from another process.
+
+JSON over the same HTTPS socket under ``/_emulator/``, loopback clients only, so a demo script,
+the CLI or an integration test in another process can add mail, inject faults, revoke grants
+and read the request log exactly as in-process tests do through `Emulator`'s attributes.
+Control requests are not faulted and not logged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.wrappers import Request, Response
+
+from m365sync.emulator.wire import graph_error, json_response
+
+if TYPE_CHECKING:
+    from m365sync.emulator.server import Emulator
+
+_MESSAGE = re.compile(r"^/_emulator/mailbox/messages/(?P<id>[^/]+)(?P<move>/move)?$")
+
+
+def handle(request: Request, emulator: Emulator) -> Response:
+    """Answer one ``/_emulator/...`` request."""
+    if not _is_loopback(request.remote_addr):
+        return graph_error(403, "Forbidden", "The control API answers loopback clients only.")
+    try:
+        body = _body(request)
+        return _route(request, emulator, body)
+    except LookupError as error:
+        return graph_error(404, "ErrorItemNotFound", f"Not found: {error}", request=request)
+    except (ValueError, TypeError) as error:
+        return graph_error(400, "ErrorInvalidRequest", str(error), request=request)
+
+
+def _route(request: Request, emu: Emulator, body: dict[str, Any]) -> Response:
+    path, method = request.path.rstrip("/"), request.method
+    mailbox, identity, faults = emu.mailbox, emu.identity, emu.faults
+    if path == "/_emulator/info" and method == "GET":
+        return json_response(emu.info())
+    if path == "/_emulator/mailbox/folders" and method == "GET":
+        return json_response({"value": mailbox.folders()})
+    if path == "/_emulator/mailbox/messages" and method == "POST":
+        folder = body.get("folder", "inbox")
+        if "raw" in body:
+            return json_response({"id": mailbox.add_raw_message(folder, body["raw"])}, 201)
+        return json_response(mailbox.add_message(folder, _required(body, "message")), 201)
+    if match := _MESSAGE.match(path):
+        message_id = match["id"]
+        if match["move"] and method == "POST":
+            return json_response(mailbox.move_message(message_id, _required(body, "folder")))
+        if match["move"]:
+            return _not_allowed(request)
+        if method == "GET":
+            return json_response(mailbox.get_message(message_id))
+        if method == "PATCH":
+            return json_response(mailbox.update_message(message_id, body))
+        if method == "DELETE":
+            mailbox.delete_message(message_id)
+            return Response(status=204)
+    if path == "/_emulator/faults":
+        if method == "POST":
+            return _add_fault(emu, body)
+        if method == "GET":
+            return json_response({"value": [rule.describe() for rule in faults.rules]})
+        if method == "DELETE":
+            faults.clear()
+            return Response(status=204)
+    if path == "/_emulator/requests":
+        if method == "GET":
+            return json_response({"value": [r.describe() for r in emu.requests]})
+        if method == "DELETE":
+            emu.request_log.clear()
+            return Response(status=204)
+    if method == "POST":
+        if path == "/_emulator/identity/revoke":
+            return json_response({"revoked": identity.revoke_grants()})
+        if path == "/_emulator/identity/expire-tokens":
+            return json_response({"expired": identity.expire_access_tokens()})
+        if path == "/_emulator/identity/expire-refresh-tokens":
+            return json_response({"expired": identity.expire_refresh_tokens()})
+        if path == "/_emulator/identity/expire-client-secret":
+            identity.expire_client_secret(body.get("client_id", emu.client_id))
+            return Response(status=204)
+        if path == "/_emulator/identity/deny-next-consent":
+            identity.deny_next_consent(**body)
+            return Response(status=204)
+        if path == "/_emulator/identity/grant-only":
+            scopes = body.get("scopes")
+            identity.grant_only(None if scopes is None else list(scopes))
+            return Response(status=204)
+        if path == "/_emulator/identity/access-token":
+            scopes = body.get("scopes")
+            kwargs = {} if scopes is None else {"scopes": list(scopes)}
+            return json_response({"access_token": identity.mint_access_token(**kwargs)})
+        if path == "/_emulator/sync-states/drop":
+            return json_response({"dropped": mailbox.drop_sync_states()})
+    return graph_error(404, "NotFound", f"No control endpoint {method} {path}.", request=request)
+
+
+def _add_fault(emu: Emulator, body: dict[str, Any]) -> Response:
+    kind = _required(body, "kind")
+    if kind == "expired_token":
+        return json_response({"expired": emu.faults.expired_token()}, 201)
+    options = {k: v for k, v in body.items() if k not in {"kind", "path"}}
+    rule = emu.faults.add(kind, _required(body, "path"), **options)
+    return json_response(rule.describe(), 201)
+
+
+def _required(body: dict[str, Any], name: str) -> Any:
+    if name not in body:
+        raise ValueError(f"the JSON body needs {name!r}")
+    return body[name]
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if request.method not in {"POST", "PATCH", "PUT"} or not request.get_data():
+        return {}
+    body = json.loads(request.get_data(as_text=True))
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+def _not_allowed(request: Request) -> Response:
+    return graph_error(405, "MethodNotAllowed", f"{request.method} is not allowed here.")
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,697 @@
+"""Graph v1.0 endpoints for the signed-in user and their mail, answered from a `Mailbox`.
+
+The server (server.py) authenticates the bearer token and applies faults; `handle` routes what
+is under ``/v1.0/``, enforces scopes and query options, and shapes answers as Graph does. Every
+shape here was checked against Microsoft's documentation (docs = microsoftgraph/
+microsoft-graph-docs-contrib); tests/emulator/test_docs_shapes.py compares the answers with the
+documented examples.
+
+Routes (segments are case-insensitive, ``/users/{id|upn}`` works like ``/me`` for the owner,
+``mailFolders/{id}`` and ``mailFolders('{id}')`` are the same):
+
+* ``GET /me`` (``$select``) -- docs `api/user-get.md`.
+* ``GET /me/mailFolders`` (``$top``, ``$skip``, ``$select``, ``includeHiddenFolders``), paged by
+  ``$skip`` with a default page of 10 ("If a collection exceeds the default page size (10
+  items), the @odata.nextLink property is returned", docs `api/user-list-mailfolders.md`).
+* ``GET /me/mailFolders/{id|well-known}`` and ``.../childFolders`` (paged the same way).
+* ``GET /me/mailFolders/{id}/messages/delta`` -- docs `api/message-delta.md`,
+  `concepts/delta-query-messages.md`; sync states in delta.py.
+* ``GET /me/messages/{id}`` (``$select``; honours ``outlook.body-content-type``).
+
+Page sizes: Graph documents neither a default nor a maximum for ``odata.maxpagesize`` on
+message delta; it says the preference sets "the maximum number of messages in a response".
+For listing messages it documents "The default page size is 10 messages. Use $top to customize
+the page size, within the range of 1 and 1000" (docs `api/user-list-messages.md` @ 0273c463),
+and a Microsoft maintainer wrote "In Outlook, the default page size is 10, and the max is a
+black box" (msgraph-sdk-powershell#1230). So: default 10, and larger preferences are capped
+at 1000, the one documented Outlook bound; the applied value is echoed in Preference-Applied.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from werkzeug.wrappers import Request, Response
+
+from m365sync.emulator import delta
+from m365sync.emulator.mailbox import Mailbox, html_to_text, is_well_formed_id
+from m365sync.emulator.wire import graph_error, json_response
+
+DEFAULT_PAGE = 10
+MAX_PAGE = 1000
+
+USER_READ = frozenset(["user.read", "user.readwrite", "user.read.all", "user.readwrite.all"])
+MAIL_READ = frozenset(["mail.read", "mail.readwrite"])
+
+ODATA_OPTIONS = frozenset(
+    [
+        "select",
+        "expand",
+        "filter",
+        "orderby",
+        "top",
+        "skip",
+        "count",
+        "search",
+        "format",
+        "skiptoken",
+        "deltatoken",
+        "apply",
+        "compute",
+        "levels",
+        "id",
+        "index",
+        "schemaversion",
+    ]
+)
+
+USER_PROPERTIES = (
+    "id",
+    "displayName",
+    "givenName",
+    "surname",
+    "mail",
+    "userPrincipalName",
+    "jobTitle",
+    "businessPhones",
+    "mobilePhone",
+    "officeLocation",
+    "preferredLanguage",
+    "accountEnabled",
+    "city",
+    "companyName",
+    "country",
+    "department",
+    "employeeId",
+    "mailNickname",
+    "otherMails",
+    "postalCode",
+    "state",
+    "streetAddress",
+    "usageLocation",
+    "userType",
+    "createdDateTime",
+    "identities",
+    "proxyAddresses",
+    "onPremisesImmutableId",
+)
+DEFAULT_USER_PROPERTIES = USER_PROPERTIES[:11]
+FOLDER_PROPERTIES = (
+    "id",
+    "displayName",
+    "parentFolderId",
+    "childFolderCount",
+    "unreadItemCount",
+    "totalItemCount",
+    "sizeInBytes",
+    "isHidden",
+)
+MESSAGE_PROPERTIES = (
+    "id",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "changeKey",
+    "categories",
+    "receivedDateTime",
+    "sentDateTime",
+    "hasAttachments",
+    "internetMessageId",
+    "subject",
+    "bodyPreview",
+    "importance",
+    "parentFolderId",
+    "conversationId",
+    "conversationIndex",
+    "isDeliveryReceiptRequested",
+    "isReadReceiptRequested",
+    "isRead",
+    "isDraft",
+    "webLink",
+    "inferenceClassification",
+    "body",
+    "sender",
+    "from",
+    "toRecipients",
+    "ccRecipients",
+    "bccRecipients",
+    "replyTo",
+    "flag",
+    "uniqueBody",
+    "internetMessageHeaders",
+)
+# Returned only when asked for with $select (docs `resources/message.md`).
+SELECT_ONLY = frozenset(["uniqueBody", "internetMessageHeaders"])
+
+_SEGMENT_KEY = re.compile(r"^([^()]+)\('(.*)'\)$")
+_FILTER = re.compile(r"^\s*receivedDateTime\s+(ge|gt)\s+(\S+)\s*$", re.IGNORECASE)
+
+
+class GraphError(Exception):
+    """An error answer: raised anywhere below `handle`, turned into Graph's error body."""
+
+    def __init__(self, status: int, code: str, message: str, *, inner: bool = True) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.inner = status, code, message, inner
+
+
+@dataclass
+class Call:
+    """One request as the handlers see it."""
+
+    request: Request
+    mailbox: Mailbox
+    scopes: frozenset[str]
+    base: str  # e.g. https://127.0.0.1:8443/v1.0
+    principal: str  # "me" or "users('<id>')", as links should repeat it
+    options: dict[str, str]  # system query options, lower-case name without "$"
+    custom: dict[str, str]  # other query parameters, lower-case name
+    prefer: dict[str, str] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+
+    @property
+    def user_id(self) -> str:
+        return str(self.mailbox.user["id"])
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def handle(
+    request: Request, mailbox: Mailbox, *, scopes: frozenset[str], public_base: str
+) -> Response:
+    """Answer a Graph v1.0 request whose bearer token the server already accepted."""
+    try:
+        return _dispatch(request, mailbox, scopes, public_base)
+    except GraphError as error:
+        return graph_error(
+            error.status, error.code, error.message, request=request, inner_error=error.inner
+        )
+
+
+def _dispatch(
+    request: Request, mailbox: Mailbox, scopes: frozenset[str], public_base: str
+) -> Response:
+    path = request.path
+    if not path.lower().startswith("/v1.0/"):
+        raise GraphError(400, "BadRequest", "Invalid version.")
+    tokens = _tokens(path[len("/v1.0/") :])
+    base = public_base.rstrip("/")
+    if base.lower().endswith("/v1.0"):
+        base = base[: -len("/v1.0")]
+    options, custom = _split_query(request)
+    call = Call(
+        request=request,
+        mailbox=mailbox,
+        scopes=frozenset(s.rsplit("/", 1)[-1].lower() for s in scopes),
+        base=base + "/v1.0",
+        principal="me",
+        options=options,
+        custom=custom,
+        prefer=_parse_prefer(request),
+    )
+    rest = _principal(call, tokens)
+    if request.method not in ("GET", "HEAD"):
+        raise GraphError(
+            405, "Request_BadRequest", f"The HTTP method '{request.method}' is not allowed."
+        )
+    handler, args = _route(rest)
+    response = handler(call, *args)
+    if call.applied:
+        response.headers["Preference-Applied"] = ", ".join(call.applied)
+    return response
+
+
+def _tokens(path: str) -> list[str]:
+    """Path segments with ``name('key')`` split into ``name``, ``key``."""
+    out: list[str] = []
+    for segment in path.split("/"):
+        if not segment:
+            continue
+        match = _SEGMENT_KEY.match(segment)
+        if match:
+            out += [match.group(1), match.group(2)]
+        else:
+            out.append(segment)
+    return out
+
+
+def _principal(call: Call, tokens: list[str]) -> list[str]:
+    if not tokens:
+        raise GraphError(400, "BadRequest", "Resource not found for the segment ''.")
+    head = tokens[0].lower()
+    if head == "me":
+        return tokens[1:]
+    if head == "users" and len(tokens) > 1:
+        who = tokens[1].lower()
+        user = call.mailbox.user
+        known = {str(user.get(k) or "").lower() for k in ("id", "userPrincipalName", "mail")}
+        if who not in known:
+            raise GraphError(
+                404, "ErrorInvalidUser", f"The requested user '{tokens[1]}' is invalid."
+            )
+        call.principal = f"users('{user['id']}')"
+        return tokens[2:]
+    raise GraphError(400, "BadRequest", f"Resource not found for the segment '{tokens[0]}'.")
+
+
+Handler = Callable[..., Response]
+
+
+def _route(rest: list[str]) -> tuple[Handler, tuple[Any, ...]]:
+    lowered = [t.lower() for t in rest]
+    if not rest:
+        return _get_me, ()
+    if lowered[0] == "messages" and len(rest) == 2:
+        return _get_message, (rest[1],)
+    if lowered[0] != "mailfolders":
+        raise GraphError(400, "BadRequest", f"Resource not found for the segment '{rest[0]}'.")
+    if len(rest) == 1:
+        return _list_folders, (None,)
+    chain = [rest[1]]
+    position = 2
+    while position + 1 < len(rest) and lowered[position] == "childfolders":
+        chain.append(rest[position + 1])
+        position += 2
+    tail = lowered[position:]
+    if not tail:
+        return _get_folder, (chain,)
+    if tail == ["childfolders"]:
+        return _list_folders, (chain,)
+    if tail[0] == "messages" and len(tail) == 2:
+        if tail[1] in ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()"):
+            return _delta, (chain,)
+        return _get_message, (rest[position + 1],)
+    raise GraphError(400, "BadRequest", f"Resource not found for the segment '{rest[position]}'.")
+
+
+# --------------------------------------------------------------------------- query helpers
+
+
+def _split_query(request: Request) -> tuple[dict[str, str], dict[str, str]]:
+    """System query options (``$select`` or, as Graph also accepts, ``select``) vs the rest."""
+    options: dict[str, str] = {}
+    custom: dict[str, str] = {}
+    for key, value in request.args.items():
+        name = key.lower()
+        if name.startswith("$"):
+            if name[1:] not in ODATA_OPTIONS:
+                raise GraphError(400, "BadRequest", f"Query option '{key}' is not supported.")
+            options[name[1:]] = value
+        elif name in ODATA_OPTIONS and name not in ("id", "index"):
+            options[name] = value
+        else:
+            custom[name] = value
+    return options, custom
+
+
+def _allow(call: Call, *names: str) -> None:
+    for name in call.options:
+        if name not in names:
+            raise GraphError(
+                400, "BadRequest", f"Query option '${name}' is not supported for this request."
+            )
+
+
+def _parse_prefer(request: Request) -> dict[str, str]:
+    """``Prefer`` preferences (several headers or comma-separated), names lower-cased."""
+    found: dict[str, str] = {}
+    for header in request.headers.getlist("Prefer"):
+        for part in re.findall(r'(?:[^,"]|"[^"]*")+', header):
+            name, _, value = part.strip().partition("=")
+            if name:
+                found[name.strip().lower()] = value.strip().strip('"')
+    return found
+
+
+def _require(call: Call, allowed: frozenset[str]) -> None:
+    if not call.scopes & allowed:
+        raise GraphError(
+            403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+        )
+
+
+def _select(
+    call: Call, known: tuple[str, ...], type_name: str, code: str
+) -> tuple[str, ...] | None:
+    raw = call.options.get("select")
+    if raw is None or not raw.strip():
+        return None
+    canonical = {name.lower(): name for name in known}
+    chosen: list[str] = []
+    for item in raw.split(","):
+        name = item.strip()
+        if name.lower() not in canonical:
+            raise GraphError(
+                400, code, f"Could not find a property named '{name}' on type '{type_name}'."
+            )
+        if canonical[name.lower()] not in chosen:
+            chosen.append(canonical[name.lower()])
+    return tuple(chosen)
+
+
+def _int_option(call: Call, name: str, low: int, high: int) -> int | None:
+    if name not in call.options:
+        return None
+    try:
+        value = int(call.options[name])
+    except ValueError:
+        raise GraphError(
+            400, "BadRequest", f"Invalid value '{call.options[name]}' for ${name}."
+        ) from None
+    if not low <= value <= high:
+        raise GraphError(
+            400, "ErrorInvalidUrlQuery", f"The value of ${name} must be between {low} and {high}."
+        )
+    return value
+
+
+def _body_type(call: Call) -> str | None:
+    wanted = call.prefer.get("outlook.body-content-type", "").lower()
+    if wanted in ("text", "html"):
+        call.applied.append(f'outlook.body-content-type="{wanted}"')
+        return wanted
+    return None
+
+
+def _id_type(call: Call) -> None:
+    # Ids never change on a move here, so ImmutableId is what every id already is.
+    if call.prefer.get("idtype", "").lower() == "immutableid":
+        call.applied.append('IdType="ImmutableId"')
+
+
+def _max_page_size(call: Call) -> int | None:
+    value = call.prefer.get("odata.maxpagesize")
+    if value is None:
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        return None
+    if size < 1:
+        return None
+    size = min(size, MAX_PAGE)
+    call.applied.append(f"odata.maxpagesize={size}")
+    return size
+
+
+# --------------------------------------------------------------------------- /me
+
+
+def _get_me(call: Call) -> Response:
+    _require(call, USER_READ)
+    _allow(call, "select")
+    chosen = _select(
+        call, USER_PROPERTIES, "Microsoft.DirectoryServices.User", "Request_BadRequest"
+    )
+    user = call.mailbox.user
+    names = chosen or DEFAULT_USER_PROPERTIES
+    context = f"{call.base}/$metadata#users/$entity"
+    if chosen:
+        context = f"{call.base}/$metadata#users({','.join(chosen)})/$entity"
+    body: dict[str, Any] = {"@odata.context": context}
+    body.update({name: copy.deepcopy(user.get(name)) for name in names})
+    return json_response(body)
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def _folder_id(call: Call, chain: list[str]) -> str:
+    """Resolve ``mailFolders/{a}/childFolders/{b}...`` to the last folder's id."""
+    mailbox = call.mailbox
+    parent: str | None = None
+    for ref in chain:
+        folder = mailbox.resolve_folder(ref)
+        if folder is None:
+            if not is_well_formed_id(ref):
+                raise GraphError(400, "ErrorInvalidIdMalformed", "Id is malformed.")
+            raise GraphError(
+                404, "ErrorItemNotFound", "The specified object was not found in the store."
+            )
+        if parent is not None and folder["parentFolderId"] != parent:
+            raise GraphError(
+                404, "ErrorItemNotFound", "The specified object was not found in the store."
+            )
+        parent = folder["id"]
+    assert parent is not None
+    return parent
+
+
+def _shape_folder(folder: dict[str, Any], chosen: tuple[str, ...] | None) -> dict[str, Any]:
+    if not chosen:
+        return {name: folder[name] for name in FOLDER_PROPERTIES}
+    return {name: folder[name] for name in FOLDER_PROPERTIES if name in chosen or name == "id"}
+
+
+def _get_folder(call: Call, chain: list[str]) -> Response:
+    _require(call, MAIL_READ)
+    _allow(call, "select")
+    chosen = _select(
+        call, FOLDER_PROPERTIES, "microsoft.graph.mailFolder", "RequestBroker--ParseUri"
+    )
+    with call.mailbox.lock:
+        fid = _folder_id(call, chain)
+        folder = call.mailbox.resolve_folder(fid)
+    assert folder is not None
+    body = {"@odata.context": f"{call.base}/$metadata#users('{call.user_id}')/mailFolders/$entity"}
+    body.update(_shape_folder(folder, chosen))
+    return json_response(body)
+
+
+def _list_folders(call: Call, chain: list[str] | None) -> Response:
+    _require(call, MAIL_READ)
+    _allow(call, "select", "top", "skip")
+    chosen = _select(
+        call, FOLDER_PROPERTIES, "microsoft.graph.mailFolder", "RequestBroker--ParseUri"
+    )
+    top = _int_option(call, "top", 1, MAX_PAGE)
+    skip = _int_option(call, "skip", 0, 10**9) or 0
+    hidden = call.custom.get("includehiddenfolders", "").lower() == "true"
+    with call.mailbox.lock:
+        if chain is None:
+            folders = call.mailbox.child_folders("msgfolderroot")
+            context = f"users('{call.user_id}')/mailFolders"
+            path = f"{call.principal}/mailFolders"
+        else:
+            fid = _folder_id(call, chain)
+            folders = call.mailbox.child_folders(fid)
+            context = f"users('{call.user_id}')/mailFolders('{fid}')/childFolders"
+            path = f"{call.principal}/mailFolders('{fid}')/childFolders"
+    if not hidden:
+        folders = [f for f in folders if not f["isHidden"]]
+    size = top or DEFAULT_PAGE
+    page = folders[skip : skip + size]
+    body: dict[str, Any] = {"@odata.context": f"{call.base}/$metadata#{context}"}
+    if skip + size < len(folders):
+        params = []
+        if hidden:
+            params.append("includeHiddenFolders=true")
+        if "select" in call.options:
+            params.append("%24select=" + quote(call.options["select"], safe=","))
+        if top:
+            params.append(f"%24top={top}")
+        params.append(f"%24skip={skip + size}")
+        body["@odata.nextLink"] = f"{call.base}/{path}?{'&'.join(params)}"
+    body["value"] = [_shape_folder(f, chosen) for f in page]
+    return json_response(body)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _text_body(body: Any) -> Any:
+    if isinstance(body, dict) and str(body.get("contentType", "")).lower() == "html":
+        return {"contentType": "text", "content": html_to_text(str(body.get("content") or ""))}
+    return body
+
+
+def shape_message(
+    message: dict[str, Any], chosen: tuple[str, ...] | None, body_type: str | None
+) -> dict[str, Any]:
+    """A message as Graph returns it in a collection: @odata.type, @odata.etag, then the
+    selected (or default) properties; id is always there."""
+    out: dict[str, Any] = {"@odata.type": "#microsoft.graph.message"}
+    if "@odata.etag" in message:
+        out["@odata.etag"] = message["@odata.etag"]
+    if chosen:
+        for name in chosen:
+            if name == "uniqueBody" and name not in message:
+                out[name] = copy.deepcopy(message.get("body"))
+            else:
+                out[name] = copy.deepcopy(message.get(name))
+        out["id"] = message.get("id")
+    else:
+        for name, value in message.items():
+            if name not in SELECT_ONLY and name != "@odata.etag":
+                out[name] = copy.deepcopy(value)
+    if body_type == "text":
+        for name in ("body", "uniqueBody"):
+            if name in out:
+                out[name] = _text_body(out[name])
+    return out
+
+
+def _get_message(call: Call, mid: str) -> Response:
+    _require(call, MAIL_READ)
+    _allow(call, "select")
+    chosen = _select(call, MESSAGE_PROPERTIES, "microsoft.graph.message", "RequestBroker--ParseUri")
+    _id_type(call)
+    body_type = _body_type(call)
+    with call.mailbox.lock:
+        try:
+            message = call.mailbox.view(mid)
+        except KeyError:
+            if not is_well_formed_id(mid):
+                raise GraphError(400, "ErrorInvalidIdMalformed", "Id is malformed.") from None
+            raise GraphError(
+                404, "ErrorItemNotFound", "The specified object was not found in the store."
+            ) from None
+        raw = call.mailbox.is_raw(mid)
+        shaped = copy.deepcopy(message) if raw else shape_message(message, chosen, body_type)
+    shaped.pop("@odata.type", None)
+    body = {"@odata.context": f"{call.base}/$metadata#users('{call.user_id}')/messages/$entity"}
+    body.update(shaped)
+    return json_response(body)
+
+
+# --------------------------------------------------------------------------- delta
+
+
+def _delta_query(call: Call) -> delta.DeltaQuery:
+    """Validate the options of a round's first request (docs `concepts/delta-query-messages.md`)."""
+    for name in call.options:
+        if name == "search":
+            raise GraphError(
+                400,
+                "ErrorInvalidUrlQuery",
+                "The '$search' parameter is not supported for delta queries.",
+            )
+        if name == "expand":
+            raise GraphError(
+                400,
+                "ErrorInvalidUrlQuery",
+                "The emulator does not support '$expand' on message delta.",
+            )
+        if name not in ("select", "filter", "top", "orderby", "skiptoken", "deltatoken"):
+            raise GraphError(
+                400,
+                "ErrorInvalidUrlQuery",
+                f"The '${name}' parameter is not supported for delta queries.",
+            )
+    chosen = _select(call, MESSAGE_PROPERTIES, "microsoft.graph.message", "RequestBroker--ParseUri")
+    top = _int_option(call, "top", 1, MAX_PAGE)
+    filter_op = filter_since = None
+    if "filter" in call.options:
+        match = _FILTER.match(call.options["filter"])
+        if not match:
+            raise GraphError(
+                400,
+                "ErrorInvalidUrlQuery",
+                "The '$filter' parameter value is not supported for 'Messages' resource; "
+                "only a value of 'receivedDateTime ge value' is supported.",
+            )
+        try:
+            filter_since = delta.parse_instant(match.group(2))
+        except ValueError:
+            raise GraphError(
+                400, "BadRequest", f"Invalid filter clause: '{match.group(2)}'."
+            ) from None
+        filter_op = match.group(1).lower()
+    order_desc = False
+    if "orderby" in call.options:
+        if re.sub(r"\s+", " ", call.options["orderby"].strip()).lower() != "receiveddatetime desc":
+            raise GraphError(
+                400,
+                "ErrorInvalidUrlQuery",
+                "The '$orderby' parameter value is not supported for delta queries; "
+                "only 'receivedDateTime desc' is supported.",
+            )
+        order_desc = True
+    change_type = call.custom.get("changetype")
+    if change_type is not None and change_type.lower() not in ("created", "updated", "deleted"):
+        raise GraphError(
+            400,
+            "ErrorInvalidUrlQuery",
+            f"The value '{change_type}' of changeType is not supported.",
+        )
+    return delta.DeltaQuery(
+        select=chosen,
+        change_type=change_type.lower() if change_type else None,  # type: ignore[arg-type]
+        top=top,
+        filter_op=filter_op,  # type: ignore[arg-type]
+        filter_since=filter_since,
+        order_desc=order_desc,
+    )
+
+
+def _sync_state_gone(call: Call) -> GraphError:
+    generation = call.mailbox.sync_states.generation
+    return GraphError(
+        410,
+        "SyncStateNotFound",
+        f"The sync state generation is not found; generation={max(generation - 1, 0)};"
+        f"[highest={generation}]",
+        inner=False,
+    )
+
+
+def _delta(call: Call, chain: list[str]) -> Response:
+    _require(call, MAIL_READ)
+    mailbox = call.mailbox
+    skiptoken = call.options.get("skiptoken") or ""
+    deltatoken = call.options.get("deltatoken") or ""
+    query = None if (skiptoken or deltatoken) else _delta_query(call)
+    _id_type(call)
+    body_type = _body_type(call)
+    page_pref = _max_page_size(call)
+    with mailbox.lock:
+        fid = _folder_id(call, chain)
+        if query is not None:
+            rnd = delta.start_round(mailbox, fid, None, query)
+            cursor = delta.PageCursor(rnd, 0)
+        else:
+            state = mailbox.sync_states.lookup(skiptoken or deltatoken)
+            if state is None or (isinstance(state, delta.DeltaCursor) != bool(deltatoken)):
+                raise _sync_state_gone(call)
+            if isinstance(state, delta.DeltaCursor):
+                if state.folder_id != fid:
+                    raise _sync_state_gone(call)
+                cursor = delta.PageCursor(
+                    delta.start_round(mailbox, fid, state.watermark, state.query), 0
+                )
+            else:
+                if state.round.folder_id != fid:
+                    raise _sync_state_gone(call)
+                cursor = state
+        rnd_query = cursor.round.query
+        sizes = [s for s in (page_pref, rnd_query.top) if s]
+        page = delta.serve_page(
+            mailbox, mailbox.sync_states, cursor, min(sizes) if sizes else DEFAULT_PAGE
+        )
+        value = []
+        for kind, mid in page.entries:
+            if kind == "removed":
+                value.append(
+                    {
+                        "@odata.type": "#microsoft.graph.message",
+                        "id": mid,
+                        "@removed": {"reason": "deleted"},
+                    }
+                )
+            elif mailbox.is_raw(mid):
+                value.append(copy.deepcopy(mailbox.view(mid)))
+            else:
+                value.append(shape_message(mailbox.view(mid), rnd_query.select, body_type))
+    link = f"{call.base}/{call.principal}/mailFolders('{fid}')/messages/delta"
+    body: dict[str, Any] = {"@odata.context": f"{call.base}/$metadata#Collection(message)"}
+    if page.next_token:
+        body["@odata.nextLink"] = f"{link}?$skiptoken={page.next_token}"
+    else:
+        body["@odata.deltaLink"] = f"{link}?$deltatoken={page.delta_token}"
+    body["value"] = value
+    return json_response(body)

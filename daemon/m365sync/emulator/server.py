@@ -1,0 +1,299 @@
+"""`Emulator`: identity + Graph + control API over real HTTPS on a loopback port.
+
+Why real HTTPS: the daemon's HTTP stack (requests, msal, CA bundle configuration) is part of
+what must work, so the emulator serves TLS with a certificate issued by a throwaway trustme CA.
+Only the CA's certificate is written out (``state_dir/emulator-ca.pem``) for clients to trust;
+the server's private key stays in memory (trustme passes it to OpenSSL through a temporary
+file that it deletes at once).
+
+Routing, in order: ``/_emulator/...`` -> control API (control.py); identity paths ->
+faults, then identity.py; ``/v1.0/...`` -> access-token check (401 in Graph's shape), faults,
+then ``graph_api.handle``; anything else -> 404 in Graph's error shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+import trustme
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+from m365sync.emulator import control
+from m365sync.emulator.faults import DropConnection, FaultPlan, RequestLog, RequestRecord
+from m365sync.emulator.identity import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Identity
+from m365sync.emulator.wire import graph_error
+
+log = logging.getLogger(__name__)
+
+CA_FILENAME = "emulator-ca.pem"
+
+
+class EmulatorSession(requests.Session):
+    """A requests session that trusts the emulator's CA, for tests, demos and msal.
+
+    ``verify`` is passed on every request because REQUESTS_CA_BUNDLE, when exported,
+    overrides ``Session.verify``. Relative URLs (``/v1.0/me``) resolve against ``base``.
+    Usable as msal's ``http_client``.
+    """
+
+    def __init__(self, ca_path: Path | str, base: str = "") -> None:
+        super().__init__()
+        self.ca_path = str(ca_path)
+        self.base = base.rstrip("/")
+
+    def request(  # type: ignore[override]
+        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        kwargs["verify"] = self.ca_path
+        if isinstance(url, str) and url.startswith("/"):
+            url = self.base + url
+        return super().request(method, url, *args, **kwargs)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No per-request lines on stderr: the request log is the record, and tests stay quiet."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+    def log_error(self, format: str, *args: Any) -> None:
+        log.debug("emulator: " + format, *args)
+
+
+class Emulator:
+    """A running Microsoft identity + Graph emulator; use as a context manager or start/stop.
+
+    ``public_host`` adds a host name to the certificate and the base URL (e.g. a compose
+    service name); ``redirect_uris`` are added to the demo app's registered redirect URIs.
+    """
+
+    def __init__(
+        self,
+        mailbox: Any | None = None,
+        *,
+        state_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        access_token_lifetime: int = 3599,
+        public_host: str | None = None,
+        redirect_uris: Iterable[str] = (),
+    ) -> None:
+        if mailbox is None:
+            from m365sync.emulator.mailbox import Mailbox
+
+            mailbox = Mailbox.seeded()
+        self.mailbox = mailbox
+        self.state_dir = Path(state_dir)
+        self.host = host
+        self.port = port
+        self.public_host = public_host
+        self.identity = Identity(mailbox, access_token_lifetime=access_token_lifetime)
+        self.identity.add_redirect_uris(redirect_uris)
+        self.faults = FaultPlan(self.identity)
+        self.request_log = RequestLog()
+        self.ca_path = self.state_dir / CA_FILENAME
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Serve HTTPS in a daemon thread; returns self once the socket listens."""
+        if self._server is not None:
+            raise RuntimeError("the emulator is already running")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA(organization_name="m365sync emulator")
+        names = ["127.0.0.1", "localhost", "::1"]
+        if self.public_host and self.public_host not in names:
+            names.append(self.public_host)
+        if self.host not in {"0.0.0.0", "::", *names}:  # noqa: S104 - a comparison, not a bind
+            names.append(self.host)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert(*names).configure_cert(context)
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        self._server = make_server(
+            self.host,
+            self.port,
+            self._wsgi,
+            threaded=True,
+            ssl_context=context,
+            request_handler=_QuietHandler,
+        )
+        self.port = self._server.server_port
+        self.identity.base_url = self.base_url
+        self._stopped.clear()
+        server = self._server
+        self._thread = threading.Thread(
+            # a short poll interval makes stop() quick; shutdown() waits for one poll
+            target=lambda: server.serve_forever(poll_interval=0.05),
+            name=f"emulator:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port (idempotent)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        self._stopped.set()
+
+    def wait(self) -> None:
+        """Block until `stop` is called (from another thread or a signal handler)."""
+        while not self._stopped.wait(0.5):
+            pass
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- what clients need -------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        host = self.public_host or self.host
+        if host in {"0.0.0.0", ""}:  # noqa: S104 - a comparison, not a bind
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self.port}"
+
+    @property
+    def tenant_id(self) -> str:
+        return str(self.mailbox.tenant_id)
+
+    @property
+    def authority(self) -> str:
+        return f"{self.base_url}/{self.tenant_id}"
+
+    @property
+    def graph_url(self) -> str:
+        return f"{self.base_url}/v1.0"
+
+    @property
+    def client_id(self) -> str:
+        return DEMO_CLIENT_ID
+
+    @property
+    def client_secret(self) -> str:
+        return DEMO_CLIENT_SECRET
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """The request log (identity and Graph requests; not the control API)."""
+        return self.request_log.records()
+
+    def info(self) -> dict[str, Any]:
+        """What another process needs to point a client here (control API ``/_emulator/info``)."""
+        return {
+            "base_url": self.base_url,
+            "authority": self.authority,
+            "graph_url": self.graph_url,
+            "tenant_id": self.tenant_id,
+            "client_id": self.client_id,
+            "ca_path": str(self.ca_path),
+            "user": {
+                k: self.mailbox.user.get(k)
+                for k in ("id", "mail", "userPrincipalName", "displayName")
+            },
+        }
+
+    # --- WSGI ------------------------------------------------------------------------------
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        if request.path.startswith("/_emulator/"):
+            return control.handle(request, self)(environ, start_response)
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            response = self._dispatch(request)
+            status = response.status_code
+        except DropConnection:
+            _drop(environ)
+            raise ConnectionAbortedError("fault: connection dropped") from None
+        finally:
+            self.request_log.append(
+                RequestRecord(
+                    method=request.method,
+                    path=request.path,
+                    query=request.query_string.decode("latin-1"),
+                    status=status,
+                    prefer=request.headers.get("Prefer"),
+                    fault=environ.get("m365sync.emulator.fault"),
+                    at=time.time(),
+                    duration=time.monotonic() - started,
+                )
+            )
+        return response(environ, start_response)
+
+    def _dispatch(self, request: Request) -> Response:
+        try:
+            if self.identity.handles(request.path):
+                return self.faults.respond(request) or self.identity.handle(request)
+            if request.path.startswith("/v1.0/"):
+                header = request.headers.get("Authorization")
+                auth = self.identity.authenticate(header)
+                if auth is None:
+                    return self.identity.unauthorized(header, request)
+                faulty = self.faults.respond(request)
+                if faulty is not None:
+                    return faulty
+                from m365sync.emulator import graph_api
+
+                return graph_api.handle(
+                    request, self.mailbox, scopes=auth[1], public_base=self.base_url
+                )
+            return graph_error(
+                404,
+                "NotFound",
+                f"The emulator serves no resource at {request.path}.",
+                request=request,
+            )
+        except DropConnection:
+            raise
+        except Exception:
+            log.exception("emulator: unhandled error on %s %s", request.method, request.path)
+            return graph_error(
+                500, "InternalServerError", "The emulator failed on this request.", request=request
+            )
+
+
+def _drop(environ: dict[str, Any]) -> None:
+    """Close the client's TCP connection at once (RST), without TLS close_notify or HTTP.
+
+    werkzeug exposes the connection as ``werkzeug.socket``; a zero linger makes close() send
+    RST, so the client fails fast with a ConnectionError instead of waiting for a reply.
+    """
+    sock = environ.get("werkzeug.socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)  # on an SSLSocket this drops the TLS layer first
