@@ -14,6 +14,7 @@ from rich.logging import RichHandler
 
 from m365sync import __version__
 from m365sync.config import Config, load_config
+from m365sync.domain import AutoCreate, Privacy
 from m365sync.errors import M365SyncError
 
 console = Console()
@@ -49,7 +50,13 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
     runtime = Runtime.build(_config(args))
     try:
-        account = connect_account(runtime, owner=args.owner or "", browser=args.browser)
+        account = connect_account(
+            runtime,
+            owner=args.owner or "",
+            privacy=Privacy(args.privacy) if args.privacy else None,
+            auto_create=AutoCreate(args.auto_create) if args.auto_create else None,
+            browser=args.browser,
+        )
     finally:
         runtime.close()
     console.print(
@@ -137,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
         "connect", cmd_connect, "connect a Microsoft 365 mailbox (OAuth code flow + PKCE)"
     )
     connect.add_argument("--owner", help="CRM user who owns the account")
+    connect.add_argument(
+        "--privacy",
+        choices=[p.value for p in Privacy],
+        help="what the CRM may keep of this mailbox's mail (default: sync.privacy)",
+    )
+    connect.add_argument(
+        "--auto-create",
+        choices=[a.value for a in AutoCreate],
+        help="create missing contacts from sent, or sent and received, mail "
+        "(default: sync.auto_create)",
+    )
     connect.add_argument(
         "--browser",
         choices=("auto", "open", "print", "follow"),

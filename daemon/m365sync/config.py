@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from m365sync.domain import AutoCreate, Privacy
 from m365sync.errors import ConfigError
 
 ENV_PREFIX = "M365SYNC_"
@@ -103,6 +104,11 @@ class SyncConfig:
     mail_interval_seconds: int = 300
     own_domains: tuple[str, ...] = ()
     blocklist: tuple[str, ...] = ()
+    # Defaults for newly connected accounts (each account keeps its own afterwards).
+    privacy: str = "everything"  # everything | subject | metadata
+    auto_create: str = "none"  # none | sent | sent_and_received
+    # Match anna+news@x.com to the contact anna@x.com (plus-tags are kept by default).
+    ignore_plus_tags: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +175,13 @@ class Config:
             raise ConfigError("sync.initial_window_days must be 0 (everything) or more.")
         if not 1 <= self.sync.page_size <= 1000:
             raise ConfigError("sync.page_size must be between 1 and 1000.")
+        for key, allowed in (("privacy", Privacy), ("auto_create", AutoCreate)):
+            value = getattr(self.sync, key)
+            if value not in {v.value for v in allowed}:
+                raise ConfigError(
+                    f"sync.{key} must be one of {', '.join(v.value for v in allowed)}, "
+                    f"not {value!r}."
+                )
         if not self.sync.mail_folders:
             raise ConfigError("sync.mail_folders is empty: list at least one folder, e.g. inbox.")
         return self
@@ -187,7 +200,7 @@ def _coerce(section: str, key: str, value: Any, target: Any) -> Any:
     """Turn a TOML or environment value into the field's type, or say which key is wrong."""
     where = f"{section}.{key}"
     try:
-        if isinstance(target, bool) or key in ("include_child_folders",):
+        if isinstance(target, bool):
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()

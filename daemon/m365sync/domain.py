@@ -222,6 +222,9 @@ class PageWrite:
     removed_ids: list[str]
     cursor: Cursor
     skipped: dict[str, int] = field(default_factory=dict)
+    # Removed from this folder but still in the mailbox (archived, moved to an unsynced
+    # folder): graph id -> the folder it lives in now. Kept, not deleted.
+    moved: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -654,6 +654,22 @@ class GatewayContract:
         gateway.store_mail_page(page(account, ARCHIVE, [], [msg.graph_id]))
         assert gateway.count_messages(account.id) == 0
 
+    def test_a_message_moved_to_an_unsynced_folder_is_kept(
+        self, gateway: CrmGateway, account: Account
+    ) -> None:
+        msg = message(unique("g"), folder=INBOX)
+        gateway.store_mail_page(page(account, INBOX, [msg]))
+        archived = page(account, INBOX, [])
+        archived.moved = {msg.graph_id: ARCHIVE}
+        result = gateway.store_mail_page(archived)
+        assert (result.removed, result.linked) == (0, 1)
+        assert gateway.message_ids_for_account(account.id) == {
+            msg.graph_id: msg.internet_message_id
+        }
+        # The old folder's later removal no longer touches it: it lives in Archive now.
+        gateway.store_mail_page(page(account, INBOX, [], [msg.graph_id]))
+        assert gateway.count_messages(account.id) == 1
+
     def test_reset_folder_forgets_the_cursor_and_keeps_the_mail(
         self, gateway: CrmGateway, account: Account
     ) -> None:

@@ -41,20 +41,34 @@ class Stack:
         return Runtime.build(self.config, SqliteGateway(self.config.store.sqlite_path()))
 
 
-def build_stack(tmp_path: Path, mailbox: Mailbox, *, page_size: int = 50, window: int = 0) -> Stack:
+def build_stack(
+    tmp_path: Path,
+    mailbox: Mailbox,
+    *,
+    page_size: int = 50,
+    window: int = 0,
+    sync_extra: str = "",
+    store_path: Path | None = None,
+    keys_path: Path | None = None,
+    seed_partners: bool = True,
+) -> Stack:
+    """An emulator for ``mailbox`` and a daemon configured against it. Two stacks may share
+    one store and keyring (``store_path``, ``keys_path``): two mailboxes, one CRM."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     emulator = Emulator(mailbox, state_dir=tmp_path / "emulator").start()
     config_path = tmp_path / "m365sync.toml"
     text = emulator_config_toml(
         emulator,
-        store_path=tmp_path / "store.sqlite3",
-        keys_path=tmp_path / "keys.jwks",
+        store_path=store_path or tmp_path / "store.sqlite3",
+        keys_path=keys_path or tmp_path / "keys.jwks",
         redirect_uri=f"http://localhost:{free_port()}/",
     )
-    text += f"page_size = {page_size}\ninitial_window_days = {window}\n"
+    text += f"page_size = {page_size}\ninitial_window_days = {window}\n{sync_extra}"
     config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path, environ={}).validate()
     gateway = SqliteGateway(config.store.sqlite_path())
-    seed_crm(gateway, mailbox, share=1.0)
+    if seed_partners:
+        seed_crm(gateway, mailbox, share=1.0)
     return Stack(emulator, config_path, config, gateway, Runtime.build(config, gateway))
 
 

@@ -155,9 +155,12 @@ class CrmGateway(abc.ABC):
 
         ``removed_ids`` unlink an id from this page's folder only: after a move, the old
         folder reports the id as removed while the new folder already holds it. A message is
-        deleted when its last link goes. ``PageResult``: created = messages inserted, updated =
-        stored messages whose content changed, linked = links created or moved, removed =
-        links deleted; a replayed page gives zeros."""
+        deleted when its last link goes. ``moved`` (id -> folder) re-points the link of an
+        id that left this folder for one we do not sync (archived mail stays in the CRM).
+
+        ``PageResult``: created = messages inserted, updated = stored messages whose content
+        changed, linked = links created or moved, removed = links deleted; a replayed page
+        gives zeros."""
 
     @abc.abstractmethod
     def reset_folder(self, account_id: int, folder_id: str) -> None:

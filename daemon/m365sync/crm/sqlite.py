@@ -907,6 +907,12 @@ class SqliteGateway(CrmGateway):
                 self._require_account(conn, page.account_id)
             for graph_id in page.removed_ids:
                 tally.removed += self._unlink(conn, page.account_id, page.folder_id, graph_id)
+            for graph_id, new_folder in page.moved.items():
+                tally.linked += conn.execute(
+                    "UPDATE m365_mail_message_link SET folder_id = ? "
+                    "WHERE account_id = ? AND graph_id = ? AND folder_id = ?",
+                    (new_folder, page.account_id, graph_id, page.folder_id),
+                ).rowcount
             for stored in page.upserts:
                 self._upsert_message(conn, page.account_id, page.folder_id, stored, tally)
             self._store_cursor(conn, page)

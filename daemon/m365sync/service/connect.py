@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from m365sync.crm.gateway import AccountSpec
-from m365sync.domain import Account, AccountStatus
+from m365sync.domain import Account, AccountStatus, AutoCreate, Privacy
 from m365sync.errors import GraphError, M365SyncError
 from m365sync.service.runtime import TOKEN_CACHE_PURPOSE, Runtime
 
@@ -95,6 +95,8 @@ def connect_account(
     runtime: Runtime,
     *,
     owner: str = "",
+    privacy: Privacy | None = None,
+    auto_create: AutoCreate | None = None,
     browser: str = "auto",
     announce: Callable[[str], None] = print,
     timeout: float = 300.0,
@@ -104,6 +106,8 @@ def connect_account(
     ``browser``: ``open`` launches the system browser, ``print`` only prints the URL,
     ``follow`` makes this process act as the browser (for authorities that consent by
     themselves, such as the emulator); ``auto`` follows for non-Microsoft authorities.
+    ``privacy`` and ``auto_create`` default to the account's current settings when it is
+    reconnected, else to the configuration's defaults.
     """
     ms = runtime.config.microsoft
     if browser == "auto":
@@ -126,14 +130,27 @@ def connect_account(
         raise GraphError("No answer from the Microsoft sign-in page before the time-out.")
     identity = runtime.broker.finish_auth_code_flow(flow, capture.params)
     sealed = runtime.keyring.seal(identity.token_cache.encode("utf-8"), purpose=TOKEN_CACHE_PURPOSE)
+    existing = next(
+        (
+            a
+            for a in runtime.gateway.list_accounts()
+            if (a.tenant_id, a.object_id) == (identity.tenant_id, identity.object_id)
+        ),
+        None,
+    )
+    defaults = runtime.config.sync
     account = runtime.gateway.upsert_account(
         AccountSpec(
             address=identity.address,
             display_name=identity.display_name,
             tenant_id=identity.tenant_id,
             object_id=identity.object_id,
-            owner=owner,
+            owner=owner or (existing.owner if existing else ""),
             sealed_token_cache=sealed,
+            privacy=privacy or (existing.privacy if existing else Privacy(defaults.privacy)),
+            auto_create=auto_create
+            or (existing.auto_create if existing else AutoCreate(defaults.auto_create)),
+            own_domains=existing.own_domains if existing else (),
         )
     )
     runtime.forget_tokens(account.id)
