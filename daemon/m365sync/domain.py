@@ -242,6 +242,8 @@ class ThreadSummary:
     message_count: int
     last_at: datetime | None
     participants: tuple[str, ...]
+    # The contacts and companies the participants matched (ids of CRM partners).
+    partner_ids: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)

@@ -753,6 +753,7 @@ class GatewayContract:
         assert {ann.email.casefold(), "alice@example.com", "me@contoso.example"} <= set(
             offer.participants
         )
+        assert ann.id in offer.partner_ids  # the contacts and companies the thread matched
 
     def test_threads_for_a_company_include_its_contacts(self, gateway: CrmGateway) -> None:
         _, company, _, other = self._partner_mail(gateway)

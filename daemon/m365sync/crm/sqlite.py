@@ -1259,27 +1259,36 @@ class SqliteGateway(CrmGateway):
         return self._summaries(rows, addresses)
 
     @staticmethod
-    def _addresses_of(conn: sqlite3.Connection, message_ids: list[int]) -> dict[int, set[str]]:
-        found: dict[int, set[str]] = {}
+    def _addresses_of(
+        conn: sqlite3.Connection, message_ids: list[int]
+    ) -> dict[int, tuple[set[str], set[int]]]:
+        """Per message: its participants' addresses and the partners they matched."""
+        found: dict[int, tuple[set[str], set[int]]] = {}
         for chunk in _chunks(message_ids):
             rows = conn.execute(
-                "SELECT message_id, address FROM m365_mail_participant "  # noqa: S608
-                f"WHERE message_id IN ({_marks(chunk)})",
+                "SELECT message_id, address, partner_id, company_id "  # noqa: S608
+                f"FROM m365_mail_participant WHERE message_id IN ({_marks(chunk)})",
                 tuple(chunk),
             ).fetchall()
             for row in rows:
-                found.setdefault(row[0], set()).add(row[1])
+                addresses, partners = found.setdefault(row[0], (set(), set()))
+                addresses.add(row[1])
+                partners.update(pid for pid in (row[2], row[3]) if pid is not None)
         return found
 
     @staticmethod
-    def _summaries(rows: list[sqlite3.Row], addresses: dict[int, set[str]]) -> list[ThreadSummary]:
+    def _summaries(
+        rows: list[sqlite3.Row], addresses: dict[int, tuple[set[str], set[int]]]
+    ) -> list[ThreadSummary]:
         groups: dict[int, list[sqlite3.Row]] = {}
         for row in rows:  # already ordered oldest first within each thread
             groups.setdefault(row["tkey"], []).append(row)
         summaries = []
         for members in groups.values():
             dates = [row["at"] for row in members if row["at"] is not None]
-            people = set().union(*(addresses.get(row["id"], set()) for row in members))
+            empty: tuple[set[str], set[int]] = (set(), set())
+            people = set().union(*(addresses.get(row["id"], empty)[0] for row in members))
+            matched = set().union(*(addresses.get(row["id"], empty)[1] for row in members))
             summaries.append(
                 ThreadSummary(
                     conversation_id=members[0]["conversation_id"] or "",
@@ -1287,6 +1296,7 @@ class SqliteGateway(CrmGateway):
                     message_count=len(members),
                     last_at=_dt_value(max(dates)) if dates else None,
                     participants=tuple(sorted(people)),
+                    partner_ids=tuple(sorted(matched)),
                 )
             )
         epoch = datetime.min.replace(tzinfo=UTC)

@@ -52,8 +52,9 @@ def sync_account_mail(
         lease=lease,
         on_page=on_page,
     )
+    run = SyncRun(account_id=account.id, started_at=started)
     try:
-        run = cycle.run(account)
+        cycle.run(account, run)
     except Exception as error:  # one account's failure must never stop the others
         if not isinstance(error, M365SyncError):
             log.exception("account %s: unexpected failure", account.id)
@@ -62,14 +63,20 @@ def sync_account_mail(
         gateway.set_account_status(account.id, advice.status, advice.sentence, until=advice.until)
         if advice.status is AccountStatus.NEEDS_RECONNECT:
             runtime.forget_tokens(account.id)
-        run = SyncRun(account_id=account.id, started_at=started, finished_at=datetime.now(UTC))
         run.error = advice.sentence
         gateway.record_sync_run(run)
         return run
-    skipped = sum(run.skipped.values())
-    detail = f"Imported {run.imported} new, updated {run.updated}, removed {run.removed}" + (
-        f", skipped {skipped}." if skipped else "."
+    gateway.set_account_status(
+        account.id, AccountStatus.ACTIVE, run_summary(run), synced_at=run.finished_at
     )
-    gateway.set_account_status(account.id, AccountStatus.ACTIVE, detail, synced_at=run.finished_at)
     gateway.record_sync_run(run)
     return run
+
+
+def run_summary(run: SyncRun) -> str:
+    """The account list's one line: what came in, and what was skipped, by reason."""
+    text = f"Imported {run.imported} new, updated {run.updated}, removed {run.removed}"
+    if run.skipped:
+        reasons = ", ".join(f"{n} {why}" for why, n in sorted(run.skipped.items()))
+        text += f"; skipped {sum(run.skipped.values())} ({reasons})"
+    return text + "."

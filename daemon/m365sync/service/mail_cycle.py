@@ -78,13 +78,17 @@ class MailCycle:
         self.on_page = on_page or (lambda _progress: None)
         self.now = now
 
-    def run(self, account: Account) -> SyncRun:
-        run = SyncRun(account_id=account.id, started_at=self.now())
-        skipped: Counter[str] = Counter()
-        for folder in self._resolve_folders():
-            self._sync_folder(account, folder, run, skipped)
-        run.skipped = dict(skipped)
-        run.finished_at = self.now()
+    def run(self, account: Account, run: SyncRun | None = None) -> SyncRun:
+        """Sync every folder; ``run`` collects the figures as pages are stored, so a cycle
+        that fails half-way still reports what it did."""
+        run = run or SyncRun(account_id=account.id, started_at=self.now())
+        skipped: Counter[str] = Counter(run.skipped)
+        try:
+            for folder in self._resolve_folders():
+                self._sync_folder(account, folder, run, skipped)
+        finally:
+            run.skipped = dict(skipped)
+            run.finished_at = self.now()
         return run
 
     def _resolve_folders(self) -> list[MailFolder]:
