@@ -268,6 +268,7 @@ class RequestRecord:
     fault: str | None = None
     at: float = 0.0
     duration: float = 0.0
+    in_batch: bool = False  # one request of a $batch (the envelope has its own record)
 
     def describe(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,6 +17,19 @@ Routes (segments are case-insensitive, ``/users/{id|upn}`` works like ``/me`` fo
 * ``GET /me/mailFolders/{id}/messages/delta`` -- docs `api/message-delta.md`,
   `concepts/delta-query-messages.md`; sync states in delta.py.
 * ``GET /me/messages/{id}`` (``$select``; honours ``outlook.body-content-type``).
+* ``GET /me/messages/{id}/attachments`` and ``.../mailFolders/{id}/messages/{id}/attachments``
+  (``$select`` of the base ``attachment`` properties, ``$top``) -- docs
+  `api/message-list-attachments.md`, `resources/attachment.md`. Without ``$select`` a
+  fileAttachment carries ``contentBytes`` (generated, at most 1 MiB here), which is why clients
+  select; a derived type's property in ``$select`` is a 400 (graph-explorer-v4#3916).
+* ``POST /v1.0/$batch`` -- JSON batching (docs `concepts/json-batching.md` @ 028b8e35): at
+  most 20 requests, ids unique (case-insensitive) or the batch is a 400; each sub-request goes
+  through the same routing, scopes and (via the server's hook) fault plan as a request of its
+  own, so a fault whose path matches a sub-request's path answers that sub-request alone (a
+  429 with its ``Retry-After`` in the sub-response's headers, as Graph does); the envelope is
+  200 ``{"responses": [{"id", "status", "headers", "body"}]}``. ``dependsOn`` is honoured
+  the simple way: requests run in the given order, and one whose dependency did not succeed
+  gets 424 Failed Dependency.
 
 Page sizes: Graph documents neither a default nor a maximum for ``odata.maxpagesize`` on
 message delta; it says the preference sets "the maximum number of messages in a response".
@@ -29,13 +42,18 @@ at 1000, the one documented Outlook bound; the applied value is echoed in Prefer
 
 from __future__ import annotations
 
+import base64
 import copy
+import functools
+import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 from m365sync.emulator import delta
@@ -144,6 +162,11 @@ MESSAGE_PROPERTIES = (
     "uniqueBody",
     "internetMessageHeaders",
 )
+# The base `attachment` properties (docs `resources/attachment.md`): the only ones $select takes.
+ATTACHMENT_PROPERTIES = ("id", "lastModifiedDateTime", "name", "contentType", "size", "isInline")
+FILE_ATTACHMENT = "#microsoft.graph.fileAttachment"
+CONTENT_BYTES_CAP = 1 << 20
+MAX_BATCH = 20
 # Returned only when asked for with $select (docs `resources/message.md`).
 SELECT_ONLY = frozenset(["uniqueBody", "internetMessageHeaders"])
 
@@ -181,11 +204,26 @@ class Call:
 # --------------------------------------------------------------------------- entry point
 
 
+SubDispatch = Callable[[Request], Response]
+
+
 def handle(
-    request: Request, mailbox: Mailbox, *, scopes: frozenset[str], public_base: str
+    request: Request,
+    mailbox: Mailbox,
+    *,
+    scopes: frozenset[str],
+    public_base: str,
+    subrequest: SubDispatch | None = None,
 ) -> Response:
-    """Answer a Graph v1.0 request whose bearer token the server already accepted."""
+    """Answer a Graph v1.0 request whose bearer token the server already accepted.
+
+    ``subrequest`` answers one request of a ``$batch`` (the server applies its fault plan
+    there); by default a sub-request is answered by `handle` itself with the same scopes.
+    """
     try:
+        if _is_batch(request.path):
+            own = functools.partial(handle, mailbox=mailbox, scopes=scopes, public_base=public_base)
+            return _batch(request, subrequest or own)
         return _dispatch(request, mailbox, scopes, public_base)
     except GraphError as error:
         return graph_error(
@@ -268,6 +306,8 @@ def _route(rest: list[str]) -> tuple[Handler, tuple[Any, ...]]:
         return _get_me, ()
     if lowered[0] == "messages" and len(rest) == 2:
         return _get_message, (rest[1],)
+    if lowered[0] == "messages" and len(rest) == 3 and lowered[2] == "attachments":
+        return _list_attachments, (rest[1], None)
     if lowered[0] != "mailfolders":
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{rest[0]}'.")
     if len(rest) == 1:
@@ -286,6 +326,8 @@ def _route(rest: list[str]) -> tuple[Handler, tuple[Any, ...]]:
         if tail[1] in ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()"):
             return _delta, (chain,)
         return _get_message, (rest[position + 1],)
+    if tail[0] == "messages" and len(tail) == 3 and tail[2] == "attachments":
+        return _list_attachments, (rest[position + 1], chain)
     raise GraphError(400, "BadRequest", f"Resource not found for the segment '{rest[position]}'.")
 
 
@@ -557,6 +599,168 @@ def _get_message(call: Call, mid: str) -> Response:
     body = {"@odata.context": f"{call.base}/$metadata#users('{call.user_id}')/messages/$entity"}
     body.update(shaped)
     return json_response(body)
+
+
+# --------------------------------------------------------------------------- attachments
+
+
+def _content_bytes(attachment: dict[str, Any]) -> str:
+    """Deterministic stand-in content of the attachment's size (capped), base64."""
+    size = min(max(int(attachment.get("size") or 0), 0), CONTENT_BYTES_CAP)
+    data = hashlib.shake_256(str(attachment.get("id")).encode()).digest(size) if size else b""
+    return base64.b64encode(data).decode("ascii")
+
+
+def shape_attachment(attachment: dict[str, Any], chosen: tuple[str, ...] | None) -> dict[str, Any]:
+    """An attachment as list-attachments returns it: @odata.type always (the collection is of
+    the base type), then the selected properties and id, or everything with contentBytes."""
+    out: dict[str, Any] = {"@odata.type": attachment.get("@odata.type")}
+    if chosen:
+        for name in chosen:
+            out[name] = copy.deepcopy(attachment.get(name))
+        out["id"] = attachment.get("id")
+        return out
+    is_file = attachment.get("@odata.type") == FILE_ATTACHMENT
+    if is_file:
+        out["@odata.mediaContentType"] = attachment.get("contentType")
+    for name, value in attachment.items():
+        if name != "@odata.type":
+            out[name] = copy.deepcopy(value)
+    if is_file and "contentBytes" not in out:
+        out["contentBytes"] = _content_bytes(attachment)
+    return out
+
+
+def _list_attachments(call: Call, mid: str, chain: list[str] | None) -> Response:
+    _require(call, MAIL_READ)
+    _allow(call, "select", "top")
+    chosen = _select(
+        call, ATTACHMENT_PROPERTIES, "microsoft.graph.attachment", "RequestBroker--ParseUri"
+    )
+    top = _int_option(call, "top", 1, MAX_PAGE)
+    _id_type(call)
+    with call.mailbox.lock:
+        if chain is not None:
+            fid = _folder_id(call, chain)
+        try:
+            attachments = call.mailbox.attachments(mid)
+            if chain is not None and call.mailbox.folder_of(mid) != fid:
+                raise KeyError(mid)
+        except KeyError:
+            if not is_well_formed_id(mid):
+                raise GraphError(400, "ErrorInvalidIdMalformed", "Id is malformed.") from None
+            raise GraphError(
+                404, "ErrorItemNotFound", "The specified object was not found in the store."
+            ) from None
+    context = f"{call.base}/$metadata#users('{call.user_id}')/messages('{mid}')/attachments"
+    if chosen:
+        context += f"({','.join(chosen)})"
+    page = attachments[:top] if top else attachments
+    body = {"@odata.context": context, "value": [shape_attachment(a, chosen) for a in page]}
+    return json_response(body)
+
+
+# --------------------------------------------------------------------------- $batch
+
+
+def _is_batch(path: str) -> bool:
+    return path.lower().rstrip("/") == "/v1.0/$batch"
+
+
+def _batch(request: Request, subrequest: SubDispatch) -> Response:
+    """JSON batching: validate the envelope, answer each request through ``subrequest``."""
+    if request.method != "POST":
+        raise GraphError(
+            405, "Request_BadRequest", f"The HTTP method '{request.method}' is not allowed."
+        )
+    payload = request.get_json(silent=True)
+    entries = payload.get("requests") if isinstance(payload, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise GraphError(400, "BadRequest", "Invalid batch payload format.")
+    if len(entries) > MAX_BATCH:
+        # The limit is documented ("limited to 20 individual requests"); the body is not.
+        raise GraphError(
+            400,
+            "BadRequest",
+            f"The batch contains {len(entries)} requests; at most {MAX_BATCH} are allowed.",
+        )
+    seen: set[str] = set()
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise GraphError(400, "BadRequest", "Invalid batch payload format.")
+        for name in ("id", "method", "url"):
+            if not isinstance(entry.get(name), str) or not entry[name]:
+                raise GraphError(400, "BadRequest", f"A batch request is missing '{name}'.")
+        key = entry["id"].lower()  # "Not case-sensitive. Must be unique in the batch"
+        if key in seen:
+            raise GraphError(400, "BadRequest", f"Batch request id '{entry['id']}' is not unique.")
+        seen.add(key)
+    statuses: dict[str, int] = {}
+    responses = []
+    for entry in entries:
+        depends = entry.get("dependsOn") or []
+        if any(statuses.get(str(d).lower(), 0) // 100 != 2 for d in depends):
+            answer = _failed_dependency(entry)
+        else:
+            answer = _sub_answer(entry, _sub_response(request, entry, subrequest))
+        statuses[entry["id"].lower()] = answer["status"]
+        responses.append(answer)
+    return json_response({"responses": responses})
+
+
+def _sub_response(outer: Request, entry: dict[str, Any], subrequest: SubDispatch) -> Response:
+    url = entry["url"]
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc:
+        return graph_error(400, "BadRequest", "The request URL must be relative.")
+    path = "/v1.0/" + parts.path.lstrip("/")
+    if _is_batch(path):
+        return graph_error(400, "BadRequest", "A batch cannot contain another batch.")
+    headers = {str(k): str(v) for k, v in (entry.get("headers") or {}).items()}
+    body = entry.get("body")
+    builder = EnvironBuilder(
+        path=path,
+        base_url=outer.host_url,
+        query_string=parts.query,
+        method=entry["method"].upper(),
+        headers=headers,
+        data=json.dumps(body) if body is not None else None,
+    )
+    try:
+        sub = Request(builder.get_environ())
+    finally:
+        builder.close()
+    return subrequest(sub)
+
+
+_SUB_HEADERS = ("Content-Type", "Retry-After", "Preference-Applied", "Location", "ETag")
+
+
+def _sub_answer(entry: dict[str, Any], response: Response) -> dict[str, Any]:
+    """A response as one item of ``responses`` (docs: id, status, headers, body)."""
+    headers = {"Cache-Control": "no-cache"}
+    for name in _SUB_HEADERS:
+        if name in response.headers:
+            headers[name] = response.headers[name]
+    if response.status_code < 300 and response.mimetype == "application/json":
+        headers["OData-Version"] = "4.0"
+    answer: dict[str, Any] = {"id": entry["id"], "status": response.status_code, "headers": headers}
+    data = response.get_data()
+    if data:
+        try:
+            answer["body"] = json.loads(data)
+        except ValueError:
+            answer["body"] = data.decode("utf-8", "replace")
+    return answer
+
+
+def _failed_dependency(entry: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": entry["id"],
+        "status": 424,
+        "headers": {"Cache-Control": "no-cache", "Content-Type": "application/json"},
+        "body": {"error": {"code": "FailedDependency", "message": "Failed dependency."}},
+    }
 
 
 # --------------------------------------------------------------------------- delta

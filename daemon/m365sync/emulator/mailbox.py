@@ -118,11 +118,26 @@ def default_user() -> dict[str, Any]:
 
 
 class LazySource(Protocol):
-    """Builds seeded messages on demand, so a 100k mailbox costs indexes, not dicts."""
+    """Builds seeded messages on demand, so a 100k mailbox costs indexes, not dicts.
+
+    A source may also have ``attachments(index) -> list[dict]`` (attachment resources of a
+    planned message); without it, lazy messages have none.
+    """
 
     def materialize(self, index: int) -> dict[str, Any]: ...
 
     def received(self, index: int) -> str: ...
+
+
+def make_attachment_id(message_id: str, number: int) -> str:
+    """An attachment id shaped like Outlook's: the message's entry id, a tag, a number."""
+    try:
+        raw = base64.urlsafe_b64decode(message_id + "=" * (-len(message_id) % 4))
+    except ValueError:
+        raw = hashlib.sha256(message_id.encode()).digest()
+    return base64.urlsafe_b64encode(raw + b"\x12\x00\x10\x00" + number.to_bytes(4, "big")).decode(
+        "ascii"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +185,7 @@ class Mailbox:
         self._unread: set[str] = set()
         self._size: dict[str, int] = {}
         self._lazy: LazySource | None = None
+        self._attachments: dict[str, list[dict[str, Any]]] = {}
         self._events: list[dict[str, Any]] = []
         self._create_standard_folders()
 
@@ -484,9 +500,22 @@ class Mailbox:
         internetMessageId and parentFolderId as Graph does; returns a copy of the resource."""
         with self.lock:
             fid = self._require_folder(folder_ref)
+            message = dict(message)
+            attachments = message.pop("attachments", None)
+            if isinstance(attachments, list) and "hasAttachments" not in message:
+                # hasAttachments does not count inline attachments (by design, see graph_api)
+                message["hasAttachments"] = any(
+                    isinstance(a, dict) and not a.get("isInline") for a in attachments
+                )
             filled = self._fill(fid, message)
             size = len(json.dumps(filled, ensure_ascii=False).encode("utf-8"))
             self._insert(fid, filled["id"], filled, unread=not filled.get("isRead"), size=size)
+            if isinstance(attachments, list):
+                self._attachments[filled["id"]] = [
+                    self._attachment(filled["id"], number, a)
+                    for number, a in enumerate(attachments, start=1)
+                    if isinstance(a, dict)
+                ]
             return copy.deepcopy(filled)
 
     def add_raw_message(self, folder_ref: str, raw: dict[str, Any]) -> str:
@@ -585,6 +614,7 @@ class Mailbox:
             self._size.pop(mid, None)
             self._unread.discard(mid)
             self._raw.discard(mid)
+            self._attachments.pop(mid, None)
             self._touch(fid, mid, entered=False)
 
     def message_ids_in(self, folder_ref: str) -> list[str]:
@@ -608,6 +638,58 @@ class Mailbox:
         """How many messages the mailbox holds."""
         with self.lock:
             return len(self._store)
+
+    # ----------------------------------------------------------------- attachments
+
+    def _attachment(self, mid: str, number: int, given: dict[str, Any]) -> dict[str, Any]:
+        """Fill what Graph fills on an attachment resource; keep what the caller gave."""
+        kind = str(given.get("@odata.type") or "#microsoft.graph.fileAttachment")
+        if not kind.startswith("#"):
+            kind = "#" + kind
+        filled: dict[str, Any] = {
+            "@odata.type": kind,
+            "id": given.get("id") or make_attachment_id(mid, number),
+            "lastModifiedDateTime": given.get("lastModifiedDateTime") or now_iso(),
+            "name": given.get("name"),
+            "contentType": given.get("contentType"),
+            "size": int(given.get("size") or 0),
+            "isInline": bool(given.get("isInline", False)),
+        }
+        if kind == "#microsoft.graph.fileAttachment":
+            filled["contentId"] = given.get("contentId")
+            filled["contentLocation"] = given.get("contentLocation")
+        for name, value in given.items():
+            if name not in filled:
+                filled[name] = copy.deepcopy(value)
+        return filled
+
+    def attachments(self, mid: str) -> list[dict[str, Any]]:
+        """Copies of a message's attachment resources (base and derived properties, without
+        ``contentBytes`` unless one was given); KeyError if there is no such message."""
+        with self.lock:
+            if mid not in self._store:
+                raise KeyError(f"no message {mid!r}")
+            if mid in self._attachments:
+                return copy.deepcopy(self._attachments[mid])
+            value = self._store[mid]
+            lazy = getattr(self._lazy, "attachments", None)
+            if isinstance(value, int) and lazy is not None:
+                return [
+                    self._attachment(mid, number, a)
+                    for number, a in enumerate(lazy(value), start=1)
+                ]
+            return []
+
+    def add_attachment(self, mid: str, attachment: dict[str, Any]) -> dict[str, Any]:
+        """Attach to a stored message (fills id, type, dates). A non-inline attachment sets
+        hasAttachments, which is a change of the message (new changeKey, seen by delta)."""
+        with self.lock:
+            current = self.attachments(mid)
+            filled = self._attachment(mid, len(current) + 1, attachment)
+            self._attachments[mid] = [*current, filled]
+            if not filled["isInline"] and not self.view(mid).get("hasAttachments"):
+                self.update_message(mid, {"hasAttachments": True})
+            return copy.deepcopy(filled)
 
     # ----------------------------------------------------------------- calendar and states
 

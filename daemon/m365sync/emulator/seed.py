@@ -10,14 +10,17 @@ colleagues, with contacts at several companies and at public mail providers; thr
 replies (shared conversationId, "RE:" subjects, inbox/sent items alternating, quoted history);
 internal-only mail; odd addresses (upper case, plus tags, an IDN domain, a display name with a
 comma, no display name); bulk senders with List-Id / Precedence headers; a few drafts;
-attachments; receivedDateTime over the two years before `anchor` (default: today, 00:00 UTC,
+attachments (metadata of files with deterministic names, an occasional attached message,
+and signature logos as inline images -- which, as in Outlook, do not set hasAttachments);
+receivedDateTime over the two years before `anchor` (default: today, 00:00 UTC,
 so a "last 90 days" window is meaningful). And a calendar with single events, recurring series
 in several time zones, an all-day event and a private one.
 
 JSON format (`load_document` / `write_document`): ``{"user": {...}, "tenantId": "...",
 "ownDomains": [...], "mailFolders": [mailFolder...], "messages": [message...],
 "rawMessages": [{"folder": id, "message": {...}}], "events": [event...]}``. A message names its
-folder by ``parentFolderId`` or by ``"folder": "<well-known name or id>"``; a bare Graph
+folder by ``parentFolderId`` or by ``"folder": "<well-known name or id>"``, and may carry
+``"attachments": [attachment...]`` as ``$expand=attachments`` returns them; a bare Graph
 collection response ``{"value": [...]}`` is read as messages.
 """
 
@@ -299,8 +302,81 @@ class SeedSource:
             message["internetMessageHeaders"] = headers
         return message
 
+    def attachments(self, index: int) -> list[dict[str, Any]]:
+        """Attachment resources of a planned message (metadata; no contentBytes).
+
+        Messages flagged with attachments get one to three files (and now and then an
+        attached message); about a third of external senders' mail carries their signature
+        logo as an inline image, which leaves hasAttachments alone (docs: inline attachments
+        are part of the body; a Microsoft docs writer in aspnet-snippets-sample#13).
+        Deterministic per (seed, index), independent of the planning random stream.
+        """
+        spec = self.specs[index]
+        sender = self.people[spec[T_SENDER]]
+        rng = random.Random(self.seed * 7_000_003 + index)
+        when = spec[T_TIME]
+        found: list[dict[str, Any]] = []
+        if spec[T_FLAGS] & F_ATTACH:
+            moment = datetime.fromtimestamp(when, UTC)
+            company = COMPANIES[sender.company].name if sender.company >= 0 else "Contoso"
+            for _ in range(rng.choices((1, 2, 3), (60, 30, 10))[0]):
+                name, kind, low, high = rng.choice(_FILES)
+                found.append(
+                    {
+                        "@odata.type": "#microsoft.graph.fileAttachment",
+                        "name": name.format(
+                            year=moment.year,
+                            quarter=(moment.month - 1) // 3 + 1,
+                            company=company.split(",")[0],
+                            number=1000 + index,
+                        ),
+                        "contentType": kind,
+                        "size": rng.randint(low, high),
+                        "isInline": False,
+                        "lastModifiedDateTime": iso(when - 30),
+                    }
+                )
+            if rng.random() < 0.1:
+                found.append(
+                    {
+                        "@odata.type": "#microsoft.graph.itemAttachment",
+                        "name": self._subject(index).removeprefix("RE: "),
+                        "contentType": None,  # "Returned as null by default" (itemAttachment)
+                        "size": rng.randint(8_000, 60_000),
+                        "isInline": False,
+                        "lastModifiedDateTime": iso(when - 30),
+                    }
+                )
+        if sender.kind == "external" and rng.random() < 0.35:
+            found.append(
+                {
+                    "@odata.type": "#microsoft.graph.fileAttachment",
+                    "name": "image001.png",
+                    "contentType": "image/png",
+                    "size": rng.randint(3_000, 12_000),
+                    "isInline": True,
+                    "contentId": f"image001.png@01DA{index:04X}.5E0F7A30",
+                    "lastModifiedDateTime": iso(when - 30),
+                }
+            )
+        return found
+
 
 _FOLDERS = ("inbox", "sentitems", "drafts", "archive", "junkemail")
+_DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: (name pattern, contentType, smallest, largest size in bytes)
+_FILES: tuple[tuple[str, str, int, int], ...] = (
+    ("Quote-{year}-Q{quarter}.pdf", "application/pdf", 40_000, 400_000),
+    ("Proposal - {company}.docx", _DOCX, 25_000, 250_000),
+    ("Price list {year}.xlsx", _XLSX, 15_000, 90_000),
+    ("Invoice {number}.pdf", "application/pdf", 30_000, 120_000),
+    ("Signed contract.pdf", "application/pdf", 150_000, 2_500_000),
+    ("Meeting notes.docx", _DOCX, 12_000, 60_000),
+    ("Site photos.zip", "application/zip", 1_500_000, 9_000_000),
+    ("IMG_2041.jpg", "image/jpeg", 800_000, 3_200_000),
+    ("Shipping schedule.csv", "text/csv", 2_000, 20_000),
+)
 
 
 # ------------------------------------------------------------------------ entry points
@@ -483,6 +559,9 @@ def write_document(mailbox: Mailbox, path: str | Path) -> None:
             if raw:
                 raws.append({"folder": fid, "message": message})
                 continue
+            attachments = mailbox.attachments(message["id"])
+            if attachments:
+                message = {**message, "attachments": attachments}
             handle.write(("\n  " if first else ",\n  ") + json.dumps(message, ensure_ascii=False))
             first = False
         handle.write('\n ],\n "rawMessages": ' + json.dumps(raws, ensure_ascii=False))

@@ -8,7 +8,9 @@ file that it deletes at once).
 
 Routing, in order: ``/_emulator/...`` -> control API (control.py); identity paths ->
 faults, then identity.py; ``/v1.0/...`` -> access-token check (401 in Graph's shape), faults,
-then ``graph_api.handle``; anything else -> 404 in Graph's error shape.
+then ``graph_api.handle``; anything else -> 404 in Graph's error shape. Each request of a
+``POST /v1.0/$batch`` passes the fault plan again on its own path (``_subrequest``), so a rule
+for ``/attachments`` throttles that sub-request inside the batch, as Graph does.
 """
 
 from __future__ import annotations
@@ -252,6 +254,34 @@ class Emulator:
             )
         return response(environ, start_response)
 
+    def _subrequest(self, request: Request, scopes: Any) -> Response:
+        """One request of a ``$batch``: the fault plan first (matched on the sub-request's own
+        method and path), then the same Graph handler; logged with ``in_batch=True``."""
+        from m365sync.emulator import graph_api
+
+        started = time.monotonic()
+        status: int | None = None
+        try:
+            response = self.faults.respond(request) or graph_api.handle(
+                request, self.mailbox, scopes=scopes, public_base=self.base_url
+            )
+            status = response.status_code
+            return response
+        finally:
+            self.request_log.append(
+                RequestRecord(
+                    method=request.method,
+                    path=request.path,
+                    query=request.query_string.decode("latin-1"),
+                    status=status,
+                    prefer=request.headers.get("Prefer"),
+                    fault=request.environ.get("m365sync.emulator.fault"),
+                    at=time.time(),
+                    duration=time.monotonic() - started,
+                    in_batch=True,
+                )
+            )
+
     def _dispatch(self, request: Request) -> Response:
         try:
             if self.identity.handles(request.path):
@@ -266,8 +296,13 @@ class Emulator:
                     return faulty
                 from m365sync.emulator import graph_api
 
+                scopes = auth[1]
                 return graph_api.handle(
-                    request, self.mailbox, scopes=auth[1], public_base=self.base_url
+                    request,
+                    self.mailbox,
+                    scopes=scopes,
+                    public_base=self.base_url,
+                    subrequest=lambda sub: self._subrequest(sub, scopes),
                 )
             return graph_error(
                 404,
