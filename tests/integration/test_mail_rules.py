@@ -112,8 +112,9 @@ def build_reference(stack):
 
 def test_a_429_storm_is_waited_out_as_graph_asks(stack):
     account = connect_account(stack.runtime, browser="follow")
-    stack.emulator.faults.throttle(r"/messages/delta", times=6, retry_after="0.05",
-                                   code="ApplicationThrottled")
+    stack.emulator.faults.throttle(
+        r"/messages/delta", times=6, retry_after="0.05", code="ApplicationThrottled"
+    )
     run = sync(stack, account)
     assert run.error is None
     throttled = [r for r in stack.emulator.requests if r.status == 429]
@@ -144,12 +145,24 @@ def test_malformed_items_of_every_kind_leave_the_rest_of_the_page_stored(stack):
     ]
     odd_but_fine = [
         {"subject": "x" * 20000, "from": known["from"], "toRecipients": [me]},  # huge subject
-        {"subject": "unknown fields", "from": known["from"], "toRecipients": [me],
-         "futureField": {"nested": [1, 2]}, "@odata.unknown": True},
-        {"subject": "broken html", "from": known["from"], "toRecipients": [me],
-         "body": {"contentType": "html", "content": "<div><p>unclosed <b>bold <script>x()"}},
-        {"subject": "odd recipients", "from": known["from"],
-         "toRecipients": [{"emailAddress": {"address": "not-an-address"}}, me]},
+        {
+            "subject": "unknown fields",
+            "from": known["from"],
+            "toRecipients": [me],
+            "futureField": {"nested": [1, 2]},
+            "@odata.unknown": True,
+        },
+        {
+            "subject": "broken html",
+            "from": known["from"],
+            "toRecipients": [me],
+            "body": {"contentType": "html", "content": "<div><p>unclosed <b>bold <script>x()"},
+        },
+        {
+            "subject": "odd recipients",
+            "from": known["from"],
+            "toRecipients": [{"emailAddress": {"address": "not-an-address"}}, me],
+        },
     ]
     for item in bad + odd_but_fine:
         mailbox.add_raw_message("inbox", item)
@@ -162,3 +175,88 @@ def test_malformed_items_of_every_kind_leave_the_rest_of_the_page_stored(stack):
     subjects = {t.subject for t in stack.gateway.threads_for_partner(contact.id)}
     assert "broken html" in subjects and "unknown fields" in subjects
     assert any(s and s.startswith("xxxx") and len(s) < 20000 for s in subjects)  # cut, kept
+
+
+def test_archived_mail_stays_and_deleted_mail_goes(stack):
+    account = connect_account(stack.runtime, browser="follow")
+    sync(stack, account)
+    mailbox = stack.emulator.mailbox
+    stored = [
+        m
+        for m in mailbox.messages_in("inbox")
+        if m["id"] in stack.gateway.message_ids_for_account(account.id)
+    ]
+    archived, trashed, purged = stored[0], stored[1], stored[2]
+    mailbox.move_message(archived["id"], "archive")  # a folder we do not sync
+    mailbox.move_message(trashed["id"], "deleteditems")  # what Outlook's Delete does
+    mailbox.delete_message(purged["id"])  # Shift+Delete
+    before = stack.gateway.count_messages(account.id)
+    stack.emulator.request_log.clear()
+    run = sync(stack, account)
+    assert run.error is None
+    ids = stack.gateway.message_ids_for_account(account.id)
+    assert archived["id"] in ids
+    assert trashed["id"] not in ids and purged["id"] not in ids
+    assert run.removed == 2
+    assert stack.gateway.count_messages(account.id) == before - 2
+    # The Graph lookups went out as one JSON batch, not one request per removed item.
+    batches = [r for r in stack.emulator.requests if r.path == "/v1.0/$batch"]
+    assert len(batches) == 1
+
+
+def test_auto_creation_from_sent_and_received_mail(tmp_path):
+    from m365sync.domain import AutoCreate
+
+    mailbox = Mailbox.seeded(size=150, seed=11)
+    stack = build_stack(tmp_path, mailbox, seed_partners=False)
+    try:
+        account = connect_account(
+            stack.runtime, browser="follow", auto_create=AutoCreate.SENT_AND_RECEIVED
+        )
+        assert account.auto_create is AutoCreate.SENT_AND_RECEIVED
+        run = sync(stack, account)
+        assert run.error is None and run.imported > 0
+        counts = stack.gateway.mail_counts_by_partner()
+        people = [p for p, _, _ in counts if not p.is_company]
+        companies = [p for p, _, _ in counts if p.is_company]
+        assert people and companies
+        for person in people:
+            assert person.name and "@" not in person.name  # names, never bare addresses
+            local = person.email.split("@")[0].lower()
+            assert "noreply" not in local.replace("-", "") and local not in {"info", "sales"}
+            assert not person.email.lower().endswith("@contoso.com")
+        public = [p for p in people if p.email.split("@")[1] in {"gmail.com", "outlook.com"}]
+        assert all(p.parent_id is None for p in public)
+        at_work = [p for p in people if p not in public and p.parent_id is not None]
+        assert at_work
+        # Reconnecting keeps the account's own setting.
+        again = connect_account(stack.runtime, browser="follow")
+        assert again.auto_create is AutoCreate.SENT_AND_RECEIVED
+    finally:
+        stack.runtime.close()
+        stack.emulator.stop()
+
+
+def test_plus_tagged_addresses_match_their_contact_when_configured(tmp_path):
+    mailbox = Mailbox.seeded(size=60, seed=13)
+    stack = build_stack(tmp_path, mailbox, sync_extra="ignore_plus_tags = true\n")
+    try:
+        contact = stack.gateway.add_partner("Tagged Person", email="tagged.person@fabrikam.com")
+        mailbox.add_message(
+            "inbox",
+            {
+                "subject": "Newsletter signup",
+                "from": {
+                    "emailAddress": {"name": "Tagged", "address": "Tagged.Person+crm@fabrikam.com"}
+                },
+                "toRecipients": [{"emailAddress": {"address": mailbox.user["mail"]}}],
+                "body": {"contentType": "html", "content": "<p>hello</p>"},
+            },
+        )
+        account = connect_account(stack.runtime, browser="follow")
+        assert sync(stack, account).error is None
+        subjects = [t.subject for t in stack.gateway.threads_for_partner(contact.id)]
+        assert subjects == ["Newsletter signup"]
+    finally:
+        stack.runtime.close()
+        stack.emulator.stop()

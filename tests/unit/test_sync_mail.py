@@ -130,3 +130,14 @@ def test_every_message_is_either_stored_or_counted(rows):
     for stored in plan.upserts:
         assert any(p.partner_id or p.company_id for p in stored.participants)
         assert not stored.message.is_draft
+
+
+def test_preview_keeps_the_new_text_and_drops_the_quoted_history():
+    body = (
+        "<div>Thanks, Tuesday works for us.</div>"
+        '<div id="divRplyFwdMsg"><b>From:</b> Megan Bowen<br><b>Sent:</b> Monday</div>'
+        "<div>Would Tuesday at 10 suit you? Long quoted history follows.</div>"
+    )
+    plan = plan_page([mail("anna@fabrikam.com", ME.address, body=body)], LOOKUPS, POLICY)
+    preview = plan.upserts[0].message.body_preview
+    assert preview == "Thanks, Tuesday works for us."

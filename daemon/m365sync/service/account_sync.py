@@ -10,10 +10,11 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from m365sync.domain import Account, AccountStatus, Lease, SyncRun
+from m365sync.domain import Account, AccountStatus, AutoCreate, Lease, SyncRun
 from m365sync.errors import M365SyncError, advice_for
-from m365sync.service.mail_cycle import MailCycle, PageProgress
+from m365sync.service.mail_cycle import CycleOptions, MailCycle, PageProgress
 from m365sync.service.runtime import Runtime
+from m365sync.sync.autocreate import AutoCreatePolicy
 from m365sync.sync.mail import MailPolicy
 
 log = logging.getLogger(__name__)
@@ -42,18 +43,35 @@ def sync_account_mail(
         return run
     gateway.set_account_status(account.id, AccountStatus.SYNCING, "Importing mail.")
     cfg = runtime.config.sync
-    cycle = MailCycle(
-        gateway,
-        runtime.mail_reader_for(account),
-        policy_for(runtime, account),
+    options = CycleOptions(
         folders=cfg.mail_folders,
         window_days=cfg.initial_window_days,
         include_child_folders=cfg.include_child_folders,
-        lease=lease,
-        on_page=on_page,
+        ignore_plus_tags=cfg.ignore_plus_tags,
     )
     run = SyncRun(account_id=account.id, started_at=started)
     try:
+        graph = runtime.graph_for(account)
+        reader = runtime.mail_reader_for(account, graph)
+        policy = policy_for(runtime, account)
+        auto_create = None
+        if account.auto_create is not AutoCreate.NONE:
+            auto_create = AutoCreatePolicy.from_mail_policy(
+                policy,
+                account.auto_create,
+                owner_addresses=[account.address],
+                sent_folder_ids=[reader.resolve_folder("sentitems").graph_id],
+            )
+        cycle = MailCycle(
+            gateway,
+            graph,
+            reader,
+            policy,
+            options,
+            auto_create=auto_create,
+            lease=lease,
+            on_page=on_page,
+        )
         cycle.run(account, run)
     except Exception as error:  # one account's failure must never stop the others
         if not isinstance(error, M365SyncError):

@@ -1,9 +1,11 @@
 """One mail cycle for one account: every configured folder, page by page, cursor with the data.
 
 Per Graph page the CRM sees a bounded number of calls: partners by address, companies by
-domain, parent companies, then one `store_mail_page` that writes the page and its cursor in one
-transaction. A crash anywhere resumes from the last stored link: nothing lost, and the replayed
-page is an idempotent upsert.
+domain, at most one `create_partners` (auto-creation), then one `store_mail_page` that writes
+the page and its cursor in one transaction. Graph sees the delta page, plus JSON batches (20
+items each) for attachment metadata and for checking where removed items went. A crash
+anywhere resumes from the last stored link: nothing lost, and the replayed page is an
+idempotent upsert.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import (
@@ -24,10 +27,15 @@ from m365sync.domain import (
     MailFolder,
     PageResult,
     PageWrite,
+    StoredMessage,
     SyncRun,
 )
-from m365sync.errors import SyncStateGone
+from m365sync.errors import GraphError, NotFound, SyncStateGone
+from m365sync.graph.attachments import fetch_attachment_metadata
+from m365sync.graph.batch import batch_get
+from m365sync.graph.client import GraphClient
 from m365sync.graph.mail import PARTIAL_UPDATE, MailDeltaReader
+from m365sync.sync.autocreate import AutoCreatePolicy, merge_created, partners_to_create
 from m365sync.sync.mail import (
     MailPolicy,
     PartnerLookups,
@@ -35,10 +43,12 @@ from m365sync.sync.mail import (
     page_domains,
     plan_page,
 )
+from m365sync.sync.senders import strip_plus_tag
 
 log = logging.getLogger(__name__)
 
 SKIP_MALFORMED = "malformed item"
+IMMUTABLE_IDS = {"Prefer": 'IdType="ImmutableId"'}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,31 +62,42 @@ class PageProgress:
     done: bool
 
 
+@dataclass(frozen=True, slots=True)
+class CycleOptions:
+    """The configuration a cycle needs, apart from the account's own policies."""
+
+    folders: tuple[str, ...]
+    window_days: int
+    include_child_folders: bool = False
+    ignore_plus_tags: bool = False
+
+
 class MailCycle:
     """Imports one account's folders into the CRM; see the module docstring for the rules."""
 
     def __init__(
         self,
         gateway: CrmGateway,
+        graph: GraphClient,
         reader: MailDeltaReader,
         policy: MailPolicy,
+        options: CycleOptions,
         *,
-        folders: tuple[str, ...],
-        window_days: int,
-        include_child_folders: bool = False,
+        auto_create: AutoCreatePolicy | None = None,
         lease: Lease | None = None,
         on_page: Callable[[PageProgress], None] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.gateway = gateway
+        self.graph = graph
         self.reader = reader
         self.policy = policy
-        self.folders = folders
-        self.window_days = window_days
-        self.include_child_folders = include_child_folders
+        self.options = options
+        self.auto_create = auto_create
         self.lease = lease
         self.on_page = on_page or (lambda _progress: None)
         self.now = now
+        self._deleted_items_id: str | None = None
 
     def run(self, account: Account, run: SyncRun | None = None) -> SyncRun:
         """Sync every folder; ``run`` collects the figures as pages are stored, so a cycle
@@ -92,8 +113,8 @@ class MailCycle:
         return run
 
     def _resolve_folders(self) -> list[MailFolder]:
-        folders = [self.reader.resolve_folder(ref) for ref in self.folders]
-        if self.include_child_folders:
+        folders = [self.reader.resolve_folder(ref) for ref in self.options.folders]
+        if self.options.include_child_folders:
             folders = self.reader.with_child_folders(folders)
         seen: dict[str, MailFolder] = {}
         for folder in folders:
@@ -120,8 +141,8 @@ class MailCycle:
     ) -> None:
         cursor = self.gateway.get_cursor(account.id, folder.graph_id)
         since = None
-        if cursor is None and self.window_days:
-            since = self.now() - timedelta(days=self.window_days)
+        if cursor is None and self.options.window_days:
+            since = self.now() - timedelta(days=self.options.window_days)
         pages = self.reader.pages(
             folder.graph_id, resume_link=cursor.link if cursor else None, received_since=since
         )
@@ -145,6 +166,11 @@ class MailCycle:
         self, account: Account, folder: MailFolder, page: DeltaPage, skipped: Counter[str]
     ) -> PageResult:
         lookups = self._lookups(page)
+        if self.auto_create is not None:
+            drafts = partners_to_create(page.messages, lookups, self.auto_create)
+            if drafts:
+                created = self.gateway.create_partners(drafts)
+                lookups = merge_created(lookups, created, drafts)
         plan = plan_page(page.messages, lookups, self.policy)
         page_skips = Counter(plan.skipped)
         for item in page.rejected:
@@ -157,7 +183,8 @@ class MailCycle:
                 "skipped a malformed item in folder %s: %s", folder.display_name, item.reason
             )
             page_skips[SKIP_MALFORMED] += 1
-        skipped.update(page_skips)
+        upserts = self._with_attachments(plan.upserts)
+        deleted, moved = self._where_removed_went(folder, page.removed_ids)
         if page.delta_link:
             cursor = Cursor(page.delta_link, CursorKind.DELTA)
         elif page.next_link:
@@ -167,17 +194,79 @@ class MailCycle:
         write = PageWrite(
             account_id=account.id,
             folder_id=folder.graph_id,
-            upserts=plan.upserts,
-            removed_ids=page.removed_ids,
+            upserts=upserts,
+            removed_ids=deleted,
             cursor=cursor,
             skipped=dict(page_skips),
+            moved=moved,
         )
-        return self.gateway.store_mail_page(write, lease=self.lease)
+        result = self.gateway.store_mail_page(write, lease=self.lease)
+        skipped.update(page_skips)  # counted once the page is stored, not before
+        return result
 
     def _lookups(self, page: DeltaPage) -> PartnerLookups:
         addresses = page_addresses(page.messages)
         if not addresses:
             return PartnerLookups()
-        by_email = self.gateway.find_partners_by_emails(addresses)
+        untagged = (
+            {a: strip_plus_tag(a) for a in addresses} if self.options.ignore_plus_tags else {}
+        )
+        by_email = dict(self.gateway.find_partners_by_emails(addresses | set(untagged.values())))
+        for tagged, plain in untagged.items():
+            if tagged not in by_email and plain in by_email:
+                by_email[tagged] = by_email[plain]  # anna+news@x.com is the contact anna@x.com
         companies = self.gateway.find_companies_by_domains(page_domains(addresses, self.policy))
         return PartnerLookups(by_email, companies)
+
+    def _with_attachments(self, upserts: list[StoredMessage]) -> list[StoredMessage]:
+        """Attachment names, sizes and types (never content), in batches of 20 per request.
+
+        Only where the account shares everything: apply_privacy already emptied the others.
+        """
+        wanted = [s.message.graph_id for s in upserts if s.message.has_attachments]
+        if not wanted or self.policy.privacy.value != "everything":
+            return upserts
+        found = fetch_attachment_metadata(self.graph, wanted)
+        return [
+            StoredMessage(replace(s.message, attachments=found[s.message.graph_id]), s.participants)
+            if s.message.graph_id in found
+            else s
+            for s in upserts
+        ]
+
+    def _where_removed_went(
+        self, folder: MailFolder, removed_ids: list[str]
+    ) -> tuple[list[str], dict[str, str]]:
+        """Split a page's removed ids into deleted ones and ones moved elsewhere.
+
+        Delta reports a message that left the folder the same way whether it was deleted or
+        archived. Immutable ids survive moves, so asking Graph where the id lives now tells
+        them apart: mail a salesperson archives stays in the CRM; mail in Deleted Items or
+        gone is unlinked.
+        """
+        if not removed_ids:
+            return [], {}
+        paths = {
+            graph_id: f"/me/messages/{quote(graph_id, safe='')}?$select=id,parentFolderId"
+            for graph_id in removed_ids
+        }
+        answers = batch_get(self.graph, list(paths.values()), headers=IMMUTABLE_IDS)
+        deleted_items = self._deleted_items()
+        deleted: list[str] = []
+        moved: dict[str, str] = {}
+        for graph_id, path in paths.items():
+            answer = answers.get(path)
+            if isinstance(answer, dict):
+                now_in = answer.get("parentFolderId")
+                if isinstance(now_in, str) and now_in not in (folder.graph_id, deleted_items):
+                    moved[graph_id] = now_in
+                    continue
+            elif isinstance(answer, GraphError) and not isinstance(answer, NotFound):
+                raise answer  # not knowing is not "deleted": store nothing, retry the page
+            deleted.append(graph_id)
+        return deleted, moved
+
+    def _deleted_items(self) -> str:
+        if self._deleted_items_id is None:
+            self._deleted_items_id = self.reader.resolve_folder("deleteditems").graph_id
+        return self._deleted_items_id

@@ -91,8 +91,12 @@ class Runtime:
             timeout=self.config.microsoft.timeout_seconds,
         )
 
-    def mail_reader_for(self, account: Account) -> MailDeltaReader:
-        return MailDeltaReader(self.graph_for(account), page_size=self.config.sync.page_size)
+    def mail_reader_for(
+        self, account: Account, graph: GraphClient | None = None
+    ) -> MailDeltaReader:
+        return MailDeltaReader(
+            graph or self.graph_for(account), page_size=self.config.sync.page_size
+        )
 
     def forget_tokens(self, account_id: int) -> None:
         self._tokens.pop(account_id, None)

@@ -28,6 +28,7 @@ from m365sync.sync.addresses import (
     matches_blocklist,
     normalise_address,
 )
+from m365sync.sync.preview import text_preview
 
 # Skip reasons, as the run summary and the account status show them.
 SKIP_DRAFT = "draft"
@@ -111,8 +112,11 @@ def apply_privacy(message: MailMessage, privacy: Privacy) -> MailMessage:
         )
     if privacy is Privacy.SUBJECT:
         return replace(message, body_html=None, body_preview=None, attachments=(), headers={})
-    body = nh3.clean(message.body_html) if message.body_html else message.body_html
-    return replace(message, body_html=body)
+    if not message.body_html:
+        return message
+    # Our own preview collapses quoted history; Graph's bodyPreview repeats it.
+    preview = text_preview(message.body_html) or message.body_preview
+    return replace(message, body_html=nh3.clean(message.body_html), body_preview=preview)
 
 
 def _company_for(
