@@ -260,3 +260,58 @@ def test_plus_tagged_addresses_match_their_contact_when_configured(tmp_path):
     finally:
         stack.runtime.close()
         stack.emulator.stop()
+
+
+def test_a_mailbox_not_enabled_for_rest_gets_its_own_status_and_words(stack):
+    account = connect_account(stack.runtime, browser="follow")
+    stack.emulator.faults.error(
+        r"/mailFolders",
+        404,
+        "MailboxNotEnabledForRESTAPI",
+        "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+        times=None,
+    )
+    run = sync(stack, account)
+    assert run.error
+    status = stack.gateway.get_account(account.id)
+    assert status.status.value == "insufficient_permissions"
+    assert "MailboxNotEnabledForRESTAPI" in status.status_detail
+    assert "on-premises" in status.status_detail
+
+
+class CountingGateway:
+    """Counts the CRM calls of a cycle (every public gateway method)."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, Counter()
+
+    def __getattr__(self, name):
+        target = getattr(self.inner, name)
+        if not callable(target):
+            return target
+
+        def counted(*args, **kwargs):
+            self.calls[name] += 1
+            return target(*args, **kwargs)
+
+        return counted
+
+
+def test_crm_round_trips_per_page_are_bounded(stack):
+    from m365sync.domain import AutoCreate
+
+    account = connect_account(stack.runtime, browser="follow", auto_create=AutoCreate.SENT)
+    counting = CountingGateway(stack.gateway)
+    stack.runtime.gateway = counting
+    run = sync_account_mail(stack.runtime, stack.gateway.get_account(account.id))
+    assert run.error is None and run.pages >= 4
+    per_page = (
+        "find_partners_by_emails",
+        "find_companies_by_domains",
+        "create_partners",
+        "store_mail_page",
+    )
+    assert counting.calls["store_mail_page"] == run.pages
+    assert sum(counting.calls[name] for name in per_page) <= 4 * run.pages
+    fixed = sum(n for name, n in counting.calls.items() if name not in per_page)
+    assert fixed <= 10  # status, cursors per folder, the run record: not per message

@@ -497,3 +497,31 @@ def test_deterministic_and_idempotent_once_created(page, mode):
     assert partners_to_create(page, LOOKUPS, auto) == drafts
     lookups = merge_created(LOOKUPS, FakeGateway().create_partners(drafts), drafts)
     assert partners_to_create(page, lookups, auto) == []
+
+
+def test_a_mailing_to_many_recipients_creates_nobody():
+    from m365sync.domain import AutoCreate, EmailAddress, MailMessage
+    from m365sync.sync.autocreate import MAX_RECIPIENTS, AutoCreatePolicy, partners_to_create
+    from m365sync.sync.mail import PartnerLookups
+
+    def sent(count: int) -> MailMessage:
+        return MailMessage(
+            graph_id=f"g{count}",
+            internet_message_id=None,
+            conversation_id=None,
+            folder_id="sent",
+            subject="Announcement",
+            sender=EmailAddress("meganb@contoso.com", "Megan"),
+            to=tuple(EmailAddress(f"person{i}@fabrikam.com", f"Person {i}") for i in range(count)),
+        )
+
+    policy = AutoCreatePolicy.build(
+        AutoCreate.SENT, owner_addresses=["meganb@contoso.com"], own_domains=["contoso.com"]
+    )
+    assert partners_to_create([sent(MAX_RECIPIENTS + 1)], PartnerLookups(), policy) == []
+    drafts = partners_to_create([sent(3)], PartnerLookups(), policy)
+    assert [d.email for d in drafts if not d.is_company] == [
+        "person0@fabrikam.com",
+        "person1@fabrikam.com",
+        "person2@fabrikam.com",
+    ]

@@ -32,6 +32,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "slow": {"seconds": 1.0},
     "gone": {"generation": 7},
     "html_error": {"status": 500},
+    # Any Graph error by status and code, e.g. 404 MailboxNotEnabledForRESTAPI.
+    "error": {"status": 400, "code": "BadRequest", "message": ""},
 }
 """Each kind's parameters and their defaults (the control API sends them by name)."""
 
@@ -162,6 +164,27 @@ class FaultPlan:
         """An HTML page where JSON was expected (a proxy or front door answering)."""
         return self.add("html_error", path, method=method, times=times, status=int(status))
 
+    def error(
+        self,
+        path: str,
+        status: int,
+        code: str,
+        message: str = "",
+        times: int | None = 1,
+        *,
+        method: str | None = None,
+    ) -> FaultRule:
+        """Any Graph error in Graph's shape: permanent mailbox states, odd codes."""
+        return self.add(
+            "error",
+            path,
+            method=method,
+            times=times,
+            status=int(status),
+            code=code,
+            message=message,
+        )
+
     def expired_token(self) -> int:
         """Every access token issued so far is expired now (Graph answers 401)."""
         if self.identity is None:
@@ -250,6 +273,8 @@ def render(rule: FaultRule, request: Request) -> Response | None:
             "<p>Please try again later.</p></body></html>"
         )
         return Response(page, status=status, content_type="text/html")
+    if rule.kind == "error":
+        return graph_error(int(p["status"]), p["code"], p["message"] or p["code"], request=request)
     raise ValueError(f"unknown fault kind {rule.kind!r}")
 
 

@@ -21,7 +21,8 @@ Never created, whatever the mode: drafts (not sent yet), internal-only mail, mai
 blocklisted sender (the plan skips it too), mail a machine or a list produced
 (`senders.message_reason`), the owner, addresses in the account's own domains, blocklisted
 addresses, machine and role addresses (`senders.address_reason`: ``noreply@``, ``sales@``),
-invalid addresses, and addresses the CRM already has. A replayed page therefore proposes
+invalid addresses, addresses the CRM already has, and the recipients of a message sent to more
+than ``MAX_RECIPIENTS`` people (a mailing, not a conversation). A replayed page therefore proposes
 nothing new, and the gateway is idempotent by email anyway.
 
 Companies: a new contact at a work domain (neither a public provider nor our own) with no
@@ -52,6 +53,8 @@ from m365sync.sync.senders import address_reason, message_reason, strip_plus_tag
 # Second-level labels under which companies register (fabrikam.co.uk, contoso.com.au).
 _SECOND_LEVEL = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go", "ltd"})
 _ORGANISATION_HEADERS = ("organization", "organisation", "x-organization")
+# More recipients than this and a message is a mailing, not a conversation: it creates nobody.
+MAX_RECIPIENTS = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,8 @@ def _message_excluded(message: MailMessage, policy: AutoCreatePolicy) -> bool:
     sender = normalise_address(message.sender.address) if message.sender else None
     if sender and matches_blocklist(sender, policy.blocklist):
         return True
+    if len(message.to) + len(message.cc) + len(message.bcc) > MAX_RECIPIENTS:
+        return True  # a mass mailing: its audience is not a list of contacts to create
     return message_reason(message) is not None
 
 
