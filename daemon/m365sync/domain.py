@@ -246,6 +246,19 @@ class ThreadSummary:
     partner_ids: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class PendingConnect:
+    """An authorization the CRM's OAuth callback received for the daemon to redeem.
+
+    ``sealed`` is a JWE (purpose ``authorization-code``) sealed to the daemon's public key,
+    holding JSON ``{"code", "code_verifier", "redirect_uri"}``: the CRM cannot open it.
+    """
+
+    id: int
+    owner: str
+    sealed: str
+
+
 @dataclass(slots=True)
 class SyncRun:
     """The figures of one mail cycle for one account, shown in the summary and the status."""

@@ -36,6 +36,7 @@ from m365sync.domain import (
     PageWrite,
     Partner,
     PartnerDraft,
+    PendingConnect,
     Privacy,
     SyncRun,
     ThreadSummary,
@@ -194,6 +195,22 @@ class CrmGateway(abc.ABC):
     def mail_counts_by_partner(self) -> list[tuple[Partner, int, int]]:
         """(partner, threads, messages) for every partner with mail, most messages first;
         a company counts its contacts' mail too."""
+
+    # --- connecting from the CRM (optional: the embedded store has no web callback) ---------
+
+    def publish_daemon_info(self, info: dict[str, object]) -> None:  # noqa: B027
+        """Tell the CRM what the daemon is: its public keys (a JWKS, so the CRM can seal
+        authorization codes to it), version, and the client secret's expiry date."""
+
+    def pending_connects(self) -> list[PendingConnect]:
+        """Authorizations received by the CRM's OAuth callback, not yet redeemed."""
+        return []
+
+    def finish_connect(  # noqa: B027 - optional hook
+        self, connect_id: int, *, account_id: int | None = None, error: str | None = None
+    ) -> None:
+        """Close a pending connect: it became ``account_id``, or failed with ``error`` (words
+        for the user who clicked Connect)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -1,0 +1,75 @@
+"""The JSON shapes the daemon and a remote CRM (the Odoo addon) exchange.
+
+A remote gateway cannot send dataclasses: every value crosses as JSON. The rule is simple so
+the addon can follow it without importing this package: a dataclass becomes an object with
+its field names as keys; enums become their value; datetimes become ISO-8601 strings in UTC
+with an offset (``2026-11-25T12:00:00+00:00``); dates become ``YYYY-MM-DD``; tuples become
+lists; dict keys stay strings (integer keys are sent as strings and read back as integers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def to_wire(value: Any) -> Any:
+    """Dataclasses, enums, dates and containers -> JSON-compatible values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): to_wire(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_wire(v) for v in value]
+    return value
+
+
+def from_wire(cls: type[T], data: Any) -> T:
+    """The inverse of `to_wire` for a dataclass type (missing optional fields take defaults)."""
+    return _read(cls, data)  # type: ignore[return-value]
+
+
+def _read(kind: Any, data: Any) -> Any:
+    if data is None:
+        return None
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        return _read(options[0], data) if len(options) == 1 else data
+    if dataclasses.is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        known = {f.name for f in dataclasses.fields(kind)}
+        return kind(**{k: _read(hints[k], v) for k, v in data.items() if k in known})
+    if origin is tuple:
+        inner = args[0] if args else Any
+        return tuple(_read(inner, v) for v in data)
+    if origin is list:
+        return [_read(args[0] if args else Any, v) for v in data]
+    if origin is dict:
+        key_type, value_type = args if args else (Any, Any)
+        return {_read(key_type, k): _read(value_type, v) for k, v in data.items()}
+    if isinstance(kind, type):
+        if issubclass(kind, enum.Enum):
+            return kind(data)
+        if kind is datetime:
+            parsed = datetime.fromisoformat(data)
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        if kind is date:
+            return date.fromisoformat(data)
+        if kind is int:
+            return int(data)
+    return data
