@@ -67,12 +67,16 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from m365sync.service.crm_connect import publish_daemon_info, redeem_pending_connects
     from m365sync.service.runtime import Runtime
     from m365sync.ui import sync_all_with_progress
 
     config = _config(args)
     runtime = Runtime.build(config)
     try:
+        # Accounts connected from the CRM's web page arrive as sealed codes: redeem them first.
+        publish_daemon_info(runtime)
+        redeem_pending_connects(runtime)
         if args.once:
             return sync_all_with_progress(runtime, console, account_ids=args.account)
         import schedule
@@ -81,6 +85,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         schedule.every(interval).seconds.do(
             sync_all_with_progress, runtime, console, account_ids=args.account
         )
+        schedule.every(5).seconds.do(redeem_pending_connects, runtime)
+        schedule.every(10).minutes.do(publish_daemon_info, runtime)
         sync_all_with_progress(runtime, console, account_ids=args.account)
         console.print(f"Next mail cycle every {interval} s; Ctrl+C stops.")
         while True:

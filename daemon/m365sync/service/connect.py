@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 from m365sync.crm.gateway import AccountSpec
 from m365sync.domain import Account, AccountStatus, AutoCreate, Privacy
 from m365sync.errors import GraphError, M365SyncError
+from m365sync.graph.auth import ConnectedIdentity
 from m365sync.service.runtime import TOKEN_CACHE_PURPOSE, Runtime
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,19 @@ def connect_account(
     if capture.params is None:
         raise GraphError("No answer from the Microsoft sign-in page before the time-out.")
     identity = runtime.broker.finish_auth_code_flow(flow, capture.params)
+    return store_identity(runtime, identity, owner=owner, privacy=privacy, auto_create=auto_create)
+
+
+def store_identity(
+    runtime: Runtime,
+    identity: ConnectedIdentity,
+    *,
+    owner: str = "",
+    privacy: Privacy | None = None,
+    auto_create: AutoCreate | None = None,
+) -> Account:
+    """Seal the new token cache, store the account (keeping a reconnected account's own
+    settings), and check at once that it can read the mailbox."""
     sealed = runtime.keyring.seal(identity.token_cache.encode("utf-8"), purpose=TOKEN_CACHE_PURPOSE)
     existing = next(
         (
