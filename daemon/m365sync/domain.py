@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 
 class AccountStatus(enum.StrEnum):
@@ -272,3 +272,107 @@ class SyncRun:
     removed: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+
+
+# --- calendar -----------------------------------------------------------------------------
+
+
+class EventType(enum.StrEnum):
+    """Graph's event ``type``: a series master expands into occurrences and exceptions."""
+
+    SINGLE = "singleInstance"
+    OCCURRENCE = "occurrence"
+    EXCEPTION = "exception"
+    SERIES_MASTER = "seriesMaster"
+
+
+class Sensitivity(enum.StrEnum):
+    NORMAL = "normal"
+    PERSONAL = "personal"
+    PRIVATE = "private"
+    CONFIDENTIAL = "confidential"
+
+
+class ShowAs(enum.StrEnum):
+    FREE = "free"
+    TENTATIVE = "tentative"
+    BUSY = "busy"
+    OOF = "oof"
+    WORKING_ELSEWHERE = "workingElsewhere"
+    UNKNOWN = "unknown"
+
+
+class ResponseStatus(enum.StrEnum):
+    NONE = "none"
+    ORGANIZER = "organizer"
+    TENTATIVE = "tentativelyAccepted"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    NOT_RESPONDED = "notResponded"
+
+
+@dataclass(frozen=True, slots=True)
+class Attendee:
+    address: str
+    name: str = ""
+    kind: str = "required"  # required | optional | resource
+    response: ResponseStatus = ResponseStatus.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class Recurrence:
+    """Graph's ``patternedRecurrence``, field for field (names in snake case).
+
+    pattern_type: daily, weekly, absoluteMonthly, relativeMonthly, absoluteYearly,
+    relativeYearly. range_type: endDate, noEnd, numbered. ``start_date`` is the date of the
+    first occurrence (Graph requires it to equal the date of the master's start).
+    """
+
+    pattern_type: str
+    start_date: date
+    interval: int = 1
+    days_of_week: tuple[str, ...] = ()  # "monday"...
+    day_of_month: int = 0
+    month: int = 0
+    first_day_of_week: str = "sunday"
+    index: str = "first"  # first, second, third, fourth, last
+    range_type: str = "noEnd"
+    end_date: date | None = None
+    number_of_occurrences: int = 0
+    time_zone: str = ""  # recurrenceTimeZone, as Graph gives it (often a Windows name)
+
+
+@dataclass(slots=True)
+class CalendarEvent:
+    """One Outlook event (single, occurrence, exception or series master).
+
+    Timed events carry ``start``/``end`` as aware UTC datetimes; all-day events carry
+    ``start_date``/``end_date`` (end exclusive) instead, so they stay on their day in every
+    zone. ``time_zone`` is the IANA zone the organiser planned it in (from Graph's
+    ``originalStartTimeZone``, mapped from Windows names), used to expand recurrences.
+    """
+
+    graph_id: str
+    ical_uid: str | None
+    event_type: EventType
+    subject: str | None
+    start: datetime | None
+    end: datetime | None
+    time_zone: str = "UTC"
+    is_all_day: bool = False
+    start_date: date | None = None
+    end_date: date | None = None
+    series_master_id: str | None = None
+    original_start: datetime | None = None  # occurrences and exceptions: the slot they fill
+    recurrence: Recurrence | None = None  # series masters only
+    body_html: str | None = None
+    location: str | None = None
+    online_meeting_url: str | None = None
+    sensitivity: Sensitivity = Sensitivity.NORMAL
+    show_as: ShowAs = ShowAs.BUSY
+    is_cancelled: bool = False
+    organizer: EmailAddress | None = None
+    attendees: tuple[Attendee, ...] = ()
+    change_key: str | None = None
+    last_modified: datetime | None = None
+    transaction_id: str | None = None
