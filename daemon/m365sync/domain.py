@@ -376,3 +376,81 @@ class CalendarEvent:
     change_key: str | None = None
     last_modified: datetime | None = None
     transaction_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventLink:
+    """An organizer or attendee of a stored event and the partners it matched."""
+
+    role: str  # organizer | required | optional | resource
+    address: str  # normalised
+    name: str
+    response: ResponseStatus
+    partner_id: int | None
+    company_id: int | None
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    """What the sync hands the CRM for one Outlook event (privacy already applied)."""
+
+    event: CalendarEvent
+    attendees: list[EventLink]
+
+
+@dataclass(slots=True)
+class EventPageWrite:
+    """One calendarView delta page for the CRM, written in one call with its cursor.
+
+    Series masters (fetched separately for their recurrence) come among the upserts, before
+    their occurrences, so every occurrence finds its series.
+    """
+
+    account_id: int
+    calendar_id: str
+    upserts: list[StoredEvent]
+    removed_ids: list[str]
+    cursor: Cursor
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EventBinding:
+    """What the CRM knows of one Outlook event for one account: the echo and conflict state.
+
+    ``version`` counts the CRM-side edits of the event; ``pushed_version`` is the version
+    Outlook has (written by us, or received from it). ``change_key`` is the last changeKey we
+    wrote or read: a delta item carrying it is our own echo.
+    """
+
+    crm_event_id: int
+    graph_id: str
+    change_key: str | None
+    version: int
+    pushed_version: int
+    crm_modified_at: datetime | None
+
+
+@dataclass(slots=True)
+class CrmEventChange:
+    """A CRM-side change waiting to go to Outlook (created, edited or deleted in the CRM)."""
+
+    crm_event_id: int
+    event: CalendarEvent  # graph_id is "" until the event exists in Outlook
+    version: int
+    deleted: bool = False
+    attendee_addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventSummary:
+    """A meeting as the partner form and the demo list it."""
+
+    crm_event_id: int
+    subject: str
+    start: datetime | None
+    end: datetime | None
+    is_all_day: bool
+    start_date: date | None
+    recurring: bool
+    attendees: tuple[str, ...]

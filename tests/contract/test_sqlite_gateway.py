@@ -90,8 +90,10 @@ def test_file_is_private_and_versioned(sqlite_gateway: SqliteGateway, db_path: P
         "m365_mail_participant",
         "m365_mail_attachment",
         "m365_sync_run",
-        "m365_calendar_event",
-        "m365_calendar_attendee",
+        "crm_calendar_event",
+        "crm_calendar_series",
+        "crm_calendar_attendee",
+        "m365_event_binding",
         "m365_outbox",
     } <= tables
 
@@ -385,3 +387,51 @@ def test_forked_processes_write_one_file_without_duplicates(
         assert proc.exitcode == 0
     assert sqlite_gateway.count_messages() == 20
     assert sqlite_gateway.count_messages(first.id) == sqlite_gateway.count_messages(second.id) == 20
+
+
+# --- calendar (staged contract) -------------------------------------------------------------
+
+from tests.contract.calendar_contract import CalendarContract  # noqa: E402
+
+
+class TestSqliteCalendar(CalendarContract):
+    @pytest.fixture
+    def gateway(self, tmp_path: Path):
+        store = SqliteGateway(tmp_path / "calendar.sqlite3")
+        yield store
+        store.close()
+
+    def seed_partner(self, gateway, name, email=None, *, is_company=False, parent_id=None):
+        return gateway.add_partner(name, email=email, is_company=is_company, parent_id=parent_id)
+
+    def crm_create(self, gateway, account, item, partner_ids):
+        from m365sync.domain import EventLink, ResponseStatus
+
+        people = [
+            EventLink("required", f"p{pid}@example.com", "", ResponseStatus.NONE, pid, None)
+            for pid in partner_ids
+        ]
+        return gateway.crm_create_event(account.id, item, people)
+
+    def crm_update(self, gateway, event_id, **changes):
+        gateway.crm_update_event(event_id, **changes)
+
+    def crm_delete(self, gateway, event_id):
+        gateway.crm_delete_event(event_id)
+
+
+def test_events_from_before_the_account_was_connected_are_never_pushed(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.contract.calendar_contract import event
+    from tests.contract.gateway_contract import spec
+
+    store = SqliteGateway(tmp_path / "old.sqlite3")
+    account = store.upsert_account(spec())
+    old = store.crm_create_event(account.id, event(""))
+    with sqlite3.connect(tmp_path / "old.sqlite3") as raw:  # the account was connected later
+        later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+        raw.execute("UPDATE m365_account SET connected_at = ? WHERE id = ?", (later, account.id))
+    assert [c.crm_event_id for c in store.event_changes_to_push(account.id)] == []
+    assert old > 0
+    store.close()

@@ -30,7 +30,11 @@ from m365sync.domain import (
     Account,
     AccountStatus,
     AutoCreate,
+    CrmEventChange,
     Cursor,
+    EventBinding,
+    EventPageWrite,
+    EventSummary,
     Lease,
     PageResult,
     PageWrite,
@@ -195,6 +199,49 @@ class CrmGateway(abc.ABC):
     def mail_counts_by_partner(self) -> list[tuple[Partner, int, int]]:
         """(partner, threads, messages) for every partner with mail, most messages first;
         a company counts its contacts' mail too."""
+
+    # --- calendar (staged: adapters implement these as the calendar issue lands) ----------
+    #
+    # Events live once in the CRM (Odoo ``calendar.event``) and are bound to each account's
+    # Outlook copy by (account, graph id). The same meeting seen through two mailboxes is one
+    # CRM event (matched by iCalUId). An inbound write never counts as a CRM edit, so it is
+    # never pushed back (no echo); a CRM edit bumps the event's version until it is pushed.
+
+    def store_event_page(self, page: EventPageWrite, *, lease: Lease | None = None) -> PageResult:
+        """Upsert the page's events (series masters first), unbind removed ids (an event
+        goes when its last binding goes), and store the cursor: one transaction."""
+        raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
+
+    def event_bindings(self, account_id: int, graph_ids: Iterable[str]) -> dict[str, EventBinding]:
+        """The bindings of these Outlook ids for the account (unknown ids left out)."""
+        raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
+
+    def event_changes_to_push(self, account_id: int) -> list[CrmEventChange]:
+        """CRM-side creations, edits and deletions of the account owner's events that Outlook
+        has not seen yet (version > pushed version). Events the CRM held before the account
+        was connected are never pushed: connecting must not spam attendees."""
+        raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
+
+    def mark_event_pushed(
+        self,
+        account_id: int,
+        crm_event_id: int,
+        *,
+        graph_id: str,
+        change_key: str | None,
+        version: int,
+        ical_uid: str | None = None,
+    ) -> None:
+        """Outlook now has ``version`` of the event as ``graph_id`` with ``change_key``; a
+        pushed deletion drops the binding (and the event once no binding is left)."""
+        raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
+
+    def upcoming_events_for_partner(
+        self, partner_id: int, *, since: datetime, limit: int = 20
+    ) -> list[EventSummary]:
+        """Meetings with the partner (a company: or its contacts) from ``since``, soonest
+        first."""
+        raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
 
     # --- connecting from the CRM (optional: the embedded store has no web callback) ---------
 

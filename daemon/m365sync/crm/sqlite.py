@@ -35,6 +35,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from m365sync.crm.gateway import AccountSpec, CrmGateway
+from m365sync.crm.sqlite_calendar import V2_CALENDAR, CalendarStore
 from m365sync.domain import (
     Account,
     AccountStatus,
@@ -243,7 +244,7 @@ CREATE TABLE m365_outbox (
 CREATE INDEX m365_outbox_state ON m365_outbox (state);
 """
 
-_MIGRATIONS: tuple[str, ...] = (_V1,)
+_MIGRATIONS: tuple[str, ...] = (_V1, V2_CALENDAR)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _CHUNK = 500  # bound on the ``?`` of one IN (...) list, far below SQLite's limit
@@ -421,7 +422,7 @@ class _Tally:
 # --- the gateway --------------------------------------------------------------------------
 
 
-class SqliteGateway(CrmGateway):
+class SqliteGateway(CalendarStore, CrmGateway):
     """`CrmGateway` on one SQLite file. Safe to share between threads and processes.
 
     `PageResult` figures: ``created`` = messages inserted, ``updated`` = stored messages whose
@@ -571,6 +572,11 @@ class SqliteGateway(CrmGateway):
                     f"UPDATE m365_account SET {assignments}, status_until = NULL WHERE id = ?",  # noqa: S608
                     (*values.values(), account_id),
                 )
+            # The first connect is the line before which CRM events are never pushed.
+            conn.execute(
+                "UPDATE m365_account SET connected_at = COALESCE(connected_at, ?) WHERE id = ?",
+                (_dt_text(datetime.now(UTC)), account_id),
+            )
             return self._load_account(conn, account_id)
 
     @staticmethod

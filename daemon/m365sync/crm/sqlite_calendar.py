@@ -1,0 +1,578 @@
+"""The embedded store's calendar: CRM events, series, attendees, and their Outlook bindings.
+
+Kept apart from `sqlite.py` (mail, accounts, partners) because it is its own model: one CRM
+event (Odoo ``calendar.event``) may be bound to several accounts' Outlook copies, and the
+CRM side edits events too. `CalendarStore` is a mixin of `SqliteGateway`; it relies on the
+gateway's ``_write``/``_read`` transactions and its cursor table.
+
+Versions: every CRM-side edit (``crm_create_event``, ``crm_update_event``,
+``crm_delete_event``, what a salesperson does in Odoo) bumps ``version``; inbound writes from
+Outlook set ``pushed_version = version`` so they are never pushed back (no echo).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+from m365sync.crm.wire import from_wire, to_wire
+from m365sync.domain import (
+    Attendee,
+    CalendarEvent,
+    CrmEventChange,
+    EmailAddress,
+    EventBinding,
+    EventLink,
+    EventPageWrite,
+    EventSummary,
+    EventType,
+    Lease,
+    PageResult,
+    PageWrite,
+    Recurrence,
+    ResponseStatus,
+    Sensitivity,
+    ShowAs,
+    StoredEvent,
+)
+
+V2_CALENDAR = """
+DROP TABLE IF EXISTS m365_calendar_attendee;
+DROP TABLE IF EXISTS m365_calendar_event;
+
+CREATE TABLE crm_calendar_series (
+    id INTEGER PRIMARY KEY,
+    recurrence TEXT NOT NULL,
+    time_zone TEXT NOT NULL DEFAULT 'UTC'
+);
+
+CREATE TABLE crm_calendar_event (
+    id INTEGER PRIMARY KEY,
+    owner_account_id INTEGER REFERENCES m365_account (id) ON DELETE SET NULL,
+    ical_uid TEXT,
+    series_id INTEGER REFERENCES crm_calendar_series (id) ON DELETE SET NULL,
+    is_series_master INTEGER NOT NULL DEFAULT 0,
+    original_start TEXT,
+    subject TEXT,
+    body_html TEXT,
+    location TEXT,
+    online_meeting_url TEXT,
+    start_at TEXT,
+    end_at TEXT,
+    start_date TEXT,
+    end_date TEXT,
+    is_all_day INTEGER NOT NULL DEFAULT 0,
+    time_zone TEXT NOT NULL DEFAULT 'UTC',
+    sensitivity TEXT NOT NULL DEFAULT 'normal',
+    show_as TEXT NOT NULL DEFAULT 'busy',
+    is_cancelled INTEGER NOT NULL DEFAULT 0,
+    organizer_address TEXT,
+    organizer_name TEXT,
+    version INTEGER NOT NULL DEFAULT 1,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    modified_at TEXT NOT NULL
+);
+CREATE INDEX crm_calendar_event_uid ON crm_calendar_event (ical_uid);
+CREATE INDEX crm_calendar_event_start ON crm_calendar_event (start_at);
+
+CREATE TABLE crm_calendar_attendee (
+    id INTEGER PRIMARY KEY,
+    event_id INTEGER NOT NULL REFERENCES crm_calendar_event (id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    address TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    response TEXT NOT NULL DEFAULT 'none',
+    partner_id INTEGER REFERENCES res_partner (id) ON DELETE SET NULL,
+    company_id INTEGER REFERENCES res_partner (id) ON DELETE SET NULL
+);
+CREATE INDEX crm_calendar_attendee_event ON crm_calendar_attendee (event_id);
+CREATE INDEX crm_calendar_attendee_partner ON crm_calendar_attendee (partner_id);
+
+CREATE TABLE m365_event_binding (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES m365_account (id) ON DELETE CASCADE,
+    graph_id TEXT NOT NULL,
+    crm_event_id INTEGER NOT NULL REFERENCES crm_calendar_event (id) ON DELETE CASCADE,
+    change_key TEXT,
+    pushed_version INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (account_id, graph_id),
+    UNIQUE (account_id, crm_event_id)
+);
+
+ALTER TABLE m365_account ADD COLUMN connected_at TEXT;
+"""
+
+
+def _text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _when(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text else None
+
+
+def _columns(event: CalendarEvent) -> dict[str, Any]:
+    """The CRM columns of an Outlook event (what both sides share)."""
+    return {
+        "ical_uid": event.ical_uid,
+        "is_series_master": int(event.event_type is EventType.SERIES_MASTER),
+        "original_start": _text(event.original_start),
+        "subject": event.subject,
+        "body_html": event.body_html,
+        "location": event.location,
+        "online_meeting_url": event.online_meeting_url,
+        "start_at": _text(event.start),
+        "end_at": _text(event.end),
+        "start_date": event.start_date.isoformat() if event.start_date else None,
+        "end_date": event.end_date.isoformat() if event.end_date else None,
+        "is_all_day": int(event.is_all_day),
+        "time_zone": event.time_zone,
+        "sensitivity": Sensitivity(event.sensitivity).value,
+        "show_as": ShowAs(event.show_as).value,
+        "is_cancelled": int(event.is_cancelled),
+        "organizer_address": event.organizer.address if event.organizer else None,
+        "organizer_name": event.organizer.name if event.organizer else None,
+    }
+
+
+class CalendarStore:
+    """The calendar half of `SqliteGateway` (see the module docstring)."""
+
+    # Provided by SqliteGateway.
+    _write: Any
+    _read: Any
+    _check_lease: Any
+    _require_account: Any
+    _store_cursor: Any
+
+    # --- inbound: Outlook -> CRM -----------------------------------------------------------
+
+    def store_event_page(self, page: EventPageWrite, *, lease: Lease | None = None) -> PageResult:
+        created = updated = linked = removed = 0
+        with self._write() as conn:
+            if lease is not None:
+                self._check_lease(conn, lease, page.account_id)
+            else:
+                self._require_account(conn, page.account_id)
+            for graph_id in page.removed_ids:
+                removed += self._unbind(conn, page.account_id, graph_id)
+            for stored in page.upserts:
+                outcome = self._upsert_event(conn, page.account_id, stored)
+                created += outcome == "created"
+                updated += outcome == "updated"
+                linked += outcome == "linked"
+            cursor_page = PageWrite(
+                page.account_id, page.calendar_id, [], [], page.cursor, page.skipped
+            )
+            self._store_cursor(conn, cursor_page)
+        return PageResult(created, updated, linked, removed)
+
+    def _upsert_event(self, conn: sqlite3.Connection, account_id: int, stored: StoredEvent) -> str:
+        event = stored.event
+        binding = conn.execute(
+            "SELECT crm_event_id, change_key FROM m365_event_binding "
+            "WHERE account_id = ? AND graph_id = ?",
+            (account_id, event.graph_id),
+        ).fetchone()
+        values = _columns(event)
+        values["series_id"] = self._series_for(conn, account_id, event)
+        now = _text(datetime.now(UTC))
+        if binding is not None:
+            event_id = binding["crm_event_id"]
+            if binding["change_key"] == event.change_key and event.change_key:
+                return "unchanged"  # our own write coming back, or a replay
+            self._update_event_row(conn, event_id, values, now)
+            outcome = "updated"
+        else:
+            event_id = self._same_meeting(conn, event)
+            if event_id is None:
+                event_id = self._insert_event_row(conn, values, now)
+                outcome = "created"
+            else:
+                self._update_event_row(conn, event_id, values, now)
+                outcome = "linked"
+            conn.execute(
+                "INSERT INTO m365_event_binding (account_id, graph_id, crm_event_id, change_key, "
+                "pushed_version) VALUES (?, ?, ?, ?, "
+                "(SELECT version FROM crm_calendar_event WHERE id = ?))",
+                (account_id, event.graph_id, event_id, event.change_key, event_id),
+            )
+        conn.execute(
+            "UPDATE m365_event_binding SET change_key = ?, pushed_version = "
+            "(SELECT version FROM crm_calendar_event WHERE id = ?) "
+            "WHERE account_id = ? AND graph_id = ?",
+            (event.change_key, event_id, account_id, event.graph_id),
+        )
+        self._replace_attendees(conn, event_id, stored.attendees)
+        return outcome
+
+    @staticmethod
+    def _same_meeting(conn: sqlite3.Connection, event: CalendarEvent) -> int | None:
+        """The CRM event another mailbox already brought for this meeting (same iCalUId; Graph
+        gives each occurrence its own)."""
+        if not event.ical_uid:
+            return None
+        row = conn.execute(
+            "SELECT id FROM crm_calendar_event WHERE ical_uid = ? AND deleted = 0 "
+            "ORDER BY id LIMIT 1",
+            (event.ical_uid,),
+        ).fetchone()
+        return row["id"] if row else None
+
+    @staticmethod
+    def _series_for(conn: sqlite3.Connection, account_id: int, event: CalendarEvent) -> int | None:
+        """A master carries the series (its recurrence); occurrences point at their master's."""
+        if event.event_type is EventType.SERIES_MASTER and event.recurrence is not None:
+            row = conn.execute(
+                "SELECT e.series_id FROM m365_event_binding b JOIN crm_calendar_event e "
+                "ON e.id = b.crm_event_id WHERE b.account_id = ? AND b.graph_id = ?",
+                (account_id, event.graph_id),
+            ).fetchone()
+            recurrence = json.dumps(to_wire(event.recurrence), sort_keys=True)
+            if row and row["series_id"]:
+                conn.execute(
+                    "UPDATE crm_calendar_series SET recurrence = ?, time_zone = ? WHERE id = ?",
+                    (recurrence, event.time_zone, row["series_id"]),
+                )
+                return row["series_id"]
+            return conn.execute(
+                "INSERT INTO crm_calendar_series (recurrence, time_zone) VALUES (?, ?)",
+                (recurrence, event.time_zone),
+            ).lastrowid
+        if event.series_master_id:
+            row = conn.execute(
+                "SELECT e.series_id FROM m365_event_binding b JOIN crm_calendar_event e "
+                "ON e.id = b.crm_event_id WHERE b.account_id = ? AND b.graph_id = ?",
+                (account_id, event.series_master_id),
+            ).fetchone()
+            return row["series_id"] if row else None
+        return None
+
+    @staticmethod
+    def _insert_event_row(conn: sqlite3.Connection, values: dict[str, Any], now: str | None) -> int:
+        row = {**values, "created_at": now, "modified_at": now}
+        columns = ", ".join(row)
+        marks = ",".join("?" * len(row))
+        return conn.execute(
+            f"INSERT INTO crm_calendar_event ({columns}) VALUES ({marks})",  # noqa: S608
+            tuple(row.values()),
+        ).lastrowid
+
+    @staticmethod
+    def _update_event_row(
+        conn: sqlite3.Connection, event_id: int, values: dict[str, Any], now: str | None
+    ) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        conn.execute(
+            f"UPDATE crm_calendar_event SET {assignments}, modified_at = ? WHERE id = ?",  # noqa: S608
+            (*values.values(), now, event_id),
+        )
+
+    @staticmethod
+    def _replace_attendees(
+        conn: sqlite3.Connection, event_id: int, attendees: Iterable[EventLink]
+    ) -> None:
+        conn.execute("DELETE FROM crm_calendar_attendee WHERE event_id = ?", (event_id,))
+        conn.executemany(
+            "INSERT INTO crm_calendar_attendee (event_id, role, address, name, response, "
+            "partner_id, company_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    event_id,
+                    a.role,
+                    a.address,
+                    a.name,
+                    ResponseStatus(a.response).value,
+                    a.partner_id,
+                    a.company_id,
+                )
+                for a in attendees
+            ],
+        )
+
+    @staticmethod
+    def _unbind(conn: sqlite3.Connection, account_id: int, graph_id: str) -> int:
+        row = conn.execute(
+            "SELECT id, crm_event_id FROM m365_event_binding WHERE account_id = ? AND graph_id = ?",
+            (account_id, graph_id),
+        ).fetchone()
+        if row is None:
+            return 0
+        conn.execute("DELETE FROM m365_event_binding WHERE id = ?", (row["id"],))
+        if not conn.execute(
+            "SELECT 1 FROM m365_event_binding WHERE crm_event_id = ? LIMIT 1",
+            (row["crm_event_id"],),
+        ).fetchone():
+            conn.execute("DELETE FROM crm_calendar_event WHERE id = ?", (row["crm_event_id"],))
+        return 1
+
+    # --- state for the sync's decisions ------------------------------------------------------
+
+    def event_bindings(self, account_id: int, graph_ids: Iterable[str]) -> dict[str, EventBinding]:
+        wanted = list(dict.fromkeys(graph_ids))
+        found: dict[str, EventBinding] = {}
+        with self._read() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = (
+                    "SELECT b.graph_id, b.crm_event_id, b.change_key, b.pushed_version, "  # noqa: S608
+                    "e.version, e.modified_at FROM m365_event_binding b JOIN crm_calendar_event e "
+                    "ON e.id = b.crm_event_id WHERE b.account_id = ? "
+                    f"AND b.graph_id IN ({marks})"
+                )
+                rows = conn.execute(query, (account_id, *chunk)).fetchall()
+                for row in rows:
+                    found[row["graph_id"]] = EventBinding(
+                        crm_event_id=row["crm_event_id"],
+                        graph_id=row["graph_id"],
+                        change_key=row["change_key"],
+                        version=row["version"],
+                        pushed_version=row["pushed_version"],
+                        crm_modified_at=_when(row["modified_at"]),
+                    )
+        return found
+
+    # --- outbound: CRM -> Outlook --------------------------------------------------------------
+
+    def event_changes_to_push(self, account_id: int) -> list[CrmEventChange]:
+        with self._read() as conn:
+            connected = conn.execute(
+                "SELECT connected_at FROM m365_account WHERE id = ?", (account_id,)
+            ).fetchone()
+            since = connected["connected_at"] if connected and connected["connected_at"] else ""
+            rows = conn.execute(
+                "SELECT e.*, b.graph_id, b.change_key, COALESCE(b.pushed_version, 0) AS pushed "
+                "FROM crm_calendar_event e LEFT JOIN m365_event_binding b "
+                "ON b.crm_event_id = e.id AND b.account_id = ? "
+                "WHERE e.owner_account_id = ? AND e.version > COALESCE(b.pushed_version, 0) "
+                "AND e.modified_at >= ? AND NOT (e.deleted = 1 AND b.id IS NULL) "
+                "ORDER BY e.id",
+                (account_id, account_id, since),
+            ).fetchall()
+            changes = []
+            for row in rows:
+                attendees = conn.execute(
+                    "SELECT role, address, name, response FROM crm_calendar_attendee "
+                    "WHERE event_id = ? ORDER BY id",
+                    (row["id"],),
+                ).fetchall()
+                changes.append(self._change(conn, row, attendees))
+        return changes
+
+    @staticmethod
+    def _change(
+        conn: sqlite3.Connection, row: sqlite3.Row, attendees: list[sqlite3.Row]
+    ) -> CrmEventChange:
+        recurrence = None
+        if row["series_id"] is not None and row["is_series_master"]:
+            series = conn.execute(
+                "SELECT recurrence FROM crm_calendar_series WHERE id = ?", (row["series_id"],)
+            ).fetchone()
+            recurrence = from_wire(Recurrence, json.loads(series["recurrence"]))
+        event = CalendarEvent(
+            graph_id=row["graph_id"] or "",
+            ical_uid=row["ical_uid"],
+            event_type=EventType.SERIES_MASTER if recurrence else EventType.SINGLE,
+            subject=row["subject"],
+            start=_when(row["start_at"]),
+            end=_when(row["end_at"]),
+            time_zone=row["time_zone"],
+            is_all_day=bool(row["is_all_day"]),
+            start_date=_day(row["start_date"]),
+            end_date=_day(row["end_date"]),
+            recurrence=recurrence,
+            body_html=row["body_html"],
+            location=row["location"],
+            online_meeting_url=row["online_meeting_url"],
+            sensitivity=Sensitivity(row["sensitivity"]),
+            show_as=ShowAs(row["show_as"]),
+            is_cancelled=bool(row["is_cancelled"]),
+            organizer=EmailAddress(row["organizer_address"], row["organizer_name"] or "")
+            if row["organizer_address"]
+            else None,
+            attendees=tuple(
+                Attendee(a["address"], a["name"], a["role"], ResponseStatus(a["response"]))
+                for a in attendees
+                if a["role"] != "organizer"
+            ),
+            change_key=row["change_key"],
+        )
+        return CrmEventChange(
+            crm_event_id=row["id"],
+            event=event,
+            version=row["version"],
+            deleted=bool(row["deleted"]),
+            attendee_addresses=tuple(a["address"] for a in attendees if a["role"] != "organizer"),
+        )
+
+    def mark_event_pushed(
+        self,
+        account_id: int,
+        crm_event_id: int,
+        *,
+        graph_id: str,
+        change_key: str | None,
+        version: int,
+        ical_uid: str | None = None,
+    ) -> None:
+        with self._write() as conn:
+            self._require_account(conn, account_id)
+            row = conn.execute(
+                "SELECT deleted FROM crm_calendar_event WHERE id = ?", (crm_event_id,)
+            ).fetchone()
+            if row is None:
+                return
+            if row["deleted"]:
+                conn.execute(
+                    "DELETE FROM m365_event_binding WHERE account_id = ? AND crm_event_id = ?",
+                    (account_id, crm_event_id),
+                )
+                if not conn.execute(
+                    "SELECT 1 FROM m365_event_binding WHERE crm_event_id = ? LIMIT 1",
+                    (crm_event_id,),
+                ).fetchone():
+                    conn.execute("DELETE FROM crm_calendar_event WHERE id = ?", (crm_event_id,))
+                return
+            conn.execute(
+                "INSERT INTO m365_event_binding (account_id, graph_id, crm_event_id, change_key, "
+                "pushed_version) VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, crm_event_id) "
+                "DO UPDATE SET graph_id = excluded.graph_id, change_key = excluded.change_key, "
+                "pushed_version = excluded.pushed_version",
+                (account_id, graph_id, crm_event_id, change_key, version),
+            )
+            if ical_uid:
+                conn.execute(
+                    "UPDATE crm_calendar_event SET ical_uid = ? WHERE id = ? AND ical_uid IS NULL",
+                    (ical_uid, crm_event_id),
+                )
+
+    # --- reading back ------------------------------------------------------------------------
+
+    def upcoming_events_for_partner(
+        self, partner_id: int, *, since: datetime, limit: int = 20
+    ) -> list[EventSummary]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT e.* FROM crm_calendar_event e JOIN crm_calendar_attendee a "
+                "ON a.event_id = e.id WHERE e.deleted = 0 AND e.is_cancelled = 0 "
+                "AND e.is_series_master = 0 "
+                "AND (a.partner_id = :p OR a.company_id = :p OR a.partner_id IN "
+                "(SELECT id FROM res_partner WHERE parent_id = :p)) "
+                "AND (e.start_at >= :since OR (e.start_at IS NULL AND e.start_date >= :day)) "
+                "ORDER BY COALESCE(e.start_at, e.start_date), e.id LIMIT :limit",
+                {
+                    "p": partner_id,
+                    "since": _text(since),
+                    "day": since.astimezone(UTC).date().isoformat(),
+                    "limit": limit,
+                },
+            ).fetchall()
+            summaries = []
+            for row in rows:
+                people = conn.execute(
+                    "SELECT address FROM crm_calendar_attendee WHERE event_id = ? ORDER BY id",
+                    (row["id"],),
+                ).fetchall()
+                summaries.append(
+                    EventSummary(
+                        crm_event_id=row["id"],
+                        subject=row["subject"] or "",
+                        start=_when(row["start_at"]),
+                        end=_when(row["end_at"]),
+                        is_all_day=bool(row["is_all_day"]),
+                        start_date=_day(row["start_date"]),
+                        recurring=row["series_id"] is not None,
+                        attendees=tuple(p["address"] for p in people),
+                    )
+                )
+        return summaries
+
+    # --- what a CRM user does (the embedded store's stand-in for Odoo's calendar UI) --------
+
+    def crm_create_event(
+        self,
+        owner_account_id: int | None,
+        event: CalendarEvent,
+        attendees: Iterable[EventLink] = (),
+    ) -> int:
+        """A meeting created in the CRM (version 1, not yet in Outlook)."""
+        now = _text(datetime.now(UTC))
+        with self._write() as conn:
+            values = _columns(replace(event, graph_id=""))
+            values["owner_account_id"] = owner_account_id
+            if event.recurrence is not None:
+                values["series_id"] = conn.execute(
+                    "INSERT INTO crm_calendar_series (recurrence, time_zone) VALUES (?, ?)",
+                    (json.dumps(to_wire(event.recurrence), sort_keys=True), event.time_zone),
+                ).lastrowid
+                values["is_series_master"] = 1
+            event_id = self._insert_event_row(conn, values, now)
+            self._replace_attendees(conn, event_id, attendees)
+        return event_id
+
+    def crm_update_event(self, event_id: int, **changes: Any) -> None:
+        """Edit CRM-side fields (``subject``, ``start``, ``end``, ``location``...): version+1."""
+        now = _text(datetime.now(UTC))
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT * FROM crm_calendar_event WHERE id = ?", (event_id,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(event_id)
+            values = _columns(replace(_event_from_row(row), **changes))
+            values.pop("is_series_master")
+            self._update_event_row(conn, event_id, values, now)
+            conn.execute(
+                "UPDATE crm_calendar_event SET version = version + 1 WHERE id = ?", (event_id,)
+            )
+
+    def crm_delete_event(self, event_id: int) -> None:
+        """Delete in the CRM: a tombstone until Outlook has been told (then it goes)."""
+        now = _text(datetime.now(UTC))
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE crm_calendar_event SET deleted = 1, version = version + 1, "
+                "modified_at = ? WHERE id = ?",
+                (now, event_id),
+            )
+
+
+def _event_from_row(row: sqlite3.Row) -> CalendarEvent:
+    return CalendarEvent(
+        graph_id="",
+        ical_uid=row["ical_uid"],
+        event_type=EventType.SERIES_MASTER if row["is_series_master"] else EventType.SINGLE,
+        subject=row["subject"],
+        start=_when(row["start_at"]),
+        end=_when(row["end_at"]),
+        time_zone=row["time_zone"],
+        is_all_day=bool(row["is_all_day"]),
+        start_date=_day(row["start_date"]),
+        end_date=_day(row["end_date"]),
+        original_start=_when(row["original_start"]),
+        body_html=row["body_html"],
+        location=row["location"],
+        online_meeting_url=row["online_meeting_url"],
+        sensitivity=Sensitivity(row["sensitivity"]),
+        show_as=ShowAs(row["show_as"]),
+        is_cancelled=bool(row["is_cancelled"]),
+        organizer=EmailAddress(row["organizer_address"], row["organizer_name"] or "")
+        if row["organizer_address"]
+        else None,
+    )

@@ -1,0 +1,265 @@
+"""The calendar half of the gateway contract (staged: the embedded store runs it now; the
+Odoo adapter joins when the calendar issue lands).
+
+An adapter's test module subclasses `CalendarContract` and provides the ``gateway`` fixture,
+``seed_partner`` (as in `GatewayContract`), and the CRM user's own actions, which are not
+part of the daemon's interface: ``crm_create``, ``crm_update``, ``crm_delete``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from m365sync.crm.gateway import CrmGateway
+from m365sync.domain import (
+    Account,
+    CalendarEvent,
+    Cursor,
+    CursorKind,
+    EmailAddress,
+    EventLink,
+    EventPageWrite,
+    EventType,
+    Recurrence,
+    ResponseStatus,
+    StoredEvent,
+)
+from tests.contract.gateway_contract import spec, unique
+
+SOON = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+CALENDAR = "calendarView"
+
+
+def event(
+    graph_id: str,
+    *,
+    uid: str | None = None,
+    subject: str = "Quarterly review",
+    start: datetime = SOON,
+    change_key: str = "ck1",
+    event_type: EventType = EventType.SINGLE,
+    master: str | None = None,
+    recurrence: Recurrence | None = None,
+) -> CalendarEvent:
+    return CalendarEvent(
+        graph_id=graph_id,
+        ical_uid=uid or f"uid-{graph_id}",
+        event_type=event_type,
+        subject=subject,
+        start=start,
+        end=start + timedelta(hours=1),
+        time_zone="Europe/Paris",
+        series_master_id=master,
+        recurrence=recurrence,
+        organizer=EmailAddress("meganb@contoso.example", "Megan"),
+        change_key=change_key,
+    )
+
+
+def links(*partner_ids: int) -> list[EventLink]:
+    return [
+        EventLink("required", f"p{pid}@example.com", f"P{pid}", ResponseStatus.ACCEPTED, pid, None)
+        for pid in partner_ids
+    ]
+
+
+def page(account: Account, upserts, removed=(), link="https://graph/delta?1") -> EventPageWrite:
+    return EventPageWrite(
+        account_id=account.id,
+        calendar_id=CALENDAR,
+        upserts=list(upserts),
+        removed_ids=list(removed),
+        cursor=Cursor(link, CursorKind.DELTA),
+    )
+
+
+class CalendarContract:
+    """Subclass and provide the fixtures named in the module docstring."""
+
+    def seed_partner(self, gateway, name, email=None, *, is_company=False, parent_id=None):
+        raise NotImplementedError
+
+    def crm_create(self, gateway, account: Account, item: CalendarEvent, partner_ids) -> int:
+        raise NotImplementedError
+
+    def crm_update(self, gateway, event_id: int, **changes) -> None:
+        raise NotImplementedError
+
+    def crm_delete(self, gateway, event_id: int) -> None:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def account(self, gateway: CrmGateway) -> Account:
+        return gateway.upsert_account(spec())
+
+    @pytest.fixture
+    def anna(self, gateway: CrmGateway):
+        return self.seed_partner(gateway, "Anna", f"{unique('anna')}@example.com")
+
+    # --- Outlook -> CRM ------------------------------------------------------------------------
+
+    def test_an_event_is_stored_once_and_a_replay_changes_nothing(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        item = StoredEvent(event(unique("g")), links(anna.id))
+        first = gateway.store_event_page(page(account, [item]))
+        assert first.created == 1
+        again = gateway.store_event_page(page(account, [item]))
+        assert (again.created, again.updated) == (0, 0)
+        (summary,) = gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(days=1))
+        assert summary.subject == "Quarterly review" and summary.start == SOON
+        assert gateway.get_cursor(account.id, CALENDAR).link == "https://graph/delta?1"
+
+    def test_the_same_meeting_in_two_mailboxes_is_one_crm_event(
+        self, gateway: CrmGateway, anna
+    ) -> None:
+        organizer, attendee = gateway.upsert_account(spec()), gateway.upsert_account(spec())
+        uid = unique("uid")
+        gateway.store_event_page(
+            page(organizer, [StoredEvent(event(unique("g"), uid=uid), links(anna.id))])
+        )
+        seen = gateway.store_event_page(
+            page(attendee, [StoredEvent(event(unique("g"), uid=uid), links(anna.id))])
+        )
+        assert (seen.created, seen.linked) == (0, 1)
+        assert len(gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))) == 1
+
+    def test_removal_unbinds_and_the_last_binding_takes_the_event(
+        self, gateway: CrmGateway, anna
+    ) -> None:
+        one, two = gateway.upsert_account(spec()), gateway.upsert_account(spec())
+        uid, g1, g2 = unique("uid"), unique("g"), unique("g")
+        gateway.store_event_page(page(one, [StoredEvent(event(g1, uid=uid), links(anna.id))]))
+        gateway.store_event_page(page(two, [StoredEvent(event(g2, uid=uid), links(anna.id))]))
+        assert gateway.store_event_page(page(one, [], [g1])).removed == 1
+        assert gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))
+        gateway.store_event_page(page(two, [], [g2]))
+        assert gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1)) == []
+
+    def test_a_series_and_its_occurrences(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        master = unique("m")
+        weekly = Recurrence("weekly", SOON.date(), days_of_week=("monday",), range_type="noEnd")
+        items = [
+            StoredEvent(
+                event(master, event_type=EventType.SERIES_MASTER, recurrence=weekly), links(anna.id)
+            )
+        ]
+        items += [
+            StoredEvent(
+                event(
+                    unique("o"),
+                    start=SOON + timedelta(weeks=n),
+                    event_type=EventType.OCCURRENCE,
+                    master=master,
+                ),
+                links(anna.id),
+            )
+            for n in range(3)
+        ]
+        gateway.store_event_page(page(account, items))
+        upcoming = gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))
+        assert [u.start for u in upcoming] == [SOON + timedelta(weeks=n) for n in range(3)]
+        assert all(u.recurring for u in upcoming)
+
+    def test_our_own_change_key_coming_back_is_an_echo(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        graph_id = unique("g")
+        gateway.store_event_page(page(account, [StoredEvent(event(graph_id), links(anna.id))]))
+        (binding,) = gateway.event_bindings(account.id, [graph_id, "unknown"]).values()
+        assert binding.change_key == "ck1" and binding.version == binding.pushed_version
+        moved = event(graph_id, start=SOON + timedelta(hours=2), change_key="ck2")
+        assert (
+            gateway.store_event_page(page(account, [StoredEvent(moved, links(anna.id))])).updated
+            == 1
+        )
+
+    def test_all_day_events_keep_their_dates(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        day = SOON.date() + timedelta(days=1)
+        item = CalendarEvent(
+            graph_id=unique("g"),
+            ical_uid=unique("uid"),
+            event_type=EventType.SINGLE,
+            subject="Offsite",
+            start=None,
+            end=None,
+            time_zone="Pacific/Auckland",
+            is_all_day=True,
+            start_date=day,
+            end_date=day + timedelta(days=1),
+        )
+        gateway.store_event_page(page(account, [StoredEvent(item, links(anna.id))]))
+        (summary,) = gateway.upcoming_events_for_partner(anna.id, since=SOON)
+        assert summary.is_all_day and summary.start_date == day and summary.start is None
+
+    # --- CRM -> Outlook ------------------------------------------------------------------------
+
+    def test_a_crm_event_waits_until_pushed_and_inbound_writes_never_echo(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        event_id = self.crm_create(gateway, account, event(""), [anna.id])
+        (change,) = [
+            c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == event_id
+        ]
+        assert change.version == 1 and not change.deleted and change.event.graph_id == ""
+        graph_id = unique("g")
+        gateway.mark_event_pushed(
+            account.id,
+            event_id,
+            graph_id=graph_id,
+            change_key="ck-ours",
+            version=1,
+            ical_uid=unique("uid"),
+        )
+        assert not [
+            c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == event_id
+        ]
+        # Outlook answers with our own change key: nothing to store, nothing to push.
+        echo = event(graph_id, change_key="ck-ours")
+        result = gateway.store_event_page(page(account, [StoredEvent(echo, links(anna.id))]))
+        assert (result.created, result.updated) == (0, 0)
+        # An Outlook-side edit is stored and, being inbound, is not pushed back.
+        edited = event(graph_id, subject="Moved review", change_key="ck-theirs")
+        gateway.store_event_page(page(account, [StoredEvent(edited, links(anna.id))]))
+        assert not [
+            c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == event_id
+        ]
+
+    def test_crm_edits_and_deletions_are_pushed_once(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        event_id = self.crm_create(gateway, account, event(""), [anna.id])
+        graph_id = unique("g")
+        gateway.mark_event_pushed(
+            account.id, event_id, graph_id=graph_id, change_key="a", version=1
+        )
+        self.crm_update(gateway, event_id, subject="Renamed")
+        (change,) = [
+            c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == event_id
+        ]
+        assert (change.version, change.event.subject, change.event.graph_id) == (
+            2,
+            "Renamed",
+            graph_id,
+        )
+        gateway.mark_event_pushed(
+            account.id, event_id, graph_id=graph_id, change_key="b", version=2
+        )
+        self.crm_delete(gateway, event_id)
+        (gone,) = [
+            c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == event_id
+        ]
+        assert gone.deleted
+        gateway.mark_event_pushed(
+            account.id, event_id, graph_id=graph_id, change_key=None, version=gone.version
+        )
+        assert not [
+            c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == event_id
+        ]
+        assert gateway.event_bindings(account.id, [graph_id]) == {}
