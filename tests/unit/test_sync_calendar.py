@@ -1,0 +1,179 @@
+"""Calendar decisions (pure): echo, conflicts, privacy, attendee links, what to push."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from m365sync.domain import (
+    Attendee,
+    CalendarEvent,
+    CrmEventChange,
+    EmailAddress,
+    EventBinding,
+    EventType,
+    Partner,
+    Privacy,
+    ResponseStatus,
+    Sensitivity,
+)
+from m365sync.sync.calendar import (
+    SKIP_CRM_NEWER,
+    SKIP_ECHO,
+    ForgetDeleted,
+    PushCreate,
+    PushDelete,
+    PushUpdate,
+    event_addresses,
+    plan_inbound,
+    plan_outbound,
+)
+from m365sync.sync.mail import MailPolicy, PartnerLookups
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+ANNA = Partner(id=1, name="Anna", email="anna@fabrikam.com", parent_id=10)
+FABRIKAM = Partner(id=10, name="Fabrikam", is_company=True)
+LOOKUPS = PartnerLookups({"anna@fabrikam.com": ANNA}, {"fabrikam.com": FABRIKAM})
+POLICY = MailPolicy.build(["contoso.com"], Privacy.EVERYTHING)
+
+
+def meeting(
+    graph_id="g1",
+    *,
+    change_key="ck2",
+    modified=NOW,
+    sensitivity=Sensitivity.NORMAL,
+    start=NOW + timedelta(days=1),
+):
+    return CalendarEvent(
+        graph_id=graph_id,
+        ical_uid="uid",
+        event_type=EventType.SINGLE,
+        subject="Review",
+        start=start,
+        end=start + timedelta(hours=1),
+        body_html="<p>agenda</p>",
+        location="Room 1",
+        sensitivity=sensitivity,
+        organizer=EmailAddress("MeganB@contoso.com", "Megan"),
+        attendees=(
+            Attendee("Anna@Fabrikam.com", "Anna", "required", ResponseStatus.ACCEPTED),
+            Attendee("new.person@fabrikam.com", "New", "optional"),
+        ),
+        change_key=change_key,
+        last_modified=modified,
+    )
+
+
+def binding(*, change_key="ck1", version=1, pushed=1, crm_modified=NOW - timedelta(hours=1)):
+    return EventBinding(7, "g1", change_key, version, pushed, crm_modified)
+
+
+def test_new_events_are_stored_with_their_people_linked():
+    plan = plan_inbound([meeting()], {}, LOOKUPS, POLICY)
+    (stored,) = plan.upserts
+    roles = {(a.role, a.address, a.partner_id, a.company_id, a.response) for a in stored.attendees}
+    assert ("organizer", "meganb@contoso.com", None, None, ResponseStatus.ORGANIZER) in roles
+    assert ("required", "anna@fabrikam.com", 1, 10, ResponseStatus.ACCEPTED) in roles
+    assert ("optional", "new.person@fabrikam.com", None, 10, ResponseStatus.NONE) in roles
+
+
+def test_our_own_change_key_is_an_echo():
+    plan = plan_inbound([meeting(change_key="ck1")], {"g1": binding()}, LOOKUPS, POLICY)
+    assert plan.upserts == [] and plan.skipped == {SKIP_ECHO: 1}
+
+
+def test_conflict_last_writer_wins_and_both_are_reported():
+    crm_newer = binding(version=2, pushed=1, crm_modified=NOW + timedelta(minutes=5))
+    plan = plan_inbound([meeting()], {"g1": crm_newer}, LOOKUPS, POLICY)
+    assert plan.upserts == [] and plan.skipped == {SKIP_CRM_NEWER: 1}
+    (conflict,) = plan.conflicts
+    assert conflict.winner == "crm" and conflict.outlook_modified == NOW
+    outlook_newer = binding(version=2, pushed=1, crm_modified=NOW - timedelta(minutes=5))
+    plan = plan_inbound([meeting()], {"g1": outlook_newer}, LOOKUPS, POLICY)
+    assert len(plan.upserts) == 1 and plan.conflicts[0].winner == "outlook"
+
+
+def test_private_events_are_busy_time_only():
+    plan = plan_inbound([meeting(sensitivity=Sensitivity.PRIVATE)], {}, LOOKUPS, POLICY)
+    (stored,) = plan.upserts
+    item = stored.event
+    assert (item.subject, item.body_html, item.location, item.attendees) == (None, None, None, ())
+    assert item.start == NOW + timedelta(days=1)
+    assert [a.role for a in stored.attendees] == ["organizer"]
+
+
+def test_page_addresses_cover_organizer_and_attendees():
+    assert event_addresses([meeting()]) == {
+        "meganb@contoso.com",
+        "anna@fabrikam.com",
+        "new.person@fabrikam.com",
+    }
+
+
+def change(event_id=1, *, graph_id="", deleted=False, end=NOW + timedelta(days=1)):
+    item = CalendarEvent(
+        graph_id=graph_id,
+        ical_uid=None,
+        event_type=EventType.SINGLE,
+        subject="x",
+        start=end - timedelta(hours=1),
+        end=end,
+    )
+    return CrmEventChange(event_id, item, version=1, deleted=deleted)
+
+
+def test_outbound_actions():
+    actions = plan_outbound(
+        [
+            change(1),
+            change(2, graph_id="g2"),
+            change(3, graph_id="g3", deleted=True),
+            change(4, deleted=True),
+            change(5, end=NOW - timedelta(days=2)),  # in the past: never created
+        ],
+        now=NOW,
+    )
+    kinds = [(type(a).__name__, a.change.crm_event_id) for a in actions]
+    assert kinds == [("PushCreate", 1), ("PushUpdate", 2), ("PushDelete", 3), ("ForgetDeleted", 4)]
+    create = actions[0]
+    assert isinstance(create, PushCreate) and create.transaction_id == "m365sync-crm-event-1"
+
+
+def test_all_day_events_in_the_past_are_not_created():
+    item = CalendarEvent(
+        graph_id="",
+        ical_uid=None,
+        event_type=EventType.SINGLE,
+        subject="Day",
+        start=None,
+        end=None,
+        is_all_day=True,
+        start_date=date(2026, 11, 20),
+        end_date=date(2026, 11, 21),
+    )
+    assert plan_outbound([CrmEventChange(9, item, 1)], now=NOW) == []
+
+
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(-3, 3)), max_size=20))
+def test_every_change_gets_at_most_one_action_and_creates_have_stable_ids(rows):
+    changes = [
+        change(
+            i, graph_id="g" if in_outlook else "", deleted=deleted, end=NOW + timedelta(days=days)
+        )
+        for i, (in_outlook, deleted, days) in enumerate(rows)
+    ]
+    actions = plan_outbound(changes, now=NOW)
+    assert len({a.change.crm_event_id for a in actions}) == len(actions)
+    for action in actions:
+        if isinstance(action, PushCreate):
+            assert not action.change.event.graph_id
+            assert (
+                action.transaction_id == plan_outbound([action.change], now=NOW)[0].transaction_id
+            )
+        if isinstance(action, PushDelete | PushUpdate):
+            assert action.change.event.graph_id
+        if isinstance(action, ForgetDeleted):
+            assert action.change.deleted
