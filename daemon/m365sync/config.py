@@ -109,6 +109,10 @@ class SyncConfig:
     auto_create: str = "none"  # none | sent | sent_and_received
     # Match anna+news@x.com to the contact anna@x.com (plus-tags are kept by default).
     ignore_plus_tags: bool = False
+    # Two-way calendar sync with the default Outlook calendar, over this window.
+    calendar: bool = True
+    calendar_days_back: int = 365
+    calendar_days_ahead: int = 730
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +186,13 @@ class Config:
                     f"sync.{key} must be one of {', '.join(v.value for v in allowed)}, "
                     f"not {value!r}."
                 )
+        if self.sync.calendar_days_back < 0 or self.sync.calendar_days_ahead < 1:
+            raise ConfigError("sync.calendar_days_back must be 0 or more and days_ahead 1 or more.")
+        if self.sync.calendar_days_back + self.sync.calendar_days_ahead > 1790:
+            raise ConfigError(
+                "sync.calendar_days_back + sync.calendar_days_ahead must stay under 1790 days: "
+                "Microsoft Graph refuses calendar windows over 1825 days (five years)."
+            )
         if not self.sync.mail_folders:
             raise ConfigError("sync.mail_folders is empty: list at least one folder, e.g. inbox.")
         return self

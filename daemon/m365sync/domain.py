@@ -272,6 +272,8 @@ class SyncRun:
     removed: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    # The calendar's figures of the same cycle: pulled (new, updated, removed) and pushed.
+    calendar: dict[str, int] = field(default_factory=dict)
 
 
 # --- calendar -----------------------------------------------------------------------------

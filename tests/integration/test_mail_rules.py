@@ -305,13 +305,18 @@ def test_crm_round_trips_per_page_are_bounded(stack):
     stack.runtime.gateway = counting
     run = sync_account_mail(stack.runtime, stack.gateway.get_account(account.id))
     assert run.error is None and run.pages >= 4
+    calendar_pages = run.calendar.get("pages", 0)
+    assert calendar_pages >= 1
     per_page = (
         "find_partners_by_emails",
         "find_companies_by_domains",
         "create_partners",
         "store_mail_page",
+        "event_bindings",
+        "store_event_page",
     )
     assert counting.calls["store_mail_page"] == run.pages
-    assert sum(counting.calls[name] for name in per_page) <= 4 * run.pages
+    assert counting.calls["store_event_page"] == calendar_pages
+    assert sum(counting.calls[name] for name in per_page) <= 4 * (run.pages + calendar_pages)
     fixed = sum(n for name, n in counting.calls.items() if name not in per_page)
     assert fixed <= 10  # status, cursors per folder, the run record: not per message

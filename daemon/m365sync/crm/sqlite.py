@@ -1176,6 +1176,7 @@ class SqliteGateway(CalendarStore, CrmGateway):
             "updated": run.updated,
             "removed": run.removed,
             "skipped": run.skipped,
+            "calendar": run.calendar,
         }
         with self._write() as conn:
             self._require_account(conn, run.account_id)
@@ -1211,6 +1212,7 @@ class SqliteGateway(CalendarStore, CrmGateway):
             removed=figures.get("removed", 0),
             skipped=dict(figures.get("skipped", {})),
             error=row["error"],
+            calendar=dict(figures.get("calendar", {})),
         )
 
     # --- reading back -------------------------------------------------------------------------

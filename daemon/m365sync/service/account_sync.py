@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from m365sync.domain import Account, AccountStatus, AutoCreate, Lease, SyncRun
 from m365sync.errors import M365SyncError, advice_for
+from m365sync.service.calendar_cycle import CalendarCycle
 from m365sync.service.mail_cycle import CycleOptions, MailCycle, PageProgress
 from m365sync.service.runtime import Runtime
 from m365sync.sync.autocreate import AutoCreatePolicy
@@ -73,6 +74,16 @@ def sync_account_mail(
             on_page=on_page,
         )
         cycle.run(account, run)
+        if cfg.calendar:
+            CalendarCycle(
+                gateway,
+                graph,
+                policy,
+                back_days=cfg.calendar_days_back,
+                ahead_days=cfg.calendar_days_ahead,
+                page_size=cfg.page_size,
+                lease=lease,
+            ).run(account, run)
     except Exception as error:  # one account's failure must never stop the others
         if not isinstance(error, M365SyncError):
             log.exception("account %s: unexpected failure", account.id)
@@ -94,6 +105,12 @@ def sync_account_mail(
 def run_summary(run: SyncRun) -> str:
     """The account list's one line: what came in, and what was skipped, by reason."""
     text = f"Imported {run.imported} new, updated {run.updated}, removed {run.removed}"
+    if run.calendar:
+        c = run.calendar
+        text += (
+            f"; calendar {c.get('new', 0)} new, {c.get('updated', 0)} updated, "
+            f"{c.get('removed', 0)} removed, {c.get('pushed', 0)} pushed"
+        )
     if run.skipped:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted(run.skipped.items()))
         text += f"; skipped {sum(run.skipped.values())} ({reasons})"

@@ -1,0 +1,275 @@
+"""One calendar cycle for one account: pull Outlook's changes, then push the CRM's.
+
+Pull: ``/me/calendarView/delta`` over a window (default one year back, two ahead, rolled
+forward each month; Graph refuses windows over 1825 days). Per page: the series masters of its
+occurrences (for their recurrence) and the fate of its removed ids come from JSON batches;
+the CRM is asked once for the page's bindings and once for its people; the decisions are
+`sync.calendar.plan_inbound`; one `store_event_page` writes the page with its cursor.
+
+calendarView delta reports as removed both deleted events and events that merely left the
+window; an id Graph still serves is therefore kept (an event moving out of the window is not a
+deletion), and only a 404 unbinds it.
+
+Push: `sync.calendar.plan_outbound` over the CRM's pending changes; each one is carried out and
+recorded (`mark_event_pushed`) on its own, so one failing event never stops the others, and a
+create retried after a crash carries the same ``transactionId`` (no second Outlook event).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+from m365sync.crm.gateway import CrmGateway
+from m365sync.domain import (
+    Account,
+    CalendarEvent,
+    Cursor,
+    CursorKind,
+    EventPageWrite,
+    Lease,
+    PageResult,
+    SyncRun,
+)
+from m365sync.errors import GraphError, M365SyncError, NotFound, SyncStateGone
+from m365sync.graph.batch import batch_get
+from m365sync.graph.calendar import CalendarReader, CalendarWriter, EventPage, event_body
+from m365sync.graph.client import GraphClient
+from m365sync.sync.calendar import (
+    ForgetDeleted,
+    PushCreate,
+    PushDelete,
+    PushUpdate,
+    event_addresses,
+    plan_inbound,
+    plan_outbound,
+)
+from m365sync.sync.mail import MailPolicy, PartnerLookups, page_domains
+
+log = logging.getLogger(__name__)
+
+IMMUTABLE_IDS = {"Prefer": 'IdType="ImmutableId"'}
+SKIP_MALFORMED = "malformed event"
+PUSH_FAILED = "push failed"
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarWindow:
+    """The calendarView range, anchored on month starts so its cursor lives a month."""
+
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def around(cls, now: datetime, *, back_days: int, ahead_days: int) -> CalendarWindow:
+        start = (now - timedelta(days=back_days)).replace(
+            day=1, hour=0, minute=0, second=0, microsecond=0
+        )
+        end = (now + timedelta(days=ahead_days)).replace(
+            day=1, hour=0, minute=0, second=0, microsecond=0
+        )
+        return cls(start, end)
+
+    @property
+    def key(self) -> str:
+        """The cursor's folder key: a new window starts a new delta round."""
+        return f"calendarView/{self.start:%Y-%m-%d}/{self.end:%Y-%m-%d}"
+
+
+class CalendarCycle:
+    """Two-way calendar sync of one account; see the module docstring."""
+
+    def __init__(
+        self,
+        gateway: CrmGateway,
+        graph: GraphClient,
+        policy: MailPolicy,
+        *,
+        back_days: int = 365,
+        ahead_days: int = 730,
+        page_size: int = 100,
+        lease: Lease | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.gateway = gateway
+        self.graph = graph
+        self.reader = CalendarReader(graph, page_size=page_size)
+        self.writer = CalendarWriter(graph, reader=self.reader)
+        self.policy = policy
+        self.back_days = back_days
+        self.ahead_days = ahead_days
+        self.lease = lease
+        self.now = now
+
+    def run(self, account: Account, run: SyncRun) -> SyncRun:
+        """Pull then push; the figures land in ``run.calendar`` (new, updated, removed,
+        pushed, pages) and skips in ``run.skipped``, also when the cycle fails half-way."""
+        skipped: Counter[str] = Counter(run.skipped)
+        figures: Counter[str] = Counter(run.calendar)
+        try:
+            self.pull(account, figures, skipped)
+            self.push(account, figures, skipped)
+        finally:
+            run.skipped = dict(skipped)
+            run.calendar = dict(figures)
+        return run
+
+    # --- Outlook -> CRM ----------------------------------------------------------------------
+
+    def pull(self, account: Account, figures: Counter[str], skipped: Counter[str]) -> None:
+        window = CalendarWindow.around(
+            self.now(), back_days=self.back_days, ahead_days=self.ahead_days
+        )
+        try:
+            self._follow(account, window, figures, skipped)
+        except SyncStateGone as gone:
+            # Invariant 2: a 410 restarts the round from scratch; upserts make it idempotent.
+            log.warning("calendar delta state expired (%s): restarting the window", gone.code)
+            self.gateway.reset_folder(account.id, window.key)
+            self._follow(account, window, figures, skipped)
+
+    def _follow(
+        self,
+        account: Account,
+        window: CalendarWindow,
+        figures: Counter[str],
+        skipped: Counter[str],
+    ) -> None:
+        cursor = self.gateway.get_cursor(account.id, window.key)
+        pages = self.reader.pages(
+            window_start=window.start,
+            window_end=window.end,
+            resume_link=cursor.link if cursor else None,
+        )
+        for page in pages:
+            result = self._store_page(account, window, page, skipped)
+            figures["pages"] += 1
+            figures["new"] += result.created + result.linked
+            figures["updated"] += result.updated
+            figures["removed"] += result.removed
+
+    def _store_page(
+        self, account: Account, window: CalendarWindow, page: EventPage, skipped: Counter[str]
+    ) -> PageResult:
+        masters = self.reader.masters(
+            sorted({e.series_master_id for e in page.events if e.series_master_id})
+        )
+        # Masters first: each occurrence must find its series when stored.
+        events: list[CalendarEvent] = [*masters.values(), *page.events]
+        bindings = self.gateway.event_bindings(account.id, [e.graph_id for e in events])
+        plan = plan_inbound(events, bindings, self._lookups(events), self.policy)
+        for conflict in plan.conflicts:
+            log.warning(
+                "calendar conflict on event %s: Outlook changed it at %s, the CRM at %s; "
+                "the %s version wins",
+                conflict.graph_id,
+                conflict.outlook_modified,
+                conflict.crm_modified,
+                conflict.winner,
+            )
+        page_skips = Counter(plan.skipped)
+        for item in page.rejected:
+            log.warning("skipped a malformed event: %s", item.reason)
+            page_skips[SKIP_MALFORMED] += 1
+        cursor = (
+            Cursor(page.delta_link, CursorKind.DELTA)
+            if page.delta_link
+            else Cursor(page.next_link or "", CursorKind.NEXT)
+        )
+        result = self.gateway.store_event_page(
+            EventPageWrite(
+                account_id=account.id,
+                calendar_id=window.key,
+                upserts=plan.upserts,
+                removed_ids=self._really_deleted(page.removed_ids),
+                cursor=cursor,
+                skipped=dict(page_skips),
+            ),
+            lease=self.lease,
+        )
+        skipped.update(page_skips)
+        return result
+
+    def _lookups(self, events: list[CalendarEvent]) -> PartnerLookups:
+        addresses = event_addresses(events)
+        if not addresses:
+            return PartnerLookups()
+        return PartnerLookups(
+            self.gateway.find_partners_by_emails(addresses),
+            self.gateway.find_companies_by_domains(page_domains(addresses, self.policy)),
+        )
+
+    def _really_deleted(self, removed_ids: list[str]) -> list[str]:
+        """The removed ids Graph no longer serves; the others only left the window."""
+        if not removed_ids:
+            return []
+        paths = {
+            graph_id: f"/me/events/{quote(graph_id, safe='')}?$select=id,isCancelled"
+            for graph_id in removed_ids
+        }
+        answers = batch_get(self.graph, list(paths.values()), headers=IMMUTABLE_IDS)
+        deleted = []
+        for graph_id, path in paths.items():
+            answer = answers.get(path)
+            if isinstance(answer, NotFound) or (
+                isinstance(answer, dict) and answer.get("isCancelled") is True
+            ):
+                deleted.append(graph_id)
+            elif isinstance(answer, GraphError):
+                raise answer  # unknown fate: store nothing, retry the page next cycle
+        return deleted
+
+    # --- CRM -> Outlook ----------------------------------------------------------------------
+
+    def push(self, account: Account, figures: Counter[str], skipped: Counter[str]) -> None:
+        changes = self.gateway.event_changes_to_push(account.id)
+        for action in plan_outbound(changes, now=self.now()):
+            change = action.change
+            try:
+                if isinstance(action, PushCreate):
+                    item = change.event
+                    created = self.writer.create(item, transaction_id=action.transaction_id)
+                    self._pushed(account, change.crm_event_id, created, change.version)
+                elif isinstance(action, PushUpdate):
+                    body = event_body(change.event)
+                    updated = self.writer.update(change.event.graph_id, body)
+                    self._pushed(account, change.crm_event_id, updated, change.version)
+                elif isinstance(action, PushDelete):
+                    self.writer.delete(change.event.graph_id)
+                    self.gateway.mark_event_pushed(
+                        account.id,
+                        change.crm_event_id,
+                        graph_id=change.event.graph_id,
+                        change_key=None,
+                        version=change.version,
+                    )
+                elif isinstance(action, ForgetDeleted):
+                    self.gateway.mark_event_pushed(
+                        account.id,
+                        change.crm_event_id,
+                        graph_id="",
+                        change_key=None,
+                        version=change.version,
+                    )
+            except M365SyncError as error:
+                # One event Outlook refuses must not stop the others; it stays pending.
+                log.warning("could not push CRM event %s: %s", change.crm_event_id, error)
+                skipped[PUSH_FAILED] += 1
+                continue
+            figures["pushed"] += not isinstance(action, ForgetDeleted)
+
+    def _pushed(
+        self, account: Account, crm_event_id: int, answer: CalendarEvent, version: int
+    ) -> None:
+        self.gateway.mark_event_pushed(
+            account.id,
+            crm_event_id,
+            graph_id=answer.graph_id,
+            change_key=answer.change_key,
+            version=version,
+            ical_uid=answer.ical_uid,
+        )
