@@ -352,18 +352,25 @@ class CalendarStore:
 
     def event_changes_to_push(self, account_id: int) -> list[CrmEventChange]:
         with self._read() as conn:
-            connected = conn.execute(
-                "SELECT connected_at FROM m365_account WHERE id = ?", (account_id,)
+            account = conn.execute(
+                "SELECT connected_at, address_normalized FROM m365_account WHERE id = ?",
+                (account_id,),
             ).fetchone()
-            since = connected["connected_at"] if connected and connected["connected_at"] else ""
+            if account is None:
+                return []
+            since = account["connected_at"] or ""
+            # The account pushes the events it owns (created in the CRM by its user) and the
+            # Outlook events it organizes; an attendee's copy is not its to change.
             rows = conn.execute(
                 "SELECT e.*, b.graph_id, b.change_key, COALESCE(b.pushed_version, 0) AS pushed "
                 "FROM crm_calendar_event e LEFT JOIN m365_event_binding b "
-                "ON b.crm_event_id = e.id AND b.account_id = ? "
-                "WHERE e.owner_account_id = ? AND e.version > COALESCE(b.pushed_version, 0) "
-                "AND e.modified_at >= ? AND NOT (e.deleted = 1 AND b.id IS NULL) "
+                "ON b.crm_event_id = e.id AND b.account_id = :account "
+                "WHERE (e.owner_account_id = :account OR (b.id IS NOT NULL AND "
+                "lower(e.organizer_address) = :address)) "
+                "AND e.version > COALESCE(b.pushed_version, 0) "
+                "AND e.modified_at >= :since AND NOT (e.deleted = 1 AND b.id IS NULL) "
                 "ORDER BY e.id",
-                (account_id, account_id, since),
+                {"account": account_id, "address": account["address_normalized"], "since": since},
             ).fetchall()
             changes = []
             for row in rows:

@@ -1,0 +1,300 @@
+"""Two-way calendar sync end to end: the emulator's Outlook calendar over HTTPS, the daemon,
+and the embedded store's CRM calendar. Each test names the rule of the calendar issue it
+proves."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from m365sync.domain import (
+    CalendarEvent,
+    EmailAddress,
+    EventLink,
+    EventType,
+    Recurrence,
+    ResponseStatus,
+    Sensitivity,
+)
+from m365sync.emulator.mailbox import Mailbox
+from m365sync.service.account_sync import sync_account_mail
+from m365sync.service.connect import connect_account
+from tests.integration.conftest import build_stack
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def cal(tmp_path):
+    """A small mailbox with an empty calendar, a CRM contact, and a connected account."""
+    mailbox = Mailbox.seeded(size=20, seed=21)
+    for item in mailbox.calendar.events():
+        mailbox.calendar.delete(item["id"])
+    stack = build_stack(tmp_path, mailbox, page_size=100)
+    stack.anna = stack.gateway.add_partner("Anna Lidman", email="anna.lidman@fabrikam.com")
+    stack.account = connect_account(stack.runtime, browser="follow")
+    yield stack
+    stack.runtime.close()
+    stack.emulator.stop()
+
+
+def sync(stack):
+    run = sync_account_mail(stack.runtime, stack.gateway.get_account(stack.account.id))
+    assert run.error is None, run.error
+    return run
+
+
+def upcoming(stack, partner=None):
+    partner = partner or stack.anna
+    return stack.gateway.upcoming_events_for_partner(
+        partner.id, since=NOW - timedelta(days=400), limit=500
+    )
+
+
+def dtz(moment: datetime, zone: str = "UTC") -> dict:
+    return {"dateTime": moment.strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": zone}
+
+
+def outlook_event(subject="Quarterly review", *, start=None, zone="UTC", hours=1, **extra):
+    start = start or (NOW + timedelta(days=3)).replace(minute=0, second=0)
+    body = {
+        "subject": subject,
+        "start": dtz(start, zone),
+        "end": dtz(start + timedelta(hours=hours), zone),
+        "attendees": [
+            {
+                "emailAddress": {"address": "anna.lidman@fabrikam.com", "name": "Anna Lidman"},
+                "type": "required",
+            }
+        ],
+        "body": {"contentType": "html", "content": "<p>Agenda</p>"},
+    }
+    body.update(extra)
+    return body
+
+
+def crm_meeting(stack, subject="Demo call", *, start=None, recurrence=None, zone="UTC"):
+    start = start or (NOW + timedelta(days=5)).replace(minute=0, second=0)
+    item = CalendarEvent(
+        graph_id="",
+        ical_uid=None,
+        event_type=EventType.SERIES_MASTER if recurrence else EventType.SINGLE,
+        subject=subject,
+        start=start,
+        end=start + timedelta(hours=1),
+        time_zone=zone,
+        recurrence=recurrence,
+        organizer=EmailAddress(stack.account.address),
+    )
+    people = [
+        EventLink(
+            "required",
+            "anna.lidman@fabrikam.com",
+            "Anna Lidman",
+            ResponseStatus.NONE,
+            stack.anna.id,
+            None,
+        )
+    ]
+    return stack.gateway.crm_create_event(stack.account.id, item, people)
+
+
+def writes(stack, method):
+    return [w for w in stack.emulator.mailbox.calendar.written() if w["method"] == method]
+
+
+# --- Outlook -> CRM ------------------------------------------------------------------------------
+
+
+def test_create_update_delete_in_outlook_reach_the_crm(cal):
+    created, _ = cal.emulator.mailbox.calendar.create(outlook_event())
+    sync(cal)
+    (meeting,) = upcoming(cal)
+    assert meeting.subject == "Quarterly review"
+    cal.emulator.mailbox.calendar.update(created["id"], {"subject": "Quarterly review (moved)"})
+    sync(cal)
+    assert [m.subject for m in upcoming(cal)] == ["Quarterly review (moved)"]
+    cal.emulator.mailbox.calendar.delete(created["id"])
+    sync(cal)
+    assert upcoming(cal) == []
+
+
+def test_an_event_in_a_windows_named_zone_lands_at_the_right_instant(cal):
+    local = datetime(NOW.year + 1, 7, 1, 9, 0)  # CEST: 07:00 UTC
+    cal.emulator.mailbox.calendar.create(
+        outlook_event("Berlin meeting", start=local, zone="W. Europe Standard Time")
+    )
+    sync(cal)
+    (meeting,) = upcoming(cal)
+    assert meeting.start == datetime(NOW.year + 1, 7, 1, 7, 0, tzinfo=UTC)
+
+
+def test_an_all_day_event_in_auckland_stays_on_its_day_seen_from_utc(cal):
+    day = (NOW + timedelta(days=10)).date()
+    body = outlook_event("Waitangi offsite", isAllDay=True)
+    body["start"] = {"dateTime": f"{day}T00:00:00.0000000", "timeZone": "New Zealand Standard Time"}
+    body["end"] = {
+        "dateTime": f"{day + timedelta(days=1)}T00:00:00.0000000",
+        "timeZone": "New Zealand Standard Time",
+    }
+    cal.emulator.mailbox.calendar.create(body)
+    sync(cal)
+    (meeting,) = upcoming(cal)
+    assert meeting.is_all_day and meeting.start_date == day
+
+
+def test_a_private_event_is_busy_time_only(cal):
+    cal.emulator.mailbox.calendar.create(outlook_event("Doctor", sensitivity="private"))
+    sync(cal)
+    assert upcoming(cal) == []  # no attendee reached the CRM, so no partner sees it
+    counts = Counter((row["subject"], row["sensitivity"]) for row in _crm_rows(cal))
+    assert counts == {(None, "private"): 1}
+
+
+def _crm_rows(stack):
+    import sqlite3
+
+    with sqlite3.connect(stack.config.store.sqlite_path()) as raw:
+        raw.row_factory = sqlite3.Row
+        return list(raw.execute("SELECT * FROM crm_calendar_event WHERE deleted = 0"))
+
+
+def test_a_weekly_series_across_dst_keeps_its_local_time(cal):
+    paris = ZoneInfo("Europe/Paris")
+    first = datetime(NOW.year + 1, 3, 2, 9, 0)  # a Monday-ish start in winter time
+    while first.weekday() != 0:
+        first += timedelta(days=1)
+    body = outlook_event("Weekly sync", start=first, zone="Romance Standard Time")
+    body["recurrence"] = {
+        "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+        "range": {
+            "type": "numbered",
+            "startDate": first.date().isoformat(),
+            "numberOfOccurrences": 6,
+        },
+    }
+    cal.emulator.mailbox.calendar.create(body)
+    sync(cal)
+    meetings = upcoming(cal)
+    assert len(meetings) == 6
+    assert all(m.recurring for m in meetings)
+    assert {m.start.astimezone(paris).hour for m in meetings} == {9}
+    assert len({m.start.hour for m in meetings}) == 2  # 08:00Z in winter, 07:00Z in summer
+
+
+def test_series_exceptions_and_cancellations_from_outlook(cal):
+    first = (NOW + timedelta(days=2)).replace(hour=15, minute=0, second=0)
+    body = outlook_event("Daily stand-up", start=first)
+    body["recurrence"] = {
+        "pattern": {"type": "daily", "interval": 1},
+        "range": {
+            "type": "numbered",
+            "startDate": first.date().isoformat(),
+            "numberOfOccurrences": 5,
+        },
+    }
+    master, _ = cal.emulator.mailbox.calendar.create(body)
+    sync(cal)
+    assert len(upcoming(cal)) == 5
+    window_end = first + timedelta(days=6)
+    instances = sorted(
+        cal.emulator.mailbox.calendar.instances(
+            master["id"], first - timedelta(days=1), window_end
+        ),
+        key=lambda i: i["start"]["dateTime"],
+    )
+    cal.emulator.mailbox.calendar.update(
+        instances[1]["id"],
+        {
+            "subject": "Stand-up (late)",
+            "start": dtz(first + timedelta(days=1, hours=2)),
+            "end": dtz(first + timedelta(days=1, hours=3)),
+        },
+    )
+    cal.emulator.mailbox.calendar.delete(instances[3]["id"])
+    sync(cal)
+    meetings = upcoming(cal)
+    assert len(meetings) == 4
+    assert any(
+        m.subject == "Stand-up (late)" and m.start == first + timedelta(days=1, hours=2)
+        for m in meetings
+    )
+    assert first + timedelta(days=3) not in {m.start for m in meetings}
+
+
+def test_410_on_the_calendar_cursor_restarts_without_duplicates(cal):
+    cal.emulator.mailbox.calendar.create(outlook_event())
+    sync(cal)
+    cal.emulator.mailbox.drop_sync_states()
+    run = sync(cal)
+    assert run.calendar.get("new", 0) == 0
+    assert len(upcoming(cal)) == 1
+
+
+# --- CRM -> Outlook ------------------------------------------------------------------------------
+
+
+def test_create_update_delete_in_the_crm_reach_outlook_once(cal):
+    event_id = crm_meeting(cal)
+    sync(cal)
+    (post,) = writes(cal, "POST")
+    assert post["body"]["transactionId"] == f"m365sync-crm-event-{event_id}"
+    assert len(cal.emulator.mailbox.calendar.events()) == 1
+    quiet = sync(cal)  # our own event coming back is not stored again nor pushed again
+    assert quiet.calendar.get("pushed", 0) == 0 and quiet.calendar.get("updated", 0) == 0
+    cal.gateway.crm_update_event(event_id, subject="Demo call (rescheduled)")
+    sync(cal)
+    assert [w["body"].get("subject") for w in writes(cal, "PATCH")] == ["Demo call (rescheduled)"]
+    cal.gateway.crm_delete_event(event_id)
+    sync(cal)
+    assert len(writes(cal, "DELETE")) == 1
+    assert cal.emulator.mailbox.calendar.events() == []
+    assert upcoming(cal) == []
+
+
+def test_a_retried_create_never_makes_a_second_outlook_event(cal):
+    event_id = crm_meeting(cal)
+    cal.emulator.faults.unavailable(r"/v1.0/me/events$", times=1, method="POST")
+    sync(cal)  # the first POST fails with 503; the create is retried with the same transactionId
+    assert len(cal.emulator.mailbox.calendar.events()) == 1
+    assert {w["body"]["transactionId"] for w in writes(cal, "POST")} == {
+        f"m365sync-crm-event-{event_id}"
+    }
+
+
+def test_a_series_created_in_the_crm_appears_in_outlook_with_its_occurrences(cal):
+    start = (NOW + timedelta(days=1)).replace(hour=10, minute=0, second=0)
+    weekly = Recurrence(
+        "weekly",
+        start.date(),
+        days_of_week=(start.strftime("%A").lower(),),
+        range_type="numbered",
+        number_of_occurrences=4,
+    )
+    crm_meeting(cal, "Weekly pipeline review", start=start, recurrence=weekly)
+    sync(cal)
+    (master,) = cal.emulator.mailbox.calendar.events()
+    assert master["recurrence"]["pattern"]["type"] == "weekly"
+    sync(cal)  # the occurrences come back as CRM meetings of the same series
+    meetings = upcoming(cal)
+    assert [m.start for m in meetings] == [start + timedelta(weeks=n) for n in range(4)]
+
+
+def test_connecting_never_pushes_the_crms_past_events(cal):
+    crm_meeting(cal, "Last year's kickoff", start=NOW - timedelta(days=30))
+    sync(cal)
+    assert writes(cal, "POST") == []
+
+
+def test_a_conflicting_edit_last_writer_wins(cal):
+    created, _ = cal.emulator.mailbox.calendar.create(outlook_event())
+    sync(cal)
+    (meeting,) = upcoming(cal)
+    cal.emulator.mailbox.calendar.update(created["id"], {"subject": "Outlook's title"})
+    cal.gateway.crm_update_event(meeting.crm_event_id, subject="CRM's title")  # written last
+    sync(cal)
+    assert [m.subject for m in upcoming(cal)] == ["CRM's title"]
+    assert cal.emulator.mailbox.calendar.get(created["id"])["subject"] == "CRM's title"
