@@ -5,7 +5,7 @@ proves."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,7 +17,6 @@ from m365sync.domain import (
     EventType,
     Recurrence,
     ResponseStatus,
-    Sensitivity,
 )
 from m365sync.emulator.mailbox import Mailbox
 from m365sync.service.account_sync import sync_account_mail
@@ -298,3 +297,138 @@ def test_a_conflicting_edit_last_writer_wins(cal):
     sync(cal)
     assert [m.subject for m in upcoming(cal)] == ["CRM's title"]
     assert cal.emulator.mailbox.calendar.get(created["id"])["subject"] == "CRM's title"
+
+
+def _daily_series(cal, subject, first, count):
+    body = outlook_event(subject, start=first)
+    body["recurrence"] = {
+        "pattern": {"type": "daily", "interval": 1},
+        "range": {
+            "type": "numbered",
+            "startDate": first.date().isoformat(),
+            "numberOfOccurrences": count,
+        },
+    }
+    master, _ = cal.emulator.mailbox.calendar.create(body)
+    return master
+
+
+def test_editing_one_occurrence_in_the_crm_makes_an_exception_in_outlook(cal):
+    first = (NOW + timedelta(days=2)).replace(hour=11, minute=0, second=0)
+    master = _daily_series(cal, "Team lunch", first, 3)
+    sync(cal)
+    second = next(m for m in upcoming(cal) if m.start == first + timedelta(days=1))
+    cal.gateway.crm_update_event(second.crm_event_id, subject="Team lunch (offsite)")
+    sync(cal)
+    instances = cal.emulator.mailbox.calendar.instances(
+        master["id"], first - timedelta(days=1), first + timedelta(days=4)
+    )
+    changed = [i for i in instances if i["subject"] == "Team lunch (offsite)"]
+    assert len(changed) == 1 and changed[0]["type"] == "exception"
+    assert len(instances) == 3
+
+
+def test_this_and_following_split_in_outlook(cal):
+    first = (NOW + timedelta(days=2)).replace(hour=8, minute=0, second=0)
+    master = _daily_series(cal, "Morning check-in", first, 6)
+    sync(cal)
+    # Outlook's "this and following": the old series ends, a new one takes over (at 09:00).
+    split_day = (first + timedelta(days=3)).date()
+    cal.emulator.mailbox.calendar.update(
+        master["id"],
+        {
+            "recurrence": {
+                "pattern": {"type": "daily", "interval": 1},
+                "range": {
+                    "type": "endDate",
+                    "startDate": first.date().isoformat(),
+                    "endDate": (split_day - timedelta(days=1)).isoformat(),
+                },
+            }
+        },
+    )
+    _daily_series(cal, "Morning check-in", first + timedelta(days=3, hours=1), 3)
+    sync(cal)
+    starts = [m.start for m in upcoming(cal)]
+    assert starts == [first + timedelta(days=n) for n in range(3)] + [
+        first + timedelta(days=n, hours=1) for n in range(3, 6)
+    ]
+
+
+def test_an_attendee_removed_in_outlook_is_removed_in_the_crm(cal):
+    body = outlook_event()
+    body["attendees"].append(
+        {"emailAddress": {"address": "ben@northwindtraders.com", "name": "Ben"}, "type": "optional"}
+    )
+    created, _ = cal.emulator.mailbox.calendar.create(body)
+    sync(cal)
+    assert "ben@northwindtraders.com" in upcoming(cal)[0].attendees
+    cal.emulator.mailbox.calendar.update(created["id"], {"attendees": body["attendees"][:1]})
+    sync(cal)
+    assert "ben@northwindtraders.com" not in upcoming(cal)[0].attendees
+
+
+def test_an_attendee_removed_in_the_crm_is_removed_in_outlook(cal):
+    ben = EventLink("optional", "ben@northwindtraders.com", "Ben", ResponseStatus.NONE, None, None)
+    anna = EventLink(
+        "required",
+        "anna.lidman@fabrikam.com",
+        "Anna Lidman",
+        ResponseStatus.NONE,
+        cal.anna.id,
+        None,
+    )
+    item = CalendarEvent(
+        graph_id="",
+        ical_uid=None,
+        event_type=EventType.SINGLE,
+        subject="Three-way call",
+        start=NOW + timedelta(days=4),
+        end=NOW + timedelta(days=4, hours=1),
+        organizer=EmailAddress(cal.account.address),
+    )
+    event_id = cal.gateway.crm_create_event(cal.account.id, item, [anna, ben])
+    sync(cal)
+    (outlook,) = cal.emulator.mailbox.calendar.events()
+    assert {a["emailAddress"]["address"] for a in outlook["attendees"]} == {
+        "anna.lidman@fabrikam.com",
+        "ben@northwindtraders.com",
+    }
+    cal.gateway.crm_update_event(event_id, attendees=[anna])
+    sync(cal)
+    (outlook,) = cal.emulator.mailbox.calendar.events()
+    assert [a["emailAddress"]["address"] for a in outlook["attendees"]] == [
+        "anna.lidman@fabrikam.com"
+    ]
+
+
+def test_this_and_following_split_in_the_crm(cal):
+    start = (NOW + timedelta(days=1)).replace(hour=14, minute=0, second=0)
+    daily = Recurrence("daily", start.date(), range_type="numbered", number_of_occurrences=6)
+    series = crm_meeting(cal, "Sprint sync", start=start, recurrence=daily)
+    sync(cal)
+    sync(cal)
+    assert len(upcoming(cal)) == 6
+    # The user moves "this and following" from the 4th day to 15:00: the CRM ends the first
+    # series on day 3 and starts a new one.
+    ended = Recurrence(
+        "daily", start.date(), range_type="endDate", end_date=start.date() + timedelta(days=2)
+    )
+    cal.gateway.crm_update_event(series, recurrence=ended)
+    later = start + timedelta(days=3, hours=1)
+    crm_meeting(
+        cal,
+        "Sprint sync",
+        start=later,
+        recurrence=Recurrence(
+            "daily", later.date(), range_type="numbered", number_of_occurrences=3
+        ),
+    )
+    sync(cal)
+    sync(cal)
+    masters = cal.emulator.mailbox.calendar.events()
+    assert len(masters) == 2
+    starts = [m.start for m in upcoming(cal)]
+    assert starts == [start + timedelta(days=n) for n in range(3)] + [
+        later + timedelta(days=n) for n in range(3)
+    ]

@@ -533,9 +533,14 @@ class CalendarStore:
             self._replace_attendees(conn, event_id, attendees)
         return event_id
 
-    def crm_update_event(self, event_id: int, **changes: Any) -> None:
-        """Edit CRM-side fields (``subject``, ``start``, ``end``, ``location``...): version+1."""
+    def crm_update_event(
+        self, event_id: int, *, attendees: Iterable[EventLink] | None = None, **changes: Any
+    ) -> None:
+        """Edit CRM-side fields (``subject``, ``start``, ``end``, ``location``, a series'
+        ``recurrence``...) and optionally replace the attendees (the organizer stays): the
+        version goes up, so the change is pushed."""
         now = _text(datetime.now(UTC))
+        recurrence = changes.pop("recurrence", None)
         with self._write() as conn:
             row = conn.execute(
                 "SELECT * FROM crm_calendar_event WHERE id = ?", (event_id,)
@@ -545,6 +550,28 @@ class CalendarStore:
             values = _columns(replace(_event_from_row(row), **changes))
             values.pop("is_series_master")
             self._update_event_row(conn, event_id, values, now)
+            if recurrence is not None and row["series_id"] is not None:
+                conn.execute(
+                    "UPDATE crm_calendar_series SET recurrence = ? WHERE id = ?",
+                    (json.dumps(to_wire(recurrence), sort_keys=True), row["series_id"]),
+                )
+            if attendees is not None:
+                organizer = [
+                    EventLink(
+                        o["role"],
+                        o["address"],
+                        o["name"],
+                        ResponseStatus(o["response"]),
+                        o["partner_id"],
+                        o["company_id"],
+                    )
+                    for o in conn.execute(
+                        "SELECT * FROM crm_calendar_attendee WHERE event_id = ? "
+                        "AND role = 'organizer'",
+                        (event_id,),
+                    )
+                ]
+                self._replace_attendees(conn, event_id, [*organizer, *attendees])
             conn.execute(
                 "UPDATE crm_calendar_event SET version = version + 1 WHERE id = ?", (event_id,)
             )

@@ -1,7 +1,8 @@
 """The emulator's control API: steer a running emulator from another process.
 
 JSON over the same HTTPS socket under ``/_emulator/``, loopback clients only, so a demo script,
-the CLI or an integration test in another process can add mail, inject faults, revoke grants
+the CLI or an integration test in another process can add mail, add/change/cancel/delete
+calendar events and read what the daemon wrote to the calendar, inject faults, revoke grants
 and read the request log exactly as in-process tests do through `Emulator`'s attributes.
 Control requests are not faulted and not logged.
 """
@@ -11,16 +12,20 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
+from m365sync.emulator.calendar import CalendarError
+from m365sync.emulator.delta import parse_instant
 from m365sync.emulator.wire import graph_error, json_response
 
 if TYPE_CHECKING:
     from m365sync.emulator.server import Emulator
 
 _MESSAGE = re.compile(r"^/_emulator/mailbox/messages/(?P<id>[^/]+)(?P<move>/move)?$")
+_EVENT = re.compile(r"^/_emulator/calendar/events/(?P<id>[^/]+)(?P<tail>/cancel|/instances)?$")
 
 
 def handle(request: Request, emulator: Emulator) -> Response:
@@ -30,6 +35,8 @@ def handle(request: Request, emulator: Emulator) -> Response:
     try:
         body = _body(request)
         return _route(request, emulator, body)
+    except CalendarError as error:
+        return graph_error(error.status, error.code, error.message, request=request)
     except LookupError as error:
         return graph_error(404, "ErrorItemNotFound", f"Not found: {error}", request=request)
     except (ValueError, TypeError) as error:
@@ -61,6 +68,10 @@ def _route(request: Request, emu: Emulator, body: dict[str, Any]) -> Response:
         if method == "DELETE":
             mailbox.delete_message(message_id)
             return Response(status=204)
+    if path.startswith("/_emulator/calendar/"):
+        answer = _calendar(request, emu, body)
+        if answer is not None:
+            return answer
     if path == "/_emulator/faults":
         if method == "POST":
             return _add_fault(emu, body)
@@ -99,6 +110,66 @@ def _route(request: Request, emu: Emulator, body: dict[str, Any]) -> Response:
         if path == "/_emulator/sync-states/drop":
             return json_response({"dropped": mailbox.drop_sync_states()})
     return graph_error(404, "NotFound", f"No control endpoint {method} {path}.", request=request)
+
+
+def _calendar(request: Request, emu: Emulator, body: dict[str, Any]) -> Response | None:
+    """Events from another process: ``/_emulator/calendar/events`` (GET the stored calendar,
+    POST an event -- a body with ``seriesMasterId`` and ``originalStart`` changes that
+    occurrence into an exception instead), ``.../events/{id}`` (GET, PATCH, DELETE; an
+    occurrence id works), ``.../events/{id}/cancel`` (POST), ``.../events/{id}/instances`` and
+    ``/_emulator/calendar/view`` (GET with startDateTime/endDateTime), and
+    ``/_emulator/calendar/written`` (GET, DELETE)."""
+    path, method = request.path.rstrip("/"), request.method
+    calendar = emu.mailbox.calendar
+    if path == "/_emulator/calendar/events":
+        if method == "GET":
+            return json_response({"value": calendar.export()})
+        if method == "POST":
+            if body.get("seriesMasterId"):
+                oid = calendar.occurrence_id_at(
+                    str(body["seriesMasterId"]), str(_required(body, "originalStart"))
+                )
+                changes = {
+                    k: v
+                    for k, v in body.items()
+                    if k not in ("type", "seriesMasterId", "originalStart")
+                }
+                return json_response(calendar.update(oid, changes), 201)
+            return json_response(calendar.create(body)[0], 201)
+    if path == "/_emulator/calendar/written":
+        if method == "GET":
+            return json_response({"value": calendar.written()})
+        if method == "DELETE":
+            calendar.clear_written()
+            return Response(status=204)
+    if path == "/_emulator/calendar/view" and method == "GET":
+        low, high = _window(request)
+        return json_response({"value": calendar.view(low, high)})
+    match = _EVENT.match(path)
+    if match is None:
+        return None
+    event_id, tail = match["id"], match["tail"]
+    if tail == "/cancel" and method == "POST":
+        calendar.cancel(event_id)
+        return Response(status=202)
+    if tail == "/instances" and method == "GET":
+        low, high = _window(request)
+        return json_response({"value": calendar.instances(event_id, low, high)})
+    if tail is None and method == "GET":
+        return json_response(calendar.get(event_id))
+    if tail is None and method == "PATCH":
+        return json_response(calendar.update(event_id, body))
+    if tail is None and method == "DELETE":
+        calendar.delete(event_id)
+        return Response(status=204)
+    return _not_allowed(request)
+
+
+def _window(request: Request) -> tuple[datetime, datetime]:
+    args = {k.lower(): v for k, v in request.args.items()}
+    if "startdatetime" not in args or "enddatetime" not in args:
+        raise ValueError("startDateTime and endDateTime are required")
+    return parse_instant(args["startdatetime"]), parse_instant(args["enddatetime"])
 
 
 def _add_fault(emu: Emulator, body: dict[str, Any]) -> Response:

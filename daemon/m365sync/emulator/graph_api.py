@@ -22,6 +22,8 @@ Routes (segments are case-insensitive, ``/users/{id|upn}`` works like ``/me`` fo
   `api/message-list-attachments.md`, `resources/attachment.md`. Without ``$select`` a
   fileAttachment carries ``contentBytes`` (generated, at most 1 MiB here), which is why clients
   select; a derived type's property in ``$select`` is a 400 (graph-explorer-v4#3916).
+* Calendar paths (``/me/events...``, ``/me/calendar/...``, ``/me/calendarView...``, any
+  method) go to calendar_api.py.
 * ``POST /v1.0/$batch`` -- JSON batching (docs `concepts/json-batching.md` @ 028b8e35): at
   most 20 requests, ids unique (case-insensitive) or the batch is a 400; each sub-request goes
   through the same routing, scopes and (via the server's hook) fault plan as a request of its
@@ -56,7 +58,7 @@ from urllib.parse import quote, urlsplit
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-from m365sync.emulator import delta
+from m365sync.emulator import calendar_api, delta
 from m365sync.emulator.mailbox import Mailbox, html_to_text, is_well_formed_id
 from m365sync.emulator.wire import graph_error, json_response
 
@@ -253,6 +255,11 @@ def _dispatch(
         prefer=_parse_prefer(request),
     )
     rest = _principal(call, tokens)
+    if calendar_api.is_calendar_path(rest):
+        response = calendar_api.route(call, rest)
+        if call.applied:
+            response.headers["Preference-Applied"] = ", ".join(call.applied)
+        return response
     if request.method not in ("GET", "HEAD"):
         raise GraphError(
             405, "Request_BadRequest", f"The HTTP method '{request.method}' is not allowed."

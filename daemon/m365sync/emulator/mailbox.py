@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from m365sync.emulator.calendar import Calendar
 from m365sync.emulator.delta import SyncStates
 
 # Well-known folder names Graph accepts in place of ids (docs `resources/mailfolder.md`),
@@ -186,7 +187,7 @@ class Mailbox:
         self._size: dict[str, int] = {}
         self._lazy: LazySource | None = None
         self._attachments: dict[str, list[dict[str, Any]]] = {}
-        self._events: list[dict[str, Any]] = []
+        self.calendar = Calendar(self.key, self.user, self.lock)
         self._create_standard_folders()
 
     # ----------------------------------------------------------------- construction
@@ -694,17 +695,16 @@ class Mailbox:
     # ----------------------------------------------------------------- calendar and states
 
     def add_event(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Store a calendar event resource as given (no endpoints serve events yet)."""
-        with self.lock:
-            self._events.append(copy.deepcopy(event))
-            return copy.deepcopy(event)
+        """Store a calendar event resource (single, series master, or an exception of a master
+        added before); ids and changeKeys are kept. See `Calendar.add_event`."""
+        return self.calendar.add_event(event)
 
     def events(self) -> list[dict[str, Any]]:
-        """Copies of the calendar's events (single events and series masters)."""
-        with self.lock:
-            return copy.deepcopy(self._events)
+        """Copies of the calendar as stored: single events and series masters (start/end in
+        their own zones; masters list ``cancelledOccurrences``), then exceptions."""
+        return self.calendar.export()
 
     def drop_sync_states(self) -> int:
         """Forget every delta/next link: the next use of any answers 410 SyncStateNotFound."""
         with self.lock:
-            return self.sync_states.drop()
+            return self.sync_states.drop() + self.calendar.sync_states.drop()

@@ -1,5 +1,9 @@
 """The seeded calendar: single events in five time zones, recurring series with four pattern
-types, an all-day event and a private one, with attendees from the seeded cast.
+types, an all-day event and a private one, with attendees from the seeded cast. The weekly
+standup runs for a year (so it crosses DST changes), has an exception (next Monday's moved to
+10:00) and a cancelled occurrence (next Wednesday's), given as the calendar store reads them
+back (`Calendar.add_event`: beta's ``cancelledOccurrences`` on the master, the exception as an
+``exception`` item after it).
 
 Why these: the daemon converts Graph's ``patternedRecurrence`` and Windows/IANA zone names
 (docs `resources/event.md`, `resources/patternedrecurrence.md`), so the seed carries one of each
@@ -13,6 +17,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
+from m365sync.emulator.calendar import format_utc, zone
 from m365sync.emulator.mailbox import make_change_key, make_id
 from m365sync.emulator.seed_cast import OWNER, Person, esc
 
@@ -228,9 +233,26 @@ def build_events(key: bytes, people: list[Person], anchor: datetime) -> list[dic
             monday,
             "Pacific Standard Time",
             type="endDate",
-            endDate=(monday + timedelta(days=180)).date().isoformat(),
+            # a year, so the series always crosses a DST change (both, in fact)
+            endDate=(monday + timedelta(days=364)).date().isoformat(),
         ),
     )
+    standup = events[-1]
+    pacific = zone("Pacific Standard Time")
+    next_monday = monday + timedelta(days=35)
+    next_wednesday = monday + timedelta(days=37)
+    standup["cancelledOccurrences"] = [f"OID.{standup['id']}.{next_wednesday.date().isoformat()}"]
+    moved = next_monday + timedelta(hours=1)
+    exceptions = [
+        {
+            "type": "exception",
+            "seriesMasterId": standup["id"],
+            "originalStart": format_utc(next_monday.replace(tzinfo=pacific)),
+            "subject": "Weekly marketing standup (moved to 10:00)",
+            "start": _dtz(moved, "Pacific Standard Time"),
+            "end": _dtz(moved + timedelta(minutes=30), "Pacific Standard Time"),
+        }
+    ]
     daily = day - timedelta(days=3) + timedelta(hours=8)
     add(
         "Inbox zero",
@@ -301,4 +323,4 @@ def build_events(key: bytes, people: list[Person], anchor: datetime) -> list[dic
             )
             event["start"] = _dtz(start, "UTC")
             event["end"] = _dtz(start + timedelta(days=2), "UTC")
-    return events
+    return events + exceptions
