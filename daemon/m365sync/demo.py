@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import socket
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -26,6 +27,11 @@ from m365sync.service.connect import connect_account
 from m365sync.service.emulator_cmd import emulator_config_toml
 from m365sync.service.runtime import Runtime
 from m365sync.ui import accounts_table, runs_table, sync_accounts
+
+
+def _http_requests(emulator: Emulator) -> int:
+    """Round trips the daemon made (the requests inside a JSON batch ride in one)."""
+    return sum(1 for record in emulator.requests if not record.in_batch)
 
 
 def _free_port() -> int:
@@ -151,7 +157,7 @@ def run_demo(console: Console, *, size: int = 5000, workdir: Path = Path(".demo"
         started = time.monotonic()
         full = sync_accounts(runtime, console)
         full_seconds = time.monotonic() - started
-        full_requests = len(emulator.requests)
+        full_requests = _http_requests(emulator)
 
         console.rule("Changes in Outlook, then an incremental sync")
         people = [
@@ -170,14 +176,15 @@ def run_demo(console: Console, *, size: int = 5000, workdir: Path = Path(".demo"
         console.print(runs_table(full + incremental))
         console.print(_per_partner_table(gateway))
         _print_threads(console, gateway)
+        console.print(_meetings_table(gateway))
         stored = gateway.count_messages()
         console.print(
             Panel.fit(
                 f"Full sync: {full_seconds:.1f} s, {full[0][1].imported} messages stored, "
-                f"{full_requests} Graph and identity requests.\n"
+                f"{full_requests} HTTP requests to Graph and identity (JSON batches count once).\n"
                 f"Incremental sync: {incremental_seconds:.1f} s, "
                 f"{incremental[0][1].imported} new, {incremental[0][1].removed} removed, "
-                f"{len(emulator.requests) - full_requests} requests.\n"
+                f"{_http_requests(emulator) - full_requests} requests.\n"
                 f"Messages in the CRM: {stored}. Store: {config.store.sqlite_path()}\n"
                 f"Demo total: {time.monotonic() - begin:.1f} s.",
                 title="Figures",
@@ -202,6 +209,37 @@ def _per_partner_table(gateway: SqliteGateway, limit: int = 15) -> Table:
             str(threads),
             str(messages),
         )
+    return table
+
+
+def _meetings_table(gateway: SqliteGateway, limit: int = 12) -> Table:
+    """Upcoming meetings per contact, from the two-way calendar sync."""
+    table = Table(title="Upcoming meetings per contact", title_justify="left")
+    for column in ("Contact", "Meeting", "When (UTC)", "Recurring", "Attendees"):
+        table.add_column(column, overflow="fold")
+    now = datetime.now(UTC)
+    rows = 0
+    seen: set[int] = set()
+    for partner, _, _ in gateway.mail_counts_by_partner():
+        if partner.is_company:
+            continue
+        for meeting in gateway.upcoming_events_for_partner(partner.id, since=now, limit=3):
+            if meeting.crm_event_id in seen or rows >= limit:
+                continue
+            seen.add(meeting.crm_event_id)
+            rows += 1
+            when = (
+                f"{meeting.start_date} (all day)"
+                if meeting.is_all_day
+                else f"{meeting.start:%a %Y-%m-%d %H:%M}"
+            )
+            table.add_row(
+                partner.name,
+                meeting.subject or "(private)",
+                when,
+                "yes" if meeting.recurring else "",
+                ", ".join(meeting.attendees[:3]),
+            )
     return table
 
 

@@ -60,8 +60,19 @@ def accounts_table(accounts: Sequence[Account], gateway: CrmGateway) -> Table:
 
 
 def runs_table(runs: Iterable[tuple[Account, SyncRun, float]]) -> Table:
-    table = Table(title="Mail cycle", title_justify="left")
-    for column in ("Mailbox", "Pages", "New", "Updated", "Removed", "Skipped", "Time", "Result"):
+    table = Table(title="Sync cycle (mail, then calendar)", title_justify="left")
+    columns = (
+        "Mailbox",
+        "Pages",
+        "New",
+        "Updated",
+        "Removed",
+        "Calendar",
+        "Skipped",
+        "Time",
+        "Result",
+    )
+    for column in columns:
         table.add_column(column, overflow="fold")
     for account, run, seconds in runs:
         skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(run.skipped.items())) or "0"
@@ -71,11 +82,22 @@ def runs_table(runs: Iterable[tuple[Account, SyncRun, float]]) -> Table:
             str(run.imported),
             str(run.updated),
             str(run.removed),
+            _calendar_figures(run),
             skipped,
             f"{seconds:.1f} s",
             f"[red]{run.error}[/]" if run.error else "[green]ok[/]",
         )
     return table
+
+
+def _calendar_figures(run: SyncRun) -> str:
+    c = run.calendar
+    if not c:
+        return "-"
+    return (
+        f"{c.get('new', 0)} new, {c.get('updated', 0)} updated, {c.get('removed', 0)} removed, "
+        f"{c.get('pushed', 0)} pushed"
+    )
 
 
 def sync_accounts(

@@ -39,7 +39,7 @@ def test_connect_sync_status_check_config(stack):
     assert "Connected" in connected.stdout
 
     synced = m365sync(stack, "sync", "--once", env_extra=env)
-    assert "Mail cycle" in synced.stdout and "ok" in synced.stdout
+    assert "Sync cycle" in synced.stdout and "ok" in synced.stdout
 
     status = m365sync(stack, "status")
     assert stack.emulator.mailbox.user["mail"].lower() in status.stdout.lower()
