@@ -17,6 +17,7 @@ from m365sync.domain import (
     EventType,
     Recurrence,
     ResponseStatus,
+    Sensitivity,
 )
 from m365sync.emulator.mailbox import Mailbox
 from m365sync.service.account_sync import sync_account_mail
@@ -432,3 +433,68 @@ def test_this_and_following_split_in_the_crm(cal):
     assert starts == [start + timedelta(days=n) for n in range(3)] + [
         later + timedelta(days=n) for n in range(3)
     ]
+
+
+def test_cancelling_one_occurrence_in_the_crm_cancels_it_in_outlook(cal):
+    first = (NOW + timedelta(days=2)).replace(hour=9, minute=0, second=0)
+    master = _daily_series(cal, "Standup", first, 4)
+    sync(cal)
+    third = next(m for m in upcoming(cal) if m.start == first + timedelta(days=2))
+    cal.gateway.crm_delete_event(third.crm_event_id)
+    sync(cal)
+    instances = cal.emulator.mailbox.calendar.instances(
+        master["id"], first - timedelta(days=1), first + timedelta(days=5)
+    )
+    assert len(instances) == 3
+    assert first + timedelta(days=2) not in {m.start for m in upcoming(cal)}
+
+
+def test_deleting_a_series_on_either_side_deletes_it_on_the_other(cal):
+    first = (NOW + timedelta(days=2)).replace(hour=16, minute=0, second=0)
+    master = _daily_series(cal, "Outlook series", first, 3)
+    sync(cal)
+    cal.emulator.mailbox.calendar.delete(master["id"])
+    sync(cal)
+    assert upcoming(cal) == []
+    daily = Recurrence("daily", first.date(), range_type="numbered", number_of_occurrences=3)
+    series = crm_meeting(cal, "CRM series", start=first, recurrence=daily)
+    sync(cal)
+    sync(cal)
+    assert len(upcoming(cal)) == 3
+    cal.gateway.crm_delete_event(series)
+    sync(cal)
+    sync(cal)
+    assert cal.emulator.mailbox.calendar.events() == []
+    assert upcoming(cal) == []
+
+
+def test_an_event_moving_out_of_the_window_is_not_a_deletion(cal):
+    created, _ = cal.emulator.mailbox.calendar.create(outlook_event())
+    sync(cal)
+    far = (NOW + timedelta(days=900)).replace(minute=0, second=0)
+    cal.emulator.mailbox.calendar.update(
+        created["id"], {"start": dtz(far), "end": dtz(far + timedelta(hours=1))}
+    )
+    run = sync(cal)
+    assert run.calendar.get("removed", 0) == 0
+    assert [m.subject for m in upcoming(cal)] == ["Quarterly review"]
+
+
+def test_a_private_crm_event_reaches_outlook_as_busy_time(cal):
+    start = (NOW + timedelta(days=6)).replace(minute=0, second=0)
+    item = CalendarEvent(
+        graph_id="",
+        ical_uid=None,
+        event_type=EventType.SINGLE,
+        subject="Salary talk",
+        start=start,
+        end=start + timedelta(hours=1),
+        sensitivity=Sensitivity.PRIVATE,
+        body_html="<p>confidential</p>",
+        organizer=EmailAddress(cal.account.address),
+    )
+    cal.gateway.crm_create_event(cal.account.id, item)
+    sync(cal)
+    (outlook,) = cal.emulator.mailbox.calendar.events()
+    assert outlook["sensitivity"] == "private"
+    assert outlook["subject"] in ("", None) and "confidential" not in str(outlook.get("body"))

@@ -177,3 +177,16 @@ def test_every_change_gets_at_most_one_action_and_creates_have_stable_ids(rows):
             assert action.change.event.graph_id
         if isinstance(action, ForgetDeleted):
             assert action.change.deleted
+
+
+def test_private_crm_events_go_to_outlook_as_busy_time_only():
+    item = meeting(graph_id="", sensitivity=Sensitivity.PRIVATE)
+    (action,) = plan_outbound([CrmEventChange(3, item, 1)], now=NOW)
+    pushed = action.change.event
+    assert (pushed.subject, pushed.body_html, pushed.location, pushed.attendees) == (
+        None,
+        None,
+        None,
+        (),
+    )
+    assert pushed.sensitivity is Sensitivity.PRIVATE and pushed.start == item.start

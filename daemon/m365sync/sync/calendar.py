@@ -197,9 +197,15 @@ def _ended(item: CalendarEvent, now: datetime) -> bool:
 
 
 def plan_outbound(changes: Iterable[CrmEventChange], *, now: datetime) -> list[PushAction]:
-    """What to do in Outlook for each pending CRM change."""
+    """What to do in Outlook for each pending CRM change.
+
+    A CRM event marked private goes to Outlook as busy time only (marked private): what the
+    CRM keeps private does not cross over, as Outlook's private events do not come in.
+    """
     actions: list[PushAction] = []
     for change in changes:
+        if change.event.sensitivity in PRIVATE:
+            change = replace(change, event=busy_only(change.event), attendee_addresses=())
         in_outlook = bool(change.event.graph_id)
         if change.deleted:
             actions.append(PushDelete(change) if in_outlook else ForgetDeleted(change))
