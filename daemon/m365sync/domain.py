@@ -378,6 +378,8 @@ class CalendarEvent:
     change_key: str | None = None
     last_modified: datetime | None = None
     transaction_id: str | None = None
+    # The mailbox owner's own answer to the invitation (Graph's ``responseStatus``).
+    my_response: ResponseStatus = ResponseStatus.NONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,6 +444,9 @@ class CrmEventChange:
     version: int
     deleted: bool = False
     attendee_addresses: tuple[str, ...] = ()
+    # False for a meeting someone else organizes: the account may only answer it.
+    organized_by_account: bool = True
+    my_response: ResponseStatus = ResponseStatus.NONE
 
 
 @dataclass(frozen=True, slots=True)

@@ -498,3 +498,64 @@ def test_a_private_crm_event_reaches_outlook_as_busy_time(cal):
     (outlook,) = cal.emulator.mailbox.calendar.events()
     assert outlook["sensitivity"] == "private"
     assert outlook["subject"] in ("", None) and "confidential" not in str(outlook.get("body"))
+
+
+def _owner_response(stack, subject):
+    import sqlite3
+
+    with sqlite3.connect(stack.config.store.sqlite_path()) as raw:
+        row = raw.execute(
+            "SELECT a.response FROM crm_calendar_attendee a JOIN crm_calendar_event e "
+            "ON e.id = a.event_id WHERE e.subject = ? AND a.address = ?",
+            (subject, stack.account.address.lower()),
+        ).fetchone()
+    return row[0] if row else None
+
+
+def _invitation(cal, subject="Invitation from Anna"):
+    start = (NOW + timedelta(days=8)).replace(minute=0, second=0)
+    owner = cal.emulator.mailbox.user
+    return cal.emulator.mailbox.calendar.add_event(
+        {
+            "subject": subject,
+            "start": dtz(start),
+            "end": dtz(start + timedelta(hours=1)),
+            "isOrganizer": False,
+            "organizer": {"emailAddress": {"address": "anna.lidman@fabrikam.com", "name": "Anna"}},
+            "attendees": [
+                {
+                    "emailAddress": {"address": owner["mail"], "name": owner["displayName"]},
+                    "type": "required",
+                    "status": {"response": "none", "time": "0001-01-01T00:00:00Z"},
+                }
+            ],
+            "responseStatus": {"response": "notResponded", "time": "0001-01-01T00:00:00Z"},
+        }
+    )
+
+
+def test_an_answer_given_in_outlook_reaches_the_crm(cal):
+    invitation = _invitation(cal)
+    sync(cal)
+    assert _owner_response(cal, "Invitation from Anna") in ("none", "notResponded")
+    cal.emulator.mailbox.calendar.respond(invitation["id"], "tentativelyAccepted")
+    sync(cal)
+    assert _owner_response(cal, "Invitation from Anna") == "tentativelyAccepted"
+
+
+def test_an_answer_given_in_the_crm_reaches_outlook(cal):
+    invitation = _invitation(cal, "Pricing workshop")
+    sync(cal)
+    (meeting,) = [m for m in upcoming(cal) if m.subject == "Pricing workshop"]
+    cal.gateway.crm_respond(
+        meeting.crm_event_id, cal.account.address.lower(), ResponseStatus.DECLINED
+    )
+    sync(cal)
+    assert [w["path"].rsplit("/", 1)[-1] for w in writes(cal, "POST")] == ["decline"]
+    assert cal.emulator.mailbox.calendar.get(invitation["id"])["responseStatus"]["response"] == (
+        "declined"
+    )
+    assert writes(cal, "PATCH") == []  # the invitee never edits the organizer's meeting
+    again = sync(cal)
+    assert again.calendar.get("pushed", 0) == 0
+    assert _owner_response(cal, "Pricing workshop") == "declined"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import given
@@ -190,3 +191,27 @@ def test_private_crm_events_go_to_outlook_as_busy_time_only():
         (),
     )
     assert pushed.sensitivity is Sensitivity.PRIVATE and pushed.start == item.start
+
+
+def test_an_invitation_is_only_ever_answered():
+    item = meeting()
+    answered = CrmEventChange(
+        4,
+        replace(item, graph_id="g4"),
+        2,
+        organized_by_account=False,
+        my_response=ResponseStatus.ACCEPTED,
+    )
+    unanswered = CrmEventChange(5, replace(item, graph_id="g5"), 2, organized_by_account=False)
+    deleted = CrmEventChange(
+        6, replace(item, graph_id="g6"), 2, deleted=True, organized_by_account=False
+    )
+    actions = plan_outbound([answered, unanswered, deleted], now=NOW)
+    assert [type(a).__name__ for a in actions] == ["PushResponse", "ForgetDeleted", "ForgetDeleted"]
+
+
+def test_the_owners_own_answer_lands_on_the_owners_line():
+    item = replace(meeting(), my_response=ResponseStatus.TENTATIVE)
+    plan = plan_inbound([item], {}, LOOKUPS, POLICY, owner="meganb@contoso.com")
+    owner = [a for a in plan.upserts[0].attendees if a.address == "meganb@contoso.com"]
+    assert [a.response for a in owner] == [ResponseStatus.TENTATIVE]

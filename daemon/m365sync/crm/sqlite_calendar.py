@@ -359,14 +359,15 @@ class CalendarStore:
             if account is None:
                 return []
             since = account["connected_at"] or ""
-            # The account pushes the events it owns (created in the CRM by its user) and the
-            # Outlook events it organizes; an attendee's copy is not its to change.
+            # The account pushes the events it owns (created in the CRM by its user) or
+            # organizes; of an invitation it holds, only its user's answer goes back.
             rows = conn.execute(
-                "SELECT e.*, b.graph_id, b.change_key, COALESCE(b.pushed_version, 0) AS pushed "
+                "SELECT e.*, b.graph_id, b.change_key, COALESCE(b.pushed_version, 0) AS pushed, "
+                "(e.owner_account_id = :account OR lower(e.organizer_address) = :address "
+                "OR e.organizer_address IS NULL) AS organized "
                 "FROM crm_calendar_event e LEFT JOIN m365_event_binding b "
                 "ON b.crm_event_id = e.id AND b.account_id = :account "
-                "WHERE (e.owner_account_id = :account OR (b.id IS NOT NULL AND "
-                "lower(e.organizer_address) = :address)) "
+                "WHERE (e.owner_account_id = :account OR b.id IS NOT NULL) "
                 "AND e.version > COALESCE(b.pushed_version, 0) "
                 "AND e.modified_at >= :since AND NOT (e.deleted = 1 AND b.id IS NULL) "
                 "ORDER BY e.id",
@@ -379,12 +380,14 @@ class CalendarStore:
                     "WHERE event_id = ? ORDER BY id",
                     (row["id"],),
                 ).fetchall()
-                changes.append(self._change(conn, row, attendees))
+                changes.append(
+                    self._change(conn, row, attendees, owner=account["address_normalized"])
+                )
         return changes
 
     @staticmethod
     def _change(
-        conn: sqlite3.Connection, row: sqlite3.Row, attendees: list[sqlite3.Row]
+        conn: sqlite3.Connection, row: sqlite3.Row, attendees: list[sqlite3.Row], *, owner: str
     ) -> CrmEventChange:
         recurrence = None
         if row["series_id"] is not None and row["is_series_master"]:
@@ -426,6 +429,11 @@ class CalendarStore:
             version=row["version"],
             deleted=bool(row["deleted"]),
             attendee_addresses=tuple(a["address"] for a in attendees if a["role"] != "organizer"),
+            organized_by_account=bool(row["organized"]),
+            my_response=next(
+                (ResponseStatus(a["response"]) for a in attendees if a["address"] == owner),
+                ResponseStatus.NONE,
+            ),
         )
 
     def mark_event_pushed(
@@ -574,6 +582,24 @@ class CalendarStore:
                 self._replace_attendees(conn, event_id, [*organizer, *attendees])
             conn.execute(
                 "UPDATE crm_calendar_event SET version = version + 1 WHERE id = ?", (event_id,)
+            )
+
+    def crm_respond(self, event_id: int, address: str, response: ResponseStatus) -> None:
+        """The CRM user answers an invitation (Odoo: the attendee's state): version+1."""
+        with self._write() as conn:
+            updated = conn.execute(
+                "UPDATE crm_calendar_attendee SET response = ? WHERE event_id = ? AND address = ?",
+                (ResponseStatus(response).value, event_id, address),
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    "INSERT INTO crm_calendar_attendee (event_id, role, address, response) "
+                    "VALUES (?, 'required', ?, ?)",
+                    (event_id, address, ResponseStatus(response).value),
+                )
+            conn.execute(
+                "UPDATE crm_calendar_event SET version = version + 1, modified_at = ? WHERE id = ?",
+                (_text(datetime.now(UTC)), event_id),
             )
 
     def crm_delete_event(self, event_id: int) -> None:

@@ -948,6 +948,30 @@ class Calendar:
                 )
             self.delete(ref)
 
+    def respond(self, ref: str, response: str) -> None:
+        """POST /me/events/{id}/accept | decline | tentativelyAccept (docs
+        `api/event-accept.md`): the invitee's answer lands in ``responseStatus``."""
+        with self.lock:
+            event = self._find(ref)
+            if event.get("isOrganizer", True):
+                raise CalendarError(
+                    400,
+                    "ErrorInvalidRequest",
+                    "Your request can't be completed. You can't respond to a meeting you "
+                    "organized.",
+                )
+            target = self._events.get(ref)
+            if target is None:
+                raise CalendarError(
+                    400,
+                    "ErrorInvalidRequest",
+                    "This emulator answers whole invitations only, not one occurrence.",
+                )
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+            # responseStatus is read-only for PATCH; only these actions change it.
+            target["responseStatus"] = {"response": response, "time": stamp}
+            self._stamp(target)
+
     # ----------------------------------------------------------------- reads
 
     def _split(self, ref: str, *, include_cancelled: bool = False) -> tuple[str, date] | None:

@@ -167,6 +167,8 @@ def _route(call: Call, rest: list[str], graph: Any) -> Response:
             and (method == "POST")
         ):
             return _cancel(call, rest[1])
+        elif len(rest) == 3 and lowered[2] in _ANSWERS and method == "POST":
+            return _respond(call, rest[1], _ANSWERS[lowered[2]])
     else:
         raise graph.GraphError(
             400, "BadRequest", f"Resource not found for the segment '{rest[0]}'."
@@ -534,6 +536,29 @@ def _delete(call: Call, ref: str) -> Response:
         raise
     calendar.record_write("DELETE", call.request.path, None, 204, ref)
     return Response(status=204)
+
+
+_ANSWERS = {
+    "accept": "accepted",
+    "decline": "declined",
+    "tentativelyaccept": "tentativelyAccepted",
+}
+
+
+def _respond(call: Call, ref: str, response: str) -> Response:
+    """accept / decline / tentativelyAccept: 202 Accepted, no body (docs `api/event-accept.md`)."""
+    graph = _graph()
+    graph._require(call, CAL_WRITE)
+    _check_id(ref, graph)
+    given = _json_body(call, graph)
+    calendar = _calendar(call)
+    try:
+        calendar.respond(ref, response)
+    except cal.CalendarError as error:
+        calendar.record_write("POST", call.request.path, given, error.status, ref)
+        raise
+    calendar.record_write("POST", call.request.path, given, 202, ref)
+    return Response(status=202)
 
 
 def _cancel(call: Call, ref: str) -> Response:

@@ -96,6 +96,11 @@ _EVENT_TYPES = {member.value.lower(): member for member in EventType}
 _SENSITIVITIES = {member.value.lower(): member for member in Sensitivity}
 _SHOW_AS = {member.value.lower(): member for member in ShowAs}
 _RESPONSES = {member.value.lower(): member for member in ResponseStatus}
+_RESPONSE_ACTIONS = {
+    ResponseStatus.ACCEPTED: "accept",
+    ResponseStatus.DECLINED: "decline",
+    ResponseStatus.TENTATIVE: "tentativelyAccept",
+}
 
 
 class BadEvent(ValueError):
@@ -474,6 +479,7 @@ def _fields(item: Mapping[str, Any], graph_id: str) -> tuple[CalendarEvent, str 
         change_key=_opt_str(item, "changeKey"),
         last_modified=_instant(item, "lastModifiedDateTime"),
         transaction_id=_opt_str(item, "transactionId"),
+        my_response=_response((_obj(item, "responseStatus") or {}).get("response")),
     )
     if is_all_day:
         zone = zone_named(time_zone)
@@ -887,6 +893,16 @@ class CalendarWriter:
             _event_path(graph_id), dict(changes), headers=self._headers
         )
         return parse_event(answer)
+
+    def respond(self, graph_id: str, response: ResponseStatus) -> None:
+        """Answer an invitation as the mailbox owner (docs `api/event-accept.md`, 202 and no
+        body; likewise decline and tentativelyAccept); Outlook tells the organizer."""
+        action = _RESPONSE_ACTIONS.get(response)
+        if action is None:
+            raise ValueError(f"{response.value!r} is not an answer one can send to an invitation")
+        self._client.post_json(
+            f"{_event_path(graph_id)}/{action}", {"sendResponse": True}, headers=self._headers
+        )
 
     def delete(self, graph_id: str) -> bool:
         """Delete an event; False when it was already gone (404/410 count as success).

@@ -39,10 +39,12 @@ from m365sync.errors import GraphError, M365SyncError, NotFound, SyncStateGone
 from m365sync.graph.batch import batch_get
 from m365sync.graph.calendar import CalendarReader, CalendarWriter, EventPage, event_body
 from m365sync.graph.client import GraphClient
+from m365sync.sync.addresses import normalise_address
 from m365sync.sync.calendar import (
     ForgetDeleted,
     PushCreate,
     PushDelete,
+    PushResponse,
     PushUpdate,
     event_addresses,
     plan_inbound,
@@ -161,7 +163,13 @@ class CalendarCycle:
         # Masters first: each occurrence must find its series when stored.
         events: list[CalendarEvent] = [*masters.values(), *page.events]
         bindings = self.gateway.event_bindings(account.id, [e.graph_id for e in events])
-        plan = plan_inbound(events, bindings, self._lookups(events), self.policy)
+        plan = plan_inbound(
+            events,
+            bindings,
+            self._lookups(events),
+            self.policy,
+            owner=normalise_address(account.address),
+        )
         for conflict in plan.conflicts:
             log.warning(
                 "calendar conflict on event %s: Outlook changed it at %s, the CRM at %s; "
@@ -247,14 +255,11 @@ class CalendarCycle:
                         change_key=None,
                         version=change.version,
                     )
+                elif isinstance(action, PushResponse):
+                    self.writer.respond(change.event.graph_id, action.response)
+                    self._pushed(account, change.crm_event_id, change.event, change.version)
                 elif isinstance(action, ForgetDeleted):
-                    self.gateway.mark_event_pushed(
-                        account.id,
-                        change.crm_event_id,
-                        graph_id="",
-                        change_key=None,
-                        version=change.version,
-                    )
+                    self._pushed(account, change.crm_event_id, change.event, change.version)
             except M365SyncError as error:
                 # One event Outlook refuses must not stop the others; it stays pending.
                 log.warning("could not push CRM event %s: %s", change.crm_event_id, error)

@@ -128,13 +128,32 @@ def _conflict(item: CalendarEvent, binding: EventBinding) -> Conflict:
     return Conflict(binding.crm_event_id, item.graph_id, winner, outlook, crm, item.subject)
 
 
+def with_my_response(
+    links: list[EventLink], item: CalendarEvent, owner: str | None
+) -> list[EventLink]:
+    """The mailbox owner's own answer (Graph's ``responseStatus``) on the owner's line: the
+    attendee list of an invitation often still says "none" for the invitee."""
+    answer = item.my_response
+    if not owner or answer in (ResponseStatus.NONE, ResponseStatus.ORGANIZER):
+        return links
+    mine = [link for link in links if link.address == owner]
+    if mine:
+        return [replace(link, response=answer) if link.address == owner else link for link in links]
+    return [*links, EventLink("required", owner, "", answer, None, None)]
+
+
 def plan_inbound(
     events: Iterable[CalendarEvent],
     bindings: Mapping[str, EventBinding],
     lookups: PartnerLookups,
     policy: MailPolicy,
+    *,
+    owner: str | None = None,
 ) -> InboundPlan:
-    """Decide, for each Outlook event of a page, whether and what the CRM stores."""
+    """Decide, for each Outlook event of a page, whether and what the CRM stores.
+
+    ``owner`` is the mailbox's own (normalised) address, whose answer to each invitation is
+    kept on its attendee line."""
     plan = InboundPlan(upserts=[])
     for item in events:
         binding = bindings.get(item.graph_id)
@@ -149,7 +168,8 @@ def plan_inbound(
                 continue
         if item.sensitivity in PRIVATE:
             item = busy_only(item)
-        plan.upserts.append(StoredEvent(item, attendee_links(item, lookups, policy)))
+        links = with_my_response(attendee_links(item, lookups, policy), item, owner)
+        plan.upserts.append(StoredEvent(item, links))
     return plan
 
 
@@ -173,13 +193,24 @@ class PushDelete:
 
 
 @dataclass(frozen=True, slots=True)
+class PushResponse:
+    """A meeting someone else organizes: the account can only answer it."""
+
+    change: CrmEventChange
+    response: ResponseStatus
+
+
+@dataclass(frozen=True, slots=True)
 class ForgetDeleted:
-    """Deleted in the CRM before it ever reached Outlook: only the tombstone goes."""
+    """Nothing to tell Outlook (deleted in the CRM before it reached Outlook, or a local edit
+    of someone else's meeting): only the CRM's pending state is cleared."""
 
     change: CrmEventChange
 
 
-PushAction = PushCreate | PushUpdate | PushDelete | ForgetDeleted
+ANSWERS = frozenset({ResponseStatus.ACCEPTED, ResponseStatus.DECLINED, ResponseStatus.TENTATIVE})
+
+PushAction = PushCreate | PushUpdate | PushDelete | PushResponse | ForgetDeleted
 
 
 def transaction_id(change: CrmEventChange) -> str:
@@ -207,6 +238,13 @@ def plan_outbound(changes: Iterable[CrmEventChange], *, now: datetime) -> list[P
         if change.event.sensitivity in PRIVATE:
             change = replace(change, event=busy_only(change.event), attendee_addresses=())
         in_outlook = bool(change.event.graph_id)
+        if not change.organized_by_account:
+            # An invitation: its details belong to its organizer; our user may only answer.
+            if in_outlook and not change.deleted and change.my_response in ANSWERS:
+                actions.append(PushResponse(change, change.my_response))
+            else:
+                actions.append(ForgetDeleted(change))
+            continue
         if change.deleted:
             actions.append(PushDelete(change) if in_outlook else ForgetDeleted(change))
         elif in_outlook:
