@@ -274,6 +274,8 @@ class SyncRun:
     error: str | None = None
     # The calendar's figures of the same cycle: pulled (new, updated, removed) and pushed.
     calendar: dict[str, int] = field(default_factory=dict)
+    # The outbox's: sent, failed, pending.
+    outbox: dict[str, int] = field(default_factory=dict)
 
 
 # --- calendar -----------------------------------------------------------------------------
@@ -461,3 +463,51 @@ class EventSummary:
     start_date: date | None
     recurring: bool
     attendees: tuple[str, ...]
+
+
+# --- outbox -------------------------------------------------------------------------------
+
+
+class OutboxState(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingAttachment:
+    name: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(slots=True)
+class OutgoingMail:
+    """A mail the CRM queued for sending through an account (Compose Email).
+
+    ``draft_id`` is the immutable Graph id of the draft once created: the same id finds the
+    Sent Items copy after the send, which is how a send is never repeated after a crash.
+    ``reply_to_graph_id`` makes it a reply in that message's thread.
+    """
+
+    id: int
+    account_id: int
+    to: tuple[EmailAddress, ...]
+    subject: str
+    body_html: str
+    cc: tuple[EmailAddress, ...] = ()
+    bcc: tuple[EmailAddress, ...] = ()
+    attachments: tuple[OutgoingAttachment, ...] = ()
+    reply_to_graph_id: str | None = None
+    state: OutboxState = OutboxState.QUEUED
+    draft_id: str | None = None
+    internet_message_id: str | None = None
+    conversation_id: str | None = None
+    error: str | None = None
+    attempts: int = 0
+
+    @property
+    def idempotency_key(self) -> str:
+        """Carried as the ``x-m365sync-outbox`` internet header of the message."""
+        return f"m365sync-outbox-{self.id}"

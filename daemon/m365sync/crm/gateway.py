@@ -36,6 +36,8 @@ from m365sync.domain import (
     EventPageWrite,
     EventSummary,
     Lease,
+    OutboxState,
+    OutgoingMail,
     PageResult,
     PageWrite,
     Partner,
@@ -242,6 +244,27 @@ class CrmGateway(abc.ABC):
         """Meetings with the partner (a company: or its contacts) from ``since``, soonest
         first."""
         raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
+
+    # --- outbox (staged like the calendar) ---------------------------------------------------
+
+    def outgoing_mail(self, account_id: int, *, limit: int = 20) -> list[OutgoingMail]:
+        """The account's mail to send: queued ones, and ones left ``sending`` by a daemon
+        that stopped half-way (the sender resolves those from their ``draft_id``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no outbox yet")
+
+    def update_outgoing(
+        self,
+        mail_id: int,
+        state: OutboxState,
+        *,
+        draft_id: str | None = None,
+        internet_message_id: str | None = None,
+        conversation_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record a step of a send. ``draft_id`` is written before the send is attempted, so
+        a crash after Graph accepted it can be recognised (never sent twice)."""
+        raise NotImplementedError(f"{type(self).__name__} has no outbox yet")
 
     # --- connecting from the CRM (optional: the embedded store has no web callback) ---------
 

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from m365sync.crm.gateway import AccountSpec, CrmGateway
 from m365sync.crm.sqlite_calendar import V2_CALENDAR, CalendarStore
+from m365sync.crm.sqlite_outbox import V3_OUTBOX, OutboxStore
 from m365sync.domain import (
     Account,
     AccountStatus,
@@ -244,7 +245,7 @@ CREATE TABLE m365_outbox (
 CREATE INDEX m365_outbox_state ON m365_outbox (state);
 """
 
-_MIGRATIONS: tuple[str, ...] = (_V1, V2_CALENDAR)
+_MIGRATIONS: tuple[str, ...] = (_V1, V2_CALENDAR, V3_OUTBOX)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _CHUNK = 500  # bound on the ``?`` of one IN (...) list, far below SQLite's limit
@@ -422,7 +423,7 @@ class _Tally:
 # --- the gateway --------------------------------------------------------------------------
 
 
-class SqliteGateway(CalendarStore, CrmGateway):
+class SqliteGateway(CalendarStore, OutboxStore, CrmGateway):
     """`CrmGateway` on one SQLite file. Safe to share between threads and processes.
 
     `PageResult` figures: ``created`` = messages inserted, ``updated`` = stored messages whose
@@ -1177,6 +1178,7 @@ class SqliteGateway(CalendarStore, CrmGateway):
             "removed": run.removed,
             "skipped": run.skipped,
             "calendar": run.calendar,
+            "outbox": run.outbox,
         }
         with self._write() as conn:
             self._require_account(conn, run.account_id)
@@ -1213,6 +1215,7 @@ class SqliteGateway(CalendarStore, CrmGateway):
             skipped=dict(figures.get("skipped", {})),
             error=row["error"],
             calendar=dict(figures.get("calendar", {})),
+            outbox=dict(figures.get("outbox", {})),
         )
 
     # --- reading back -------------------------------------------------------------------------

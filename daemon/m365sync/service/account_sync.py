@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 
 from m365sync.domain import Account, AccountStatus, AutoCreate, Lease, SyncRun
 from m365sync.errors import M365SyncError, advice_for
+from m365sync.graph.send import MailSender
 from m365sync.service.calendar_cycle import CalendarCycle
 from m365sync.service.mail_cycle import CycleOptions, MailCycle, PageProgress
+from m365sync.service.outbox_cycle import send_outgoing
 from m365sync.service.runtime import Runtime
 from m365sync.sync.autocreate import AutoCreatePolicy
 from m365sync.sync.mail import MailPolicy
@@ -53,6 +55,8 @@ def sync_account_mail(
     run = SyncRun(account_id=account.id, started_at=started)
     try:
         graph = runtime.graph_for(account)
+        # Send first: the Sent Items copies then come in with this very cycle, linked once.
+        run.outbox = dict(send_outgoing(gateway, MailSender(graph), account))
         reader = runtime.mail_reader_for(account, graph)
         policy = policy_for(runtime, account)
         auto_create = None
@@ -105,6 +109,11 @@ def sync_account_mail(
 def run_summary(run: SyncRun) -> str:
     """The account list's one line: what came in, and what was skipped, by reason."""
     text = f"Imported {run.imported} new, updated {run.updated}, removed {run.removed}"
+    if run.outbox:
+        o = run.outbox
+        text += f"; sent {o.get('sent', 0)} mail" + (
+            f", {o['failed']} failed" if o.get("failed") else ""
+        )
     if run.calendar:
         c = run.calendar
         text += (

@@ -1,0 +1,168 @@
+"""The embedded store's outbox: mail the CRM queued for sending through an account.
+
+A mixin of `SqliteGateway`, like the calendar. The row moves queued -> sending -> sent or
+failed; ``draft_id`` is written as soon as the draft exists, before the send, so a daemon that
+stops between Graph's 202 and the ``sent`` write finds the Sent Items copy by that id instead of
+sending again (DESIGN.md, invariant 7).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from m365sync.domain import (
+    EmailAddress,
+    OutboxState,
+    OutgoingAttachment,
+    OutgoingMail,
+)
+
+V3_OUTBOX = """
+ALTER TABLE m365_outbox ADD COLUMN draft_id TEXT;
+ALTER TABLE m365_outbox ADD COLUMN conversation_id TEXT;
+ALTER TABLE m365_outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE m365_outbox ADD COLUMN updated_at TEXT;
+"""
+
+
+def _addresses(values: Iterable[EmailAddress]) -> list[dict[str, str]]:
+    return [{"address": a.address, "name": a.name} for a in values]
+
+
+def _read_addresses(values: list[dict[str, str]]) -> tuple[EmailAddress, ...]:
+    return tuple(EmailAddress(v["address"], v.get("name", "")) for v in values)
+
+
+class OutboxStore:
+    """The outbox half of `SqliteGateway` (see the module docstring)."""
+
+    _write: Any
+    _read: Any
+    _require_account: Any
+
+    def crm_queue_mail(
+        self,
+        account_id: int,
+        *,
+        to: Iterable[EmailAddress],
+        subject: str,
+        body_html: str,
+        cc: Iterable[EmailAddress] = (),
+        bcc: Iterable[EmailAddress] = (),
+        attachments: Iterable[OutgoingAttachment] = (),
+        reply_to_graph_id: str | None = None,
+        partner_id: int | None = None,
+    ) -> int:
+        """What Compose Email does in the CRM: record the mail, state queued."""
+        payload = {
+            "to": _addresses(to),
+            "cc": _addresses(cc),
+            "bcc": _addresses(bcc),
+            "subject": subject,
+            "body_html": body_html,
+            "reply_to_graph_id": reply_to_graph_id,
+            "attachments": [
+                {
+                    "name": a.name,
+                    "content_type": a.content_type,
+                    "content": base64.b64encode(a.content).decode("ascii"),
+                }
+                for a in attachments
+            ],
+        }
+        now = datetime.now(UTC).isoformat()
+        with self._write() as conn:
+            self._require_account(conn, account_id)
+            return conn.execute(
+                "INSERT INTO m365_outbox (account_id, idempotency_key, state, partner_id, "
+                "payload, created_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                (account_id, uuid.uuid4().hex, partner_id, json.dumps(payload), now, now),
+            ).lastrowid
+
+    def outgoing_mail(self, account_id: int, *, limit: int = 20) -> list[OutgoingMail]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM m365_outbox WHERE account_id = ? AND state IN ('queued', "
+                "'sending') ORDER BY id LIMIT ?",
+                (account_id, limit),
+            ).fetchall()
+        return [self._mail(row) for row in rows]
+
+    def outbox_item(self, mail_id: int) -> OutgoingMail:
+        """One outbox row, whatever its state (for the CLI and tests)."""
+        with self._read() as conn:
+            row = conn.execute("SELECT * FROM m365_outbox WHERE id = ?", (mail_id,)).fetchone()
+        if row is None:
+            raise KeyError(mail_id)
+        return self._mail(row)
+
+    @staticmethod
+    def _mail(row: Any) -> OutgoingMail:
+        payload = json.loads(row["payload"])
+        return OutgoingMail(
+            id=row["id"],
+            account_id=row["account_id"],
+            to=_read_addresses(payload.get("to", [])),
+            cc=_read_addresses(payload.get("cc", [])),
+            bcc=_read_addresses(payload.get("bcc", [])),
+            subject=payload.get("subject", ""),
+            body_html=payload.get("body_html", ""),
+            attachments=tuple(
+                OutgoingAttachment(a["name"], a["content_type"], base64.b64decode(a["content"]))
+                for a in payload.get("attachments", [])
+            ),
+            reply_to_graph_id=payload.get("reply_to_graph_id"),
+            state=OutboxState(row["state"]),
+            draft_id=row["draft_id"],
+            internet_message_id=row["internet_message_id"],
+            conversation_id=row["conversation_id"],
+            error=row["error"],
+            attempts=row["attempts"],
+        )
+
+    def update_outgoing(
+        self,
+        mail_id: int,
+        state: OutboxState,
+        *,
+        draft_id: str | None = None,
+        internet_message_id: str | None = None,
+        conversation_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        now = datetime.now(UTC).isoformat()
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE m365_outbox SET state = ?, draft_id = COALESCE(?, draft_id), "
+                "internet_message_id = COALESCE(?, internet_message_id), "
+                "conversation_id = COALESCE(?, conversation_id), error = ?, updated_at = ?, "
+                "attempts = attempts + (CASE WHEN ? = 'sending' AND state = 'queued' "
+                "THEN 1 ELSE 0 END), sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+                "WHERE id = ?",
+                (
+                    OutboxState(state).value,
+                    draft_id,
+                    internet_message_id,
+                    conversation_id,
+                    error,
+                    now,
+                    OutboxState(state).value,
+                    OutboxState(state).value,
+                    now,
+                    mail_id,
+                ),
+            )
+
+    def crm_retry_mail(self, mail_id: int) -> None:
+        """A failed send retried from the CRM (its draft, if any, is reused)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE m365_outbox SET state = 'queued', error = NULL WHERE id = ? "
+                "AND state = 'failed'",
+                (mail_id,),
+            )
