@@ -68,6 +68,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from m365sync.service.crm_connect import publish_daemon_info, redeem_pending_connects
+    from m365sync.service.outbox_cycle import send_all_outboxes
     from m365sync.service.runtime import Runtime
     from m365sync.ui import sync_all_with_progress
 
@@ -86,6 +87,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             sync_all_with_progress, runtime, console, account_ids=args.account
         )
         schedule.every(5).seconds.do(redeem_pending_connects, runtime)
+        schedule.every(config.sync.outbox_interval_seconds).seconds.do(send_all_outboxes, runtime)
         schedule.every(10).minutes.do(publish_daemon_info, runtime)
         sync_all_with_progress(runtime, console, account_ids=args.account)
         console.print(f"Next mail cycle every {interval} s; Ctrl+C stops.")
@@ -120,6 +122,60 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     from m365sync.service.emulator_cmd import run_emulator
 
     return run_emulator(args, console)
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from m365sync.service.actions import queue_and_send
+    from m365sync.service.runtime import Runtime
+
+    runtime = Runtime.build(_config(args))
+    try:
+        mail_id, _ = queue_and_send(
+            runtime,
+            account_id=args.account,
+            to=args.to,
+            cc=args.cc or [],
+            subject=args.subject,
+            body_html=args.body,
+            attach=args.attach or [],
+            reply_to=args.reply_to,
+        )
+        item = runtime.gateway.outbox_item(mail_id)  # type: ignore[attr-defined]
+    finally:
+        runtime.close()
+    style = {"sent": "green", "failed": "red"}.get(item.state.value, "yellow")
+    console.print(f"Outbox {mail_id}: [{style}]{item.state.value}[/] {item.error or ''}".rstrip())
+    if item.internet_message_id:
+        console.print(f"  internetMessageId {item.internet_message_id}")
+    return 0 if item.state.value == "sent" else 1
+
+
+def cmd_meet(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from m365sync.service.actions import schedule_meeting
+    from m365sync.service.runtime import Runtime
+
+    runtime = Runtime.build(_config(args))
+    try:
+        event_id, run = schedule_meeting(
+            runtime,
+            account_id=args.account,
+            attendees=args.attendee,
+            subject=args.subject,
+            start=datetime.fromisoformat(args.start),
+            minutes=args.minutes,
+            time_zone=args.time_zone,
+            location=args.location,
+        )
+    finally:
+        runtime.close()
+    pushed = run.calendar.get("pushed", 0)
+    console.print(
+        f"Meeting {event_id}: "
+        + ("[green]in Outlook, invitations sent by Outlook[/]" if pushed else "[red]not pushed[/]")
+    )
+    return 0 if pushed else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -175,6 +231,22 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument(
         "action", choices=("list", "rotate", "reseal", "public"), nargs="?", default="list"
     )
+    send = add("send", cmd_send, "send a mail through a connected account (embedded store)")
+    send.add_argument("--account", type=int, help="account id (when several are connected)")
+    send.add_argument("--to", action="append", required=True, help="recipient (repeatable)")
+    send.add_argument("--cc", action="append", help="copy recipient (repeatable)")
+    send.add_argument("--subject", required=True)
+    send.add_argument("--body", required=True, help="HTML body")
+    send.add_argument("--attach", type=Path, action="append", help="file to attach")
+    send.add_argument("--reply-to", help="Graph id of the message to reply to (its thread)")
+    meet = add("meet", cmd_meet, "schedule a meeting in the account's Outlook calendar")
+    meet.add_argument("--account", type=int, help="account id (when several are connected)")
+    meet.add_argument("--attendee", action="append", required=True, help="(repeatable)")
+    meet.add_argument("--subject", required=True)
+    meet.add_argument("--start", required=True, help="local start, e.g. 2026-12-01T10:00")
+    meet.add_argument("--minutes", type=int, default=30)
+    meet.add_argument("--time-zone", default="UTC", help="IANA zone of --start")
+    meet.add_argument("--location")
     emulator = add("emulator", cmd_emulator, "run the Microsoft identity + Graph emulator")
     emulator.add_argument("--host", default="127.0.0.1", help="address to listen on")
     emulator.add_argument("--port", type=int, default=8443)

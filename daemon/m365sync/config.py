@@ -102,6 +102,8 @@ class SyncConfig:
     initial_window_days: int = 90  # 0 = everything
     page_size: int = 100
     mail_interval_seconds: int = 300
+    # How often queued mail (Compose Email) is looked for, apart from the mail cycle.
+    outbox_interval_seconds: int = 5
     own_domains: tuple[str, ...] = ()
     blocklist: tuple[str, ...] = ()
     # Defaults for newly connected accounts (each account keeps its own afterwards).
