@@ -44,7 +44,7 @@ def default_data_dir() -> Path:
 @dataclass(frozen=True, slots=True)
 class MicrosoftConfig:
     client_id: str = ""
-    client_secret: str = ""
+    client_secret: str = field(default="", repr=False)  # never printed, never logged
     # A file holding the secret (e.g. a systemd credential) wins over client_secret.
     client_secret_file: str = ""
     client_secret_expires: date | None = None
@@ -91,8 +91,10 @@ class OdooConfig:
     url: str = ""
     db: str = ""
     user: str = ""
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)  # never printed, never logged
     protocol: str = "xmlrpc"  # xmlrpc (Odoo 17/18) | json2 (Odoo 19+)
+    ca_bundle: str = ""  # a PEM to trust for the CRM's HTTPS (default: the system store)
+    timeout_seconds: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,10 @@ class AccountSpec:
 class CrmGateway(abc.ABC):
     """What the sync engine may ask of a CRM. See the module docstring for the rules."""
 
+    # The staged parts an adapter implements (the service skips the others, and says so).
+    supports_calendar: bool = False
+    supports_outbox: bool = False
+
     # --- accounts ---------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -431,6 +431,9 @@ class SqliteGateway(CalendarStore, OutboxStore, CrmGateway):
     folder, ``removed`` = links deleted. A replayed page returns all zeros.
     """
 
+    supports_calendar = True
+    supports_outbox = True
+
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
         self._path = Path(path).expanduser()
         self._busy_timeout = busy_timeout

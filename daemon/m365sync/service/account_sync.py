@@ -10,8 +10,9 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import Account, AccountStatus, AutoCreate, Lease, SyncRun
-from m365sync.errors import M365SyncError, advice_for
+from m365sync.errors import CrmError, M365SyncError, advice_for
 from m365sync.graph.send import MailSender
 from m365sync.service.calendar_cycle import CalendarCycle
 from m365sync.service.mail_cycle import CycleOptions, MailCycle, PageProgress
@@ -37,14 +38,15 @@ def sync_account_mail(
     lease: Lease | None = None,
     on_page: Callable[[PageProgress], None] | None = None,
 ) -> SyncRun:
-    """One mail cycle for one account; never raises for the account's own failures."""
+    """One cycle for one account (outbox, mail, calendar); never raises for the account's own
+    failures, the CRM being down included: those end in ``run.error`` and, where the CRM can
+    still be written, in the account's status."""
     gateway = runtime.gateway
     started = datetime.now(UTC)
     if account.status is AccountStatus.PAUSED:
         run = SyncRun(account_id=account.id, started_at=started, finished_at=started)
         run.error = "paused"
         return run
-    gateway.set_account_status(account.id, AccountStatus.SYNCING, "Importing mail.")
     cfg = runtime.config.sync
     options = CycleOptions(
         folders=cfg.mail_folders,
@@ -54,9 +56,11 @@ def sync_account_mail(
     )
     run = SyncRun(account_id=account.id, started_at=started)
     try:
+        gateway.set_account_status(account.id, AccountStatus.SYNCING, "Importing mail.")
         graph = runtime.graph_for(account)
-        # Send first: the Sent Items copies then come in with this very cycle, linked once.
-        run.outbox = dict(send_outgoing(gateway, MailSender(graph), account))
+        if gateway.supports_outbox:
+            # Send first: the Sent Items copies then come in with this very cycle, linked once.
+            run.outbox = dict(send_outgoing(gateway, MailSender(graph), account))
         reader = runtime.mail_reader_for(account, graph)
         policy = policy_for(runtime, account)
         auto_create = None
@@ -78,7 +82,7 @@ def sync_account_mail(
             on_page=on_page,
         )
         cycle.run(account, run)
-        if cfg.calendar:
+        if cfg.calendar and gateway.supports_calendar:
             CalendarCycle(
                 gateway,
                 graph,
@@ -93,17 +97,23 @@ def sync_account_mail(
             log.exception("account %s: unexpected failure", account.id)
         advice = advice_for(error)
         log.warning("account %s: %s", account.id, advice.sentence)
-        gateway.set_account_status(account.id, advice.status, advice.sentence, until=advice.until)
         if advice.status is AccountStatus.NEEDS_RECONNECT:
             runtime.forget_tokens(account.id)
         run.error = advice.sentence
-        gateway.record_sync_run(run)
+        _record(gateway, run, advice.status, advice.sentence, until=advice.until)
         return run
-    gateway.set_account_status(
-        account.id, AccountStatus.ACTIVE, run_summary(run), synced_at=run.finished_at
-    )
-    gateway.record_sync_run(run)
+    _record(gateway, run, AccountStatus.ACTIVE, run_summary(run), synced_at=run.finished_at)
     return run
+
+
+def _record(gateway: CrmGateway, run: SyncRun, status: AccountStatus, detail: str, **when) -> None:
+    """The account's status and the run's figures; a CRM that cannot take them is logged
+    (the cursors did not move either, so the next cycle redoes the work)."""
+    try:
+        gateway.set_account_status(run.account_id, status, detail, **when)
+        gateway.record_sync_run(run)
+    except CrmError as error:
+        log.warning("account %s: the CRM could not record the outcome: %s", run.account_id, error)
 
 
 def run_summary(run: SyncRun) -> str:

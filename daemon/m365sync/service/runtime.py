@@ -29,6 +29,16 @@ def open_gateway(config: Config) -> CrmGateway:
         from m365sync.crm.sqlite import SqliteGateway
 
         return SqliteGateway(config.store.sqlite_path())
+    if config.store.backend == "odoo":
+        from m365sync.crm.odoo import OdooGateway
+
+        # The CRM's own CA bundle (odoo.ca_bundle), else the system's trust store. The
+        # Microsoft bundle is not used: it often trusts only the emulator.
+        return OdooGateway.from_config(
+            config.odoo,
+            ca_bundle=config.odoo.ca_bundle or None,
+            timeout=config.odoo.timeout_seconds,
+        )
     raise ConfigError(
         f"store.backend {config.store.backend!r} is not available in this version; use 'sqlite'."
     )

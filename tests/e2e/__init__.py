@@ -1,0 +1,1 @@
+"""End to end: the emulator, the daemon, and a live Odoo with the addon (skipped without one)."""

@@ -1,0 +1,979 @@
+"""The Odoo adapter without an Odoo: marshalling, Odoo's conventions, error mapping, one RPC per
+call, and no API key in any message.
+
+Three stand-ins, from the smallest to the fullest:
+
+* `FakeTransport` records each call and answers what a test gives it;
+* `FakeOdoo`, a `xmlrpc.server` on loopback that speaks Odoo's XML-RPC (``/xmlrpc/2/common``
+  and ``/xmlrpc/2/object``, integer fault codes, a marshaller that refuses None) in front of
+  `FakeAddon`, which answers ``m365.daemon.api`` the way the addon does, over the embedded
+  store;
+* `FakeJson2Session`, a `requests` session that answers like Odoo 19's ``/json/2`` in front
+  of the same `FakeAddon`.
+
+The whole gateway contract suite runs over both protocols, so every method's arguments and
+answers make the round trip through the real encoders.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import socketserver
+import threading
+import traceback
+import typing
+import xmlrpc.client
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from xmlrpc.server import MultiPathXMLRPCServer, SimpleXMLRPCDispatcher, SimpleXMLRPCRequestHandler
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from m365sync.config import Config, OdooConfig, StoreConfig
+from m365sync.crm.gateway import AccountSpec, CrmGateway
+from m365sync.crm.odoo import (
+    API_MODEL,
+    KEY_REJECTED,
+    Json2Transport,
+    OdooGateway,
+    OdooTransport,
+    XmlRpcTransport,
+    error_from_refusal,
+)
+from m365sync.crm.sqlite import SqliteGateway
+from m365sync.crm.wire import from_wire, to_wire
+from m365sync.domain import (
+    Account,
+    AccountStatus,
+    Cursor,
+    CursorKind,
+    Lease,
+    PageResult,
+    PageWrite,
+    Partner,
+    PartnerDraft,
+    PendingConnect,
+    SyncRun,
+)
+from m365sync.errors import (
+    Conflict,
+    CrmError,
+    CrmUnavailable,
+    LeaseLost,
+    UnknownAccount,
+    advice_for,
+)
+from m365sync.service.runtime import open_gateway
+from tests.contract.gateway_contract import INBOX, GatewayContract, message, page, spec, unique
+
+KEY = "0123456789abcdef0123456789abcdef01234567"  # shaped like an Odoo API key
+DB = "m365_unit"
+USER = "m365sync-daemon"
+UID = 7
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+# --- the addon, as the daemon sees it -------------------------------------------------------
+
+
+class Refusal(Exception):
+    """A UserError the addon raises: its message is what crosses the wire."""
+
+
+class FakeAddon:
+    """``m365.daemon.api`` as the addon implements it: wire payload in, wire answer out, with
+    Odoo's conventions (None -> True / False), over the embedded store."""
+
+    EXTRA = {"publish_daemon_info", "pending_connects", "finish_connect"}
+
+    def __init__(self, store: SqliteGateway) -> None:
+        self.store = store
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.published: list[dict[str, Any]] = []
+
+    def has(self, method: str) -> bool:
+        return method in CrmGateway.__abstractmethods__ or method in self.EXTRA
+
+    def dispatch(self, method: str, payload: dict[str, Any]) -> Any:
+        self.calls.append((method, payload))
+        function = getattr(type(self.store), method)
+        hints = typing.get_type_hints(function)
+        arguments = {name: from_wire(hints[name], value) for name, value in payload.items()}
+        try:
+            if method == "publish_daemon_info":
+                self.published.append(payload["info"])
+                result = None
+            else:
+                result = function(self.store, **arguments)
+        except UnknownAccount as error:
+            raise Refusal(f"M365:UnknownAccount: {error}") from None
+        except LeaseLost as error:
+            raise Refusal(f"M365:LeaseLost: {error}") from None
+        except Conflict as error:
+            raise Refusal(f"M365:Conflict: {error}") from None
+        if hints.get("return") is type(None):
+            return True
+        return _odoo_values(to_wire(result))
+
+
+def _odoo_values(value: Any) -> Any:
+    """Odoo's XML-RPC marshaller refuses None: the addon answers False instead."""
+    if value is None:
+        return False
+    if isinstance(value, dict):
+        return {k: _odoo_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_odoo_values(v) for v in value]
+    return value
+
+
+# --- Odoo's XML-RPC, on loopback ------------------------------------------------------------
+
+
+class _Handler(SimpleXMLRPCRequestHandler):
+    rpc_paths = ()  # every path; the server routes by path
+
+    def do_POST(self) -> None:
+        owner: FakeOdoo = self.server.owner  # type: ignore[attr-defined]
+        owner.requests.append(self.path)
+        if owner.fail_status or owner.garbage:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            body = b"<html><body>Maintenance</body></html>" if owner.garbage else b""
+            self.send_response(200 if owner.garbage else owner.fail_status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_POST()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class _Server(socketserver.ThreadingMixIn, MultiPathXMLRPCServer):
+    daemon_threads = True
+
+
+class FakeOdoo:
+    """Odoo 18's external API in front of `FakeAddon`."""
+
+    def __init__(self, addon: FakeAddon, *, in_group: bool = True) -> None:
+        self.addon = addon
+        self.in_group = in_group
+        self.requests: list[str] = []
+        self.fail_status = 0
+        self.garbage = False
+        self.server = _Server(
+            ("127.0.0.1", 0), requestHandler=_Handler, allow_none=False, logRequests=False
+        )
+        self.server.owner = self  # type: ignore[attr-defined]
+        common = SimpleXMLRPCDispatcher(allow_none=False)
+        common.register_function(self.authenticate, "authenticate")
+        common.register_function(lambda: {"server_version": "18.0"}, "version")
+        obj = SimpleXMLRPCDispatcher(allow_none=False)
+        obj.register_function(self.execute_kw, "execute_kw")
+        self.server.add_dispatcher("/xmlrpc/2/common", common)
+        self.server.add_dispatcher("/xmlrpc/2/object", obj)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+
+    def start(self) -> FakeOdoo:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def object_calls(self) -> int:
+        return self.requests.count("/xmlrpc/2/object")
+
+    def authenticate(self, db: str, login: str, password: str, env: dict) -> Any:
+        self._check_db(db)
+        return UID if (login, password) == (USER, KEY) else False
+
+    def execute_kw(self, db, uid, password, model, method, args, kw=None) -> Any:
+        self._check_db(db)
+        if (uid, password) != (UID, KEY):
+            raise xmlrpc.client.Fault(3, "Access Denied")
+        if model != API_MODEL:
+            raise xmlrpc.client.Fault(2, f"Object {model} doesn't exist")
+        if not self.in_group:
+            raise xmlrpc.client.Fault(
+                4,
+                "You are not allowed to access 'Microsoft 365 daemon API' (m365.daemon.api) "
+                "records.\n\nThis operation is allowed for the following groups:\n"
+                "\t- Microsoft 365/Daemon",
+            )
+        if not self.addon.has(method):
+            raise xmlrpc.client.Fault(
+                1,
+                'Traceback (most recent call last):\n  File "odoo/api.py", line 500\n'
+                f"AttributeError: The method '{method}' does not exist on the model "
+                f"'{API_MODEL}'\n",
+            )
+        (payload,) = args
+        try:
+            return self.addon.dispatch(method, payload)
+        except Refusal as refusal:
+            raise xmlrpc.client.Fault(2, str(refusal)) from None
+        except Exception:
+            raise xmlrpc.client.Fault(1, traceback.format_exc()) from None
+
+    @staticmethod
+    def _check_db(db: str) -> None:
+        if db != DB:
+            raise xmlrpc.client.Fault(
+                1,
+                "Traceback (most recent call last):\n  ...\npsycopg2.OperationalError: "
+                'connection to server failed: FATAL:  database "' + db + '" does not exist\n',
+            )
+
+
+# --- Odoo 19's JSON-2, in process -----------------------------------------------------------
+
+
+class FakeJson2Session:
+    """A `requests.Session` that answers like Odoo 19's ``/json/2`` in front of `FakeAddon`."""
+
+    def __init__(self, addon: FakeAddon, *, in_group: bool = True) -> None:
+        self.addon = addon
+        self.in_group = in_group
+        self.sent: list[dict[str, Any]] = []
+        self.fail: Exception | None = None
+        self.status: int = 0
+
+    def post(self, url: str, **kw: Any) -> requests.Response:
+        prepared = requests.PreparedRequest()
+        prepared.prepare_headers(kw["headers"])
+        kw["headers"] = dict(kw["auth"](prepared).headers)  # what goes on the wire
+        self.sent.append({"url": url, **kw})
+        if self.fail:
+            raise self.fail
+        if self.status:
+            return _response(self.status, {"name": "", "message": "", "arguments": []})
+        if kw["headers"].get("Authorization") != f"bearer {KEY}":
+            return _response(
+                401,
+                _error("werkzeug.exceptions.Unauthorized", "Invalid apikey", debug=KEY[:4]),
+            )
+        if kw["headers"].get("X-Odoo-Database") != DB:
+            return _response(404, "Not Found")
+        _, _, tail = url.partition("/json/2/")
+        model, _, method = tail.partition("/")
+        if model != API_MODEL:
+            return _response(404, _error("NotFound", f"the model {model!r} does not exist"))
+        if not self.in_group:
+            return _response(
+                403,
+                _error(
+                    "odoo.exceptions.AccessError",
+                    "You are not allowed to access 'Microsoft 365 daemon API' "
+                    "(m365.daemon.api) records.",
+                ),
+            )
+        if not self.addon.has(method):
+            return _response(
+                404,
+                _error("NotFound", f"The method {method!r} does not exist on the model {model!r}"),
+            )
+        body = json.loads(kw["data"])
+        try:
+            return _response(200, self.addon.dispatch(method, body["payload"]))
+        except Refusal as refusal:
+            return _response(422, _error("odoo.exceptions.UserError", str(refusal)))
+
+    def close(self) -> None:
+        pass
+
+
+def _error(name: str, message: str, debug: str = "Traceback ...") -> dict[str, Any]:
+    return {"name": name, "message": message, "arguments": [message], "context": {}, "debug": debug}
+
+
+def _response(status: int, body: Any) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body).encode("utf-8")
+    response.headers["Content-Type"] = "application/json; charset=utf-8"
+    return response
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteGateway]:
+    gateway = SqliteGateway(tmp_path / "addon.sqlite3")
+    yield gateway
+    gateway.close()
+
+
+@pytest.fixture
+def addon(store: SqliteGateway) -> FakeAddon:
+    return FakeAddon(store)
+
+
+@pytest.fixture
+def odoo(addon: FakeAddon) -> Iterator[FakeOdoo]:
+    server = FakeOdoo(addon).start()
+    yield server
+    server.stop()
+
+
+def xmlrpc_gateway(url: str, **kw: Any) -> OdooGateway:
+    options = {"db": DB, "user": USER, "api_key": KEY, "timeout": 10.0} | kw
+    return OdooGateway(
+        XmlRpcTransport(
+            url,
+            options.pop("db"),
+            options.pop("user"),
+            options.pop("api_key"),
+            **options,
+        )
+    )
+
+
+@pytest.fixture
+def over_xmlrpc(odoo: FakeOdoo) -> Iterator[OdooGateway]:
+    gateway = xmlrpc_gateway(odoo.url)
+    yield gateway
+    gateway.close()
+
+
+# --- the contract, over both protocols ------------------------------------------------------
+
+
+class _OdooAdapterContract(GatewayContract):
+    """The contract for an Odoo transport. Each subclass takes its own property test function
+    (`own_property_test`): Hypothesis refuses one @given function run by several classes
+    (differing executors), and the embedded store's suite runs the base class's."""
+
+    def seed_partner(
+        self,
+        gateway: CrmGateway,
+        name: str,
+        email: str | None = None,
+        *,
+        is_company: bool = False,
+        parent_id: int | None = None,
+        website: str | None = None,
+    ) -> Partner:
+        store: SqliteGateway = gateway.fake_store  # type: ignore[attr-defined]
+        return store.add_partner(name, email, is_company, parent_id, website)
+
+
+def own_property_test():
+    """A fresh @given function around the contract's property, for one class."""
+
+    @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data=st.data())
+    def test_any_interleaving_with_replays_equals_each_page_once(
+        self: GatewayContract, gateway: CrmGateway, data: st.DataObject
+    ) -> None:
+        prop = GatewayContract.test_any_interleaving_with_replays_equals_each_page_once
+        prop.hypothesis.inner_test(self, gateway, data)
+
+    return test_any_interleaving_with_replays_equals_each_page_once
+
+
+class TestContractOverXmlRpc(_OdooAdapterContract):
+    test_any_interleaving_with_replays_equals_each_page_once = own_property_test()
+
+    @pytest.fixture
+    def gateway(self, over_xmlrpc: OdooGateway, store: SqliteGateway) -> CrmGateway:
+        over_xmlrpc.fake_store = store  # type: ignore[attr-defined]
+        return over_xmlrpc
+
+
+class TestContractOverJson2(_OdooAdapterContract):
+    test_any_interleaving_with_replays_equals_each_page_once = own_property_test()
+
+    @pytest.fixture
+    def gateway(self, addon: FakeAddon, store: SqliteGateway) -> CrmGateway:
+        session = FakeJson2Session(addon)
+        gateway = OdooGateway(
+            Json2Transport("https://odoo.example", DB, KEY, session_factory=lambda: session)
+        )
+        gateway.fake_store = store  # type: ignore[attr-defined]
+        return gateway
+
+
+# --- marshalling, with a recording transport ------------------------------------------------
+
+
+class FakeTransport(OdooTransport):
+    url = "https://odoo.example"
+
+    def __init__(self, answers: dict[str, Any] | None = None) -> None:
+        self.answers = answers or {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def call(self, method: str, payload: dict[str, Any]) -> Any:
+        self.calls.append((method, json.loads(json.dumps(payload))))  # must be JSON already
+        answer = self.answers.get(method, True)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+LEASE = Lease(3, 41, "worker-a", T0)
+WIRE_LEASE = {"account_id": 3, "token": 41, "holder": "worker-a", "expires_at": T0.isoformat()}
+PARTNER = {
+    "id": 5,
+    "name": "Ann",
+    "email": "ann@example.com",
+    "is_company": False,
+    "parent_id": False,
+    "website": False,
+}
+ACCOUNT = {
+    "id": 3,
+    "address": "megan@contoso.example",
+    "display_name": "Megan",
+    "tenant_id": "t",
+    "object_id": "o",
+    "owner": "admin",
+    "status": "throttled",
+    "status_detail": "slow down",
+    "status_until": "2026-11-25 12:05:00",  # Odoo's own datetime format, UTC
+    "last_sync_at": False,
+    "privacy": "subject",
+    "auto_create": "none",
+    "own_domains": ["contoso.example"],
+    "sealed_token_cache": False,
+}
+
+
+def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
+    """(method, gateway call, expected payload) for every method."""
+    draft = PartnerDraft("Hank", "hank@globex.example", company_domain="globex.example")
+    written = page(3, INBOX, [message("g1")], ["gone"], link="https://g/delta?1")
+    run = SyncRun(3, T0, T0 + timedelta(seconds=5), pages=1, skipped={"internal": 2})
+    return [
+        (
+            "upsert_account",
+            lambda g: g.upsert_account(AccountSpec("a@b.example", privacy="subject")),
+            {"spec": to_wire(AccountSpec("a@b.example", privacy="subject"))},
+        ),
+        ("get_account", lambda g: g.get_account(3), {"account_id": 3}),
+        ("list_accounts", lambda g: g.list_accounts(), {}),
+        (
+            "set_account_status",
+            lambda g: g.set_account_status(3, AccountStatus.THROTTLED, "wait", until=T0),
+            {
+                "account_id": 3,
+                "status": "throttled",
+                "detail": "wait",
+                "until": "2026-11-25T12:00:00+00:00",
+                "synced_at": None,
+            },
+        ),
+        (
+            "store_token_cache",
+            lambda g: g.store_token_cache(3, "eyJ.sealed"),
+            {"account_id": 3, "sealed_token_cache": "eyJ.sealed"},
+        ),
+        (
+            "lease_accounts",
+            lambda g: g.lease_accounts("w", limit=2, ttl_seconds=60, now=T0),
+            {"holder": "w", "limit": 2, "ttl_seconds": 60, "now": T0.isoformat()},
+        ),
+        (
+            "renew_lease",
+            lambda g: g.renew_lease(LEASE, ttl_seconds=30.5),
+            {"lease": WIRE_LEASE, "ttl_seconds": 30.5, "now": None},
+        ),
+        ("release_lease", lambda g: g.release_lease(LEASE), {"lease": WIRE_LEASE}),
+        (
+            "find_partners_by_emails",
+            lambda g: g.find_partners_by_emails(e for e in ["a@x.example"]),
+            {"emails": ["a@x.example"]},
+        ),
+        (
+            "find_companies_by_domains",
+            lambda g: g.find_companies_by_domains({"x.example"}),
+            {"domains": ["x.example"]},
+        ),
+        ("get_partners", lambda g: g.get_partners(range(1, 3)), {"partner_ids": [1, 2]}),
+        ("create_partners", lambda g: g.create_partners([draft]), {"drafts": [to_wire(draft)]}),
+        (
+            "get_cursor",
+            lambda g: g.get_cursor(3, INBOX),
+            {"account_id": 3, "folder_id": INBOX},
+        ),
+        (
+            "store_mail_page",
+            lambda g: g.store_mail_page(written, lease=LEASE),
+            {"page": to_wire(written), "lease": WIRE_LEASE},
+        ),
+        ("reset_folder", lambda g: g.reset_folder(3, INBOX), {"account_id": 3, "folder_id": INBOX}),
+        ("record_sync_run", lambda g: g.record_sync_run(run), {"run": to_wire(run)}),
+        ("last_sync_run", lambda g: g.last_sync_run(3), {"account_id": 3}),
+        ("count_messages", lambda g: g.count_messages(), {"account_id": None}),
+        ("message_ids_for_account", lambda g: g.message_ids_for_account(3), {"account_id": 3}),
+        ("threads_for_partner", lambda g: g.threads_for_partner(5), {"partner_id": 5}),
+        ("mail_counts_by_partner", lambda g: g.mail_counts_by_partner(), {}),
+        (
+            "publish_daemon_info",
+            lambda g: g.publish_daemon_info({"kid": "k1", "jwks": {"keys": []}}),
+            {"info": {"kid": "k1", "jwks": {"keys": []}}},
+        ),
+        ("pending_connects", lambda g: g.pending_connects(), {}),
+        (
+            "finish_connect",
+            lambda g: g.finish_connect(9, account_id=3),
+            {"connect_id": 9, "account_id": 3, "error": None},
+        ),
+    ]
+
+
+ANSWERS: dict[str, Any] = {
+    "upsert_account": ACCOUNT,
+    "get_account": ACCOUNT,
+    "list_accounts": [ACCOUNT],
+    "lease_accounts": [WIRE_LEASE],
+    "renew_lease": WIRE_LEASE,
+    "find_partners_by_emails": {"ann@example.com": PARTNER},
+    "find_companies_by_domains": {},
+    "get_partners": {"5": PARTNER},
+    "create_partners": [PARTNER],
+    "get_cursor": False,
+    "store_mail_page": {"created": 1, "updated": 0, "linked": 1, "removed": 0},
+    "last_sync_run": False,
+    "count_messages": 4,
+    "message_ids_for_account": {"g1": "<g1@example.com>", "draft": False},
+    "threads_for_partner": [],
+    "mail_counts_by_partner": [[PARTNER, 2, 3]],
+    "pending_connects": [{"id": 9, "owner": "megan", "sealed": "eyJ.x"}],
+}
+
+
+def test_every_gateway_method_is_in_the_table() -> None:
+    named = {name for name, _, _ in call_table()}
+    assert set(CrmGateway.__abstractmethods__) <= named
+    assert {"publish_daemon_info", "pending_connects", "finish_connect"} <= named
+
+
+@pytest.mark.parametrize(("method", "invoke", "payload"), call_table(), ids=lambda v: "")
+def test_each_call_is_one_rpc_with_the_arguments_by_name(method, invoke, payload) -> None:
+    transport = FakeTransport(ANSWERS)
+    invoke(OdooGateway(transport))
+    assert transport.calls == [(method, payload)]
+
+
+def test_answers_follow_odoos_conventions() -> None:
+    gateway = OdooGateway(FakeTransport(ANSWERS))
+    account = gateway.get_account(3)
+    assert account.status is AccountStatus.THROTTLED
+    assert account.status_until == datetime(2026, 11, 25, 12, 5, tzinfo=UTC)
+    assert (account.last_sync_at, account.sealed_token_cache) == (None, None)  # False -> None
+    assert account.own_domains == ("contoso.example",)
+    assert gateway.get_partners([5]) == {5: Partner(5, "Ann", "ann@example.com")}  # int keys
+    assert gateway.get_cursor(3, INBOX) is None
+    assert gateway.last_sync_run(3) is None
+    assert gateway.count_messages() == 4
+    assert gateway.message_ids_for_account(3) == {"g1": "<g1@example.com>", "draft": None}
+    assert gateway.mail_counts_by_partner() == [(Partner(5, "Ann", "ann@example.com"), 2, 3)]
+    assert gateway.pending_connects() == [PendingConnect(9, "megan", "eyJ.x")]
+    assert gateway.lease_accounts("w", limit=1, ttl_seconds=1) == [LEASE]
+    assert gateway.store_mail_page(page(3)) == PageResult(1, 0, 1, 0)
+    assert gateway.set_account_status(3, AccountStatus.ACTIVE) is None  # True -> None
+
+
+def test_present_optionals_are_read() -> None:
+    cursor = {"link": "https://g/delta?2", "kind": "delta"}
+    run = to_wire(SyncRun(3, T0, None, error=None))
+    run["finished_at"] = False
+    run["error"] = False
+    gateway = OdooGateway(FakeTransport({"get_cursor": cursor, "last_sync_run": run}))
+    assert gateway.get_cursor(3, INBOX) == Cursor("https://g/delta?2", CursorKind.DELTA)
+    assert gateway.last_sync_run(3) == SyncRun(3, T0)
+
+
+@pytest.mark.parametrize(
+    ("message", "kind", "text"),
+    [
+        ("M365:UnknownAccount: no account 12", UnknownAccount, "no account 12"),
+        ("M365:LeaseLost: account 3 is leased by w2", LeaseLost, "account 3 is leased by w2"),
+        ("M365:Conflict: changed meanwhile", Conflict, "changed meanwhile"),
+        ("Validation: prefix later M365:LeaseLost: stale", LeaseLost, "stale"),
+        ("could not serialize access due to concurrent update", Conflict, "another writer"),
+        ("The partner is archived", CrmError, "The partner is archived"),
+    ],
+)
+def test_refusals_become_typed_errors(message: str, kind: type, text: str) -> None:
+    error = error_from_refusal(message, where="Odoo at https://odoo.example")
+    assert type(error) is kind
+    assert text in str(error)
+
+
+def test_a_typed_error_from_the_transport_passes_through() -> None:
+    gateway = OdooGateway(FakeTransport({"renew_lease": LeaseLost("stale")}))
+    with pytest.raises(LeaseLost):
+        gateway.renew_lease(LEASE, ttl_seconds=1)
+
+
+# --- XML-RPC on loopback ----------------------------------------------------------------------
+
+
+def test_one_login_then_exactly_one_rpc_per_call(odoo: FakeOdoo, over_xmlrpc: OdooGateway):
+    account = over_xmlrpc.upsert_account(spec())
+    assert odoo.requests.count("/xmlrpc/2/common") == 1
+    before = odoo.object_calls()
+    written = page(account, INBOX, [message(unique("g")) for _ in range(200)])
+    over_xmlrpc.store_mail_page(written)
+    assert odoo.object_calls() == before + 1  # a whole Graph page is one RPC
+    over_xmlrpc.get_cursor(account.id, INBOX)
+    over_xmlrpc.find_partners_by_emails(f"{unique()}@x.example" for _ in range(500))
+    assert odoo.object_calls() == before + 3
+    assert odoo.requests.count("/xmlrpc/2/common") == 1
+
+
+def test_characters_xml_cannot_carry_do_not_break_a_page(
+    over_xmlrpc: OdooGateway, store: SqliteGateway
+):
+    account = over_xmlrpc.upsert_account(spec())
+    odd = replace(
+        message(unique("g")), subject="Price\x0clist\x00 \ud800ok", body_html="<p>\x1b</p>"
+    )
+    result = over_xmlrpc.store_mail_page(page(account, INBOX, [odd]))
+    assert result.created == 1
+    assert over_xmlrpc.count_messages(account.id) == 1
+
+
+def test_the_contracts_refusals_come_back_typed(over_xmlrpc: OdooGateway) -> None:
+    with pytest.raises(UnknownAccount):
+        over_xmlrpc.get_account(2**31 - 7)
+    account = over_xmlrpc.upsert_account(spec())
+    (lease,) = [
+        lease
+        for lease in over_xmlrpc.lease_accounts("a", limit=10_000, ttl_seconds=60, now=T0)
+        if lease.account_id == account.id
+    ]
+    over_xmlrpc.lease_accounts("b", limit=10_000, ttl_seconds=60, now=T0 + timedelta(hours=1))
+    with pytest.raises(LeaseLost):
+        over_xmlrpc.store_mail_page(page(account, INBOX, [message(unique("g"))]), lease=lease)
+
+
+def test_a_wrong_key_is_named_and_never_shown(odoo: FakeOdoo, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    gateway = xmlrpc_gateway(odoo.url, api_key="f" * 40)
+    with pytest.raises(CrmError) as caught:
+        gateway.list_accounts()
+    assert not isinstance(caught.value, CrmUnavailable)
+    assert KEY_REJECTED in str(caught.value)
+    assert "f" * 40 not in str(caught.value) + repr(gateway) + caplog.text
+    assert odoo.object_calls() == 0  # refused at login
+
+
+def test_a_key_revoked_while_running_is_named(odoo: FakeOdoo, over_xmlrpc: OdooGateway) -> None:
+    over_xmlrpc.list_accounts()
+    over_xmlrpc.transport._key = type(over_xmlrpc.transport._key)("e" * 40)  # revoked
+    with pytest.raises(CrmError, match=r"rejected the daemon's API key \(expired or revoked\?\)"):
+        over_xmlrpc.list_accounts()
+
+
+def test_a_user_outside_the_daemon_group_is_told_so(addon: FakeAddon) -> None:
+    server = FakeOdoo(addon, in_group=False).start()
+    try:
+        with pytest.raises(CrmError, match="group") as caught:
+            xmlrpc_gateway(server.url).list_accounts()
+        assert USER in str(caught.value)
+        assert not isinstance(caught.value, CrmUnavailable)
+    finally:
+        server.stop()
+
+
+def test_a_missing_addon_or_method_is_named(odoo: FakeOdoo) -> None:
+    transport = xmlrpc_gateway(odoo.url).transport
+    with pytest.raises(CrmError, match=r"no model m365\.daemon\.api"):
+        transport.execute_kw("m365.daemon.api.old", "x", [{}])  # no such model
+    with pytest.raises(CrmError, match="crm_microsoft365 has no lease_calendar"):
+        transport.call("lease_calendar", {})
+
+
+def test_a_missing_database_is_named(odoo: FakeOdoo) -> None:
+    with pytest.raises(CrmError, match="no database 'nope'"):
+        xmlrpc_gateway(odoo.url, db="nope").list_accounts()
+
+
+def test_an_addon_bug_is_a_crm_error_with_its_last_line(odoo: FakeOdoo, over_xmlrpc) -> None:
+    with pytest.raises(CrmError) as caught:
+        over_xmlrpc.transport.call("get_account", {"account_id": "not a number"})
+    assert "ValueError" in str(caught.value)
+    assert "Traceback" not in str(caught.value)
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_odoo_down_is_unavailable_naming_the_url_not_the_key(caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"http://127.0.0.1:{_closed_port()}"
+    gateway = xmlrpc_gateway(url)
+    with pytest.raises(CrmUnavailable) as caught:
+        gateway.count_messages()
+    text = str(caught.value)
+    assert url in text and "connection refused" in text
+    assert KEY not in text + caplog.text + repr(caught.value.__context__)
+    assert caught.value.__cause__ is None
+    sentence = advice_for(caught.value).sentence
+    assert url in sentence and KEY not in sentence
+
+
+def test_a_silent_odoo_times_out() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        gateway = xmlrpc_gateway(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.3)
+        with pytest.raises(CrmUnavailable, match=r"did not answer within 0\.3 s"):
+            gateway.list_accounts()
+
+
+@pytest.mark.parametrize(("status", "kind"), [(502, CrmUnavailable), (503, CrmUnavailable)])
+def test_http_errors_in_front_of_odoo(odoo: FakeOdoo, status: int, kind: type) -> None:
+    odoo.fail_status = status
+    with pytest.raises(kind, match=f"HTTP {status}"):
+        xmlrpc_gateway(odoo.url).list_accounts()
+
+
+def test_a_page_too_large_says_what_to_lower(odoo: FakeOdoo, over_xmlrpc) -> None:
+    over_xmlrpc.list_accounts()
+    odoo.fail_status = 413
+    with pytest.raises(CrmError, match="page_size"):
+        over_xmlrpc.store_mail_page(page(1))
+
+
+def test_an_answer_that_is_not_xmlrpc_is_unavailable(odoo: FakeOdoo) -> None:
+    odoo.garbage = True
+    with pytest.raises(CrmUnavailable, match="not XML-RPC"):
+        xmlrpc_gateway(odoo.url).list_accounts()
+
+
+def test_recovers_when_odoo_comes_back(odoo: FakeOdoo, over_xmlrpc: OdooGateway) -> None:
+    odoo.fail_status = 503
+    with pytest.raises(CrmUnavailable):
+        over_xmlrpc.list_accounts()
+    odoo.fail_status = 0
+    assert isinstance(over_xmlrpc.list_accounts(), list)
+
+
+def test_threads_share_one_gateway(over_xmlrpc: OdooGateway) -> None:
+    account = over_xmlrpc.upsert_account(spec())
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(5):
+                over_xmlrpc.store_mail_page(page(account, f"f{n}", [message(f"t{n}-{i}")]))
+        except BaseException as error:  # collected, asserted below
+            errors.append(error)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    assert over_xmlrpc.count_messages(account.id) == 20
+
+
+def test_https_uses_the_configured_ca_bundle(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    import ssl
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    server = FakeOdoo(FakeAddon(SqliteGateway(tmp_path / "s.sqlite3")))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    server.server.socket = context.wrap_socket(server.server.socket, server_side=True)
+    server.start()
+    url = server.url.replace("http://", "https://")
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    try:
+        assert xmlrpc_gateway(url, ca_bundle=str(bundle)).list_accounts() == []
+        with pytest.raises(CrmUnavailable, match="TLS certificate"):
+            xmlrpc_gateway(url).list_accounts()  # the system store does not know this CA
+    finally:
+        server.stop()
+
+
+def test_no_repr_shows_the_key() -> None:
+    for gateway in (
+        xmlrpc_gateway("https://odoo.example"),
+        OdooGateway(Json2Transport("https://odoo.example", DB, KEY)),
+    ):
+        assert KEY not in repr(gateway) + repr(gateway.transport) + repr(vars(gateway.transport))
+
+
+def test_credentials_in_the_url_are_not_repeated() -> None:
+    gateway = xmlrpc_gateway(f"http://someone:{KEY}@127.0.0.1:{_closed_port()}")
+    with pytest.raises(CrmUnavailable) as caught:
+        gateway.list_accounts()
+    assert KEY not in str(caught.value)
+
+
+# --- JSON-2 -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def json2(addon: FakeAddon) -> tuple[OdooGateway, FakeJson2Session]:
+    session = FakeJson2Session(addon)
+    transport = Json2Transport(
+        "https://odoo.example/", DB, KEY, ca_bundle="/etc/ca.pem", session_factory=lambda: session
+    )
+    return OdooGateway(transport), session
+
+
+def test_json2_request_shape(json2) -> None:
+    gateway, session = json2
+    gateway.get_cursor(2**31 - 7, INBOX)
+    (sent,) = session.sent
+    assert sent["url"] == "https://odoo.example/json/2/m365.daemon.api/get_cursor"
+    assert sent["headers"]["Authorization"] == f"bearer {KEY}"
+    assert sent["headers"]["X-Odoo-Database"] == DB
+    assert sent["headers"]["Content-Type"].startswith("application/json")
+    assert json.loads(sent["data"]) == {"payload": {"account_id": 2**31 - 7, "folder_id": INBOX}}
+    assert sent["verify"] == "/etc/ca.pem"
+    assert sent["timeout"] > 0
+
+
+def test_json2_errors(json2, addon: FakeAddon, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    gateway, session = json2
+    with pytest.raises(UnknownAccount):
+        gateway.get_account(2**31 - 7)
+    wrong = OdooGateway(
+        Json2Transport("https://odoo.example", DB, "f" * 40, session_factory=lambda: session)
+    )
+    with pytest.raises(CrmError, match=r"expired or revoked\?") as caught:
+        wrong.list_accounts()
+    assert "f" * 40 not in str(caught.value) + caplog.text
+    outsider = FakeJson2Session(addon, in_group=False)
+    with pytest.raises(CrmError, match="group"):
+        OdooGateway(
+            Json2Transport("https://odoo.example", DB, KEY, session_factory=lambda: outsider)
+        ).list_accounts()
+    with pytest.raises(CrmError, match="crm_microsoft365 has no lease_calendar"):
+        gateway.transport.call("lease_calendar", {})
+    session.status = 503
+    with pytest.raises(CrmUnavailable, match="HTTP 503"):
+        gateway.list_accounts()
+    session.status = 0
+    session.fail = requests.ConnectionError(
+        "Max retries exceeded", ConnectionRefusedError(111, "x")
+    )
+    with pytest.raises(CrmUnavailable, match=r"https://odoo.example cannot be reached"):
+        gateway.list_accounts()
+    session.fail = requests.ReadTimeout("read timed out")
+    with pytest.raises(CrmUnavailable, match="did not answer"):
+        gateway.list_accounts()
+    assert KEY not in caplog.text
+
+
+def test_json2_string_error_bodies_are_read(json2) -> None:
+    """Odoo 19 development versions answered errors as a plain JSON string."""
+    gateway, session = json2
+    session.post = lambda url, **kw: _response(422, "M365:LeaseLost: account 3 moved on")
+    with pytest.raises(LeaseLost, match="account 3 moved on"):
+        gateway.release_lease(LEASE)
+
+
+# --- wiring -----------------------------------------------------------------------------------
+
+
+def test_the_configuration_chooses_the_protocol() -> None:
+    for protocol, kind in (("xmlrpc", XmlRpcTransport), ("json2", Json2Transport)):
+        config = Config(
+            store=StoreConfig(backend="odoo"),
+            odoo=OdooConfig("https://odoo.example", DB, USER, KEY, protocol),
+        )
+        gateway = open_gateway(config)
+        assert isinstance(gateway, OdooGateway)
+        assert isinstance(gateway.transport, kind)
+        assert gateway.transport.url == "https://odoo.example"
+    with pytest.raises(CrmError, match="protocol"):
+        OdooGateway.from_config(OdooConfig("https://odoo.example", DB, USER, KEY, "soap"))
+
+
+def test_account_round_trip_keeps_every_field(over_xmlrpc: OdooGateway) -> None:
+    wanted = spec(own_domains=("a.example", "b.example"))
+    account = over_xmlrpc.upsert_account(wanted)
+    over_xmlrpc.set_account_status(
+        account.id, AccountStatus.THROTTLED, "slow", until=T0, synced_at=T0 - timedelta(hours=1)
+    )
+    got = over_xmlrpc.get_account(account.id)
+    assert isinstance(got, Account)
+    assert (got.status_until, got.last_sync_at) == (T0, T0 - timedelta(hours=1))
+    assert got.own_domains == ("a.example", "b.example")
+    assert over_xmlrpc.list_accounts()[-1] == got
+
+
+def test_a_page_round_trip_keeps_every_field(over_xmlrpc: OdooGateway, store) -> None:
+    account = over_xmlrpc.upsert_account(spec())
+    written: PageWrite = page(account, INBOX, [message(unique("g"))])
+    written.skipped = {"internal": 2}
+    over_xmlrpc.store_mail_page(written)
+    assert store.get_cursor(account.id, INBOX) == written.cursor
+    assert store.folder_skips(account.id, INBOX) == {"internal": 2}
+
+
+# --- the key never shows in a traceback ----------------------------------------------------------
+
+
+def _traceback_with_locals(error: BaseException) -> str:
+    """What pytest or a crash report could print: every frame's arguments and locals."""
+    shown = traceback.TracebackException.from_exception(error, capture_locals=True)
+    return "".join(shown.format())
+
+
+def test_tracebacks_never_hold_the_key(odoo: FakeOdoo, addon: FakeAddon) -> None:
+    failures: list[BaseException] = []
+    attempts = [
+        lambda: xmlrpc_gateway(odoo.url).get_account(2**31 - 7),  # a Fault
+        lambda: xmlrpc_gateway(f"http://127.0.0.1:{_closed_port()}").list_accounts(),
+        lambda: xmlrpc_gateway(odoo.url).transport.call("get_account", {"account_id": "x"}),
+        lambda: xmlrpc_gateway(odoo.url).transport.execute_kw("m", "x", [object()]),  # marshal
+    ]
+    session = FakeJson2Session(addon)
+    over_json2 = OdooGateway(
+        Json2Transport("https://odoo.example", DB, KEY, session_factory=lambda: session)
+    )
+    attempts.append(lambda: over_json2.get_account(2**31 - 7))
+
+    def refuse(url: str, **kw: Any) -> requests.Response:
+        raise requests.ConnectionError("refused")
+
+    broken = FakeJson2Session(addon)
+    broken.post = refuse
+    attempts.append(
+        lambda: OdooGateway(
+            Json2Transport("https://odoo.example", DB, KEY, session_factory=lambda: broken)
+        ).list_accounts()
+    )
+    for attempt in attempts:
+        with pytest.raises(CrmError) as caught:
+            attempt()
+        failures.append(caught.value)
+    for failure in failures:
+        text = _traceback_with_locals(failure)
+        assert KEY not in text, text
+        # the frames below, which held it, are not shown
+        assert failure.__suppress_context__ or failure.__context__ is None
