@@ -486,8 +486,9 @@ class OutgoingAttachment:
 class OutgoingMail:
     """A mail the CRM queued for sending through an account (Compose Email).
 
-    ``draft_id`` is the immutable Graph id of the draft once created: the same id finds the
-    Sent Items copy after the send, which is how a send is never repeated after a crash.
+    ``send_started_at`` is written before the send is attempted: a mail found ``sending`` is
+    one whose outcome is unknown, confirmed from Sent Items (never sent again blindly).
+    ``graph_id`` and ``internet_message_id`` are those of the Sent Items copy once found.
     ``reply_to_graph_id`` makes it a reply in that message's thread.
     """
 
@@ -501,7 +502,8 @@ class OutgoingMail:
     attachments: tuple[OutgoingAttachment, ...] = ()
     reply_to_graph_id: str | None = None
     state: OutboxState = OutboxState.QUEUED
-    draft_id: str | None = None
+    graph_id: str | None = None
+    send_started_at: datetime | None = None
     internet_message_id: str | None = None
     conversation_id: str | None = None
     error: str | None = None
@@ -510,4 +512,4 @@ class OutgoingMail:
     @property
     def idempotency_key(self) -> str:
         """Carried as the ``x-m365sync-outbox`` internet header of the message."""
-        return f"m365sync-outbox-{self.id}"
+        return f"m365sync-outbox-{self.id}"  # graph.send.OUTBOX_PREFIX + id

@@ -252,8 +252,8 @@ class CrmGateway(abc.ABC):
     # --- outbox (staged like the calendar) ---------------------------------------------------
 
     def outgoing_mail(self, account_id: int, *, limit: int = 20) -> list[OutgoingMail]:
-        """The account's mail to send: queued ones, and ones left ``sending`` by a daemon
-        that stopped half-way (the sender resolves those from their ``draft_id``)."""
+        """The account's mail to send: queued ones, and ones left ``sending`` (outcome
+        unknown: the sender confirms those from Sent Items before anything else)."""
         raise NotImplementedError(f"{type(self).__name__} has no outbox yet")
 
     def update_outgoing(
@@ -261,13 +261,14 @@ class CrmGateway(abc.ABC):
         mail_id: int,
         state: OutboxState,
         *,
-        draft_id: str | None = None,
+        graph_id: str | None = None,
         internet_message_id: str | None = None,
         conversation_id: str | None = None,
         error: str | None = None,
+        send_started_at: datetime | None = None,
     ) -> None:
-        """Record a step of a send. ``draft_id`` is written before the send is attempted, so
-        a crash after Graph accepted it can be recognised (never sent twice)."""
+        """Record a step of a send: ``sending`` with ``send_started_at`` before the send is
+        attempted, ``sent`` after Graph's 202, and the Sent Items copy's ids when found."""
         raise NotImplementedError(f"{type(self).__name__} has no outbox yet")
 
     # --- connecting from the CRM (optional: the embedded store has no web callback) ---------

@@ -1,9 +1,9 @@
 """The embedded store's outbox: mail the CRM queued for sending through an account.
 
 A mixin of `SqliteGateway`, like the calendar. The row moves queued -> sending -> sent or
-failed; ``draft_id`` is written as soon as the draft exists, before the send, so a daemon that
-stops between Graph's 202 and the ``sent`` write finds the Sent Items copy by that id instead of
-sending again (DESIGN.md, invariant 7).
+failed; ``sending`` (with its start time) is written before the send, so a daemon that stops
+between Graph's 202 and the ``sent`` write finds the Sent Items copy instead of sending again
+(DESIGN.md, invariant 7).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from m365sync.domain import (
 )
 
 V3_OUTBOX = """
-ALTER TABLE m365_outbox ADD COLUMN draft_id TEXT;
+ALTER TABLE m365_outbox ADD COLUMN graph_id TEXT;
+ALTER TABLE m365_outbox ADD COLUMN send_started_at TEXT;
 ALTER TABLE m365_outbox ADD COLUMN conversation_id TEXT;
 ALTER TABLE m365_outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE m365_outbox ADD COLUMN updated_at TEXT;
@@ -118,7 +119,10 @@ class OutboxStore:
             ),
             reply_to_graph_id=payload.get("reply_to_graph_id"),
             state=OutboxState(row["state"]),
-            draft_id=row["draft_id"],
+            graph_id=row["graph_id"],
+            send_started_at=datetime.fromisoformat(row["send_started_at"])
+            if row["send_started_at"]
+            else None,
             internet_message_id=row["internet_message_id"],
             conversation_id=row["conversation_id"],
             error=row["error"],
@@ -130,15 +134,17 @@ class OutboxStore:
         mail_id: int,
         state: OutboxState,
         *,
-        draft_id: str | None = None,
+        graph_id: str | None = None,
         internet_message_id: str | None = None,
         conversation_id: str | None = None,
         error: str | None = None,
+        send_started_at: datetime | None = None,
     ) -> None:
         now = datetime.now(UTC).isoformat()
         with self._write() as conn:
             conn.execute(
-                "UPDATE m365_outbox SET state = ?, draft_id = COALESCE(?, draft_id), "
+                "UPDATE m365_outbox SET state = ?, graph_id = COALESCE(?, graph_id), "
+                "send_started_at = COALESCE(?, send_started_at), "
                 "internet_message_id = COALESCE(?, internet_message_id), "
                 "conversation_id = COALESCE(?, conversation_id), error = ?, updated_at = ?, "
                 "attempts = attempts + (CASE WHEN ? = 'sending' AND state = 'queued' "
@@ -146,7 +152,8 @@ class OutboxStore:
                 "WHERE id = ?",
                 (
                     OutboxState(state).value,
-                    draft_id,
+                    graph_id,
+                    send_started_at.isoformat() if send_started_at else None,
                     internet_message_id,
                     conversation_id,
                     error,
@@ -159,10 +166,11 @@ class OutboxStore:
             )
 
     def crm_retry_mail(self, mail_id: int) -> None:
-        """A failed send retried from the CRM (its draft, if any, is reused)."""
+        """A failed send retried from the CRM (the person decided it is not in Sent Items)."""
         with self._write() as conn:
             conn.execute(
-                "UPDATE m365_outbox SET state = 'queued', error = NULL WHERE id = ? "
+                "UPDATE m365_outbox SET state = 'queued', error = NULL, send_started_at = NULL "
+                "WHERE id = ? "
                 "AND state = 'failed'",
                 (mail_id,),
             )

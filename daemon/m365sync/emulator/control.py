@@ -3,7 +3,8 @@
 JSON over the same HTTPS socket under ``/_emulator/``, loopback clients only, so a demo script,
 the CLI or an integration test in another process can add mail, add/change/cancel/delete
 calendar events and read what the daemon wrote to the calendar, inject faults, revoke grants
-and read the request log exactly as in-process tests do through `Emulator`'s attributes.
+and read the request log and the mail the daemon sent exactly as in-process tests do through
+`Emulator`'s attributes.
 Control requests are not faulted and not logged.
 """
 
@@ -68,6 +69,10 @@ def _route(request: Request, emu: Emulator, body: dict[str, Any]) -> Response:
         if method == "DELETE":
             mailbox.delete_message(message_id)
             return Response(status=204)
+    if path.startswith(("/_emulator/mail/", "/_emulator/calendar/free-busy")):
+        answer = _sending(request, emu, body)
+        if answer is not None:
+            return answer
     if path.startswith("/_emulator/calendar/"):
         answer = _calendar(request, emu, body)
         if answer is not None:
@@ -163,6 +168,51 @@ def _calendar(request: Request, emu: Emulator, body: dict[str, Any]) -> Response
         calendar.delete(event_id)
         return Response(status=204)
     return _not_allowed(request)
+
+
+def _sending(request: Request, emu: Emulator, body: dict[str, Any]) -> Response | None:
+    """What the mailbox sent and the knobs of sending: ``/_emulator/mail/sent`` (GET the sent
+    log, DELETE to forget it), ``/_emulator/mail/settings`` (GET; POST ``sendKeepsId``,
+    ``sentCopyDelay``), ``/_emulator/calendar/free-busy`` (GET every listed address; POST
+    ``{"address", "items"}`` sets one address's busy times for getSchedule, ``items: null``
+    removes it)."""
+    path, method = request.path.rstrip("/"), request.method
+    mailbox = emu.mailbox
+    if path == "/_emulator/mail/sent":
+        if method == "GET":
+            return json_response({"value": mailbox.sent()})
+        if method == "DELETE":
+            mailbox.clear_sent()
+            return Response(status=204)
+        return _not_allowed(request)
+    if path == "/_emulator/mail/settings":
+        if method == "POST":
+            with mailbox.lock:
+                if "sendKeepsId" in body:
+                    mailbox.send_keeps_id = bool(body["sendKeepsId"])
+                if "sentCopyDelay" in body:
+                    mailbox.sent_copy_delay = float(body["sentCopyDelay"])
+        elif method != "GET":
+            return _not_allowed(request)
+        return json_response(
+            {"sendKeepsId": mailbox.send_keeps_id, "sentCopyDelay": mailbox.sent_copy_delay}
+        )
+    if path == "/_emulator/calendar/free-busy":
+        if method == "POST":
+            address = str(_required(body, "address"))
+            items = _required(body, "items")
+            with mailbox.lock:
+                if items is None:
+                    mailbox.free_busy.pop(address, None)
+                elif isinstance(items, list):
+                    mailbox.free_busy[address] = items
+                else:
+                    raise ValueError("'items' must be a list or null")
+        elif method != "GET":
+            return _not_allowed(request)
+        with mailbox.lock:
+            return json_response({"value": dict(mailbox.free_busy)})
+    return None
 
 
 def _window(request: Request) -> tuple[datetime, datetime]:

@@ -29,6 +29,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "unavailable": {"retry_after": None, "code": "UnknownError"},
     "gateway_timeout": {},
     "drop_connection": {},
+    # The request takes effect (a /send sends), then the connection closes without an answer.
+    "send_then_drop": {},
     "slow": {"seconds": 1.0},
     "gone": {"generation": 7},
     "html_error": {"status": 500},
@@ -38,6 +40,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 """Each kind's parameters and their defaults (the control API sends them by name)."""
 
 KINDS = frozenset(DEFAULTS)
+
+
+DROP_AFTER = "m365sync.emulator.drop_after"
+"""WSGI environ key: answer the request normally, then drop the connection (send_then_drop)."""
 
 
 class DropConnection(Exception):
@@ -141,6 +147,14 @@ class FaultPlan:
         """Close the TCP connection without answering (the client sees a ConnectionError)."""
         return self.add("drop_connection", path, method=method, times=times)
 
+    def send_then_drop(
+        self, path: str, times: int | None = 1, *, method: str | None = None
+    ) -> FaultRule:
+        """Carry the request out (a ``/send`` sends), then close the connection without its
+        answer: the client cannot tell whether it took effect ("the daemon died between Graph
+        and the CRM")."""
+        return self.add("send_then_drop", path, method=method, times=times)
+
     def slow(
         self, path: str, seconds: float, times: int | None = 1, *, method: str | None = None
     ) -> FaultRule:
@@ -232,6 +246,9 @@ def render(rule: FaultRule, request: Request) -> Response | None:
         return None
     if rule.kind == "drop_connection":
         raise DropConnection(request.path)
+    if rule.kind == "send_then_drop":
+        request.environ[DROP_AFTER] = True
+        return None
     if rule.kind == "throttle":
         headers = {"Retry-After": str(p["retry_after"])} if p.get("retry_after") else None
         message = (

@@ -24,6 +24,9 @@ Routes (segments are case-insensitive, ``/users/{id|upn}`` works like ``/me`` fo
   select; a derived type's property in ``$select`` is a 400 (graph-explorer-v4#3916).
 * Calendar paths (``/me/events...``, ``/me/calendar/...``, ``/me/calendarView...``, any
   method) go to calendar_api.py.
+* Composing and sending (``POST /me/messages``, ``.../messages/{id}/attachments``,
+  ``/send``, ``/createReply``, ``/reply``, ``/me/sendMail``) and ``POST
+  /me/calendar/getSchedule`` go to send_api.py (and schedule.py).
 * ``POST /v1.0/$batch`` -- JSON batching (docs `concepts/json-batching.md` @ 028b8e35): at
   most 20 requests, ids unique (case-insensitive) or the batch is a 400; each sub-request goes
   through the same routing, scopes and (via the server's hook) fault plan as a request of its
@@ -255,6 +258,14 @@ def _dispatch(
         prefer=_parse_prefer(request),
     )
     rest = _principal(call, tokens)
+    mailbox.settle_sends()  # sent copies whose delay has passed reach Sent Items first
+    from m365sync.emulator import send_api  # imports this module: load it after
+
+    if send_api.handles(request.method, rest):
+        response = send_api.route(call, rest)
+        if call.applied:
+            response.headers["Preference-Applied"] = ", ".join(call.applied)
+        return response
     if calendar_api.is_calendar_path(rest):
         response = calendar_api.route(call, rest)
         if call.applied:
@@ -329,6 +340,8 @@ def _route(rest: list[str]) -> tuple[Handler, tuple[Any, ...]]:
         return _get_folder, (chain,)
     if tail == ["childfolders"]:
         return _list_folders, (chain,)
+    if tail == ["messages"]:
+        return _list_messages, (chain,)
     if tail[0] == "messages" and len(tail) == 2:
         if tail[1] in ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()"):
             return _delta, (chain,)
@@ -605,6 +618,55 @@ def _get_message(call: Call, mid: str) -> Response:
     shaped.pop("@odata.type", None)
     body = {"@odata.context": f"{call.base}/$metadata#users('{call.user_id}')/messages/$entity"}
     body.update(shaped)
+    return json_response(body)
+
+
+_LIST_FILTER = re.compile(
+    r"^\s*(receivedDateTime|sentDateTime)\s+(ge|gt)\s+(\S+)\s*$", re.IGNORECASE
+)
+
+
+def _list_messages(call: Call, chain: list[str]) -> Response:
+    """GET /me/mailFolders/{id}/messages (docs `api/mailfolder-list-messages.md`): default
+    page 10, ``$top`` up to 1000, ``$skip``, ``$select``, and here only the date ``$filter``s
+    a client needs (received or sent since)."""
+    _require(call, MAIL_READ)
+    _allow(call, "select", "filter", "top", "skip")
+    chosen = _select(call, MESSAGE_PROPERTIES, "microsoft.graph.message", "RequestBroker--ParseUri")
+    _id_type(call)
+    body_type = _body_type(call)
+    top = _int_option(call, "top", 1, 1000) or 10
+    skip = _int_option(call, "skip", 0, 10**9) or 0
+    test = None
+    if "filter" in call.options:
+        match = _LIST_FILTER.match(call.options["filter"])
+        if not match:
+            raise GraphError(400, "ErrorInvalidUrlQuery", "The '$filter' value is not supported.")
+        field_name, op, value = match.groups()
+        key = "receivedDateTime" if field_name.lower() == "receiveddatetime" else "sentDateTime"
+        bound = value.strip("'")
+
+        def test(message: dict[str, Any], key: str = key, op: str = op, bound: str = bound) -> bool:
+            stamp = str(message.get(key) or "")
+            return bool(stamp) and (stamp >= bound if op.lower() == "ge" else stamp > bound)
+
+    with call.mailbox.lock:
+        fid = _folder_id(call, chain)
+        views = [call.mailbox.view(mid) for mid in call.mailbox.message_ids_in(fid)]
+    views = [m for m in views if test is None or test(m)]
+    views.sort(key=lambda m: str(m.get("receivedDateTime") or ""), reverse=True)
+    page = views[skip : skip + top]
+    body: dict[str, Any] = {
+        "@odata.context": f"{call.base}/$metadata#users('{call.user_id}')/mailFolders('{fid}')"
+        "/messages",
+        "value": [shape_message(m, chosen, body_type) for m in page],
+    }
+    if skip + top < len(views):
+        args = dict(call.request.args)
+        args["$skip"] = str(skip + top)
+        query = "&".join(f"{k}={quote(str(v), safe=',')}" for k, v in args.items())
+        host = call.base.rsplit("/v1.0", 1)[0]
+        body["@odata.nextLink"] = f"{host}{call.request.path}?{query}"
     return json_response(body)
 
 

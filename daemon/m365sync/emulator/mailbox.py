@@ -27,6 +27,7 @@ import html
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -188,6 +189,25 @@ class Mailbox:
         self._lazy: LazySource | None = None
         self._attachments: dict[str, list[dict[str, Any]]] = {}
         self.calendar = Calendar(self.key, self.user, self.lock)
+        # Sending (send_api.py): what went out, copies on their way to Sent Items, and knobs.
+        self._sent: list[dict[str, Any]] = []
+        self._in_transit: dict[str, tuple[float, dict[str, Any], list[dict[str, Any]]]] = {}
+        self.send_keeps_id = True
+        """Whether the Sent Items copy keeps the draft's id (docs `concepts/outlook-immutable-id.md`
+        say so; `resources/mail-api-overview.md` excepts "sending a draft message", and
+        microsoft-graph-docs#1533 saw a new id). False gives the copy a new id."""
+        self.sent_copy_delay = 0.0
+        """Seconds before a sent message's copy shows up in Sent Items ("may not succeed
+        immediately after sending", docs `concepts/outlook-immutable-id.md`); until then a GET
+        of its id answers 404."""
+        # getSchedule (schedule.py): other people's busy times by address, and working hours.
+        self.free_busy: dict[str, list[dict[str, Any]]] = {}
+        self.working_hours: dict[str, Any] = {
+            "daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
+            "startTime": "08:00:00.0000000",
+            "endTime": "17:00:00.0000000",
+            "timeZone": {"name": "UTC"},
+        }
         self._create_standard_folders()
 
     # ----------------------------------------------------------------- construction
@@ -691,6 +711,150 @@ class Mailbox:
             if not filled["isInline"] and not self.view(mid).get("hasAttachments"):
                 self.update_message(mid, {"hasAttachments": True})
             return copy.deepcopy(filled)
+
+    # ----------------------------------------------------------------- drafts and sending
+
+    def owner_recipient(self) -> dict[str, Any]:
+        """The mailbox owner as a recipient (the from/sender of what it sends)."""
+        address = self.user.get("mail") or self.user.get("userPrincipalName")
+        return {"emailAddress": {"name": self.user.get("displayName"), "address": address}}
+
+    def create_draft(self, message: dict[str, Any], folder_ref: str = "drafts") -> dict[str, Any]:
+        """Store a new draft (isDraft and isRead true; unless given, from/sender are filled
+        only when it is sent, as Graph's documented answer shows) with any attachments given
+        inline; returns a copy of the resource."""
+        with self.lock:
+            given = {k: v for k, v in message.items() if k != "id"}
+            given.update(isDraft=True, isRead=True)
+            return self.add_message(folder_ref, given)
+
+    def send_draft(self, mid: str, *, kind: str = "send", in_reply_to: str | None = None) -> dict:
+        """Send a stored draft: it leaves its folder and its copy lands in Sent Items (isDraft
+        false, sentDateTime now, from/sender the owner), with the same id unless
+        `send_keeps_id` is off. Returns the sent-log record. KeyError if `mid` is no draft."""
+        with self.lock:
+            self.settle_sends()
+            if mid not in self._store or mid in self._raw:
+                raise KeyError(f"no draft {mid!r}")
+            message = copy.deepcopy(self._materialized(mid))
+            if not message.get("isDraft"):
+                raise KeyError(f"{mid!r} is not a draft")
+            attachments = self.attachments(mid)
+            self.delete_message(mid)
+            if not self.send_keeps_id:
+                message.pop("id", None)
+                attachments = [{k: v for k, v in a.items() if k != "id"} for a in attachments]
+            return self._deliver(
+                message, attachments, kind=kind, draft_id=mid, save=True, in_reply_to=in_reply_to
+            )
+
+    def send_new(
+        self,
+        message: dict[str, Any],
+        *,
+        kind: str = "sendMail",
+        save: bool = True,
+        in_reply_to: str | None = None,
+    ) -> dict[str, Any]:
+        """Send a message at once (sendMail, reply): its copy lands in Sent Items unless
+        `save` is false. Returns the sent-log record."""
+        with self.lock:
+            message = {k: v for k, v in message.items() if k != "id"}
+            attachments = [a for a in message.pop("attachments", None) or [] if isinstance(a, dict)]
+            if attachments and "hasAttachments" not in message:
+                message["hasAttachments"] = any(not a.get("isInline") for a in attachments)
+            return self._deliver(
+                message, attachments, kind=kind, draft_id=None, save=save, in_reply_to=in_reply_to
+            )
+
+    def _deliver(
+        self,
+        message: dict[str, Any],
+        attachments: list[dict[str, Any]],
+        *,
+        kind: str,
+        draft_id: str | None,
+        save: bool,
+        in_reply_to: str | None,
+    ) -> dict[str, Any]:
+        stamp = now_iso()
+        for name in ("@odata.etag", "changeKey", "parentFolderId", "lastModifiedDateTime"):
+            message.pop(name, None)
+        message.update(isDraft=False, isRead=True, sentDateTime=stamp, receivedDateTime=stamp)
+        for name in ("from", "sender"):
+            if not message.get(name):
+                message[name] = self.owner_recipient()
+        sent_folder = self._wellknown["sentitems"]
+        if save and self.sent_copy_delay <= 0:
+            filled = self.add_message(sent_folder, {**message, "attachments": attachments})
+        else:
+            filled = self._fill(sent_folder, message)
+            if save:
+                due = time.monotonic() + self.sent_copy_delay
+                self._in_transit[filled["id"]] = (due, filled, attachments)
+        record = {
+            "kind": kind,
+            "id": filled["id"] if save else None,
+            "draftId": draft_id,
+            "inReplyTo": in_reply_to,
+            "internetMessageId": filled.get("internetMessageId"),
+            "conversationId": filled.get("conversationId"),
+            "subject": filled.get("subject"),
+            "from": copy.deepcopy(filled.get("from")),
+            "toRecipients": copy.deepcopy(filled.get("toRecipients") or []),
+            "ccRecipients": copy.deepcopy(filled.get("ccRecipients") or []),
+            "bccRecipients": copy.deepcopy(filled.get("bccRecipients") or []),
+            "recipients": [
+                str((r.get("emailAddress") or {}).get("address"))
+                for field in ("toRecipients", "ccRecipients", "bccRecipients")
+                for r in filled.get(field) or []
+                if isinstance(r, dict)
+            ],
+            "internetMessageHeaders": copy.deepcopy(filled.get("internetMessageHeaders") or []),
+            "body": copy.deepcopy(filled.get("body")),
+            "attachments": [
+                {
+                    "name": a.get("name"),
+                    "contentType": a.get("contentType"),
+                    "size": int(a.get("size") or 0),
+                    "isInline": bool(a.get("isInline", False)),
+                }
+                for a in attachments
+            ],
+            "sentDateTime": stamp,
+            "savedToSentItems": save,
+        }
+        self._sent.append(record)
+        return copy.deepcopy(record)
+
+    def settle_sends(self) -> int:
+        """Put the copies whose `sent_copy_delay` has passed into Sent Items (delta sees them
+        then); returns how many. Graph calls this before answering each request."""
+        with self.lock:
+            if not self._in_transit:
+                return 0
+            now = time.monotonic()
+            due = [mid for mid, (at, _, _) in self._in_transit.items() if at <= now]
+            for mid in due:
+                _, message, attachments = self._in_transit.pop(mid)
+                for name in ("@odata.etag", "changeKey", "parentFolderId"):
+                    message.pop(name, None)
+                self.add_message("sentitems", {**message, "attachments": attachments})
+            return len(due)
+
+    def sent(self) -> list[dict[str, Any]]:
+        """What was sent, oldest first: kind (send, sendMail, reply), id (of the Sent Items
+        copy, None if not saved), draftId, internetMessageId, conversationId, subject,
+        from, to/cc/bcc and the flat ``recipients`` addresses, internetMessageHeaders, body,
+        attachments (name, contentType, size, isInline), sentDateTime, savedToSentItems."""
+        with self.lock:
+            self.settle_sends()
+            return copy.deepcopy(self._sent)
+
+    def clear_sent(self) -> None:
+        """Forget the sent log (the Sent Items copies stay)."""
+        with self.lock:
+            self._sent.clear()
 
     # ----------------------------------------------------------------- calendar and states
 

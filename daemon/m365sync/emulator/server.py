@@ -10,7 +10,8 @@ Routing, in order: ``/_emulator/...`` -> control API (control.py); identity path
 faults, then identity.py; ``/v1.0/...`` -> access-token check (401 in Graph's shape), faults,
 then ``graph_api.handle``; anything else -> 404 in Graph's error shape. Each request of a
 ``POST /v1.0/$batch`` passes the fault plan again on its own path (``_subrequest``), so a rule
-for ``/attachments`` throttles that sub-request inside the batch, as Graph does.
+for ``/attachments`` throttles that sub-request inside the batch, as Graph does. A
+``send_then_drop`` rule lets its request take effect and then closes the connection unanswered.
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from m365sync.emulator import control
-from m365sync.emulator.faults import DropConnection, FaultPlan, RequestLog, RequestRecord
+from m365sync.emulator.faults import (
+    DROP_AFTER,
+    DropConnection,
+    FaultPlan,
+    RequestLog,
+    RequestRecord,
+)
 from m365sync.emulator.identity import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Identity
 from m365sync.emulator.wire import graph_error
 
@@ -265,6 +272,7 @@ class Emulator:
             response = self.faults.respond(request) or graph_api.handle(
                 request, self.mailbox, scopes=scopes, public_base=self.base_url
             )
+            _drop_if_asked(request)
             status = response.status_code
             return response
         finally:
@@ -297,13 +305,15 @@ class Emulator:
                 from m365sync.emulator import graph_api
 
                 scopes = auth[1]
-                return graph_api.handle(
+                response = graph_api.handle(
                     request,
                     self.mailbox,
                     scopes=scopes,
                     public_base=self.base_url,
                     subrequest=lambda sub: self._subrequest(sub, scopes),
                 )
+                _drop_if_asked(request)
+                return response
             return graph_error(
                 404,
                 "NotFound",
@@ -317,6 +327,12 @@ class Emulator:
             return graph_error(
                 500, "InternalServerError", "The emulator failed on this request.", request=request
             )
+
+
+def _drop_if_asked(request: Request) -> None:
+    """After a ``send_then_drop`` fault's request took effect: lose its answer."""
+    if request.environ.get(DROP_AFTER):
+        raise DropConnection(request.path)
 
 
 def _drop(environ: dict[str, Any]) -> None:

@@ -1,23 +1,30 @@
-"""Sending mail through the user's mailbox: a draft first, then its send.
+"""Sending mail through the user's mailbox with the least permission: ``Mail.Send``.
 
-Graph's ``sendMail`` answers 202 with no id, so a send whose answer is lost cannot be told
-from one that never happened. A draft created with immutable ids has an id at once, and the
-same id finds the message in Sent Items after ``/send`` (docs `concepts/outlook-immutable-id.md`),
-so the outbox records the id before sending and checks it before ever sending again.
+Drafts would need ``Mail.ReadWrite`` (docs `api/user-post-messages.md`), a permission to
+change and delete every mail in the mailbox, which a CRM has no business holding; and the
+docs disagree on whether a draft's immutable id survives its send. So a new mail goes out with
+``POST /me/sendMail`` and a reply with ``POST /me/messages/{id}/reply`` (both ``Mail.Send``,
+both 202 with no body and no id), each carrying our identifier as an ``x-m365sync-outbox``
+internet header. The copy Outlook saves in Sent Items carries that header, and ``Mail.Read``
+finds it: that is how a send is confirmed, and how a send whose answer was lost is never
+repeated.
 """
 
 from __future__ import annotations
 
 import base64
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from m365sync.domain import EmailAddress, OutgoingAttachment, OutgoingMail
-from m365sync.errors import NotFound
 from m365sync.graph.client import GraphClient
 
 IMMUTABLE_IDS = {"Prefer": 'IdType="ImmutableId"'}
 OUTBOX_HEADER = "x-m365sync-outbox"
+OUTBOX_PREFIX = "m365sync-outbox-"  # followed by the outbox record's id
+# Outlook's clock and ours may differ; the Sent Items search looks this far back.
+CLOCK_SLACK = timedelta(minutes=10)
 
 
 def _recipients(addresses: tuple[EmailAddress, ...]) -> list[dict[str, Any]]:
@@ -36,15 +43,17 @@ def _attachment(attachment: OutgoingAttachment) -> dict[str, Any]:
     }
 
 
-def message_json(mail: OutgoingMail) -> dict[str, Any]:
-    """The draft: recipients, HTML body, attachments, and our identifier as an ``x-`` header
-    (Graph allows only ``x-`` custom headers, set at creation)."""
+def message_json(mail: OutgoingMail, *, reply: bool = False) -> dict[str, Any]:
+    """The message: recipients, HTML body, attachments, and our identifier as an ``x-``
+    header (Graph allows only ``x-`` custom headers). A reply takes Outlook's ``RE:`` subject
+    and threading, so it sends no subject of its own."""
     body: dict[str, Any] = {
-        "subject": mail.subject,
         "body": {"contentType": "html", "content": mail.body_html},
         "toRecipients": _recipients(mail.to),
         "internetMessageHeaders": [{"name": OUTBOX_HEADER, "value": mail.idempotency_key}],
     }
+    if not reply:
+        body["subject"] = mail.subject
     if mail.cc:
         body["ccRecipients"] = _recipients(mail.cc)
     if mail.bcc:
@@ -60,45 +69,45 @@ class MailSender:
     def __init__(self, client: GraphClient) -> None:
         self._client = client
 
-    def create_draft(self, mail: OutgoingMail) -> dict[str, Any]:
-        """A new mail's draft (with its attachments): the answer carries id and
-        internetMessageId. Not retried on failure: a second draft would be a stray."""
-        return self._client.post_json("/me/messages", message_json(mail), headers=IMMUTABLE_IDS)
-
-    def create_reply(self, mail: OutgoingMail) -> dict[str, Any]:
-        """A reply draft to ``mail.reply_to_graph_id``: Outlook threads it with the original
-        (same conversation, ``RE:`` subject, quoted history)."""
-        message = message_json(mail)
-        message.pop("subject")
-        attachments = message.pop("attachments", [])
-        draft = self._client.post_json(
-            f"/me/messages/{quote(mail.reply_to_graph_id or '', safe='')}/createReply",
-            {"message": message},
-            headers=IMMUTABLE_IDS,
-        )
-        for attachment in attachments:
+    def send(self, mail: OutgoingMail) -> None:
+        """Send (202). Never retried here: only `find_sent` may tell whether it went."""
+        if mail.reply_to_graph_id:
             self._client.post_json(
-                f"/me/messages/{quote(draft['id'], safe='')}/attachments",
-                attachment,
+                f"/me/messages/{quote(mail.reply_to_graph_id, safe='')}/reply",
+                {"message": message_json(mail, reply=True)},
                 headers=IMMUTABLE_IDS,
             )
-        return draft
-
-    def send(self, draft_id: str) -> None:
-        """Send the draft (202). Never retried here: only `status` may tell whether it went."""
-        self._client.post_json(
-            f"/me/messages/{quote(draft_id, safe='')}/send", None, headers=IMMUTABLE_IDS
-        )
-
-    def status(self, draft_id: str) -> Literal["draft", "sent", "gone"]:
-        """Where a recorded draft stands: still a draft, sent (its copy in Sent Items keeps
-        the immutable id), or gone (deleted)."""
-        try:
-            item = self._client.get_json(
-                f"/me/messages/{quote(draft_id, safe='')}",
-                params={"$select": "id,isDraft,parentFolderId"},
+        else:
+            self._client.post_json(
+                "/me/sendMail",
+                {"message": message_json(mail), "saveToSentItems": True},
                 headers=IMMUTABLE_IDS,
             )
-        except NotFound:
-            return "gone"
-        return "draft" if item.get("isDraft", True) else "sent"
+
+    def find_sent(self, mail: OutgoingMail, since: datetime) -> dict[str, Any] | None:
+        """The Sent Items copy of ``mail`` (id, internetMessageId, conversationId), found by
+        its ``x-m365sync-outbox`` header among the mail sent since ``since``; None if absent.
+
+        Graph cannot filter on internet headers, so the window of sent mail is read and
+        matched here; it is minutes wide, a page or two.
+        """
+        start = (since - CLOCK_SLACK).strftime("%Y-%m-%dT%H:%M:%SZ")
+        params = {
+            "$filter": f"sentDateTime ge {start}",
+            "$select": "id,internetMessageId,conversationId,internetMessageHeaders",
+            "$top": "50",
+        }
+        query = "&".join(f"{k}={quote(v, safe=',')}" for k, v in params.items())
+        for page in self._client.iter_pages(
+            f"/me/mailFolders/sentitems/messages?{query}", headers=IMMUTABLE_IDS
+        ):
+            for item in page.get("value", []):
+                headers = item.get("internetMessageHeaders") or []
+                if any(
+                    isinstance(h, dict)
+                    and str(h.get("name", "")).lower() == OUTBOX_HEADER
+                    and h.get("value") == mail.idempotency_key
+                    for h in headers
+                ):
+                    return item
+        return None

@@ -25,6 +25,7 @@ from m365sync.domain import (
     DeltaPage,
     Lease,
     MailFolder,
+    OutboxState,
     PageResult,
     PageWrite,
     StoredMessage,
@@ -35,6 +36,7 @@ from m365sync.graph.attachments import fetch_attachment_metadata
 from m365sync.graph.batch import batch_get
 from m365sync.graph.client import GraphClient
 from m365sync.graph.mail import PARTIAL_UPDATE, MailDeltaReader
+from m365sync.graph.send import OUTBOX_HEADER, OUTBOX_PREFIX
 from m365sync.sync.autocreate import AutoCreatePolicy, merge_created, partners_to_create
 from m365sync.sync.mail import (
     MailPolicy,
@@ -202,7 +204,26 @@ class MailCycle:
         )
         result = self.gateway.store_mail_page(write, lease=self.lease)
         skipped.update(page_skips)  # counted once the page is stored, not before
+        self._link_outbox(page)
         return result
+
+    def _link_outbox(self, page: DeltaPage) -> None:
+        """Sent Items copies of mail the CRM sent carry its outbox id in a header: the outbox
+        record gets the stored message's ids (the copy itself was stored once, above)."""
+        if not self.gateway.supports_outbox:
+            return
+        for message in page.messages:
+            value = next(
+                (v for k, v in message.headers.items() if k.lower() == OUTBOX_HEADER), None
+            )
+            if value and value.startswith(OUTBOX_PREFIX) and value[len(OUTBOX_PREFIX) :].isdigit():
+                self.gateway.update_outgoing(
+                    int(value[len(OUTBOX_PREFIX) :]),
+                    OutboxState.SENT,
+                    graph_id=message.graph_id,
+                    internet_message_id=message.internet_message_id,
+                    conversation_id=message.conversation_id,
+                )
 
     def _lookups(self, page: DeltaPage) -> PartnerLookups:
         addresses = page_addresses(page.messages)

@@ -1,16 +1,19 @@
-"""Sending what the CRM queued, exactly once (DESIGN.md, invariant 7).
+"""Sending what the CRM queued, at most once (DESIGN.md, invariant 7).
 
-For each queued mail: check it (`sync.outbox.problem_with`), create the draft, record its
-immutable id, send it, record ``sent``. A mail found ``sending`` with a draft id is one a
-stopped daemon left half-way: Graph is asked where that draft is before anything is sent
-again, so a crash between Graph's 202 and the CRM's write never sends twice. One mail's
-failure (a bad address, a refused token) fails that mail with words; the others go on.
+For each queued mail: check it (`sync.outbox.problem_with`), record ``sending`` with the time,
+send it (``sendMail`` or ``reply``, carrying the ``x-m365sync-outbox`` header), record ``sent``.
+A mail found ``sending`` is one whose outcome is unknown (the daemon stopped, or the answer was
+lost): it is looked for in Sent Items by its header and never sent again blindly; if it does
+not show up within a grace period, it fails with words telling the person to check Sent Items
+before retrying. One mail's failure (a bad address, a refused token) fails that mail with
+words; the others go on.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import Account, AccountStatus, OutboxState, OutgoingMail
@@ -20,6 +23,13 @@ from m365sync.service.runtime import Runtime
 from m365sync.sync.outbox import problem_with
 
 log = logging.getLogger(__name__)
+
+# How long a copy may take to appear in Sent Items before an unknown send is called failed.
+CONFIRM_GRACE = timedelta(minutes=5)
+
+UNCONFIRMED = (
+    "The send could not be confirmed: look in Sent Items, and retry only if it is not there."
+)
 
 
 def send_outgoing(gateway: CrmGateway, sender: MailSender, account: Account) -> Counter[str]:
@@ -36,42 +46,67 @@ def _send_one(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> st
         gateway.update_outgoing(mail.id, OutboxState.FAILED, error=problem)
         return "failed"
     try:
-        draft_id = mail.draft_id
-        if draft_id:
-            where = sender.status(draft_id)
-            if where == "sent":
-                log.info("outbox %s was sent before the daemon stopped; not sending again", mail.id)
-                gateway.update_outgoing(mail.id, OutboxState.SENT)
-                return "sent"
-            if where == "gone":
-                gateway.update_outgoing(
-                    mail.id,
-                    OutboxState.FAILED,
-                    error="Its draft was deleted in Outlook before it was sent: write it again.",
-                )
-                return "failed"
-        else:
-            draft = (
-                sender.create_reply(mail) if mail.reply_to_graph_id else sender.create_draft(mail)
+        if mail.state is OutboxState.SENDING:
+            return _confirm(gateway, sender, mail)
+        started = datetime.now(UTC)
+        gateway.update_outgoing(mail.id, OutboxState.SENDING, send_started_at=started)
+        try:
+            sender.send(mail)
+        except Transient as error:
+            log.warning(
+                "outbox %s: %s; confirming from Sent Items before anything else", mail.id, error
             )
-            draft_id = draft["id"]
-            gateway.update_outgoing(
-                mail.id,
-                OutboxState.SENDING,
-                draft_id=draft_id,
-                internet_message_id=draft.get("internetMessageId"),
-                conversation_id=draft.get("conversationId"),
-            )
-        sender.send(draft_id)
+            return "pending"
+        gateway.update_outgoing(mail.id, OutboxState.SENT)
+        _link_sent_copy(gateway, sender, mail, started)
+        return "sent"
     except Transient as error:
-        # The send may or may not have happened: the draft id decides next pass.
-        log.warning("outbox %s: %s; the next pass checks its draft before retrying", mail.id, error)
+        log.warning("outbox %s: %s; the next pass tries again", mail.id, error)
         return "pending"
     except M365SyncError as error:
+        # Graph refused the request itself: nothing was sent, the person may retry.
         gateway.update_outgoing(mail.id, OutboxState.FAILED, error=advice_for(error).sentence)
         return "failed"
-    gateway.update_outgoing(mail.id, OutboxState.SENT)
-    return "sent"
+
+
+def _confirm(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> str:
+    """A send with an unknown outcome: sent if its copy is in Sent Items, never resent."""
+    started = mail.send_started_at or datetime.now(UTC)
+    found = sender.find_sent(mail, started)
+    if found is not None:
+        log.info("outbox %s had been sent before the daemon lost track; not sending again", mail.id)
+        gateway.update_outgoing(
+            mail.id,
+            OutboxState.SENT,
+            graph_id=found.get("id"),
+            internet_message_id=found.get("internetMessageId"),
+            conversation_id=found.get("conversationId"),
+        )
+        return "sent"
+    if datetime.now(UTC) - started < CONFIRM_GRACE:
+        return "pending"  # Outlook may still be saving the copy
+    gateway.update_outgoing(mail.id, OutboxState.FAILED, error=UNCONFIRMED)
+    return "failed"
+
+
+def _link_sent_copy(
+    gateway: CrmGateway, sender: MailSender, mail: OutgoingMail, started: datetime
+) -> None:
+    """Record the Sent Items copy's ids when Outlook already has it (the mail sync links it
+    later otherwise, by the same header)."""
+    try:
+        found = sender.find_sent(mail, started)
+    except M365SyncError as error:
+        log.info("outbox %s: sent; its Sent Items copy is linked later (%s)", mail.id, error)
+        return
+    if found is not None:
+        gateway.update_outgoing(
+            mail.id,
+            OutboxState.SENT,
+            graph_id=found.get("id"),
+            internet_message_id=found.get("internetMessageId"),
+            conversation_id=found.get("conversationId"),
+        )
 
 
 def send_all_outboxes(runtime: Runtime) -> Counter[str]:
