@@ -152,18 +152,52 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def cmd_meet(args: argparse.Namespace) -> int:
     from datetime import datetime
+    from zoneinfo import ZoneInfo
 
-    from m365sync.service.actions import schedule_meeting
+    from rich.table import Table
+
+    from m365sync.service.actions import day_availability, schedule_meeting
     from m365sync.service.runtime import Runtime
 
     runtime = Runtime.build(_config(args))
     try:
+        start = datetime.fromisoformat(args.start)
+        zone = ZoneInfo(args.time_zone)
+        local = start if start.tzinfo else start.replace(tzinfo=zone)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        own, others = day_availability(
+            runtime, account_id=args.account, attendees=args.attendee, day=midnight
+        )
+        table = Table(title=f"Busy on {midnight:%A %Y-%m-%d} ({args.time_zone})")
+        for column in ("Who", "From", "To", "What"):
+            table.add_column(column)
+        for meeting in own:
+            if meeting.start and meeting.end:
+                table.add_row(
+                    "you",
+                    f"{meeting.start.astimezone(zone):%H:%M}",
+                    f"{meeting.end.astimezone(zone):%H:%M}",
+                    meeting.subject,
+                )
+            else:
+                table.add_row("you", "all day", "", meeting.subject)
+        for person in others:
+            if person.error:
+                table.add_row(person.address, "-", "-", f"[dim]{person.error}[/]")
+            for slot in person.slots:
+                table.add_row(
+                    person.address,
+                    f"{slot.start.astimezone(zone):%H:%M}",
+                    f"{slot.end.astimezone(zone):%H:%M}",
+                    slot.status,
+                )
+        console.print(table)
         event_id, run = schedule_meeting(
             runtime,
             account_id=args.account,
             attendees=args.attendee,
             subject=args.subject,
-            start=datetime.fromisoformat(args.start),
+            start=start,
             minutes=args.minutes,
             time_zone=args.time_zone,
             location=args.location,

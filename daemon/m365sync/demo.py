@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import socket
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -23,6 +23,7 @@ from m365sync.crm.sqlite import SqliteGateway
 from m365sync.emulator import seed
 from m365sync.emulator.mailbox import Mailbox
 from m365sync.emulator.server import Emulator
+from m365sync.service.actions import queue_and_send, schedule_meeting
 from m365sync.service.connect import connect_account
 from m365sync.service.emulator_cmd import emulator_config_toml
 from m365sync.service.runtime import Runtime
@@ -170,10 +171,15 @@ def run_demo(console: Console, *, size: int = 5000, workdir: Path = Path(".demo"
         started = time.monotonic()
         incremental = sync_accounts(runtime, console)
         incremental_seconds = time.monotonic() - started
+        incremental_requests = _http_requests(emulator) - full_requests
+
+        console.rule("Compose Email and Schedule Meeting from the CRM")
+        _send_and_meet(console, runtime, gateway, account, who)
+        after = sync_accounts(runtime, console)
 
         console.rule("Summary")
         console.print(accounts_table(gateway.list_accounts(), gateway))
-        console.print(runs_table(full + incremental))
+        console.print(runs_table(full + incremental + after))
         console.print(_per_partner_table(gateway))
         _print_threads(console, gateway)
         console.print(_meetings_table(gateway))
@@ -184,13 +190,13 @@ def run_demo(console: Console, *, size: int = 5000, workdir: Path = Path(".demo"
                 f"{full_requests} HTTP requests to Graph and identity (JSON batches count once).\n"
                 f"Incremental sync: {incremental_seconds:.1f} s, "
                 f"{incremental[0][1].imported} new, {incremental[0][1].removed} removed, "
-                f"{_http_requests(emulator) - full_requests} requests.\n"
+                f"{incremental_requests} requests.\n"
                 f"Messages in the CRM: {stored}. Store: {config.store.sqlite_path()}\n"
                 f"Demo total: {time.monotonic() - begin:.1f} s.",
                 title="Figures",
             )
         )
-        failed = [run for _, run, _ in full + incremental if run.error]
+        failed = [run for _, run, _ in full + incremental + after if run.error]
         runtime.close()
         return 1 if failed else 0
     finally:
@@ -210,6 +216,40 @@ def _per_partner_table(gateway: SqliteGateway, limit: int = 15) -> Table:
             str(messages),
         )
     return table
+
+
+def _send_and_meet(
+    console: Console, runtime: Runtime, gateway: SqliteGateway, account, who
+) -> None:
+    """What a salesperson does from the contact: write, then book a meeting."""
+    mail_id, _ = queue_and_send(
+        runtime,
+        account_id=account.id,
+        to=[who["email"]],
+        subject="Follow-up on our call",
+        body_html="<p>Thanks for your time today. The quote is attached.</p>",
+    )
+    item = gateway.outbox_item(mail_id)
+    console.print(
+        f"  \u2022 Compose Email to {who['name']}: outbox {mail_id} {item.state.value} "
+        "(sent through Outlook, saved to Sent Items, linked when it syncs back)"
+    )
+    start = (datetime.now(UTC) + timedelta(days=2)).replace(
+        hour=15, minute=0, second=0, microsecond=0
+    )
+    _, run = schedule_meeting(
+        runtime,
+        account_id=account.id,
+        attendees=[who["email"]],
+        subject=f"Quote review with {who['name']}",
+        start=start,
+        minutes=30,
+        time_zone="UTC",
+    )
+    console.print(
+        f"  \u2022 Schedule Meeting with {who['name']} on {start:%a %Y-%m-%d %H:%M} UTC: "
+        + ("in Outlook, invitation sent by Outlook" if run.calendar.get("pushed") else "not pushed")
+    )
 
 
 def _meetings_table(gateway: SqliteGateway, limit: int = 12) -> Table:

@@ -202,3 +202,40 @@ def test_a_meeting_with_two_attendees_appears_once_on_both_sides(stack, account)
         if m.subject == "Offer walkthrough"
     ]
     assert [m.crm_event_id for m in meetings] == [event_id]
+
+
+def test_the_scheduling_form_shows_own_and_attendees_busy_times(stack, account):
+    from m365sync.service.actions import day_availability
+
+    sync(stack, account)  # the user's calendar is synced first
+    day = (datetime.now(UTC) + timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
+    stack.emulator.mailbox.calendar.create(
+        {
+            "subject": "Dentist",
+            "start": {"dateTime": f"{day:%Y-%m-%d}T10:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": f"{day:%Y-%m-%d}T11:00:00", "timeZone": "UTC"},
+        }
+    )
+    sync(stack, account)
+    stack.emulator.mailbox.free_busy[CONTACT] = [
+        {
+            "status": "busy",
+            "start": {"dateTime": f"{day:%Y-%m-%d}T14:00:00.0000000", "timeZone": "UTC"},
+            "end": {"dateTime": f"{day:%Y-%m-%d}T15:30:00.0000000", "timeZone": "UTC"},
+        }
+    ]
+    own, others = day_availability(
+        stack.runtime,
+        account_id=account.id,
+        attendees=[CONTACT, "nobody@elsewhere.example"],
+        day=day,
+    )
+    assert any(m.subject == "Dentist" and m.start == day.replace(hour=10) for m in own)
+    by_address = {a.address: a for a in others}
+    (slot,) = by_address[CONTACT].slots
+    assert (slot.start, slot.end, slot.status) == (
+        day.replace(hour=14),
+        day.replace(hour=15, minute=30),
+        "busy",
+    )
+    assert by_address["nobody@elsewhere.example"].error  # unknown, not free

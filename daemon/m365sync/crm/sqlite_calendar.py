@@ -518,6 +518,37 @@ class CalendarStore:
                 )
         return summaries
 
+    def busy_times(self, account_id: int, start: datetime, end: datetime) -> list[EventSummary]:
+        """The account's own meetings overlapping [start, end): what Schedule Meeting shows
+        as the user's busy times, from the synced calendar (no Graph call)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT e.* FROM crm_calendar_event e LEFT JOIN m365_event_binding b "
+                "ON b.crm_event_id = e.id WHERE (b.account_id = :a OR e.owner_account_id = :a) "
+                "AND e.deleted = 0 AND e.is_cancelled = 0 AND e.is_series_master = 0 "
+                "AND e.show_as != 'free' AND ((e.start_at < :end AND e.end_at > :start) "
+                "OR (e.start_date <= :day AND e.end_date > :day)) ORDER BY e.start_at",
+                {
+                    "a": account_id,
+                    "start": _text(start),
+                    "end": _text(end),
+                    "day": start.astimezone(UTC).date().isoformat(),
+                },
+            ).fetchall()
+        return [
+            EventSummary(
+                crm_event_id=row["id"],
+                subject=row["subject"] or "(private)",
+                start=_when(row["start_at"]),
+                end=_when(row["end_at"]),
+                is_all_day=bool(row["is_all_day"]),
+                start_date=_day(row["start_date"]),
+                recurring=row["series_id"] is not None,
+                attendees=(),
+            )
+            for row in rows
+        ]
+
     # --- what a CRM user does (the embedded store's stand-in for Odoo's calendar UI) --------
 
     def crm_create_event(

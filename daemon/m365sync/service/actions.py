@@ -21,6 +21,7 @@ from m365sync.domain import (
     SyncRun,
 )
 from m365sync.errors import ConfigError
+from m365sync.graph.schedule import Availability, free_busy
 from m365sync.graph.send import MailSender
 from m365sync.service.account_sync import policy_for
 from m365sync.service.calendar_cycle import CalendarCycle
@@ -78,6 +79,19 @@ def queue_and_send(
     )
     sender = MailSender(runtime.graph_for(account))
     return mail_id, send_outgoing(store, sender, account)
+
+
+def day_availability(
+    runtime: Runtime, *, account_id: int | None, attendees: list[str], day: datetime
+) -> tuple[list, list[Availability]]:
+    """What the scheduling form shows for ``day`` (an aware midnight): the user's own meetings
+    from the synced calendar, and the attendees' free/busy from Graph's getSchedule."""
+    store = _store(runtime)
+    account = _account(runtime, account_id)
+    end = day + timedelta(days=1)
+    own = store.busy_times(account.id, day, end)
+    others = free_busy(runtime.graph_for(account), attendees, day, end) if attendees else []
+    return own, others
 
 
 def schedule_meeting(
