@@ -1,1 +1,1 @@
-# Filled in by the Odoo addon issue (see readme/ROADMAP.md).
+from . import main

@@ -1,1 +1,14 @@
-# Filled in by the Odoo addon issue (see readme/ROADMAP.md).
+from . import m365_account
+from . import m365_account_folder
+from . import m365_mail_thread
+from . import m365_mail_message
+from . import m365_mail_message_link
+from . import m365_mail_participant
+from . import m365_mail_attachment
+from . import m365_sync_run
+from . import m365_connect_request
+from . import m365_outbox
+from . import res_config_settings
+from . import res_partner
+from . import m365_daemon_heartbeat
+from . import m365_daemon_api

@@ -1,0 +1,5 @@
+from . import test_daemon_api
+from . import test_leases
+from . import test_security
+from . import test_controller
+from . import test_partner_form

@@ -1,0 +1,1036 @@
+"""The daemon's RPC API: one public method per ``CrmGateway`` method (m365sync.crm.gateway).
+
+Each method takes ONE positional argument, ``payload``: a dict of the gateway method's
+arguments in wire form (m365sync.crm.wire: dataclasses as objects, enums by value, datetimes
+ISO-8601 with offset), and returns the wire form of the result, with two XML-RPC rules:
+Odoo marshals without ``allow_none``, so a ``None`` result is returned as ``True`` and every
+``None`` inside a result (or an Optional result with no value) as ``False``; integer dict
+keys are strings.
+
+Errors are ``UserError`` whose message starts with a machine prefix the adapter maps:
+``M365:UnknownAccount:``, ``M365:LeaseLost:``, ``M365:Conflict:``.
+
+No sync logic lives here: the daemon decides, these methods store, each call in the one
+transaction Odoo gives an RPC (so a page, its removals and its cursor commit together).
+"""
+
+# The "M365:..." errors are machine codes the daemon's adapter maps to its own exceptions;
+# translating them would break the mapping, hence no translation for them.
+# pylint: disable=translation-required
+
+import hashlib
+import json
+from datetime import timedelta
+
+from odoo import api, fields, models
+from odoo.exceptions import AccessError, UserError
+
+from .m365_tools import (
+    dt_from_wire,
+    dt_to_wire,
+    email_domain,
+    json_dumps,
+    json_loads,
+    normalize_domain,
+    normalize_email,
+    website_domain,
+)
+from .res_config_settings import DAEMON_INFO_KEY, DAEMON_SEEN_KEY
+
+DAEMON_GROUP = "crm_microsoft365.group_m365_daemon"
+# The one origin marker: every write the daemon makes carries it (echo suppression reads it).
+ORIGIN = {"m365_sync_origin": True, "tracking_disable": True, "mail_notrack": True}
+
+
+def _none_to_false(value):
+    """XML-RPC without allow_none: None -> False, recursively."""
+    if value is None:
+        return False
+    if isinstance(value, dict):
+        return {str(k): _none_to_false(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_none_to_false(v) for v in value]
+    return value
+
+
+def _opt(value):
+    """Optional wire values may come as null or False (XML-RPC)."""
+    return None if value is False else value
+
+
+def _unknown(account_id):
+    return UserError(f"M365:UnknownAccount: no Microsoft 365 account with id {account_id}.")
+
+
+def _fingerprint(message, participants):
+    """What decides whether an upsert changes a stored message (ids and folder excluded)."""
+    content = {k: v for k, v in message.items() if k not in ("graph_id", "folder_id", "change_key")}
+    content["participants"] = [
+        [
+            p.get("role"),
+            normalize_email(p.get("address")),
+            p.get("name") or "",
+            _opt(p.get("partner_id")),
+            _opt(p.get("company_id")),
+        ]
+        for p in participants
+    ]
+    blob = json.dumps(content, sort_keys=True, ensure_ascii=False, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+class M365DaemonApi(models.AbstractModel):
+    _name = "m365.daemon.api"
+    _description = "Microsoft 365 daemon API"
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _daemon_env(self):
+        """Refuse anyone but the daemon's group; then work as superuser.
+
+        sudo: the daemon writes fields no user may write (leases, cursors, sealed tokens) on
+        every user's accounts, and reads partners regardless of record rules to match mail; the
+        group check above is what authorises it, and the origin marker labels its writes."""
+        if not self.env.user.has_group(DAEMON_GROUP):
+            raise AccessError(
+                self.env._("Only the m365sync daemon's user may call the Microsoft 365 daemon API.")
+            )
+        return self.sudo().with_context(**ORIGIN).env
+
+    def _account(self, env, account_id, lock=False):
+        account_id = int(account_id)
+        if lock:
+            env.cr.execute(
+                "SELECT id FROM m365_account WHERE id = %s FOR UPDATE", (account_id,)
+            )
+            if not env.cr.fetchone():
+                raise _unknown(account_id)
+            return env["m365.account"].browse(account_id)
+        account = env["m365.account"].browse(account_id).exists()
+        if not account:
+            raise _unknown(account_id)
+        return account
+
+    @staticmethod
+    def _account_wire(account):
+        return {
+            "id": account.id,
+            "address": account.address or "",
+            "display_name": account.mailbox_name or "",
+            "tenant_id": account.tenant_id or "",
+            "object_id": account.object_id or "",
+            "owner": account.user_id.login or "",
+            "status": account.status,
+            "status_detail": account.status_detail or "",
+            "status_until": dt_to_wire(account.status_until),
+            "last_sync_at": dt_to_wire(account.last_sync_at),
+            "privacy": account.privacy,
+            "auto_create": account.auto_create,
+            "own_domains": account.own_domain_list(),
+            "sealed_token_cache": account.sealed_token_cache or None,
+        }
+
+    @staticmethod
+    def _partner_wire(partner):
+        return {
+            "id": partner.id,
+            "name": partner.name or "",
+            "email": partner.email or None,
+            "is_company": bool(partner.is_company),
+            "parent_id": partner.parent_id.id or None,
+            "website": partner.website or None,
+        }
+
+    @staticmethod
+    def _now(payload):
+        return dt_from_wire(_opt(payload.get("now"))) or fields.Datetime.now()
+
+    # --- accounts -------------------------------------------------------------------------------
+
+    @api.model
+    def upsert_account(self, payload):
+        env = self._daemon_env()
+        spec = payload["spec"]
+        Account = env["m365.account"]
+        address = spec["address"]
+        normalized = normalize_email(address)
+        tenant, oid = spec.get("tenant_id") or "", spec.get("object_id") or ""
+        account = Account
+        if tenant and oid:
+            account = Account.search(
+                [("tenant_id", "=", tenant), ("object_id", "=", oid)], limit=1
+            )
+            if not account:
+                account = Account.search(
+                    [
+                        ("address_normalized", "=", normalized),
+                        "|",
+                        ("tenant_id", "in", [False, ""]),
+                        ("object_id", "in", [False, ""]),
+                    ],
+                    order="id",
+                    limit=1,
+                )
+        else:
+            account = Account.search(
+                [("address_normalized", "=", normalized)], order="id", limit=1
+            )
+        values = {
+            "address": address,
+            "mailbox_name": spec.get("display_name") or "",
+            "privacy": spec.get("privacy") or "everything",
+            "auto_create": spec.get("auto_create") or "none",
+            "own_domains": ",".join(
+                normalize_domain(d) for d in spec.get("own_domains") or [] if d
+            ),
+            "status": "connected",
+            "status_detail": "",
+            "status_until": False,
+        }
+        owner = spec.get("owner") or ""
+        if owner:
+            user = env["res.users"].with_context(active_test=False).search(
+                [("login", "=", owner)], limit=1
+            )
+            if user:
+                values["user_id"] = user.id
+        if tenant and oid:
+            values |= {"tenant_id": tenant, "object_id": oid}
+        if _opt(spec.get("sealed_token_cache")) is not None:
+            values["sealed_token_cache"] = spec["sealed_token_cache"]
+        if account:
+            account.write(values)
+        else:
+            values.setdefault("user_id", False)
+            account = Account.create(values)
+        return _none_to_false(self._account_wire(account))
+
+    @api.model
+    def get_account(self, payload):
+        env = self._daemon_env()
+        return _none_to_false(self._account_wire(self._account(env, payload["account_id"])))
+
+    @api.model
+    def list_accounts(self, payload=None):
+        env = self._daemon_env()
+        # The contract asks for every account; there are few (one per connected mailbox).
+        accounts = env["m365.account"].search([], order="id")  # pylint: disable=no-search-all
+        return _none_to_false([self._account_wire(a) for a in accounts])
+
+    @api.model
+    def set_account_status(self, payload):
+        """``until`` is part of the status: a call without it clears an older one."""
+        env = self._daemon_env()
+        account = self._account(env, payload["account_id"])
+        values = {
+            "status": payload["status"],
+            "status_detail": payload.get("detail") or "",
+            "status_until": dt_from_wire(_opt(payload.get("until"))) or False,
+        }
+        synced = dt_from_wire(_opt(payload.get("synced_at")))
+        if synced:
+            values["last_sync_at"] = synced
+            # A finished cycle answers a pending "Sync now".
+            values["sync_requested"] = False
+        account.write(values)
+        return True
+
+    @api.model
+    def store_token_cache(self, payload):
+        env = self._daemon_env()
+        account = self._account(env, payload["account_id"])
+        account.write({"sealed_token_cache": payload["sealed_token_cache"]})
+        return True
+
+    # --- leases ---------------------------------------------------------------------------------
+
+    @api.model
+    def lease_accounts(self, payload):
+        """Claim up to ``limit`` free or expired, unpaused accounts in one statement.
+
+        ``FOR UPDATE SKIP LOCKED``: two daemons claiming at once never wait for each other and
+        never get the same row; each claim draws a new token from a sequence (only grows)."""
+        env = self._daemon_env()
+        env["m365.daemon.heartbeat"]._beat(payload["holder"])
+        limit = int(payload.get("limit") or 0)
+        if limit <= 0:
+            return []
+        now = self._now(payload)
+        expires = now + timedelta(seconds=float(payload["ttl_seconds"]))
+        holder = payload["holder"]
+        env["m365.account"].flush_model()
+        env.cr.execute(
+            """
+            UPDATE m365_account a
+               SET lease_holder = %(holder)s,
+                   lease_token = nextval('m365_account_lease_token_seq'),
+                   lease_expires_at = %(expires)s,
+                   lease_attempts = COALESCE(a.lease_attempts, 0) + 1,
+                   write_uid = %(uid)s,
+                   write_date = (now() at time zone 'UTC')
+              FROM (
+                    SELECT id FROM m365_account
+                     WHERE status != 'paused'
+                       AND (lease_holder IS NULL OR lease_expires_at <= %(now)s)
+                     ORDER BY last_sync_at IS NOT NULL, last_sync_at, id
+                     LIMIT %(limit)s
+                       FOR UPDATE SKIP LOCKED
+                   ) claimed
+             WHERE a.id = claimed.id
+         RETURNING a.id, a.lease_token
+            """,
+            {
+                "holder": holder,
+                "expires": expires,
+                "now": now,
+                "limit": limit,
+                "uid": self.env.uid,
+            },
+        )
+        rows = sorted(env.cr.fetchall(), key=lambda row: row[1])
+        env["m365.account"].invalidate_model(
+            ["lease_holder", "lease_token", "lease_expires_at", "lease_attempts"]
+        )
+        return [
+            {
+                "account_id": account_id,
+                "token": token,
+                "holder": holder,
+                "expires_at": dt_to_wire(expires),
+            }
+            for account_id, token in rows
+        ]
+
+    def _check_lease(self, env, lease, account_id):
+        """The token proves the claim (read under a row lock held to the end of the call): an
+        expiry nobody acted on does not void it, a takeover (new token) or a release does."""
+        account_id = int(account_id)
+        env["m365.account"].flush_model()
+        env.cr.execute(
+            "SELECT lease_token, lease_holder FROM m365_account WHERE id = %s FOR UPDATE",
+            (account_id,),
+        )
+        row = env.cr.fetchone()
+        if row is None:
+            raise _unknown(account_id)
+        token, holder = row
+        if int(lease["account_id"]) != account_id or holder is None or token != int(lease["token"]):
+            raise UserError(
+                f"M365:LeaseLost: the lease {lease['token']} on account {account_id} is no "
+                f"longer held by {lease.get('holder')}."
+            )
+
+    @api.model
+    def renew_lease(self, payload):
+        env = self._daemon_env()
+        lease = payload["lease"]
+        self._check_lease(env, lease, lease["account_id"])
+        expires = self._now(payload) + timedelta(seconds=float(payload["ttl_seconds"]))
+        env["m365.account"].browse(int(lease["account_id"])).write({"lease_expires_at": expires})
+        return {
+            "account_id": int(lease["account_id"]),
+            "token": int(lease["token"]),
+            "holder": lease["holder"],
+            "expires_at": dt_to_wire(expires),
+        }
+
+    @api.model
+    def release_lease(self, payload):
+        """A stale token is ignored; a clean release also resets the attempt count."""
+        env = self._daemon_env()
+        lease = payload["lease"]
+        env["m365.account"].flush_model()
+        env.cr.execute(
+            "UPDATE m365_account SET lease_holder = NULL, lease_expires_at = NULL, "
+            "lease_attempts = 0 WHERE id = %s AND lease_token = %s",
+            (int(lease["account_id"]), int(lease["token"])),
+        )
+        env["m365.account"].invalidate_model(
+            ["lease_holder", "lease_expires_at", "lease_attempts"]
+        )
+        return True
+
+    # --- partners -------------------------------------------------------------------------------
+
+    def _partners_by_emails(self, env, emails):
+        """Normalised email -> partner; a person beats a company, then the lowest id.
+        One indexed search for the whole set (``m365_email_normalized`` is the daemon's own
+        normalisation, stored on the partner)."""
+        wanted = {normalize_email(e) for e in emails if e and str(e).strip()}
+        wanted.discard(None)
+        if not wanted:
+            return {}
+        partners = env["res.partner"].search(
+            [("m365_email_normalized", "in", list(wanted))], order="is_company, id"
+        )
+        found = {}
+        for partner in partners:
+            found.setdefault(partner.m365_email_normalized, partner)
+        return found
+
+    @api.model
+    def find_partners_by_emails(self, payload):
+        env = self._daemon_env()
+        found = self._partners_by_emails(env, payload.get("emails") or [])
+        return _none_to_false({k: self._partner_wire(p) for k, p in found.items()})
+
+    def _companies_by_domains(self, env, domains):
+        """Companies whose email domain or website domain is one of ``domains``; one search."""
+        wanted = {normalize_domain(d) for d in domains if d and str(d).strip()}
+        wanted.discard("")
+        if not wanted:
+            return {}
+        companies = env["res.partner"].search(
+            [
+                ("is_company", "=", True),
+                "|",
+                ("m365_website_domain", "in", list(wanted)),
+                ("m365_email_domain", "in", list(wanted)),
+            ],
+            order="id",
+        )
+        found = {}
+        for company in companies:
+            for key in (company.m365_website_domain, company.m365_email_domain):
+                if key in wanted:
+                    found.setdefault(key, company)
+        return found
+
+    @api.model
+    def find_companies_by_domains(self, payload):
+        env = self._daemon_env()
+        found = self._companies_by_domains(env, payload.get("domains") or [])
+        return _none_to_false({k: self._partner_wire(p) for k, p in found.items()})
+
+    @api.model
+    def get_partners(self, payload):
+        env = self._daemon_env()
+        ids = sorted({int(i) for i in payload.get("partner_ids") or [] if int(i) > 0})
+        partners = env["res.partner"].with_context(active_test=False).browse(ids).exists()
+        return _none_to_false({str(p.id): self._partner_wire(p) for p in partners})
+
+    @api.model
+    def create_partners(self, payload):
+        """Companies first, so contacts of the same call hang under them; idempotent by email,
+        and a company also by its work domain, so a replayed auto-creation makes no twin."""
+        env = self._daemon_env()
+        drafts = payload.get("drafts") or []
+        made = {}
+        order = sorted(range(len(drafts)), key=lambda i: not drafts[i].get("is_company"))
+        for index in order:
+            made[index] = self._create_one(env, drafts[index])
+        return _none_to_false([self._partner_wire(made[i]) for i in range(len(drafts))])
+
+    def _create_one(self, env, draft):
+        Partner = env["res.partner"]
+        email = _opt(draft.get("email"))
+        website = _opt(draft.get("website"))
+        company_domain = _opt(draft.get("company_domain"))
+        if email:
+            existing = self._partners_by_emails(env, [email])
+            if existing:
+                return next(iter(existing.values()))
+        if draft.get("is_company"):
+            domain = (
+                (normalize_domain(company_domain) if company_domain else None)
+                or website_domain(website)
+                or email_domain(normalize_email(email) if email else None)
+            )
+            if domain:
+                existing = self._companies_by_domains(env, [domain])
+                if existing:
+                    return existing[domain]
+            if not website and domain:
+                website = domain  # so the company is found by its domain next time
+            return Partner.create(
+                {"name": draft["name"], "email": email, "is_company": True, "website": website}
+            )
+        parent = Partner
+        if company_domain:
+            parent = self._companies_by_domains(env, [company_domain]).get(
+                normalize_domain(company_domain), Partner
+            )
+        return Partner.create(
+            {
+                "name": draft["name"],
+                "email": email,
+                "website": website,
+                "parent_id": parent.id or False,
+            }
+        )
+
+    # --- mail -----------------------------------------------------------------------------------
+
+    @api.model
+    def get_cursor(self, payload):
+        env = self._daemon_env()
+        folder = env["m365.account.folder"].search(
+            [
+                ("account_id", "=", int(payload["account_id"])),
+                ("folder_id", "=", payload["folder_id"]),
+            ],
+            limit=1,
+        )
+        if not folder or not folder.cursor_link:
+            return False
+        return {"link": folder.cursor_link, "kind": folder.cursor_kind}
+
+    @api.model
+    def store_mail_page(self, payload):
+        """Lease check, removals (this folder only), moves, upserts, participants, attachments,
+        skips and the cursor: all in this one RPC transaction, so the cursor never runs ahead
+        of the data, and a failure anywhere leaves everything as it was.
+
+        Removals go first, so an id named in both lists survives (losing mail is worse than
+        keeping a deleted message until the next round). Queries are bounded per page, not per
+        message: links, messages and threads are looked up with one ``in`` search each, and new
+        rows are created in batches."""
+        env = self._daemon_env()
+        page = payload["page"]
+        lease = _opt(payload.get("lease"))
+        account_id = int(page["account_id"])
+        folder_id = page["folder_id"]
+        if lease:
+            self._check_lease(env, lease, account_id)
+        else:
+            self._account(env, account_id, lock=True)
+        writer = _PageWriter(env, account_id, folder_id)
+        writer.remove(page.get("removed_ids") or [])
+        writer.move(page.get("moved") or {})
+        writer.upsert(page.get("upserts") or [])
+        writer.store_cursor(page["cursor"], page.get("skipped") or {})
+        return writer.result()
+
+    @api.model
+    def reset_folder(self, payload):
+        """Forget the folder's cursor (after a 410), keeping its messages."""
+        env = self._daemon_env()
+        account = self._account(env, payload["account_id"])
+        env["m365.account.folder"].search(
+            [("account_id", "=", account.id), ("folder_id", "=", payload["folder_id"])]
+        ).write({"cursor_link": False, "cursor_kind": False})
+        return True
+
+    @api.model
+    def record_sync_run(self, payload):
+        env = self._daemon_env()
+        run = payload["run"]
+        account = self._account(env, run["account_id"])
+        env["m365.sync.run"].create(
+            {
+                "account_id": account.id,
+                "started_at": dt_from_wire(run["started_at"]),
+                "finished_at": dt_from_wire(_opt(run.get("finished_at"))) or False,
+                "pages": run.get("pages") or 0,
+                "imported": run.get("imported") or 0,
+                "updated": run.get("updated") or 0,
+                "removed": run.get("removed") or 0,
+                "skipped": json_dumps(_opt(run.get("skipped")) or {}),
+                "error": _opt(run.get("error")) or False,
+            }
+        )
+        return True
+
+    @api.model
+    def last_sync_run(self, payload):
+        env = self._daemon_env()
+        run = env["m365.sync.run"].search(
+            [("account_id", "=", int(payload["account_id"]))],
+            order="started_at desc, id desc",
+            limit=1,
+        )
+        if not run:
+            return False
+        return _none_to_false(
+            {
+                "account_id": run.account_id.id,
+                "started_at": dt_to_wire(run.started_at),
+                "finished_at": dt_to_wire(run.finished_at),
+                "pages": run.pages,
+                "imported": run.imported,
+                "updated": run.updated,
+                "removed": run.removed,
+                "skipped": json_loads(run.skipped),
+                "error": run.error or None,
+            }
+        )
+
+    # --- reading back ---------------------------------------------------------------------------
+
+    @api.model
+    def count_messages(self, payload=None):
+        env = self._daemon_env()
+        account_id = _opt((payload or {}).get("account_id"))
+        env["m365.mail.message.link"].flush_model()
+        if account_id is None:
+            return env["m365.mail.message"].search_count([])
+        env.cr.execute(
+            "SELECT COUNT(DISTINCT message_id) FROM m365_mail_message_link WHERE account_id = %s",
+            (int(account_id),),
+        )
+        return env.cr.fetchone()[0]
+
+    @api.model
+    def message_ids_for_account(self, payload):
+        env = self._daemon_env()
+        env["m365.mail.message.link"].flush_model()
+        env["m365.mail.message"].flush_model(["internet_message_id"])
+        env.cr.execute(
+            "SELECT l.graph_id, m.internet_message_id FROM m365_mail_message_link l "
+            "JOIN m365_mail_message m ON m.id = l.message_id WHERE l.account_id = %s",
+            (int(payload["account_id"]),),
+        )
+        return {graph_id: imid or False for graph_id, imid in env.cr.fetchall()}
+
+    @api.model
+    def threads_for_partner(self, payload):
+        """Whole threads touching the partner (a company: or its contacts), newest first."""
+        env = self._daemon_env()
+        partner = env["res.partner"].browse(int(payload["partner_id"])).exists()
+        if not partner:
+            return []
+        partners = partner | partner.with_context(active_test=False).child_ids
+        threads = env["m365.mail.thread"].search([("partner_ids", "in", partners.ids)])
+        summaries = [
+            {
+                "conversation_id": t.conversation_id or "",
+                "subject": t.subject or "",
+                "message_count": t.message_count,
+                "last_at": dt_to_wire(t.last_message_at),
+                "participants": (t.participants or "").split(),
+                "partner_ids": sorted(t.partner_ids.ids),
+            }
+            for t in threads
+        ]
+        epoch = "0"
+        summaries.sort(key=lambda s: s["conversation_id"])
+        summaries.sort(key=lambda s: s["last_at"] or epoch, reverse=True)
+        return _none_to_false(summaries)
+
+    @api.model
+    def mail_counts_by_partner(self, payload=None):
+        """[[partner, threads, messages], ...] most messages first; a company counts its
+        contacts' mail too. One aggregate query, then one read of the partners."""
+        env = self._daemon_env()
+        for model in ("m365.mail.participant", "m365.mail.message", "res.partner"):
+            env[model].flush_model()
+        env.cr.execute(
+            """
+            WITH linked (pid, message_id) AS (
+                SELECT partner_id, message_id FROM m365_mail_participant
+                 WHERE partner_id IS NOT NULL
+                UNION
+                SELECT company_partner_id, message_id FROM m365_mail_participant
+                 WHERE company_partner_id IS NOT NULL
+                UNION
+                SELECT c.parent_id, p.message_id
+                  FROM m365_mail_participant p JOIN res_partner c ON c.id = p.partner_id
+                 WHERE c.parent_id IS NOT NULL
+            )
+            SELECT linked.pid, COUNT(DISTINCT COALESCE(m.thread_id, -m.id)),
+                   COUNT(DISTINCT m.id) AS messages
+              FROM linked JOIN m365_mail_message m ON m.id = linked.message_id
+             GROUP BY linked.pid
+             ORDER BY messages DESC, linked.pid
+            """
+        )
+        rows = env.cr.fetchall()
+        partners = env["res.partner"].with_context(active_test=False).browse(
+            [row[0] for row in rows]
+        )
+        by_id = {p.id: p for p in partners.exists()}
+        return _none_to_false(
+            [
+                [self._partner_wire(by_id[pid]), threads, messages]
+                for pid, threads, messages in rows
+                if pid in by_id
+            ]
+        )
+
+    # --- connecting from the CRM ----------------------------------------------------------------
+
+    @api.model
+    def publish_daemon_info(self, payload):
+        env = self._daemon_env()
+        info = dict(payload.get("info") or {})
+        jwks = info.get("jwks") or {}
+        if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+            raise UserError("M365:Conflict: daemon info needs a JWKS ({'keys': [...]}).")
+        if any("d" in key for key in jwks["keys"]):
+            raise UserError("M365:Conflict: the published JWKS must hold public keys only.")
+        params = env["ir.config_parameter"]
+        params.set_param(DAEMON_INFO_KEY, json_dumps(info))
+        params.set_param(DAEMON_SEEN_KEY, fields.Datetime.to_string(fields.Datetime.now()))
+        return True
+
+    @api.model
+    def pending_connects(self, payload=None):
+        env = self._daemon_env()
+        requests = env["m365.connect.request"].search([("state", "=", "pending")], order="id")
+        return [
+            {"id": r.id, "owner": r.user_id.login or "", "sealed": r.sealed or ""}
+            for r in requests
+        ]
+
+    @api.model
+    def finish_connect(self, payload):
+        env = self._daemon_env()
+        request = env["m365.connect.request"].browse(int(payload["connect_id"])).exists()
+        if not request:
+            raise UserError(f"M365:Conflict: no connect request {payload['connect_id']}.")
+        account_id = _opt(payload.get("account_id"))
+        error = _opt(payload.get("error"))
+        values = {"sealed": False}  # redeemed or refused: the code is spent either way
+        if error:
+            values |= {"state": "failed", "error": error}
+        else:
+            values |= {"state": "done", "error": False}
+        if account_id:
+            values["account_id"] = self._account(env, account_id).id
+        request.write(values)
+        return True
+
+
+class _PageWriter:
+    """The writes of one ``store_mail_page`` call, batched. Mirrors the embedded store's
+    sequential semantics (m365sync.crm.sqlite) while touching the database per page."""
+
+    def __init__(self, env, account_id, folder_id):
+        self.env = env
+        self.account_id = account_id
+        self.folder_id = folder_id
+        self.Link = env["m365.mail.message.link"]
+        self.Message = env["m365.mail.message"]
+        self.Thread = env["m365.mail.thread"]
+        self.created = self.updated = self.linked = self.removed = 0
+        self.maybe_orphans = set()
+
+    def result(self):
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "linked": self.linked,
+            "removed": self.removed,
+        }
+
+    # removals and moves --------------------------------------------------------------------
+
+    def remove(self, graph_ids):
+        if not graph_ids:
+            return
+        links = self.Link.search(
+            [
+                ("account_id", "=", self.account_id),
+                ("folder_id", "=", self.folder_id),
+                ("graph_id", "in", list(set(graph_ids))),
+            ]
+        )
+        self.removed += len(links)
+        self.maybe_orphans.update(links.message_id.ids)
+        links.unlink()
+        self._drop_orphans()
+
+    def move(self, moved):
+        if not moved:
+            return
+        links = self.Link.search(
+            [
+                ("account_id", "=", self.account_id),
+                ("folder_id", "=", self.folder_id),
+                ("graph_id", "in", list(moved)),
+            ]
+        )
+        for link in links:
+            link.folder_id = moved[link.graph_id]
+        self.linked += len(links)
+
+    def _drop_orphans(self):
+        """A message lives as long as one account's folder holds it; its thread likewise."""
+        if not self.maybe_orphans:
+            return
+        self.Link.flush_model()
+        self.env.cr.execute(
+            "SELECT id FROM m365_mail_message m WHERE id IN %s AND NOT EXISTS "
+            "(SELECT 1 FROM m365_mail_message_link l WHERE l.message_id = m.id)",
+            (tuple(self.maybe_orphans),),
+        )
+        orphans = self.Message.browse([row[0] for row in self.env.cr.fetchall()])
+        self.maybe_orphans = set()
+        threads = orphans.thread_id
+        orphans.unlink()
+        if threads:
+            self.Thread.search(
+                [("id", "in", threads.ids), ("message_ids", "=", False)]
+            ).unlink()
+
+    # upserts -------------------------------------------------------------------------------
+
+    def upsert(self, items):
+        if not items:
+            return
+        graph_ids = list({item["message"]["graph_id"] for item in items})
+        imids = list(
+            {
+                item["message"].get("internet_message_id")
+                for item in items
+                if _opt(item["message"].get("internet_message_id"))
+            }
+        )
+        self._lock_keys(imids, items)
+        links = {
+            link.graph_id: link
+            for link in self.Link.search(
+                [("account_id", "=", self.account_id), ("graph_id", "in", graph_ids)]
+            )
+        }
+        by_imid = {
+            m.internet_message_id: m
+            for m in self.Message.search([("internet_message_id", "in", imids)])
+        } if imids else {}
+
+        # Plan sequentially (as the embedded store writes), touching no rows yet. A target is
+        # an existing message id (int) or a new message's key ("new", n).
+        new_content = {}  # key -> item (last content wins)
+        new_by_imid = {}
+        current_hash = {}  # target -> fingerprint after the items seen so far
+        existing_content = {}  # message id -> item to write
+        link_plan = {}  # graph id -> [link record or None, target, folder, change_key]
+        for item in items:
+            msg = item["message"]
+            gid, imid = msg["graph_id"], _opt(msg.get("internet_message_id"))
+            fingerprint = _fingerprint(msg, item.get("participants") or [])
+            planned = link_plan.get(gid)
+            link = links.get(gid)
+            if imid and imid in by_imid:
+                target = by_imid[imid].id
+            elif imid and imid in new_by_imid:
+                target = new_by_imid[imid]
+            elif planned:
+                target = planned[1]
+            elif link:
+                target = link.message_id.id
+            else:
+                target = None
+            if target is None:
+                target = ("new", len(new_content))
+                new_content[target] = item
+                current_hash[target] = fingerprint
+                self.created += 1
+            else:
+                if target not in current_hash:  # an existing message, first seen here
+                    current_hash[target] = self.Message.browse(target).content_hash
+                if current_hash[target] != fingerprint:
+                    current_hash[target] = fingerprint
+                    self.updated += 1
+                    if isinstance(target, tuple):
+                        new_content[target] = item
+                    else:
+                        existing_content[target] = item
+            if imid and isinstance(target, tuple):
+                new_by_imid[imid] = target
+            if planned is None:
+                planned = [link, link.message_id.id if link else None, None, None]
+                if link:
+                    planned[2], planned[3] = link.folder_id, link.change_key or None
+                link_plan[gid] = planned
+            self._plan_link(planned, target, _opt(msg.get("change_key")))
+
+        ids = self._create_messages(new_content)
+        self._update_messages(existing_content, current_hash)
+        self._write_links(link_plan, ids)
+        self._drop_orphans()
+
+    def _lock_keys(self, imids, items):
+        """Serialise concurrent pages that share an internetMessageId or a conversation (two
+        accounts holding one message): transaction-scoped advisory locks, taken in one sorted
+        order so two pages cannot deadlock."""
+        keys = {f"imid:{i}" for i in imids}
+        keys |= {
+            f"conv:{item['message'].get('conversation_id')}"
+            for item in items
+            if _opt(item["message"].get("conversation_id"))
+        }
+        if keys:
+            self.env.cr.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest(%s::text[]) AS k",
+                (sorted(keys),),
+            )
+
+    def _plan_link(self, planned, target, change_key):
+        """Create the (account, immutable id) link, or follow the item to its new folder."""
+        _link, old_target, old_folder, old_key = planned
+        if old_target is None:
+            self.linked += 1
+        elif (old_target, old_folder, old_key) != (target, self.folder_id, change_key):
+            if old_folder != self.folder_id:
+                self.linked += 1
+            if old_target != target and not isinstance(old_target, tuple):
+                self.maybe_orphans.add(old_target)
+        planned[1], planned[2], planned[3] = target, self.folder_id, change_key
+
+    def _threads_for(self, conversation_ids):
+        """conversation id -> thread, creating the missing ones in one batch."""
+        wanted = {c for c in conversation_ids if c}
+        if not wanted:
+            return {}
+        found = {t.conversation_id: t for t in self.Thread.search([("conversation_id", "in", list(wanted))])}
+        missing = sorted(wanted - set(found))
+        if missing:
+            for thread in self.Thread.create([{"conversation_id": c} for c in missing]):
+                found[thread.conversation_id] = thread
+        return found
+
+    @staticmethod
+    def _values(msg, fingerprint):
+        sender = _opt(msg.get("sender")) or {}
+        return {
+            "internet_message_id": _opt(msg.get("internet_message_id")) or False,
+            "conversation_id": _opt(msg.get("conversation_id")) or False,
+            "subject": _opt(msg.get("subject")) or False,
+            "from_address": sender.get("address") or False,
+            "from_name": sender.get("name") or False,
+            "received_at": dt_from_wire(_opt(msg.get("received_at"))) or False,
+            "sent_at": dt_from_wire(_opt(msg.get("sent_at"))) or False,
+            "body_html": _opt(msg.get("body_html")) or False,
+            "body_preview": _opt(msg.get("body_preview")) or False,
+            "is_draft": bool(msg.get("is_draft")),
+            "has_attachments": bool(msg.get("has_attachments")),
+            "headers": json_dumps(_opt(msg.get("headers")) or {}),
+            "content_hash": fingerprint,
+        }
+
+    def _create_messages(self, new_content):
+        if not new_content:
+            return {}
+        keys = list(new_content)
+        threads = self._threads_for(
+            _opt(new_content[k]["message"].get("conversation_id")) for k in keys
+        )
+        vals_list = []
+        for key in keys:
+            item = new_content[key]
+            msg = item["message"]
+            values = self._values(msg, _fingerprint(msg, item.get("participants") or []))
+            conversation = _opt(msg.get("conversation_id"))
+            values["thread_id"] = threads[conversation].id if conversation else False
+            vals_list.append(values)
+        messages = self.Message.create(vals_list)
+        # A message without a conversation is its own thread.
+        lonely = messages.filtered(lambda m: not m.thread_id)
+        if lonely:
+            for message, thread in zip(
+                lonely, self.Thread.create([{} for _ in lonely]), strict=True
+            ):
+                message.thread_id = thread
+        ids = dict(zip(keys, messages.ids, strict=True))
+        self._replace_parts({ids[k]: new_content[k] for k in keys}, fresh=True)
+        return ids
+
+    def _update_messages(self, existing_content, current_hash):
+        """Overwrite with exactly what the sync gives (None stays None). The thread is kept
+        once set: one message must not hop between threads."""
+        if not existing_content:
+            return
+        messages = self.Message.browse(list(existing_content))
+        threads = self._threads_for(
+            _opt(existing_content[m.id]["message"].get("conversation_id"))
+            for m in messages
+            if not m.thread_id
+        )
+        for message in messages:
+            msg = existing_content[message.id]["message"]
+            values = self._values(msg, current_hash[message.id])
+            if not message.thread_id:
+                conversation = _opt(msg.get("conversation_id"))
+                values["thread_id"] = threads[conversation].id if conversation else False
+            message.write(values)
+        self._replace_parts(existing_content, fresh=False)
+
+    def _replace_parts(self, by_message, fresh):
+        """Participants and attachment metadata are replaced whole with the message."""
+        Participant = self.env["m365.mail.participant"]
+        Attachment = self.env["m365.mail.attachment"]
+        if not fresh:
+            ids = list(by_message)
+            Participant.search([("message_id", "in", ids)]).unlink()
+            Attachment.search([("message_id", "in", ids)]).unlink()
+        people, files = [], []
+        for message_id, item in by_message.items():
+            for p in item.get("participants") or []:
+                people.append(
+                    {
+                        "message_id": message_id,
+                        "role": p["role"],
+                        "address": normalize_email(p["address"]) or p["address"],
+                        "name": p.get("name") or False,
+                        "partner_id": _opt(p.get("partner_id")) or False,
+                        "company_partner_id": _opt(p.get("company_id")) or False,
+                    }
+                )
+            for a in _opt(item["message"].get("attachments")) or []:
+                files.append(
+                    {
+                        "message_id": message_id,
+                        "name": a.get("name") or "",
+                        "size": a.get("size") or 0,
+                        "content_type": a.get("content_type") or "",
+                    }
+                )
+        if people:
+            Participant.create(people)
+        if files:
+            Attachment.create(files)
+
+    def _write_links(self, link_plan, new_ids):
+        def real(target):
+            return new_ids[target] if isinstance(target, tuple) else target
+
+        creates = []
+        for graph_id, (link, target, folder, change_key) in link_plan.items():
+            target = real(target)
+            if link is None:
+                creates.append(
+                    {
+                        "message_id": target,
+                        "account_id": self.account_id,
+                        "folder_id": folder,
+                        "graph_id": graph_id,
+                        "change_key": change_key or False,
+                    }
+                )
+            elif (link.message_id.id, link.folder_id, link.change_key or None) != (
+                target,
+                folder,
+                change_key,
+            ):
+                link.write(
+                    {"message_id": target, "folder_id": folder, "change_key": change_key or False}
+                )
+        if creates:
+            self.Link.create(creates)
+
+    # cursor --------------------------------------------------------------------------------
+
+    def store_cursor(self, cursor, skipped):
+        """The cursor, and the page's skips added to the folder's tally unless the page is a
+        replay (same cursor as stored), so a replay does not count twice."""
+        Folder = self.env["m365.account.folder"]
+        folder = Folder.search(
+            [("account_id", "=", self.account_id), ("folder_id", "=", self.folder_id)], limit=1
+        )
+        tally = json_loads(folder.skipped) if folder else {}
+        if not folder or folder.cursor_link != cursor["link"]:
+            for reason, count in (skipped or {}).items():
+                tally[reason] = tally.get(reason, 0) + int(count)
+        values = {
+            "cursor_link": cursor["link"],
+            "cursor_kind": cursor["kind"],
+            "skipped": json_dumps(tally),
+        }
+        if folder:
+            folder.write(values)
+        else:
+            Folder.create(
+                values | {"account_id": self.account_id, "folder_id": self.folder_id}
+            )
+

@@ -1,0 +1,126 @@
+"""Shared builders: users with the least privilege each test needs, and wire payloads exactly
+as the daemon's Odoo adapter sends them (m365sync.crm.wire)."""
+
+import uuid
+
+from odoo.tests.common import TransactionCase, new_test_user
+
+T0 = "2025-03-01T09:00:00+00:00"
+INBOX = "AAMkInbox"
+SENT = "AAMkSent"
+ARCHIVE = "AAMkArchive"
+
+
+def unique(label="x"):
+    return f"{label}{uuid.uuid4().hex[:10]}"
+
+
+def wire_message(
+    graph_id,
+    imid=None,
+    *,
+    folder=INBOX,
+    conversation="conv-1",
+    subject="Quarterly figures",
+    sender="alice@example.com",
+    to=("bob@example.com",),
+    at=T0,
+    body="<p>Hello</p>",
+    change_key="ck1",
+):
+    return {
+        "graph_id": graph_id,
+        "internet_message_id": imid if imid is not None else f"<{graph_id}@example.com>",
+        "conversation_id": conversation,
+        "folder_id": folder,
+        "subject": subject,
+        "sender": {"address": sender, "name": sender.split("@")[0].title()},
+        "to": [{"address": a, "name": ""} for a in to],
+        "cc": [],
+        "bcc": [],
+        "reply_to": [],
+        "received_at": at,
+        "sent_at": at,
+        "body_html": body,
+        "body_preview": "Hello" if body else None,
+        "is_draft": False,
+        "has_attachments": False,
+        "attachments": [],
+        "headers": {},
+        "change_key": change_key,
+    }
+
+
+def wire_stored(msg, partners=None):
+    """StoredMessage: the message and its participant links (matched by normalised address)."""
+    partners = partners or {}
+    pairs = [("from", msg["sender"])] + [("to", a) for a in msg["to"]]
+    links = []
+    for role, addr in pairs:
+        key = addr["address"].casefold()
+        partner = partners.get(key)
+        company = None
+        if partner is not None:
+            company = partner.id if partner.is_company else (partner.parent_id.id or None)
+        links.append(
+            {
+                "role": role,
+                "address": key,
+                "name": addr["name"],
+                "partner_id": partner.id if partner and not partner.is_company else None,
+                "company_id": company,
+            }
+        )
+    return {"message": msg, "participants": links}
+
+
+def wire_page(account_id, folder=INBOX, upserts=(), removed=(), link=None, kind="delta"):
+    return {
+        "account_id": account_id,
+        "folder_id": folder,
+        "upserts": [u if "message" in u else wire_stored(u) for u in upserts],
+        "removed_ids": list(removed),
+        "cursor": {"link": link or f"https://graph.example/delta?token={unique()}", "kind": kind},
+        "skipped": {},
+        "moved": {},
+    }
+
+
+def wire_spec(**overrides):
+    spec = {
+        "address": f"{unique('user')}@contoso.example",
+        "display_name": "Test User",
+        "tenant_id": unique("tenant-"),
+        "object_id": unique("oid-"),
+        "owner": "",
+        "sealed_token_cache": "eyJhbGciOiJ.sealed.1",
+        "privacy": "everything",
+        "auto_create": "none",
+        "own_domains": [],
+    }
+    spec.update(overrides)
+    return spec
+
+
+class M365Case(TransactionCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.daemon_user = new_test_user(
+            cls.env,
+            login="m365-test-daemon",
+            groups="base.group_user,crm_microsoft365.group_m365_daemon",
+        )
+        cls.user_a = new_test_user(
+            cls.env, login="m365-test-a", groups="base.group_user", email="a@contoso.example"
+        )
+        cls.user_b = new_test_user(
+            cls.env, login="m365-test-b", groups="base.group_user", email="b@contoso.example"
+        )
+        cls.api = cls.env["m365.daemon.api"].with_user(cls.daemon_user)
+
+    def account(self, **overrides):
+        return self.api.upsert_account({"spec": wire_spec(**overrides)})
+
+    def partner(self, name, email=None, **values):
+        return self.env["res.partner"].create({"name": name, "email": email, **values})
