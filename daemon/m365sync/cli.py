@@ -201,6 +201,8 @@ def cmd_meet(args: argparse.Namespace) -> int:
             minutes=args.minutes,
             time_zone=args.time_zone,
             location=args.location,
+            description=args.description,
+            online=args.online,
         )
     finally:
         runtime.close()
@@ -281,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     meet.add_argument("--minutes", type=int, default=30)
     meet.add_argument("--time-zone", default="UTC", help="IANA zone of --start")
     meet.add_argument("--location")
+    meet.add_argument("--description", help="HTML or text for the invitation")
+    meet.add_argument("--online", action="store_true", help="add an online meeting (Teams)")
     emulator = add("emulator", cmd_emulator, "run the Microsoft identity + Graph emulator")
     emulator.add_argument("--host", default="127.0.0.1", help="address to listen on")
     emulator.add_argument("--port", type=int, default=8443)

@@ -382,6 +382,8 @@ class CalendarEvent:
     transaction_id: str | None = None
     # The mailbox owner's own answer to the invitation (Graph's ``responseStatus``).
     my_response: ResponseStatus = ResponseStatus.NONE
+    # Outlook attaches its default online meeting (Teams) and fills online_meeting_url.
+    is_online_meeting: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,6 +510,8 @@ class OutgoingMail:
     conversation_id: str | None = None
     error: str | None = None
     attempts: int = 0
+    # The CRM user who queued it: only the account's owner may send through it.
+    requested_by: str = ""
 
     @property
     def idempotency_key(self) -> str:

@@ -239,3 +239,48 @@ def test_the_scheduling_form_shows_own_and_attendees_busy_times(stack, account):
         "busy",
     )
     assert by_address["nobody@elsewhere.example"].error  # unknown, not free
+
+
+def test_an_online_meeting_gets_its_join_link_back(stack, account):
+    start = (datetime.now(UTC) + timedelta(days=4)).replace(minute=0, second=0, microsecond=0)
+    event_id, _ = schedule_meeting(
+        stack.runtime,
+        account_id=account.id,
+        attendees=[CONTACT],
+        subject="Teams demo",
+        start=start.replace(tzinfo=None),
+        minutes=30,
+        time_zone="Europe/Paris",
+        description="<p>Agenda: the demo</p>",
+        location="Online",
+        online=True,
+    )
+    (outlook,) = [
+        e for e in stack.emulator.mailbox.calendar.events() if e["subject"] == "Teams demo"
+    ]
+    assert outlook["isOnlineMeeting"] is True
+    assert outlook["location"]["displayName"] == "Online"
+    sync(stack, account)
+    import sqlite3
+
+    with sqlite3.connect(stack.config.store.sqlite_path()) as raw:
+        (url,) = raw.execute(
+            "SELECT online_meeting_url FROM crm_calendar_event WHERE id = ?", (event_id,)
+        ).fetchone()
+    assert url and url.startswith("https://teams.microsoft.com/")
+
+
+def test_only_the_accounts_owner_may_send_through_it(stack):
+    account = connect_account(stack.runtime, browser="follow", owner="megan")
+    mine = queue(stack, account)
+    theirs = stack.gateway.crm_queue_mail(
+        account.id,
+        to=[EmailAddress(CONTACT)],
+        subject="Not mine",
+        body_html="<p>x</p>",
+        requested_by="eve",
+    )
+    assert send(stack, account) == {"sent": 1, "failed": 1}
+    assert stack.gateway.outbox_item(mine).state is OutboxState.SENT
+    assert "eve may not send through" in stack.gateway.outbox_item(theirs).error
+    assert [s["subject"] for s in stack.emulator.mailbox.sent()] == ["Our offer"]

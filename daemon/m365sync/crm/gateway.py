@@ -237,9 +237,11 @@ class CrmGateway(abc.ABC):
         change_key: str | None,
         version: int,
         ical_uid: str | None = None,
+        online_meeting_url: str | None = None,
     ) -> None:
         """Outlook now has ``version`` of the event as ``graph_id`` with ``change_key``; a
-        pushed deletion drops the binding (and the event once no binding is left)."""
+        pushed deletion drops the binding (and the event once no binding is left). What
+        Outlook filled in on creation (iCalUId, the online meeting's join link) is kept."""
         raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
 
     def upcoming_events_for_partner(

@@ -108,6 +108,12 @@ ALTER TABLE m365_account ADD COLUMN connected_at TEXT;
 """
 
 
+V4_ONLINE_MEETINGS = """
+ALTER TABLE crm_calendar_event ADD COLUMN is_online_meeting INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE m365_outbox ADD COLUMN requested_by TEXT;
+"""
+
+
 def _text(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -147,6 +153,7 @@ def _columns(event: CalendarEvent) -> dict[str, Any]:
         "is_cancelled": int(event.is_cancelled),
         "organizer_address": event.organizer.address if event.organizer else None,
         "organizer_name": event.organizer.name if event.organizer else None,
+        "is_online_meeting": int(event.is_online_meeting),
     }
 
 
@@ -413,6 +420,7 @@ class CalendarStore:
             sensitivity=Sensitivity(row["sensitivity"]),
             show_as=ShowAs(row["show_as"]),
             is_cancelled=bool(row["is_cancelled"]),
+            is_online_meeting=bool(row["is_online_meeting"]),
             organizer=EmailAddress(row["organizer_address"], row["organizer_name"] or "")
             if row["organizer_address"]
             else None,
@@ -445,6 +453,7 @@ class CalendarStore:
         change_key: str | None,
         version: int,
         ical_uid: str | None = None,
+        online_meeting_url: str | None = None,
     ) -> None:
         with self._write() as conn:
             self._require_account(conn, account_id)
@@ -475,6 +484,11 @@ class CalendarStore:
                 conn.execute(
                     "UPDATE crm_calendar_event SET ical_uid = ? WHERE id = ? AND ical_uid IS NULL",
                     (ical_uid, crm_event_id),
+                )
+            if online_meeting_url:
+                conn.execute(
+                    "UPDATE crm_calendar_event SET online_meeting_url = ? WHERE id = ?",
+                    (online_meeting_url, crm_event_id),
                 )
 
     # --- reading back ------------------------------------------------------------------------

@@ -58,8 +58,10 @@ class OutboxStore:
         attachments: Iterable[OutgoingAttachment] = (),
         reply_to_graph_id: str | None = None,
         partner_id: int | None = None,
+        requested_by: str | None = None,
     ) -> int:
-        """What Compose Email does in the CRM: record the mail, state queued."""
+        """What Compose Email does in the CRM: record the mail, state queued. ``requested_by``
+        is the CRM user writing it (default: the account's owner)."""
         payload = {
             "to": _addresses(to),
             "cc": _addresses(cc),
@@ -79,10 +81,22 @@ class OutboxStore:
         now = datetime.now(UTC).isoformat()
         with self._write() as conn:
             self._require_account(conn, account_id)
+            if requested_by is None:
+                row = conn.execute("SELECT owner FROM m365_account WHERE id = ?", (account_id,))
+                requested_by = row.fetchone()["owner"]
             return conn.execute(
                 "INSERT INTO m365_outbox (account_id, idempotency_key, state, partner_id, "
-                "payload, created_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                (account_id, uuid.uuid4().hex, partner_id, json.dumps(payload), now, now),
+                "payload, created_at, updated_at, requested_by) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (
+                    account_id,
+                    uuid.uuid4().hex,
+                    partner_id,
+                    json.dumps(payload),
+                    now,
+                    now,
+                    requested_by,
+                ),
             ).lastrowid
 
     def outgoing_mail(self, account_id: int, *, limit: int = 20) -> list[OutgoingMail]:
@@ -127,6 +141,7 @@ class OutboxStore:
             conversation_id=row["conversation_id"],
             error=row["error"],
             attempts=row["attempts"],
+            requested_by=row["requested_by"] or "",
         )
 
     def update_outgoing(

@@ -480,6 +480,7 @@ def _fields(item: Mapping[str, Any], graph_id: str) -> tuple[CalendarEvent, str 
         last_modified=_instant(item, "lastModifiedDateTime"),
         transaction_id=_opt_str(item, "transactionId"),
         my_response=_response((_obj(item, "responseStatus") or {}).get("response")),
+        is_online_meeting=_opt_bool(item, "isOnlineMeeting"),
     )
     if is_all_day:
         zone = zone_named(time_zone)

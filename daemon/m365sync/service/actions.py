@@ -105,6 +105,7 @@ def schedule_meeting(
     time_zone: str,
     location: str | None = None,
     description: str | None = None,
+    online: bool = False,
 ) -> tuple[int, SyncRun]:
     """Record the meeting in the CRM and push it (Outlook sends the invitations)."""
     store = _store(runtime)
@@ -138,6 +139,7 @@ def schedule_meeting(
         location=location,
         body_html=description,
         organizer=EmailAddress(account.address),
+        is_online_meeting=online,
     )
     event_id = store.crm_create_event(account.id, item, people)
     run = SyncRun(account_id=account.id, started_at=datetime.now(ZoneInfo("UTC")))

@@ -240,7 +240,11 @@ class CalendarCycle:
             try:
                 if isinstance(action, PushCreate):
                     item = change.event
-                    created = self.writer.create(item, transaction_id=action.transaction_id)
+                    created = self.writer.create(
+                        item,
+                        transaction_id=action.transaction_id,
+                        online_meeting=item.is_online_meeting,
+                    )
                     self._pushed(account, change.crm_event_id, created, change.version)
                 elif isinstance(action, PushUpdate):
                     body = event_body(change.event)
@@ -277,4 +281,5 @@ class CalendarCycle:
             change_key=answer.change_key,
             version=version,
             ical_uid=answer.ical_uid,
+            online_meeting_url=answer.online_meeting_url,
         )

@@ -36,6 +36,16 @@ def send_outgoing(gateway: CrmGateway, sender: MailSender, account: Account) -> 
     """One pass over the account's outbox; returns how many were sent, failed, left pending."""
     outcome: Counter[str] = Counter()
     for mail in gateway.outgoing_mail(account.id):
+        if account.owner and mail.requested_by and mail.requested_by != account.owner:
+            # Defence in depth: the CRM's rules already keep users to their own mailboxes.
+            gateway.update_outgoing(
+                mail.id,
+                OutboxState.FAILED,
+                error=f"{mail.requested_by} may not send through {account.address}, which "
+                f"belongs to {account.owner}.",
+            )
+            outcome["failed"] += 1
+            continue
         outcome[_send_one(gateway, sender, mail)] += 1
     return outcome
 
