@@ -92,9 +92,22 @@ class OdooConfig:
     db: str = ""
     user: str = ""
     api_key: str = field(default="", repr=False)  # never printed, never logged
+    # A file holding the key (a docker or systemd secret) wins over api_key.
+    api_key_file: str = ""
     protocol: str = "xmlrpc"  # xmlrpc (Odoo 17/18) | json2 (Odoo 19+)
     ca_bundle: str = ""  # a PEM to trust for the CRM's HTTPS (default: the system store)
     timeout_seconds: float = 120.0
+
+    def key(self) -> str:
+        """The API key, read from ``api_key_file`` when one is configured."""
+        if self.api_key_file:
+            try:
+                return Path(self.api_key_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"Cannot read odoo.api_key_file {self.api_key_file!r}: {exc.strerror}."
+                ) from exc
+        return self.api_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +185,9 @@ class Config:
                 f"store.backend must be 'sqlite' or 'odoo', not {self.store.backend!r}."
             )
         if self.store.backend == "odoo":
-            missing = [k for k in ("url", "db", "user", "api_key") if not getattr(self.odoo, k)]
+            missing = [k for k in ("url", "db", "user") if not getattr(self.odoo, k)]
+            if not self.odoo.key():
+                missing.append("api_key (or odoo.api_key_file)")
             if missing:
                 raise ConfigError(f"store.backend is 'odoo' but odoo.{missing[0]} is empty.")
             if self.odoo.protocol not in ("xmlrpc", "json2"):

@@ -5,7 +5,7 @@ Nothing else constructs these, so every command and test wires the parts the sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import requests
 
@@ -35,7 +35,7 @@ def open_gateway(config: Config) -> CrmGateway:
         # The CRM's own CA bundle (odoo.ca_bundle), else the system's trust store. The
         # Microsoft bundle is not used: it often trusts only the emulator.
         return OdooGateway.from_config(
-            config.odoo,
+            replace(config.odoo, api_key=config.odoo.key(), api_key_file=""),
             ca_bundle=config.odoo.ca_bundle or None,
             timeout=config.odoo.timeout_seconds,
         )
