@@ -17,7 +17,11 @@
         "views/m365_sync_run_views.xml",
         "views/m365_mail_thread_views.xml",
         "views/m365_outbox_views.xml",
+        "wizards/m365_compose_wizard_views.xml",
+        "wizards/m365_schedule_wizard_views.xml",
         "views/res_partner_views.xml",
+        "views/calendar_event_views.xml",
+        "views/res_partner_m365_actions.xml",
         "views/res_config_settings_views.xml",
         "views/templates.xml",
         "views/menus.xml",
@@ -25,6 +29,8 @@
     "assets": {
         "web.assets_backend": [
             "crm_microsoft365/static/src/scss/m365_mail.scss",
+            "crm_microsoft365/static/src/scss/m365_schedule.scss",
+            "crm_microsoft365/static/src/js/m365_free_busy_poll.js",
         ],
         "web.assets_tests": [
             "crm_microsoft365/static/tests/tours/*.js",

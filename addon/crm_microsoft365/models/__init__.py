@@ -8,7 +8,12 @@ from . import m365_mail_attachment
 from . import m365_sync_run
 from . import m365_connect_request
 from . import m365_outbox
+from . import m365_free_busy
 from . import res_config_settings
 from . import res_partner
 from . import m365_daemon_heartbeat
 from . import m365_daemon_api
+from . import m365_event_binding
+from . import calendar_event
+from . import m365_daemon_api_calendar
+from . import m365_daemon_api_outbox

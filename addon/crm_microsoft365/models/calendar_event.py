@@ -1,0 +1,395 @@
+"""Odoo's calendar, synced both ways with Outlook by the m365sync daemon.
+
+The contract is the daemon's `CrmGateway` calendar (m365sync.crm.gateway); the embedded
+store (m365sync.crm.sqlite_calendar) is the semantic reference. Here:
+
+* **Versions.** ``m365_version`` counts the CRM-side edits of an event: every create, write
+  or unlink made WITHOUT the ``m365_sync_origin`` context that touches a synced field
+  (`M365_SYNCED_FIELDS`, the attendees' answers included) bumps it and stamps
+  ``m365_modified_at``. The daemon's own writes carry the context and never bump, so they are
+  never pushed back (no echo). An event is pushed to an account while its version is higher
+  than that account's binding's ``pushed_version``.
+* **Tombstones.** An event with bindings deleted (or archived) in Odoo is archived and flagged
+  ``m365_deleted`` (version bumped) rather than unlinked, until the daemon marks the deletion
+  pushed for its last binding; then it is really unlinked.
+* **Owner.** ``m365_owner_account_id`` is set at creation when the organizer (``user_id``,
+  else the creating user) owns a Microsoft 365 account: the events that account pushes.
+* **Series.** An Outlook series is a hidden (archived) master event (``m365_is_series_master``)
+  holding Graph's pattern (``m365_graph_recurrence``, JSON) and, when Odoo can express it, a
+  ``calendar.recurrence``; its occurrences and exceptions are ordinary events linked to both
+  (``m365_series_master_id``, ``recurrence_id``) with their own start and stop, never expanded
+  by Odoo. When Odoo cannot express the pattern, ``m365_recurrence_note`` says why, and no
+  approximate Odoo recurrence is made.
+* **No Odoo invitations for synced events.** Outlook sends them: `_skip_send_mail_status_update`
+  answers True for events owned by an account, bound to one or carrying an iCalUId, and every
+  mail to attendees is skipped under the daemon's context.
+"""
+
+import json
+
+from odoo import api, fields, models
+from odoo.exceptions import AccessError
+
+ORIGIN_KEY = "m365_sync_origin"
+MANAGER_GROUP = "crm_microsoft365.group_m365_manager"
+DAEMON_GROUP = "crm_microsoft365.group_m365_daemon"
+
+# A CRM edit of one of these is pushed to Outlook.
+M365_SYNCED_FIELDS = frozenset(
+    {
+        "name",
+        "start",
+        "stop",
+        "allday",
+        "start_date",
+        "stop_date",
+        "duration",
+        "description",
+        "location",
+        "partner_ids",
+        "attendee_ids",
+        "privacy",
+        "show_as",
+        "videocall_location",
+        "recurrence_id",
+        "recurrency",
+        "m365_is_online_meeting",
+        "byday",
+        "until",
+        "rrule_type",
+        "month_by",
+        "event_tz",
+        "rrule",
+        "interval",
+        "count",
+        "end_type",
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+        "sat",
+        "sun",
+        "day",
+        "weekday",
+    }
+)
+
+# Written only by the daemon (through m365.daemon.api, which works under the origin context).
+M365_DAEMON_FIELDS = frozenset(
+    {
+        "m365_ical_uid",
+        "m365_version",
+        "m365_modified_at",
+        "m365_deleted",
+        "m365_binding_ids",
+        "m365_online_meeting_url",
+        "m365_event_type",
+        "m365_is_series_master",
+        "m365_series_master_id",
+        "m365_original_start",
+        "m365_graph_recurrence",
+        "m365_recurrence_note",
+        "m365_time_zone",
+        "m365_organizer_address",
+        "m365_organizer_name",
+        "m365_sensitivity",
+        "m365_show_as",
+        "m365_is_cancelled",
+        "m365_extra_attendees",
+        "m365_company_ids",
+    }
+)
+
+EVENT_TYPES = [
+    ("singleInstance", "Single"),
+    ("occurrence", "Occurrence"),
+    ("exception", "Exception"),
+    ("seriesMaster", "Series"),
+]
+
+
+class CalendarEvent(models.Model):
+    _inherit = "calendar.event"
+
+    m365_ical_uid = fields.Char(string="iCalUId", index=True, copy=False, readonly=True)
+    m365_version = fields.Integer(
+        string="Sync Version", default=1, copy=False, readonly=True,
+        help="Counts the edits made in Odoo; Outlook has the version its binding records.",
+    )
+    m365_modified_at = fields.Datetime(
+        string="Last Edited for Sync", copy=False, readonly=True,
+        default=lambda self: self.env.cr.now(),
+    )
+    m365_deleted = fields.Boolean(
+        string="Deleted, Outlook Not Yet Told", copy=False, readonly=True, index=True
+    )
+    m365_owner_account_id = fields.Many2one(
+        "m365.account", string="Microsoft 365 Account", copy=False, index=True,
+        ondelete="set null",
+        help="The connected mailbox this meeting is created in and updated through.",
+    )
+    m365_binding_ids = fields.One2many(
+        "m365.event.binding", "event_id", string="Outlook Copies", copy=False, readonly=True,
+        groups="crm_microsoft365.group_m365_manager,crm_microsoft365.group_m365_daemon",
+    )
+    m365_online_meeting_url = fields.Char(string="Online Meeting Link", copy=False, readonly=True)
+    m365_is_online_meeting = fields.Boolean(
+        string="Online Meeting (Teams)", copy=False,
+        help="Outlook attaches its default online meeting and fills in the join link.",
+    )
+    m365_event_type = fields.Selection(EVENT_TYPES, string="Outlook Type", copy=False, readonly=True)
+    m365_is_series_master = fields.Boolean(copy=False, readonly=True, index=True)
+    m365_series_master_id = fields.Many2one(
+        "calendar.event", string="Outlook Series", copy=False, readonly=True, index=True,
+        ondelete="set null", context={"active_test": False},
+    )
+    m365_original_start = fields.Datetime(copy=False, readonly=True)
+    m365_graph_recurrence = fields.Text(
+        string="Outlook Recurrence", copy=False, readonly=True,
+        help="Graph's patternedRecurrence of the series, as JSON (the reference).",
+    )
+    m365_recurrence_note = fields.Char(
+        string="Recurrence Note", copy=False, readonly=True,
+        help="Why Odoo's own recurrence cannot express this Outlook series.",
+    )
+    m365_recurrence_notice = fields.Char(compute="_compute_m365_series")
+    m365_series_pattern = fields.Text(compute="_compute_m365_series")
+    m365_time_zone = fields.Char(copy=False, readonly=True)
+    m365_organizer_address = fields.Char(string="Outlook Organizer", copy=False, readonly=True)
+    m365_organizer_name = fields.Char(copy=False, readonly=True)
+    m365_sensitivity = fields.Char(copy=False, readonly=True)
+    m365_show_as = fields.Char(copy=False, readonly=True)
+    m365_is_cancelled = fields.Boolean(string="Cancelled in Outlook", copy=False, readonly=True)
+    m365_extra_attendees = fields.Text(
+        copy=False, readonly=True,
+        help="Outlook attendees that match no contact (JSON), kept so a push keeps them.",
+    )
+    m365_company_ids = fields.Many2many(
+        "res.partner", "calendar_event_m365_company_rel", "event_id", "partner_id",
+        string="Companies", copy=False, readonly=True,
+        help="Companies the Outlook attendees matched by their work domain.",
+    )
+    m365_sync_state = fields.Selection(
+        [
+            ("none", "Not synced"),
+            ("pending", "Waiting for the next sync"),
+            ("synced", "In Outlook"),
+            ("deleting", "Deleted; Outlook is told at the next sync"),
+        ],
+        string="Outlook Sync",
+        compute="_compute_m365_sync_state",
+    )
+    m365_synced_accounts = fields.Char(
+        string="Synced Mailboxes", compute="_compute_m365_sync_state"
+    )
+
+    # --- computes ----------------------------------------------------------------------------
+
+    @api.depends("m365_series_master_id", "m365_recurrence_note", "m365_graph_recurrence")
+    def _compute_m365_series(self):
+        for event in self:
+            master = event.sudo().m365_series_master_id or event
+            event.m365_recurrence_notice = master.m365_recurrence_note or False
+            event.m365_series_pattern = master.m365_graph_recurrence or False
+
+    @api.depends("m365_version", "m365_deleted", "m365_owner_account_id")
+    def _compute_m365_sync_state(self):
+        # sudo: the form shows whether and where the meeting is synced; bindings themselves are
+        # the daemon's state and stay hidden.
+        for event in self:
+            bindings = event.sudo().m365_binding_ids if event.id else False
+            event.m365_synced_accounts = ", ".join(bindings.account_id.mapped("address")) if bindings else False
+            if event.m365_deleted:
+                event.m365_sync_state = "deleting"
+            elif bindings and all(b.pushed_version >= event.m365_version for b in bindings):
+                event.m365_sync_state = "synced"
+            elif bindings or event.sudo().m365_owner_account_id:
+                event.m365_sync_state = "pending"
+            else:
+                event.m365_sync_state = "none"
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _m365_is_origin(self):
+        return bool(self.env.context.get(ORIGIN_KEY))
+
+    def _m365_check_write_rights(self, vals_list):
+        """The daemon's fields are refused to ordinary writes; the owner account must be one of
+        the user's own (a manager may choose any)."""
+        if self.env.su or self._m365_is_origin():
+            return
+        for vals in vals_list:
+            protected = M365_DAEMON_FIELDS & set(vals)
+            if protected and not self.env.user.has_group(DAEMON_GROUP):
+                raise AccessError(
+                    self.env._(
+                        "Only the m365sync daemon may change %(fields)s of a meeting.",
+                        fields=", ".join(sorted(protected)),
+                    )
+                )
+            account_id = vals.get("m365_owner_account_id")
+            if account_id and not self.env.user.has_group(MANAGER_GROUP):
+                account = self.env["m365.account"].sudo().browse(account_id)
+                if account.user_id != self.env.user:
+                    raise AccessError(
+                        self.env._("A meeting can only be synced through your own mailbox.")
+                    )
+
+    @api.model
+    def _m365_account_of(self, user_id):
+        if not user_id:
+            return self.env["m365.account"]
+        # sudo: which mailbox a user owns decides where their meetings go; record rules would
+        # hide a colleague's account from a user scheduling for them.
+        return self.env["m365.account"].sudo().search(
+            [("user_id", "=", int(user_id))], order="id", limit=1
+        )
+
+    def _m365_bump(self):
+        """A CRM-side edit: version + 1, so the change is pushed."""
+        ids = tuple(self.ids)
+        if not ids:
+            return
+        self.flush_recordset(["m365_version", "m365_modified_at"])
+        self.env.cr.execute(
+            "UPDATE calendar_event SET m365_version = COALESCE(m365_version, 0) + 1, "
+            "m365_modified_at = %s WHERE id IN %s",
+            (self.env.cr.now(), ids),
+        )
+        self.invalidate_recordset(["m365_version", "m365_modified_at"])
+
+    def _m365_bound(self):
+        # sudo: bindings are the daemon's; whether one exists decides between delete and
+        # tombstone.
+        return self.with_context(active_test=False).filtered(lambda e: e.sudo().m365_binding_ids)
+
+    def _m365_extra_attendees(self):
+        self.ensure_one()
+        try:
+            lines = json.loads(self.m365_extra_attendees or "[]")
+        except ValueError:
+            return []
+        return lines if isinstance(lines, list) else []
+
+    # --- CRUD -------------------------------------------------------------------------------
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        if self._m365_is_origin():
+            return super().create(vals_list)
+        self._m365_check_write_rights(vals_list)
+        for vals in vals_list:
+            if "m365_owner_account_id" not in vals:
+                user_id = vals.get(
+                    "user_id", self.env.context.get("default_user_id", self.env.uid)
+                )
+                account = self._m365_account_of(user_id)
+                if account:
+                    vals["m365_owner_account_id"] = account.id
+        return super().create(vals_list)
+
+    def write(self, vals):
+        if self._m365_is_origin():
+            return super().write(vals)
+        self._m365_check_write_rights([vals])
+        creating = self.env.context.get("is_calendar_event_new")
+        bump = not creating and bool(M365_SYNCED_FIELDS & set(vals))
+        result = super().write(vals)
+        if "active" in vals and not creating:
+            # Archiving a synced meeting deletes it in Outlook; restoring it before the next
+            # sync takes the deletion back.
+            bound = self._m365_bound()
+            if bound:
+                # sudo: the tombstone flag is the daemon's field; the user's own write above
+                # already passed the access checks.
+                bound.sudo().with_context(**{ORIGIN_KEY: True}).write(
+                    {"m365_deleted": not vals["active"]}
+                )
+        if bump:
+            self.with_context(active_test=False).exists()._m365_bump()
+        return result
+
+    def unlink(self):
+        if not self or self._m365_is_origin():
+            return super().unlink()
+        bound = self._m365_bound()
+        if bound:
+            bound.check_access("unlink")
+            # sudo: see write(); the user may delete these meetings (checked just above).
+            bound.sudo().with_context(**{ORIGIN_KEY: True}).write(
+                {"active": False, "m365_deleted": True}
+            )
+            bound._m365_bump()
+        return super(CalendarEvent, self - bound).unlink()
+
+    # --- mail -------------------------------------------------------------------------------
+
+    def _skip_send_mail_status_update(self):
+        """Outlook sends the invitations of synced meetings, not Odoo."""
+        if self._m365_is_origin():
+            return True
+        event = self.sudo()
+        if event.m365_owner_account_id or event.m365_ical_uid or event.m365_binding_ids:
+            return True
+        return super()._skip_send_mail_status_update()
+
+
+class CalendarAttendee(models.Model):
+    _inherit = "calendar.attendee"
+
+    def write(self, vals):
+        result = super().write(vals)
+        if (
+            "state" in vals
+            and not self.env.context.get(ORIGIN_KEY)
+            and not self.env.context.get("is_calendar_event_new")
+        ):
+            # The user's answer to an invitation goes back to Outlook too.
+            self.event_id._m365_bump()
+        return result
+
+    def _send_mail_to_attendees(self, mail_template, force_send=False):
+        if self.env.context.get(ORIGIN_KEY):
+            return False
+        return super()._send_mail_to_attendees(mail_template, force_send=force_send)
+
+
+class ResPartner(models.Model):
+    _inherit = "res.partner"
+
+    m365_upcoming_meeting_ids = fields.Many2many(
+        "calendar.event",
+        string="Upcoming Meetings",
+        compute="_compute_m365_upcoming_meetings",
+        help="Meetings from today with this contact (a company: or its contacts), occurrences "
+        "of recurring meetings included, soonest first.",
+    )
+
+    def _m365_meeting_domain(self, since):
+        self.ensure_one()
+        partners = self | self.with_context(active_test=False).child_ids
+        return [
+            ("m365_is_series_master", "=", False),
+            "|",
+            ("partner_ids", "in", partners.ids),
+            ("m365_company_ids", "in", partners.ids),
+            "|",
+            "&",
+            ("allday", "=", False),
+            ("stop", ">=", since),
+            "&",
+            ("allday", "=", True),
+            ("stop_date", ">=", since.date()),
+        ]
+
+    def _compute_m365_upcoming_meetings(self):
+        Event = self.env["calendar.event"]
+        now = fields.Datetime.now()
+        for partner in self:
+            if not partner.id:
+                partner.m365_upcoming_meeting_ids = Event
+                continue
+            partner.m365_upcoming_meeting_ids = Event.search(
+                partner._m365_meeting_domain(now), order="start, id", limit=80
+            )

@@ -1,0 +1,877 @@
+"""The daemon's RPC API, calendar half: ``store_event_page``, ``event_bindings``,
+``event_changes_to_push``, ``mark_event_pushed``, ``upcoming_events_for_partner``.
+
+Conventions as in ``m365_daemon_api`` (one ``payload`` dict in wire form, wire-form results,
+None -> False, ``M365:...`` errors, the daemon's group, sudo + ``m365_sync_origin``). The
+semantics are those of the embedded store (m365sync.crm.sqlite_calendar); the Odoo mapping
+is described in ``calendar_event``.
+
+**Recurrence: who converts.** Graph's ``patternedRecurrence`` and Odoo's ``calendar.recurrence``
+fields are converted by the daemon (m365sync.sync.recurrence.to_odoo / from_odoo), never here:
+
+* Inbound, each StoredEvent of a series master carries, beside ``event.recurrence`` (Graph's
+  pattern, wire form, kept as JSON in ``m365_graph_recurrence``), the keys
+  ``odoo_recurrence``: a dict of ``calendar.recurrence`` field values, or null when Odoo cannot
+  express the pattern, and then ``odoo_recurrence_note``: the sentence saying why (kept in
+  ``m365_recurrence_note`` and shown on the form; no approximate Odoo recurrence is made).
+* Outbound, a change of a series made in Odoo (a ``calendar.recurrence`` without an Outlook
+  pattern) carries a key ``odoo_recurrence`` beside the CrmEventChange fields: the recurrence's
+  field values plus ``week_start`` (the organizer's language week start, ``monday``...), and
+  ``event.recurrence`` is null; the adapter converts with ``from_odoo``. A series that came from
+  Outlook is sent back with ``event.recurrence`` = its stored Graph pattern (and no
+  ``odoo_recurrence``).
+* Such an Odoo series is pushed once, as its base event (``crm_event_id``); when the daemon marks
+  it pushed, a hidden master event is made to hold the series' binding, and the series'
+  occurrences are bound as Outlook's occurrences come back (matched by their time slot), so
+  Odoo's own occurrences are never pushed as separate meetings.
+"""
+
+# The "M365:..." errors are machine codes, hence no translation for them.
+# pylint: disable=translation-required
+
+import json
+from datetime import datetime, time, timedelta
+
+import pytz
+
+from odoo import Command, api, fields, models
+
+from .calendar_event import ORIGIN_KEY
+from .m365_daemon_api import _PageWriter, _none_to_false, _opt
+from .m365_tools import date_from_wire, dt_from_wire, dt_to_wire, normalize_email
+
+# Graph's ResponseStatus <-> Odoo's calendar.attendee state.
+STATE_OF_RESPONSE = {
+    "accepted": "accepted",
+    "organizer": "accepted",
+    "declined": "declined",
+    "tentativelyAccepted": "tentative",
+    "none": "needsAction",
+    "notResponded": "needsAction",
+}
+RESPONSE_OF_STATE = {
+    "accepted": "accepted",
+    "declined": "declined",
+    "tentative": "tentativelyAccepted",
+    "needsAction": "notResponded",
+}
+PRIVATE = ("private", "confidential")
+WEEK_STARTS = {
+    "1": "monday",
+    "2": "tuesday",
+    "3": "wednesday",
+    "4": "thursday",
+    "5": "friday",
+    "6": "saturday",
+    "7": "sunday",
+}
+# What the daemon's inbound writes also switch off: Odoo's reminders and mails to attendees.
+INBOUND = {
+    ORIGIN_KEY: True,
+    "dont_notify": True,
+    "no_mail_to_attendees": True,
+    "mail_create_nolog": True,
+    "mail_create_nosubscribe": True,
+    "active_test": False,
+}
+
+
+def _date_text(value):
+    return value.isoformat() if value else None
+
+
+class M365DaemonApiCalendar(models.AbstractModel):
+    _inherit = "m365.daemon.api"
+
+    # --- inbound: Outlook -> CRM ----------------------------------------------------------------
+
+    @api.model
+    def store_event_page(self, payload):
+        """Lease check, removals, upserts (series masters first) and the cursor, in this one
+        RPC transaction. ``PageResult``: created, updated (an item with a new change key),
+        linked (the same meeting brought by another mailbox, or an Odoo series' occurrence
+        Outlook sent back), removed (bindings); a replayed page gives zeros."""
+        env = self._daemon_env()
+        env = env(context=dict(env.context, **INBOUND))
+        page = payload["page"]
+        lease = _opt(payload.get("lease"))
+        account_id = int(page["account_id"])
+        if lease:
+            self._check_lease(env, lease, account_id)
+        else:
+            self._account(env, account_id, lock=True)
+        writer = _EventPageWriter(env, env["m365.account"].browse(account_id))
+        for graph_id in page.get("removed_ids") or []:
+            writer.unbind(graph_id)
+        upserts = list(page.get("upserts") or [])
+        # Masters first, whatever order the page came in (stable: the rest keep theirs).
+        upserts.sort(key=lambda s: (s.get("event") or {}).get("event_type") != "seriesMaster")
+        writer.lock(upserts)
+        for stored in upserts:
+            writer.upsert(stored)
+        writer.finish()
+        _PageWriter(env, account_id, page["calendar_id"]).store_cursor(
+            page["cursor"], page.get("skipped") or {}
+        )
+        return writer.result()
+
+    @api.model
+    def event_bindings(self, payload):
+        env = self._daemon_env()
+        wanted = list(dict.fromkeys(payload.get("graph_ids") or []))
+        found = {}
+        Binding = env["m365.event.binding"]
+        for start in range(0, len(wanted), 500):
+            for binding in Binding.search(
+                [
+                    ("account_id", "=", int(payload["account_id"])),
+                    ("graph_id", "in", wanted[start : start + 500]),
+                ]
+            ):
+                event = binding.event_id
+                found[binding.graph_id] = {
+                    "crm_event_id": event.id,
+                    "graph_id": binding.graph_id,
+                    "change_key": binding.change_key or None,
+                    "version": event.m365_version,
+                    "pushed_version": binding.pushed_version,
+                    "crm_modified_at": dt_to_wire(event.m365_modified_at),
+                }
+        return _none_to_false(found)
+
+    # --- outbound: CRM -> Outlook ---------------------------------------------------------------
+
+    @api.model
+    def event_changes_to_push(self, payload):
+        """The account's events (owned, or bound to it) whose version is above the version
+        Outlook has, never those last edited before the account was first connected (its
+        creation); tombstones of events Outlook holds included. See the module docstring for
+        series."""
+        env = self._daemon_env()
+        account = self._account(env, payload["account_id"])
+        Event = env["calendar.event"].with_context(active_test=False)
+        for model in ("calendar.event", "m365.event.binding"):
+            env[model].flush_model()
+        env.cr.execute(
+            "SELECT e.id, b.id FROM calendar_event e LEFT JOIN m365_event_binding b "
+            "ON b.event_id = e.id AND b.account_id = %(account)s "
+            "WHERE (e.m365_owner_account_id = %(account)s OR b.id IS NOT NULL) "
+            "AND e.m365_version > COALESCE(b.pushed_version, 0) "
+            "AND e.m365_modified_at >= %(since)s "
+            "AND NOT (COALESCE(e.m365_deleted, FALSE) AND b.id IS NULL) "
+            "ORDER BY e.id",
+            {"account": account.id, "since": account.create_date},
+        )
+        rows = env.cr.fetchall()
+        bindings = env["m365.event.binding"].browse([b for _e, b in rows if b])
+        binding_of = {b.event_id.id: b for b in bindings}
+        changes = []
+        for event in Event.browse([e for e, _b in rows]):
+            binding = binding_of.get(event.id)
+            odoo_series = None
+            if binding is None and not event.m365_is_series_master:
+                series = self._series_of(env, event)
+                if series is not None:
+                    recurrence, master = series
+                    if master or recurrence.base_event_id != event:
+                        # Outlook expands the series itself; this occurrence is bound when
+                        # Outlook's copy comes back.
+                        continue
+                    odoo_series = recurrence
+            changes.append(self._change_wire(env, account, event, binding, odoo_series))
+        return _none_to_false(changes)
+
+    @staticmethod
+    def _series_of(env, event):
+        """(recurrence or None, master event or None) of an occurrence, or None if single."""
+        master = event.m365_series_master_id
+        recurrence = event.recurrence_id or master.recurrence_id
+        if not master and recurrence:
+            master = env["calendar.event"].with_context(active_test=False).search(
+                [("recurrence_id", "=", recurrence.id), ("m365_is_series_master", "=", True)],
+                limit=1,
+            )
+        if not master and not recurrence:
+            return None
+        return recurrence, master
+
+    def _change_wire(self, env, account, event, binding, odoo_series):
+        owner_address = account.address_normalized or normalize_email(account.address)
+        organizer = self._organizer(event)
+        owner = event.m365_owner_account_id
+        organized = (
+            owner == account
+            or not organizer
+            or normalize_email(organizer["address"]) == owner_address
+        )
+        attendees = self._attendees_wire(event, account, organizer)
+        mine = event.attendee_ids.filtered(
+            lambda a: a.partner_id == account.user_id.partner_id
+            or normalize_email(a.partner_id.email) == owner_address
+        )[:1]
+        my_response = RESPONSE_OF_STATE.get(mine.state, "none") if mine else "none"
+        wire = {
+            "crm_event_id": event.id,
+            "event": self._event_wire(env, account, event, binding, organizer, attendees),
+            "version": event.m365_version,
+            "deleted": bool(event.m365_deleted),
+            "attendee_addresses": [a["address"] for a in attendees],
+            "organized_by_account": bool(organized),
+            "my_response": my_response,
+        }
+        recurrence = odoo_series
+        if recurrence is None and event.m365_is_series_master and not event.m365_graph_recurrence:
+            recurrence = event.recurrence_id or None
+        if recurrence:
+            wire["event"]["event_type"] = "seriesMaster"
+            wire["odoo_recurrence"] = self._odoo_recurrence_values(recurrence, event)
+        return wire
+
+    @staticmethod
+    def _odoo_recurrence_values(recurrence, event):
+        names = (
+            "rrule_type", "interval", "count", "end_type", "until", "month_by", "day",
+            "weekday", "byday", "event_tz", "mon", "tue", "wed", "thu", "fri", "sat", "sun",
+        )
+        values = {}
+        for name in names:
+            value = recurrence[name]
+            values[name] = value.isoformat() if hasattr(value, "isoformat") else value
+        user = event.user_id or event.m365_owner_account_id.user_id
+        lang = user.lang or "en_US"
+        week_start = user.env["res.lang"]._get_data(code=lang).week_start or "7"
+        values["week_start"] = WEEK_STARTS.get(str(week_start), "sunday")
+        return values
+
+    @staticmethod
+    def _organizer(event):
+        if event.m365_organizer_address:
+            return {
+                "address": event.m365_organizer_address,
+                "name": event.m365_organizer_name or "",
+            }
+        user = event.user_id
+        if user and user.email:
+            return {"address": normalize_email(user.email), "name": user.name or ""}
+        return None
+
+    @staticmethod
+    def _attendees_wire(event, account, organizer):
+        """The partners on the event (not the organizer, not the mailbox owner) and the Outlook
+        attendees that matched no contact, so a push keeps them."""
+        skip = {
+            normalize_email(organizer["address"]) if organizer else None,
+            account.address_normalized,
+        }
+        skip.discard(None)
+        lines = []
+        seen = set()
+        for attendee in event.attendee_ids:
+            partner = attendee.partner_id
+            address = normalize_email(partner.email)
+            if not address or address in skip or address in seen:
+                continue
+            if partner == account.user_id.partner_id:
+                continue
+            seen.add(address)
+            lines.append(
+                {
+                    "address": address,
+                    "name": partner.name or "",
+                    "kind": "required",
+                    "response": RESPONSE_OF_STATE.get(attendee.state, "none"),
+                }
+            )
+        for extra in event._m365_extra_attendees():
+            address = normalize_email(extra.get("address"))
+            if not address or address in skip or address in seen:
+                continue
+            if extra.get("role") == "organizer":
+                continue
+            seen.add(address)
+            lines.append(
+                {
+                    "address": address,
+                    "name": extra.get("name") or "",
+                    "kind": extra.get("role") if extra.get("role") in ("optional", "resource") else "required",
+                    "response": extra.get("response") or "none",
+                }
+            )
+        return lines
+
+    def _event_wire(self, env, account, event, binding, organizer, attendees):
+        master = event.m365_series_master_id
+        master_binding = env["m365.event.binding"]
+        if master:
+            master_binding = env["m365.event.binding"].search(
+                [("account_id", "=", account.id), ("event_id", "=", master.id)], limit=1
+            )
+        if event.m365_is_series_master:
+            event_type = "seriesMaster"
+        elif binding and event.m365_event_type in ("occurrence", "exception"):
+            event_type = event.m365_event_type
+        else:
+            event_type = "singleInstance"
+        recurrence = None
+        if event.m365_is_series_master and event.m365_graph_recurrence:
+            try:
+                recurrence = json.loads(event.m365_graph_recurrence)
+            except ValueError:
+                recurrence = None
+        sensitivity = event.m365_sensitivity or "normal"
+        privacy = event.privacy or (event.user_id.calendar_default_privacy if event.user_id else False)
+        if privacy == "private":
+            sensitivity = sensitivity if sensitivity in PRIVATE + ("personal",) else "private"
+        elif sensitivity in PRIVATE:
+            sensitivity = "normal"
+        show_as = event.m365_show_as or "busy"
+        if event.show_as == "free":
+            show_as = "free"
+        elif show_as == "free":
+            show_as = "busy"
+        tz = (
+            event.m365_time_zone
+            or event.recurrence_id.event_tz
+            or event.user_id.tz
+            or "UTC"
+        )
+        if event.allday:
+            start = end = None
+            start_date = event.start_date or event.start.date()
+            stop_date = event.stop_date or event.stop.date()
+            end_date = max(stop_date, start_date) + timedelta(days=1)
+        else:
+            start, end = dt_to_wire(event.start), dt_to_wire(event.stop)
+            start_date = end_date = None
+        return {
+            "graph_id": binding.graph_id if binding else "",
+            "ical_uid": event.m365_ical_uid or None,
+            "event_type": event_type,
+            "subject": event.name or None,
+            "start": start,
+            "end": end,
+            "time_zone": tz,
+            "is_all_day": bool(event.allday),
+            "start_date": _date_text(start_date),
+            "end_date": _date_text(end_date),
+            "series_master_id": master_binding.graph_id or None,
+            "original_start": dt_to_wire(event.m365_original_start),
+            "recurrence": recurrence,
+            "body_html": str(event.description) if event.description else None,
+            "location": event.location or None,
+            "online_meeting_url": event.m365_online_meeting_url or None,
+            "sensitivity": sensitivity,
+            "show_as": show_as,
+            "is_cancelled": bool(event.m365_is_cancelled),
+            "organizer": organizer,
+            "attendees": attendees,
+            "change_key": (binding.change_key or None) if binding else None,
+            "last_modified": None,
+            "transaction_id": None,
+            "my_response": "none",
+            "is_online_meeting": bool(event.m365_is_online_meeting),
+        }
+
+    @api.model
+    def mark_event_pushed(self, payload):
+        """Outlook has ``version`` of the event as ``graph_id``; a pushed deletion drops the
+        binding, and the event with its last one. What Outlook filled in (iCalUId, the online
+        meeting's join link) is kept."""
+        env = self._daemon_env()
+        env = env(context=dict(env.context, **INBOUND))
+        account = self._account(env, payload["account_id"])
+        Binding = env["m365.event.binding"]
+        event = env["calendar.event"].browse(int(payload["crm_event_id"])).exists()
+        if not event:
+            return True
+        if event.m365_deleted:
+            Binding.search([("account_id", "=", account.id), ("event_id", "=", event.id)]).unlink()
+            if not Binding.search_count([("event_id", "=", event.id)]):
+                event.unlink()
+            return True
+        graph_id = payload["graph_id"]
+        version = int(payload["version"])
+        target = event
+        if not event.m365_is_series_master:
+            series = self._series_of(env, event)
+            if series is not None:
+                recurrence, master = series
+                if recurrence and not master and recurrence.base_event_id == event:
+                    target = self._make_master(env, event, recurrence, version)
+        values = {
+            "graph_id": graph_id,
+            "change_key": _opt(payload.get("change_key")) or False,
+            "pushed_version": version,
+        }
+        other = Binding.search([("account_id", "=", account.id), ("graph_id", "=", graph_id)])
+        (other.filtered(lambda b: b.event_id != target)).unlink()
+        binding = Binding.search([("account_id", "=", account.id), ("event_id", "=", target.id)])
+        if binding:
+            binding.write(values)
+        else:
+            Binding.create(values | {"account_id": account.id, "event_id": target.id})
+        updates = {}
+        ical_uid = _opt(payload.get("ical_uid"))
+        if ical_uid and not target.m365_ical_uid:
+            updates["m365_ical_uid"] = ical_uid
+        url = _opt(payload.get("online_meeting_url"))
+        if url:
+            updates["m365_online_meeting_url"] = url
+            if not target.videocall_location or target.videocall_location == target.m365_online_meeting_url:
+                updates["videocall_location"] = url
+        if updates:
+            target.write(updates)
+        return True
+
+    @staticmethod
+    def _make_master(env, base, recurrence, version):
+        """An Odoo series reached Outlook: a hidden master holds its binding from now on."""
+        values = {
+            "name": base.name,
+            "start": base.start,
+            "stop": base.stop,
+            "allday": base.allday,
+            "description": base.description,
+            "location": base.location,
+            "user_id": base.user_id.id,
+            "privacy": base.privacy,
+            "show_as": base.show_as,
+            "partner_ids": [Command.set(base.partner_ids.ids)],
+            "m365_owner_account_id": base.m365_owner_account_id.id,
+            "m365_is_online_meeting": base.m365_is_online_meeting,
+            "m365_is_series_master": True,
+            "m365_event_type": "seriesMaster",
+            "m365_time_zone": base.m365_time_zone or recurrence.event_tz or False,
+            "recurrence_id": recurrence.id,
+            "m365_version": version,
+            "active": False,
+        }
+        master = env["calendar.event"].create(values)
+        env["calendar.event"].search(
+            [("recurrence_id", "=", recurrence.id), ("m365_is_series_master", "=", False)]
+        ).write({"m365_series_master_id": master.id})
+        return master
+
+    # --- reading back ---------------------------------------------------------------------------
+
+    @api.model
+    def upcoming_events_for_partner(self, payload):
+        """Meetings with the partner (a company: or its contacts, or matched by its domain)
+        from ``since``, soonest first; series masters, cancelled and deleted ones left out."""
+        env = self._daemon_env()
+        partner = env["res.partner"].with_context(active_test=False).browse(
+            int(payload["partner_id"])
+        ).exists()
+        if not partner:
+            return []
+        since = dt_from_wire(payload["since"])
+        limit = int(_opt(payload.get("limit")) or 20)
+        partners = partner | partner.with_context(active_test=False).child_ids
+        events = env["calendar.event"].search(
+            [
+                ("m365_is_series_master", "=", False),
+                ("m365_deleted", "=", False),
+                ("m365_is_cancelled", "=", False),
+                "|",
+                ("partner_ids", "in", partners.ids),
+                ("m365_company_ids", "in", partners.ids),
+                "|",
+                "&",
+                ("allday", "=", False),
+                ("start", ">=", since),
+                "&",
+                ("allday", "=", True),
+                ("start_date", ">=", since.date()),
+            ],
+            order="start, id",
+            limit=limit,
+        )
+        summaries = []
+        for event in events:
+            addresses = [normalize_email(p.email) for p in event.partner_ids if p.email]
+            addresses += [
+                normalize_email(a.get("address"))
+                for a in event._m365_extra_attendees()
+                if a.get("address")
+            ]
+            summaries.append(
+                {
+                    "crm_event_id": event.id,
+                    "subject": event.name or "",
+                    "start": None if event.allday else dt_to_wire(event.start),
+                    "end": None if event.allday else dt_to_wire(event.stop),
+                    "is_all_day": bool(event.allday),
+                    "start_date": _date_text(event.start_date) if event.allday else None,
+                    "recurring": bool(event.recurrence_id or event.m365_series_master_id),
+                    "attendees": list(dict.fromkeys(a for a in addresses if a)),
+                }
+            )
+        return _none_to_false(summaries)
+
+
+class _EventPageWriter:
+    """The writes of one ``store_event_page`` call (m365sync.crm.sqlite_calendar's semantics)."""
+
+    def __init__(self, env, account):
+        self.env = env
+        self.account = account
+        self.Event = env["calendar.event"]
+        self.Binding = env["m365.event.binding"]
+        self.created = self.updated = self.linked = self.removed = 0
+        self.touched_recurrences = env["calendar.recurrence"]
+
+    def result(self):
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "linked": self.linked,
+            "removed": self.removed,
+        }
+
+    def lock(self, upserts):
+        """Two mailboxes bringing the same meeting at once: serialise on its iCalUId."""
+        keys = sorted(
+            {
+                f"ical:{(s.get('event') or {}).get('ical_uid')}"
+                for s in upserts
+                if _opt((s.get("event") or {}).get("ical_uid"))
+            }
+        )
+        if keys:
+            self.env.cr.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(k)) FROM unnest(%s::text[]) AS k", (keys,)
+            )
+
+    def _binding(self, graph_id):
+        return self.Binding.search(
+            [("account_id", "=", self.account.id), ("graph_id", "=", graph_id)], limit=1
+        )
+
+    # removals --------------------------------------------------------------------------------
+
+    def unbind(self, graph_id):
+        binding = self._binding(graph_id)
+        if not binding:
+            return
+        event = binding.event_id
+        binding.unlink()
+        self.removed += 1
+        if not self.Binding.search_count([("event_id", "=", event.id)]):
+            recurrence = event.recurrence_id
+            event.unlink()
+            if recurrence and not self.Event.search_count([("recurrence_id", "=", recurrence.id)]):
+                recurrence.unlink()
+
+    # upserts ---------------------------------------------------------------------------------
+
+    def upsert(self, stored):
+        item = stored["event"]
+        graph_id = item["graph_id"]
+        change_key = _opt(item.get("change_key"))
+        binding = self._binding(graph_id)
+        if binding:
+            if change_key and binding.change_key == change_key:
+                return  # our own write coming back, or a replay
+            event = binding.event_id
+            self._write(event, stored)
+            self.updated += 1
+        else:
+            event = self._same_meeting(item) or self._same_slot(item)
+            if event:
+                mine = self.Binding.search(
+                    [("account_id", "=", self.account.id), ("event_id", "=", event.id)]
+                )
+                if mine:
+                    # Outlook recreated the item under a new id: follow it.
+                    mine.write({"graph_id": graph_id})
+                    binding = mine
+                self._write(event, stored)
+                self.linked += 1
+            else:
+                event = self._create(stored)
+                self.created += 1
+            if not binding:
+                binding = self.Binding.create(
+                    {
+                        "account_id": self.account.id,
+                        "graph_id": graph_id,
+                        "event_id": event.id,
+                    }
+                )
+        binding.write({"change_key": change_key or False, "pushed_version": event.m365_version})
+
+    def _same_meeting(self, item):
+        """The event another mailbox already brought (same iCalUId; Graph gives each occurrence
+        its own), or an Odoo event Outlook got from us."""
+        uid = _opt(item.get("ical_uid"))
+        if not uid:
+            return self.Event
+        return self.Event.search(
+            [
+                ("m365_ical_uid", "=", uid),
+                ("m365_deleted", "=", False),
+                ("m365_is_series_master", "=", item.get("event_type") == "seriesMaster"),
+            ],
+            order="id",
+            limit=1,
+        )
+
+    def _same_slot(self, item):
+        """An occurrence of a series made in Odoo comes back from Outlook: the Odoo event of the
+        same series in the same slot, not yet bound for this account."""
+        master = self._master_of(item)
+        if not master:
+            return self.Event
+        domain = [("m365_is_series_master", "=", False), ("m365_deleted", "=", False)]
+        if master.recurrence_id:
+            domain += [
+                "|",
+                ("m365_series_master_id", "=", master.id),
+                ("recurrence_id", "=", master.recurrence_id.id),
+            ]
+        else:
+            domain += [("m365_series_master_id", "=", master.id)]
+        if item.get("is_all_day"):
+            day = date_from_wire(_opt(item.get("start_date")))
+            if not day:
+                return self.Event
+            domain += [("allday", "=", True), ("start_date", "=", day)]
+        else:
+            slot = dt_from_wire(_opt(item.get("original_start")) or _opt(item.get("start")))
+            if not slot:
+                return self.Event
+            domain += [("start", "=", slot)]
+        candidates = self.Event.search(domain, order="id")
+        if not candidates:
+            return candidates
+        bound = self.Binding.search(
+            [("account_id", "=", self.account.id), ("event_id", "in", candidates.ids)]
+        )
+        return (candidates - bound.event_id)[:1]
+
+    def _master_of(self, item):
+        master_id = _opt(item.get("series_master_id"))
+        if not master_id:
+            return self.Event
+        return self._binding(master_id).event_id
+
+    def _create(self, stored):
+        values, states = self._values(stored, self.Event)
+        event = self.Event.create(values)
+        self._apply_states(event, states)
+        self._apply_series(event, stored)
+        return event
+
+    def _write(self, event, stored):
+        values, states = self._values(stored, event)
+        event.write(values)
+        self._apply_states(event, states)
+        self._apply_series(event, stored)
+
+    @staticmethod
+    def _apply_states(event, states):
+        for attendee in event.attendee_ids:
+            state = states.get(attendee.partner_id.id)
+            if state and attendee.state != state:
+                attendee.state = state
+
+    def _organizer_user(self, address):
+        if not address:
+            return self.env["res.users"]
+        account = self.env["m365.account"].search(
+            [("address_normalized", "=", address), ("user_id", "!=", False)], order="id", limit=1
+        )
+        if account:
+            return account.user_id
+        return self.env["res.users"].search(
+            [("partner_id.m365_email_normalized", "=", address), ("share", "=", False)],
+            order="id",
+            limit=1,
+        )
+
+    def _values(self, stored, event):
+        item = stored["event"]
+        links = stored.get("attendees") or []
+        kind = item.get("event_type") or "singleInstance"
+        sensitivity = item.get("sensitivity") or "normal"
+        show_as = item.get("show_as") or "busy"
+        organizer = _opt(item.get("organizer")) or {}
+        organizer_address = normalize_email(organizer.get("address")) or False
+        organizer_user = self._organizer_user(organizer_address)
+        cancelled = bool(item.get("is_cancelled"))
+        master = kind == "seriesMaster"
+        url = _opt(item.get("online_meeting_url")) or False
+        subject = _opt(item.get("subject"))
+        if not subject:
+            subject = self.env._("Busy") if sensitivity in PRIVATE else self.env._("(No subject)")
+        values = {
+            "name": subject,
+            "description": _opt(item.get("body_html")) or False,
+            "location": _opt(item.get("location")) or False,
+            "privacy": "private" if sensitivity in PRIVATE else "public",
+            "show_as": "free" if show_as == "free" else "busy",
+            "user_id": organizer_user.id or False,
+            "m365_event_type": kind,
+            "m365_is_series_master": master,
+            "m365_original_start": dt_from_wire(_opt(item.get("original_start"))) or False,
+            "m365_time_zone": item.get("time_zone") or "UTC",
+            "m365_sensitivity": sensitivity,
+            "m365_show_as": show_as,
+            "m365_is_cancelled": cancelled,
+            "m365_organizer_address": organizer_address,
+            "m365_organizer_name": organizer.get("name") or False,
+            "m365_online_meeting_url": url,
+            "m365_is_online_meeting": bool(item.get("is_online_meeting")),
+            "m365_deleted": False,
+            "active": not (cancelled or master),
+        }
+        uid = _opt(item.get("ical_uid"))
+        if uid:
+            values["m365_ical_uid"] = uid
+        if url:
+            values["videocall_location"] = url
+        elif event and event.videocall_location and event.videocall_location == event.m365_online_meeting_url:
+            values["videocall_location"] = False
+        values.update(self._when(item))
+        if master:
+            recurrence = _opt(item.get("recurrence"))
+            values["m365_graph_recurrence"] = (
+                json.dumps(recurrence, sort_keys=True) if recurrence else False
+            )
+            values["m365_recurrence_note"] = _opt(stored.get("odoo_recurrence_note")) or False
+        else:
+            values["m365_graph_recurrence"] = False
+            values["m365_recurrence_note"] = False
+        states, companies, extra = self._people(item, links, organizer_address, organizer_user)
+        values["partner_ids"] = [Command.set(list(states))]
+        values["m365_company_ids"] = [Command.set(sorted(companies))]
+        values["m365_extra_attendees"] = json.dumps(extra, sort_keys=True) if extra else False
+        return values, states
+
+    @staticmethod
+    def _when(item):
+        if item.get("is_all_day"):
+            first = date_from_wire(_opt(item.get("start_date")))
+            end = date_from_wire(_opt(item.get("end_date")))
+            if first is None:
+                start = dt_from_wire(_opt(item.get("start")))
+                first = start.date() if start else fields.Date.today()
+            last = max((end - timedelta(days=1)) if end else first, first)  # Odoo: inclusive
+            return {
+                "allday": True,
+                "start": datetime.combine(first, time(8, 0)),
+                "stop": datetime.combine(last, time(18, 0)),
+            }
+        start = dt_from_wire(_opt(item.get("start")))
+        stop = dt_from_wire(_opt(item.get("end"))) or (start and start + timedelta(hours=1))
+        return {"allday": False, "start": start, "stop": max(stop, start) if start else stop}
+
+    def _people(self, item, links, organizer_address, organizer_user):
+        """partner id -> attendee state, company ids, and the lines matching no contact."""
+        owner_address = self.account.address_normalized
+        owner_partner = self.account.user_id.partner_id
+        states, companies, extra = {}, set(), []
+        owner_state = None
+        for link in links:
+            address = normalize_email(link.get("address"))
+            response = link.get("response") or "none"
+            state = "accepted" if link.get("role") == "organizer" else STATE_OF_RESPONSE.get(response, "needsAction")
+            if address and address == owner_address:
+                owner_state = state
+            company = _opt(link.get("company_id"))
+            if company:
+                companies.add(int(company))
+            partner = _opt(link.get("partner_id"))
+            if partner:
+                states.setdefault(int(partner), state)
+            elif address:
+                extra.append(
+                    {
+                        "role": link.get("role") or "required",
+                        "address": address,
+                        "name": link.get("name") or "",
+                        "response": response,
+                    }
+                )
+        if organizer_user:
+            states.setdefault(organizer_user.partner_id.id, "accepted")
+        if owner_partner:
+            if owner_state is None:
+                if organizer_address and organizer_address == owner_address:
+                    owner_state = "accepted"
+                else:
+                    owner_state = STATE_OF_RESPONSE.get(item.get("my_response") or "none", "needsAction")
+            states.setdefault(owner_partner.id, owner_state)
+        existing = self.env["res.partner"].browse(list(states)).exists()
+        states = {pid: state for pid, state in states.items() if pid in existing.ids}
+        companies &= set(self.env["res.partner"].browse(sorted(companies)).exists().ids)
+        return states, companies, extra
+
+    def _apply_series(self, event, stored):
+        item = stored["event"]
+        Recurrence = self.env["calendar.recurrence"]
+        if event.m365_is_series_master:
+            odoo_values = _opt(stored.get("odoo_recurrence"))
+            recurrence = event.recurrence_id
+            if odoo_values:
+                values = self._recurrence_values(odoo_values)
+                if recurrence:
+                    recurrence.write(values)
+                else:
+                    recurrence = Recurrence.create(values | {"base_event_id": event.id})
+                    event.write({"recurrence_id": recurrence.id, "recurrency": True})
+                occurrences = self.Event.search(
+                    [("m365_series_master_id", "=", event.id), ("recurrence_id", "!=", recurrence.id)]
+                )
+                occurrences.write({"recurrence_id": recurrence.id, "recurrency": True})
+                self.touched_recurrences |= recurrence
+            elif recurrence:
+                # The pattern became one Odoo cannot express: no approximate Odoo recurrence.
+                recurrence.calendar_event_ids.write({"recurrence_id": False, "recurrency": False})
+                event.write({"recurrence_id": False, "recurrency": False})
+                recurrence.unlink()
+            return
+        master = self._master_of(item)
+        if master:
+            values = {
+                "m365_series_master_id": master.id,
+                "recurrence_id": master.recurrence_id.id or False,
+                "recurrency": bool(master.recurrence_id),
+                "follow_recurrence": item.get("event_type") == "occurrence",
+            }
+            current = {
+                "m365_series_master_id": event.m365_series_master_id.id,
+                "recurrence_id": event.recurrence_id.id or False,
+                "recurrency": event.recurrency,
+                "follow_recurrence": event.follow_recurrence,
+            }
+            if current != values:
+                event.write(values)
+            if master.recurrence_id:
+                self.touched_recurrences |= master.recurrence_id
+        elif event.m365_series_master_id and item.get("event_type") == "singleInstance":
+            event.write({"m365_series_master_id": False, "recurrence_id": False, "recurrency": False})
+
+    def _recurrence_values(self, odoo_values):
+        Recurrence = self.env["calendar.recurrence"]
+        values = {k: v for k, v in odoo_values.items() if k in Recurrence._fields}
+        values.pop("base_event_id", None)
+        values.pop("calendar_event_ids", None)
+        values.pop("rrule", None)
+        if values.get("event_tz") and values["event_tz"] not in pytz.all_timezones_set:
+            values.pop("event_tz")
+        for key, value in list(values.items()):
+            if value is None:
+                values[key] = False
+        return values
+
+    def finish(self):
+        """Each touched Odoo recurrence points at its first visible event."""
+        for recurrence in self.touched_recurrences.exists():
+            first = self.Event.with_context(active_test=True).search(
+                [("recurrence_id", "=", recurrence.id), ("m365_is_series_master", "=", False)],
+                order="start, id",
+                limit=1,
+            )
+            if first and recurrence.base_event_id != first:
+                recurrence.base_event_id = first

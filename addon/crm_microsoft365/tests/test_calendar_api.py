@@ -1,0 +1,499 @@
+"""The calendar half of the daemon's API (m365sync.crm.gateway, sqlite_calendar semantics)."""
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from odoo import Command
+from odoo.exceptions import AccessError, UserError
+from odoo.tests import tagged
+from odoo.tools import mute_logger
+
+from .common import M365Case, unique
+
+SOON = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None) + timedelta(days=3)
+CALENDAR = "calendarView-2025-01"
+WEEKLY_ODOO = {
+    "rrule_type": "weekly",
+    "interval": 1,
+    "mon": True,
+    "tue": False,
+    "wed": False,
+    "thu": False,
+    "fri": False,
+    "sat": False,
+    "sun": False,
+    "month_by": "date",
+    "day": 1,
+    "weekday": False,
+    "byday": False,
+    "end_type": "forever",
+    "count": 1,
+    "until": False,
+    "event_tz": "Europe/Paris",
+}
+
+
+def iso(moment):
+    return moment.replace(tzinfo=timezone.utc).isoformat()
+
+
+def wire_event(
+    graph_id,
+    *,
+    uid=None,
+    subject="Quarterly review",
+    start=SOON,
+    change_key="ck1",
+    event_type="singleInstance",
+    master=None,
+    recurrence=None,
+    organizer="meganb@contoso.example",
+    sensitivity="normal",
+):
+    return {
+        "graph_id": graph_id,
+        "ical_uid": uid or f"uid-{graph_id}",
+        "event_type": event_type,
+        "subject": subject,
+        "start": iso(start),
+        "end": iso(start + timedelta(hours=1)),
+        "time_zone": "Europe/Paris",
+        "is_all_day": False,
+        "start_date": None,
+        "end_date": None,
+        "series_master_id": master,
+        "original_start": iso(start) if master else None,
+        "recurrence": recurrence,
+        "body_html": "<p>Agenda</p>",
+        "location": "Room 4",
+        "online_meeting_url": None,
+        "sensitivity": sensitivity,
+        "show_as": "busy",
+        "is_cancelled": False,
+        "organizer": {"address": organizer, "name": "Megan"} if organizer else None,
+        "attendees": [],
+        "change_key": change_key,
+        "last_modified": None,
+        "transaction_id": None,
+        "my_response": "none",
+        "is_online_meeting": False,
+    }
+
+
+def link(partner, response="accepted", role="required"):
+    return {
+        "role": role,
+        "address": partner.email.lower(),
+        "name": partner.name,
+        "response": response,
+        "partner_id": partner.id,
+        "company_id": partner.parent_id.id or None,
+    }
+
+
+def stored(event, links=(), odoo_recurrence=None, note=None):
+    item = {"event": event, "attendees": list(links)}
+    if event["event_type"] == "seriesMaster":
+        item |= {"odoo_recurrence": odoo_recurrence, "odoo_recurrence_note": note}
+    return item
+
+
+def event_page(account_id, upserts=(), removed=(), link_="https://graph/delta?1"):
+    return {
+        "account_id": account_id,
+        "calendar_id": CALENDAR,
+        "upserts": list(upserts),
+        "removed_ids": list(removed),
+        "cursor": {"link": link_, "kind": "delta"},
+        "skipped": {},
+    }
+
+
+@tagged("post_install", "-at_install")
+class TestCalendarApi(M365Case):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.anna = cls.env["res.partner"].create(
+            {"name": "Anna", "email": f"{unique('anna')}@example.com"}
+        )
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def store(self, account, *items, removed=()):
+        return self.api.store_event_page(
+            {"page": event_page(account["id"], items, removed), "lease": None}
+        )
+
+    def upcoming(self, partner=None, since=None):
+        return self.api.upcoming_events_for_partner(
+            {
+                "partner_id": (partner or self.anna).id,
+                "since": iso(since or SOON - timedelta(days=1)),
+                "limit": 20,
+            }
+        )
+
+    def changes(self, account, event=None):
+        found = self.api.event_changes_to_push({"account_id": account["id"]})
+        if event is None:
+            return found
+        return [c for c in found if c["crm_event_id"] == event.id]
+
+    def bound_event(self, account, graph_id):
+        binding = self.env["m365.event.binding"].search(
+            [("account_id", "=", account["id"]), ("graph_id", "=", graph_id)]
+        )
+        return binding.event_id
+
+    def mails_since(self, last):
+        """Invitations Odoo sent since ``last``: its notifications to attendees (each one an
+        email to a contact) and any queued mail."""
+        last_message, last_mail = last
+        notes = self.env["mail.message"].sudo().search_count(
+            [("id", ">", last_message), ("model", "=", "calendar.event"),
+             ("message_type", "=", "user_notification")]
+        )
+        return notes + self.env["mail.mail"].sudo().search_count([("id", ">", last_mail)])
+
+    def last_mail_id(self):
+        message = self.env["mail.message"].sudo().search([], order="id desc", limit=1)
+        mail = self.env["mail.mail"].sudo().search([], order="id desc", limit=1)
+        return message.id or 0, mail.id or 0
+
+    def user_event(self, user, **values):
+        return (
+            self.env["calendar.event"]
+            .with_user(user)
+            .create(
+                {
+                    "name": "Demo",
+                    "start": SOON,
+                    "stop": SOON + timedelta(hours=1),
+                    "partner_ids": [Command.set([self.anna.id, user.partner_id.id])],
+                    **values,
+                }
+            )
+        )
+
+    # --- Outlook -> CRM ---------------------------------------------------------------------
+
+    def test_store_is_idempotent_and_keeps_the_cursor(self):
+        account = self.account()
+        item = stored(wire_event(unique("g")), [link(self.anna)])
+        first = self.store(account, item)
+        self.assertEqual(first, {"created": 1, "updated": 0, "linked": 0, "removed": 0})
+        again = self.store(account, item)
+        self.assertEqual(again, {"created": 0, "updated": 0, "linked": 0, "removed": 0})
+        (summary,) = self.upcoming()
+        self.assertEqual(summary["subject"], "Quarterly review")
+        self.assertEqual(summary["start"], iso(SOON))
+        self.assertIn(self.anna.email.lower(), summary["attendees"])
+        cursor = self.api.get_cursor({"account_id": account["id"], "folder_id": CALENDAR})
+        self.assertEqual(cursor["link"], "https://graph/delta?1")
+        event = self.bound_event(account, item["event"]["graph_id"])
+        self.assertEqual(event.attendee_ids.filtered(lambda a: a.partner_id == self.anna).state, "accepted")
+        self.assertEqual((event.location, event.privacy, event.show_as), ("Room 4", "public", "busy"))
+        self.assertFalse(event.user_id)  # an outside organizer is kept in its own fields
+        self.assertEqual(event.m365_organizer_address, "meganb@contoso.example")
+
+    def test_the_same_meeting_through_two_accounts_is_one_event(self):
+        organizer, attendee = self.account(), self.account()
+        uid = unique("uid")
+        self.store(organizer, stored(wire_event(unique("g"), uid=uid), [link(self.anna)]))
+        seen = self.store(attendee, stored(wire_event(unique("g"), uid=uid), [link(self.anna)]))
+        self.assertEqual((seen["created"], seen["linked"]), (0, 1))
+        self.assertEqual(len(self.upcoming()), 1)
+        event = self.env["calendar.event"].search([("m365_ical_uid", "=", uid)])
+        self.assertEqual(len(event), 1)
+        self.assertEqual(len(event.sudo().m365_binding_ids), 2)
+
+    def test_removal_unbinds_and_the_last_binding_takes_the_event(self):
+        one, two = self.account(), self.account()
+        uid, g1, g2 = unique("uid"), unique("g"), unique("g")
+        self.store(one, stored(wire_event(g1, uid=uid), [link(self.anna)]))
+        self.store(two, stored(wire_event(g2, uid=uid), [link(self.anna)]))
+        event = self.bound_event(one, g1)
+        self.assertEqual(self.store(one, removed=[g1])["removed"], 1)
+        self.assertTrue(event.exists())
+        self.assertEqual(len(self.upcoming()), 1)
+        self.store(two, removed=[g2])
+        self.assertFalse(event.exists())
+        self.assertEqual(self.upcoming(), [])
+
+    def test_echo_and_outlook_edits(self):
+        account = self.account()
+        graph_id = unique("g")
+        self.store(account, stored(wire_event(graph_id), [link(self.anna)]))
+        bindings = self.api.event_bindings({"account_id": account["id"], "graph_ids": [graph_id, "unknown"]})
+        self.assertEqual(list(bindings), [graph_id])
+        binding = bindings[graph_id]
+        self.assertEqual(binding["change_key"], "ck1")
+        self.assertEqual(binding["version"], binding["pushed_version"])
+        moved = wire_event(graph_id, start=SOON + timedelta(hours=2), change_key="ck2")
+        self.assertEqual(self.store(account, stored(moved, [link(self.anna)]))["updated"], 1)
+        self.assertEqual(self.bound_event(account, graph_id).start, SOON + timedelta(hours=2))
+
+    def test_all_day_private_and_free(self):
+        account = self.account()
+        day = SOON.date() + timedelta(days=1)
+        item = wire_event(unique("g"), subject=None, sensitivity="private")
+        item |= {
+            "is_all_day": True,
+            "start": None,
+            "end": None,
+            "start_date": day.isoformat(),
+            "end_date": (day + timedelta(days=1)).isoformat(),
+            "show_as": "free",
+        }
+        self.store(account, stored(item, [link(self.anna)]))
+        (summary,) = self.upcoming(since=SOON)
+        self.assertTrue(summary["is_all_day"])
+        self.assertEqual(summary["start_date"], day.isoformat())
+        self.assertIs(summary["start"], False)
+        event = self.bound_event(account, item["graph_id"])
+        self.assertEqual((event.start_date, event.stop_date), (day, day))
+        self.assertEqual((event.privacy, event.show_as), ("private", "free"))
+
+    def test_series_odoo_can_express(self):
+        account = self.account()
+        master = unique("m")
+        pattern = {"pattern_type": "weekly", "start_date": SOON.date().isoformat(), "interval": 1,
+                   "days_of_week": ["monday"], "range_type": "noEnd"}
+        items = [
+            stored(
+                wire_event(master, event_type="seriesMaster", recurrence=pattern),
+                [link(self.anna)],
+                odoo_recurrence=WEEKLY_ODOO,
+            )
+        ]
+        items += [
+            stored(
+                wire_event(unique("o"), uid=unique("uid"), start=SOON + timedelta(weeks=n),
+                           event_type="occurrence" if n != 1 else "exception", master=master),
+                [link(self.anna)],
+            )
+            for n in range(3)
+        ]
+        result = self.store(account, *reversed(items))  # masters go first whatever the order
+        self.assertEqual(result["created"], 4)
+        upcoming = self.upcoming()
+        self.assertEqual([u["start"] for u in upcoming], [iso(SOON + timedelta(weeks=n)) for n in range(3)])
+        self.assertTrue(all(u["recurring"] for u in upcoming))
+        series = self.bound_event(account, master)
+        self.assertFalse(series.active)
+        self.assertTrue(series.m365_is_series_master)
+        recurrence = series.recurrence_id
+        self.assertEqual((recurrence.rrule_type, recurrence.mon, recurrence.end_type), ("weekly", True, "forever"))
+        occurrences = self.env["calendar.event"].search([("recurrence_id", "=", recurrence.id)])
+        self.assertEqual(len(occurrences), 3)  # Odoo expanded nothing itself
+        self.assertEqual(recurrence.base_event_id, occurrences.sorted("start")[0])
+        self.assertFalse(series.m365_recurrence_note)
+        self.assertEqual(json.loads(series.m365_graph_recurrence), pattern)
+        # A replay of the whole page changes nothing.
+        self.assertEqual(self.store(account, *items)["created"], 0)
+
+    def test_series_odoo_cannot_express_keeps_outlook_pattern(self):
+        account = self.account()
+        master = unique("m")
+        pattern = {"pattern_type": "relativeYearly", "start_date": SOON.date().isoformat(), "interval": 1,
+                   "days_of_week": ["friday"], "index": "last", "month": 11, "range_type": "noEnd"}
+        note = "Odoo cannot repeat yearly on a weekday of a month (such as the last Friday of November)."
+        self.store(
+            account,
+            stored(wire_event(master, event_type="seriesMaster", recurrence=pattern), [link(self.anna)], note=note),
+            stored(wire_event(unique("o"), event_type="occurrence", master=master), [link(self.anna)]),
+        )
+        series = self.bound_event(account, master)
+        self.assertEqual(series.m365_recurrence_note, note)
+        self.assertFalse(series.recurrence_id)
+        self.assertEqual(json.loads(series.m365_graph_recurrence), pattern)
+        (summary,) = self.upcoming()
+        occurrence = self.env["calendar.event"].browse(summary["crm_event_id"])
+        self.assertEqual(occurrence.m365_series_master_id, series)
+        self.assertEqual(occurrence.m365_recurrence_notice, note)
+        self.assertTrue(summary["recurring"])
+
+    # --- CRM -> Outlook ---------------------------------------------------------------------
+
+    def test_user_edit_is_pushed_and_inbound_writes_never_echo(self):
+        account = self.account(owner="m365-test-a")
+        event = self.user_event(self.user_a)
+        self.assertEqual(event.m365_owner_account_id.id, account["id"])
+        self.assertEqual(event.m365_version, 1)
+        (change,) = self.changes(account, event)
+        self.assertEqual(change["version"], 1)
+        self.assertFalse(change["deleted"])
+        self.assertEqual(change["event"]["graph_id"], "")
+        self.assertTrue(change["organized_by_account"])
+        self.assertEqual(change["attendee_addresses"], [self.anna.email.lower()])
+        self.assertEqual(change["event"]["organizer"]["address"], "a@contoso.example")
+        graph_id, uid = unique("g"), unique("uid")
+        self.api.mark_event_pushed(
+            {"account_id": account["id"], "crm_event_id": event.id, "graph_id": graph_id,
+             "change_key": "ck-ours", "version": 1, "ical_uid": uid,
+             "online_meeting_url": "https://teams.example/join/1"}
+        )
+        self.assertEqual(self.changes(account, event), [])
+        self.assertEqual((event.m365_ical_uid, event.videocall_location), (uid, "https://teams.example/join/1"))
+        # Our own change key coming back: nothing stored, nothing to push.
+        echo = wire_event(graph_id, uid=uid, change_key="ck-ours", organizer=account["address"])
+        self.assertEqual(self.store(account, stored(echo, [link(self.anna)]))["updated"], 0)
+        # An Outlook edit is stored and, being inbound, is not pushed back.
+        edited = wire_event(graph_id, uid=uid, subject="Moved review", change_key="ck-theirs",
+                            organizer=account["address"])
+        self.store(account, stored(edited, [link(self.anna)]))
+        self.assertEqual(event.name, "Moved review")
+        self.assertEqual(self.changes(account, event), [])
+        # A user's edit bumps the version and is listed with the Outlook id.
+        event.with_user(self.user_a).write({"name": "Renamed"})
+        self.assertEqual(event.m365_version, 2)
+        (change,) = self.changes(account, event)
+        self.assertEqual(
+            (change["version"], change["event"]["subject"], change["event"]["graph_id"],
+             change["event"]["change_key"]),
+            (2, "Renamed", graph_id, "ck-theirs"),
+        )
+
+    def test_delete_is_a_tombstone_until_pushed(self):
+        account = self.account(owner="m365-test-a")
+        event = self.user_event(self.user_a)
+        graph_id = unique("g")
+        self.api.mark_event_pushed(
+            {"account_id": account["id"], "crm_event_id": event.id, "graph_id": graph_id,
+             "change_key": "a", "version": 1}
+        )
+        event.with_user(self.user_a).unlink()
+        self.assertTrue(event.exists())
+        self.assertFalse(event.active)
+        self.assertTrue(event.m365_deleted)
+        self.assertEqual(self.upcoming(), [])
+        (gone,) = self.changes(account, event)
+        self.assertTrue(gone["deleted"])
+        self.assertEqual(gone["event"]["graph_id"], graph_id)
+        self.api.mark_event_pushed(
+            {"account_id": account["id"], "crm_event_id": event.id, "graph_id": graph_id,
+             "change_key": None, "version": gone["version"]}
+        )
+        self.assertFalse(event.exists())
+        self.assertEqual(self.api.event_bindings({"account_id": account["id"], "graph_ids": [graph_id]}), {})
+        self.assertEqual(self.changes(account), [])
+
+    def test_an_unpushed_event_is_simply_deleted(self):
+        account = self.account(owner="m365-test-a")
+        event = self.user_event(self.user_a)
+        event.with_user(self.user_a).unlink()
+        self.assertFalse(event.exists())
+        self.assertEqual(self.changes(account), [])
+
+    def test_events_older_than_the_account_are_never_pushed(self):
+        account = self.account(owner="m365-test-a")
+        event = self.user_event(self.user_a)
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE calendar_event SET m365_modified_at = %s WHERE id = %s",
+            (datetime(2000, 1, 1), event.id),
+        )
+        event.invalidate_recordset()
+        self.assertEqual(self.changes(account, event), [])
+
+    def test_answering_an_invitation_pushes_only_the_answer(self):
+        account = self.account(owner="m365-test-a")
+        graph_id = unique("g")
+        self.store(account, stored(wire_event(graph_id), [link(self.anna)]))
+        event = self.bound_event(account, graph_id)
+        mine = event.attendee_ids.filtered(lambda a: a.partner_id == self.user_a.partner_id)
+        self.assertEqual(mine.state, "needsAction")
+        self.assertEqual(self.changes(account, event), [])
+        mine.with_user(self.user_a).do_accept()
+        (change,) = self.changes(account, event)
+        self.assertFalse(change["organized_by_account"])
+        self.assertEqual(change["my_response"], "accepted")
+
+    def test_an_odoo_series_is_pushed_once_and_bound_as_outlook_sends_it_back(self):
+        account = self.account(owner="m365-test-a")
+        event = self.user_event(
+            self.user_a, recurrency=True, rrule_type="weekly", interval=1, end_type="count", count=3,
+            **{SOON.strftime("%a").lower(): True},
+        )
+        series = event.recurrence_id
+        self.assertEqual(len(series.calendar_event_ids), 3)
+        (change,) = [c for c in self.changes(account) if c["crm_event_id"] in series.calendar_event_ids.ids]
+        self.assertEqual(change["crm_event_id"], series.base_event_id.id)
+        self.assertEqual(change["event"]["event_type"], "seriesMaster")
+        self.assertEqual(change["odoo_recurrence"]["rrule_type"], "weekly")
+        self.assertEqual(change["odoo_recurrence"]["count"], 3)
+        self.assertIn(change["odoo_recurrence"]["week_start"], ("monday", "sunday"))
+        master_id = unique("m")
+        self.api.mark_event_pushed(
+            {"account_id": account["id"], "crm_event_id": change["crm_event_id"],
+             "graph_id": master_id, "change_key": "m1", "version": change["version"]}
+        )
+        self.assertEqual(self.changes(account), [])
+        master = self.bound_event(account, master_id)
+        self.assertTrue(master.m365_is_series_master)
+        self.assertNotEqual(master, series.base_event_id)
+        occurrences = [
+            stored(wire_event(unique("o"), start=e.start, event_type="occurrence", master=master_id,
+                              organizer=account["address"]), [link(self.anna)])
+            for e in series.calendar_event_ids.sorted("start")
+        ]
+        result = self.store(account, *occurrences)
+        self.assertEqual((result["created"], result["linked"]), (0, 3))
+        self.assertEqual(self.env["calendar.event"].search_count([("recurrence_id", "=", series.id)]), 3)
+        self.assertEqual(self.changes(account), [])
+
+    # --- no Odoo invitations for synced meetings ---------------------------------------------
+
+    def test_no_invitation_mails_for_synced_meetings(self):
+        # Control: a user without a mailbox gets Odoo's own invitations.
+        last = self.last_mail_id()
+        self.user_event(self.user_b)
+        self.assertGreater(self.mails_since(last), 0)
+        # The owner of a connected account: Outlook invites, not Odoo.
+        self.account(owner="m365-test-a")
+        last = self.last_mail_id()
+        event = self.user_event(self.user_a)
+        event.with_user(self.user_a).write(
+            {"start": SOON + timedelta(days=1), "stop": SOON + timedelta(days=1, hours=1)}
+        )
+        other = self.env["res.partner"].create({"name": "Olga", "email": f"{unique('olga')}@example.com"})
+        event.with_user(self.user_a).write({"partner_ids": [Command.link(other.id)]})
+        self.assertEqual(self.mails_since(last), 0)
+        # Inbound writes: never.
+        account = self.account()
+        graph_id = unique("g")
+        self.store(account, stored(wire_event(graph_id), [link(self.anna), link(other)]))
+        moved = wire_event(graph_id, start=SOON + timedelta(days=2), change_key="ck2")
+        self.store(account, stored(moved, [link(self.anna)]))
+        self.assertEqual(self.mails_since(last), 0)
+
+    # --- access -------------------------------------------------------------------------------
+
+    @mute_logger("odoo.models")
+    def test_only_the_daemon_may_call_and_write_sync_state(self):
+        account = self.account(owner="m365-test-a")
+        for method, payload in (
+            ("store_event_page", {"page": event_page(account["id"]), "lease": None}),
+            ("event_bindings", {"account_id": account["id"], "graph_ids": []}),
+            ("event_changes_to_push", {"account_id": account["id"]}),
+            ("mark_event_pushed", {"account_id": account["id"], "crm_event_id": 1, "graph_id": "g",
+                                   "change_key": None, "version": 1}),
+            ("upcoming_events_for_partner", {"partner_id": self.anna.id, "since": iso(SOON)}),
+        ):
+            with self.subTest(method=method), self.assertRaises(AccessError):
+                getattr(self.env["m365.daemon.api"].with_user(self.user_a), method)(payload)
+        event = self.user_event(self.user_a)
+        with self.assertRaises(AccessError):
+            event.with_user(self.user_a).write({"m365_version": 99})
+        with self.assertRaises(AccessError):
+            self.user_event(self.user_b, m365_owner_account_id=account["id"])
+        with self.assertRaises(AccessError):
+            self.env["m365.event.binding"].with_user(self.user_a).search([])
+
+    def test_unknown_account(self):
+        missing = 2**31 - 7
+        with self.assertRaisesRegex(UserError, "^M365:UnknownAccount:"):
+            self.api.store_event_page({"page": event_page(missing), "lease": None})
+        with self.assertRaisesRegex(UserError, "^M365:UnknownAccount:"):
+            self.api.event_changes_to_push({"account_id": missing})
