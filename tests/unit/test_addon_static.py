@@ -74,14 +74,23 @@ def _parse_xml(path: Path) -> ET.ElementTree:
 # res.config.settings and the magic fields every model has).
 STANDARD_FIELDS = {
     "res.partner": {"meeting_ids", "meeting_count", "name", "email", "is_company", "child_ids"},
-    "calendar.event": {"name", "start", "stop", "user_id", "location", "partner_ids"},
+    "calendar.event": {
+        "name",
+        "start",
+        "stop",
+        "user_id",
+        "location",
+        "partner_ids",
+        "allday",
+        "recurrency",
+    },
     "res.config.settings": set(),
     "*": {"id", "display_name", "create_date", "create_uid", "write_date", "write_uid"},
 }
 
 
 def _model_files() -> list[Path]:
-    return sorted((ADDON / "models").glob("*.py"))
+    return sorted([*(ADDON / "models").glob("*.py"), *(ADDON / "wizards").glob("*.py")])
 
 
 def _models() -> dict[str, dict[str, str]]:
@@ -149,7 +158,8 @@ def _check_fields(element, model, models, problems, where):
 def test_every_view_field_exists_on_its_model():
     models = _models()
     problems: list[str] = []
-    for path in sorted((ADDON / "views").glob("*.xml")):
+    views = [*(ADDON / "views").glob("*.xml"), *(ADDON / "wizards").glob("*.xml")]
+    for path in sorted(views):
         root = _parse_xml(path).getroot()
         for record in root.iter("record"):
             if record.get("model") != "ir.ui.view":
