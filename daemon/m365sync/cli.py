@@ -68,6 +68,7 @@ def cmd_connect(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from m365sync.service.crm_connect import publish_daemon_info, redeem_pending_connects
+    from m365sync.service.free_busy import answer_free_busy
     from m365sync.service.outbox_cycle import send_all_outboxes
     from m365sync.service.runtime import Runtime
     from m365sync.ui import sync_all_with_progress
@@ -87,6 +88,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             sync_all_with_progress, runtime, console, account_ids=args.account
         )
         schedule.every(5).seconds.do(redeem_pending_connects, runtime)
+        schedule.every(5).seconds.do(answer_free_busy, runtime)
         schedule.every(config.sync.outbox_interval_seconds).seconds.do(send_all_outboxes, runtime)
         schedule.every(10).minutes.do(publish_daemon_info, runtime)
         sync_all_with_progress(runtime, console, account_ids=args.account)

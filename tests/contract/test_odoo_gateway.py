@@ -25,6 +25,7 @@ from m365sync.config import OdooConfig
 from m365sync.crm.gateway import CrmGateway
 from m365sync.crm.odoo import OdooGateway, XmlRpcTransport
 from m365sync.domain import Partner
+from m365sync.errors import CrmError
 
 from .gateway_contract import GatewayContract
 
@@ -75,8 +76,26 @@ def live_gateway(admin: XmlRpcTransport) -> Iterator[OdooGateway]:
     if os.environ.get("ODOO_KEEP_TEST_DATA"):
         return
     made = admin.execute_kw("m365.account", "search", [[("id", ">", before)]])
+    events = _events_of(admin, made) if made else []
     if made:
         admin.execute_kw("m365.account", "unlink", [made])
+    if events:  # their bindings went with the accounts: now they are plain events
+        admin.execute_kw("calendar.event", "unlink", [events])
+
+
+def _events_of(admin: XmlRpcTransport, account_ids: list[int]) -> list[int]:
+    """The calendar events the run's accounts own or hold (none before the calendar part)."""
+    domain = [
+        "|",
+        ("m365_owner_account_id", "in", account_ids),
+        ("m365_binding_ids.account_id", "in", account_ids),
+    ]
+    try:
+        return admin.execute_kw(
+            "calendar.event", "search", [domain], {"context": {"active_test": False}}
+        )
+    except CrmError:
+        return []
 
 
 class TestOdooContract(GatewayContract):
@@ -123,3 +142,62 @@ def admin_rpc_cached() -> XmlRpcTransport:
     if not _ADMIN:
         _ADMIN.append(admin_rpc())
     return _ADMIN[0]
+
+
+# --- calendar (staged contract) -------------------------------------------------------------
+
+from tests.contract.calendar_contract import CalendarContract  # noqa: E402
+
+
+def odoo_datetime(value) -> str:
+    """Odoo's RPC form of a datetime: naive UTC, ``YYYY-MM-DD HH:MM:SS``."""
+    from datetime import UTC
+
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# CalendarEvent fields a CRM user edits -> calendar.event fields.
+_EVENT_FIELDS = {
+    "subject": ("name", str),
+    "start": ("start", odoo_datetime),
+    "end": ("stop", odoo_datetime),
+    "location": ("location", str),
+    "body_html": ("description", str),
+}
+
+
+class TestOdooCalendar(CalendarContract):
+    """The calendar contract on a live Odoo whose addon has the calendar. The CRM user's own
+    actions are plain XML-RPC on ``calendar.event`` as a salesperson's client makes them
+    (create with attendees, write, unlink), never the daemon's API."""
+
+    @pytest.fixture
+    def gateway(self, live_gateway: OdooGateway) -> CrmGateway:
+        if not live_gateway.supports_calendar:
+            pytest.skip("the addon on this Odoo has no calendar methods yet (upgrade it)")
+        return live_gateway
+
+    def seed_partner(self, gateway, name, email=None, *, is_company=False, parent_id=None):
+        return TestOdooContract.seed_partner(
+            self, gateway, name, email, is_company=is_company, parent_id=parent_id
+        )
+
+    def crm_create(self, gateway, account, item, partner_ids) -> int:
+        values = {
+            "name": item.subject or "",
+            "start": odoo_datetime(item.start),
+            "stop": odoo_datetime(item.end),
+            "partner_ids": [(6, 0, list(partner_ids))],
+            "m365_owner_account_id": account.id,
+        }
+        return admin_rpc_cached().execute_kw("calendar.event", "create", [values])
+
+    def crm_update(self, gateway, event_id, **changes) -> None:
+        values = {}
+        for name, value in changes.items():
+            field, convert = _EVENT_FIELDS[name]
+            values[field] = convert(value) if value is not None else False
+        admin_rpc_cached().execute_kw("calendar.event", "write", [[event_id], values])
+
+    def crm_delete(self, gateway, event_id) -> None:
+        admin_rpc_cached().execute_kw("calendar.event", "unlink", [[event_id]])

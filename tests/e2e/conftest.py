@@ -15,6 +15,7 @@ the account a stack made is deleted afterwards (``ODOO_KEEP_TEST_DATA=1`` keeps 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -29,6 +30,7 @@ from m365sync.config import Config, load_config
 from m365sync.crm.odoo import OdooGateway, XmlRpcTransport
 from m365sync.emulator.mailbox import Mailbox
 from m365sync.emulator.server import Emulator
+from m365sync.errors import CrmError
 from m365sync.service.emulator_cmd import emulator_config_toml
 from m365sync.service.runtime import Runtime
 
@@ -66,9 +68,15 @@ def odoo_environ() -> dict[str, str]:
 
 
 def write_config(
-    tmp_path: Path, emulator: Emulator, *, odoo_url: str, name: str = "m365sync.toml"
+    tmp_path: Path,
+    emulator: Emulator,
+    *,
+    odoo_url: str,
+    name: str = "m365sync.toml",
+    calendar: bool = False,
 ) -> Path:
-    """The emulator's daemon configuration, with Odoo as the store."""
+    """The emulator's daemon configuration, with Odoo as the store (mail only unless
+    ``calendar``)."""
     text = emulator_config_toml(
         emulator,
         store_path=tmp_path / "unused.sqlite3",
@@ -77,8 +85,8 @@ def write_config(
     )
     assert '[store]\nbackend = "sqlite"' in text
     text = text.replace('[store]\nbackend = "sqlite"', '[store]\nbackend = "odoo"')
-    # Still in [sync]. Mail only: the calendar's Odoo side is not part of this suite.
-    text += "page_size = 25\ninitial_window_days = 0\ncalendar = false\n"
+    # Still in [sync].
+    text += f"page_size = 25\ninitial_window_days = 0\ncalendar = {str(calendar).lower()}\n"
     text += "\n".join(
         [
             "",
@@ -116,19 +124,61 @@ class OdooStack:
         assert isinstance(gateway, OdooGateway)
         return gateway
 
-    def read(self, model: str, domain: list[Any], fields: list[str]) -> list[dict[str, Any]]:
+    event_ids: list[int] = field(default_factory=list)
+    user_ids: list[int] = field(default_factory=list)
+
+    def read(
+        self, model: str, domain: list[Any], fields: list[str], *, archived: bool = False
+    ) -> list[dict[str, Any]]:
         """What a person sees in Odoo (the admin's plain XML-RPC, not the daemon's API)."""
-        return self.admin.execute_kw(model, "search_read", [domain], {"fields": fields})
+        options: dict[str, Any] = {"fields": fields}
+        if archived:
+            options["context"] = {"active_test": False}
+        return self.admin.execute_kw(model, "search_read", [domain], options)
+
+    def clean_up(self) -> None:
+        """Delete what this stack made in the shared database: its accounts' events, the
+        accounts (bindings, outbox and mail go with them), its users."""
+        if self.account_ids:
+            with contextlib.suppress(CrmError):  # an addon without the calendar
+                self.event_ids += self.admin.execute_kw(
+                    "calendar.event",
+                    "search",
+                    [
+                        [
+                            "|",
+                            ("m365_owner_account_id", "in", self.account_ids),
+                            ("m365_binding_ids.account_id", "in", self.account_ids),
+                        ]
+                    ],
+                    {"context": {"active_test": False}},
+                )
+            self.admin.execute_kw("m365.account", "unlink", [self.account_ids])
+        events = sorted(set(self.event_ids))
+        if events:
+            found = self.admin.execute_kw(
+                "calendar.event",
+                "search",
+                [[("id", "in", events)]],
+                {"context": {"active_test": False}},
+            )
+            if found:
+                self.admin.execute_kw("calendar.event", "unlink", [found])
+        if self.user_ids:
+            self.admin.execute_kw("res.users", "write", [self.user_ids, {"active": False}])
 
 
-@pytest.fixture
-def odoo_stack(tmp_path: Path) -> Iterator[OdooStack]:
+@contextlib.contextmanager
+def odoo_stack_for(
+    tmp_path: Path, mailbox: Mailbox, *, calendar: bool = False
+) -> Iterator[OdooStack]:
+    """An emulator serving ``mailbox``, a daemon configured against it with Odoo as the store;
+    the accounts (and, with the calendar, their events) are deleted afterwards."""
     if not odoo_configured():
         pytest.skip(SKIP_REASON)
-    mailbox = Mailbox.seeded(size=80, seed=secrets.randbelow(10**9))
     emulator = Emulator(mailbox, state_dir=tmp_path / "emulator").start()
     admin = admin_rpc()
-    path = write_config(tmp_path, emulator, odoo_url=os.environ["ODOO_URL"])
+    path = write_config(tmp_path, emulator, odoo_url=os.environ["ODOO_URL"], calendar=calendar)
     config = load(path)
     runtime = Runtime.build(config)
     stack = OdooStack(emulator, mailbox, path, config, runtime, admin)
@@ -137,6 +187,12 @@ def odoo_stack(tmp_path: Path) -> Iterator[OdooStack]:
     finally:
         runtime.close()
         emulator.stop()
-        if stack.account_ids and not os.environ.get("ODOO_KEEP_TEST_DATA"):
-            admin.execute_kw("m365.account", "unlink", [stack.account_ids])
+        if not os.environ.get("ODOO_KEEP_TEST_DATA"):
+            stack.clean_up()
         admin.close()
+
+
+@pytest.fixture
+def odoo_stack(tmp_path: Path) -> Iterator[OdooStack]:
+    with odoo_stack_for(tmp_path, Mailbox.seeded(size=80, seed=secrets.randbelow(10**9))) as stack:
+        yield stack

@@ -38,10 +38,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from m365sync.config import Config, OdooConfig, StoreConfig
-from m365sync.crm.gateway import AccountSpec, CrmGateway
+from m365sync.crm.gateway import AccountSpec, CrmGateway, FreeBusyRequest
 from m365sync.crm.odoo import (
     API_MODEL,
     KEY_REJECTED,
+    AddonMethodMissing,
     Json2Transport,
     OdooGateway,
     OdooTransport,
@@ -53,14 +54,23 @@ from m365sync.crm.wire import from_wire, to_wire
 from m365sync.domain import (
     Account,
     AccountStatus,
+    CrmEventChange,
     Cursor,
     CursorKind,
+    EmailAddress,
+    EventBinding,
+    EventType,
     Lease,
+    OutboxState,
+    OutgoingAttachment,
+    OutgoingMail,
     PageResult,
     PageWrite,
     Partner,
     PartnerDraft,
     PendingConnect,
+    Recurrence,
+    StoredEvent,
     SyncRun,
 )
 from m365sync.errors import (
@@ -71,7 +81,11 @@ from m365sync.errors import (
     UnknownAccount,
     advice_for,
 )
+from m365sync.graph.schedule import Availability, BusySlot
 from m365sync.service.runtime import open_gateway
+from m365sync.sync.recurrence import to_odoo
+from tests.contract import calendar_contract
+from tests.contract.calendar_contract import CalendarContract
 from tests.contract.gateway_contract import INBOX, GatewayContract, message, page, spec, unique
 
 KEY = "0123456789abcdef0123456789abcdef01234567"  # shaped like an Odoo API key
@@ -88,22 +102,49 @@ class Refusal(Exception):
     """A UserError the addon raises: its message is what crosses the wire."""
 
 
+CALENDAR_METHODS = {
+    "store_event_page",
+    "event_bindings",
+    "event_changes_to_push",
+    "mark_event_pushed",
+    "upcoming_events_for_partner",
+}
+OUTBOX_METHODS = {"outgoing_mail", "update_outgoing"}
+FREE_BUSY_METHODS = {"pending_free_busy", "store_free_busy"}
+ALL_FEATURES = ("calendar", "outbox", "free_busy")
+
+
 class FakeAddon:
     """``m365.daemon.api`` as the addon implements it: wire payload in, wire answer out, with
-    Odoo's conventions (None -> True / False), over the embedded store."""
+    Odoo's conventions (None -> True / False), over the embedded store. ``features`` picks
+    the later parts the addon version has (an old addon: none)."""
 
     EXTRA = {"publish_daemon_info", "pending_connects", "finish_connect"}
+    FEATURES = {
+        "calendar": CALENDAR_METHODS,
+        "outbox": OUTBOX_METHODS,
+        "free_busy": FREE_BUSY_METHODS,
+    }
 
-    def __init__(self, store: SqliteGateway) -> None:
+    def __init__(self, store: SqliteGateway, features: tuple[str, ...] = ALL_FEATURES) -> None:
         self.store = store
+        self.features = features
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.published: list[dict[str, Any]] = []
+        self.free_busy_pending: list[dict[str, Any]] = []
+        self.free_busy_answers: dict[int, dict[str, Any]] = {}
 
     def has(self, method: str) -> bool:
-        return method in CrmGateway.__abstractmethods__ or method in self.EXTRA
+        later = set().union(*(self.FEATURES[f] for f in self.features))
+        return method in CrmGateway.__abstractmethods__ or method in self.EXTRA | later
 
     def dispatch(self, method: str, payload: dict[str, Any]) -> Any:
         self.calls.append((method, payload))
+        if method == "pending_free_busy":
+            return [r for r in self.free_busy_pending if r["id"] not in self.free_busy_answers]
+        if method == "store_free_busy":
+            self.free_busy_answers[int(payload["request_id"])] = payload
+            return True
         function = getattr(type(self.store), method)
         hints = typing.get_type_hints(function)
         arguments = {name: from_wire(hints[name], value) for name, value in payload.items()}
@@ -111,6 +152,8 @@ class FakeAddon:
             if method == "publish_daemon_info":
                 self.published.append(payload["info"])
                 result = None
+            elif method == "event_changes_to_push":
+                return [_as_odoo_change(c) for c in function(self.store, **arguments)]
             else:
                 result = function(self.store, **arguments)
         except UnknownAccount as error:
@@ -122,6 +165,18 @@ class FakeAddon:
         if hints.get("return") is type(None):
             return True
         return _odoo_values(to_wire(result))
+
+
+def _as_odoo_change(change: CrmEventChange) -> dict[str, Any]:
+    """A change as the addon sends it: a series made in Odoo carries Odoo's recurrence fields
+    (``odoo_recurrence``), not Graph's pattern."""
+    wire = to_wire(change)
+    recurrence = change.event.recurrence
+    if recurrence is not None:
+        day = change.event.start.date() if change.event.start else recurrence.start_date
+        wire["odoo_recurrence"] = to_odoo(replace(recurrence, start_date=day), tz="UTC")
+        wire["event"]["recurrence"] = None
+    return _odoo_values(wire)
 
 
 def _odoo_values(value: Any) -> Any:
@@ -410,6 +465,42 @@ class TestContractOverJson2(_OdooAdapterContract):
         return gateway
 
 
+class _OdooAdapterCalendar(CalendarContract):
+    """The calendar contract through the adapter; the CRM user's actions act on the fake
+    addon's store (what a salesperson does in Odoo's calendar)."""
+
+    def seed_partner(self, gateway, name, email=None, *, is_company=False, parent_id=None):
+        return gateway.fake_store.add_partner(name, email, is_company, parent_id)
+
+    def crm_create(self, gateway, account, item, partner_ids):
+        people = calendar_contract.links(*partner_ids)
+        return gateway.fake_store.crm_create_event(account.id, item, people)
+
+    def crm_update(self, gateway, event_id, **changes):
+        gateway.fake_store.crm_update_event(event_id, **changes)
+
+    def crm_delete(self, gateway, event_id):
+        gateway.fake_store.crm_delete_event(event_id)
+
+
+class TestCalendarOverXmlRpc(_OdooAdapterCalendar):
+    @pytest.fixture
+    def gateway(self, over_xmlrpc: OdooGateway, store: SqliteGateway) -> CrmGateway:
+        over_xmlrpc.fake_store = store  # type: ignore[attr-defined]
+        return over_xmlrpc
+
+
+class TestCalendarOverJson2(_OdooAdapterCalendar):
+    @pytest.fixture
+    def gateway(self, addon: FakeAddon, store: SqliteGateway) -> CrmGateway:
+        session = FakeJson2Session(addon)
+        gateway = OdooGateway(
+            Json2Transport("https://odoo.example", DB, KEY, session_factory=lambda: session)
+        )
+        gateway.fake_store = store  # type: ignore[attr-defined]
+        return gateway
+
+
 # --- marshalling, with a recording transport ------------------------------------------------
 
 
@@ -461,6 +552,11 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
     draft = PartnerDraft("Hank", "hank@globex.example", company_domain="globex.example")
     written = page(3, INBOX, [message("g1")], ["gone"], link="https://g/delta?1")
     run = SyncRun(3, T0, T0 + timedelta(seconds=5), pages=1, skipped={"internal": 2})
+    single = StoredEvent(calendar_contract.event("e1"), calendar_contract.links(5))
+    events = calendar_contract.page(Account(3, "a@b.example"), [single], ["gone"])
+    events_wire = to_wire(events)
+    events_wire["upserts"][0] |= {"odoo_recurrence": None, "odoo_recurrence_note": None}
+    busy = Availability("ann@example.com", (BusySlot(T0, T0 + timedelta(hours=1), "busy"),))
     return [
         (
             "upsert_account",
@@ -536,6 +632,71 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
             lambda g: g.finish_connect(9, account_id=3),
             {"connect_id": 9, "account_id": 3, "error": None},
         ),
+        (
+            "store_event_page",
+            lambda g: g.store_event_page(events, lease=LEASE),
+            {"page": events_wire, "lease": WIRE_LEASE},
+        ),
+        (
+            "event_bindings",
+            lambda g: g.event_bindings(3, ["a", "b", "a"]),
+            {"account_id": 3, "graph_ids": ["a", "b"]},
+        ),
+        ("event_changes_to_push", lambda g: g.event_changes_to_push(3), {"account_id": 3}),
+        (
+            "mark_event_pushed",
+            lambda g: g.mark_event_pushed(3, 9, graph_id="g", change_key="ck", version=2),
+            {
+                "account_id": 3,
+                "crm_event_id": 9,
+                "graph_id": "g",
+                "change_key": "ck",
+                "version": 2,
+                "ical_uid": None,
+                "online_meeting_url": None,
+            },
+        ),
+        (
+            "upcoming_events_for_partner",
+            lambda g: g.upcoming_events_for_partner(5, since=T0, limit=3),
+            {"partner_id": 5, "since": T0.isoformat(), "limit": 3},
+        ),
+        ("outgoing_mail", lambda g: g.outgoing_mail(3), {"account_id": 3, "limit": 20}),
+        (
+            "update_outgoing",
+            lambda g: g.update_outgoing(4, OutboxState.SENDING, send_started_at=T0),
+            {
+                "mail_id": 4,
+                "state": "sending",
+                "graph_id": None,
+                "internet_message_id": None,
+                "conversation_id": None,
+                "error": None,
+                "send_started_at": T0.isoformat(),
+            },
+        ),
+        ("pending_free_busy", lambda g: g.pending_free_busy(), {}),
+        (
+            "store_free_busy",
+            lambda g: g.store_free_busy(7, [busy]),
+            {
+                "request_id": 7,
+                "results": [
+                    {
+                        "address": "ann@example.com",
+                        "slots": [
+                            {
+                                "start": T0.isoformat(),
+                                "end": (T0 + timedelta(hours=1)).isoformat(),
+                                "status": "busy",
+                            }
+                        ],
+                        "error": None,
+                    }
+                ],
+                "error": None,
+            },
+        ),
     ]
 
 
@@ -557,6 +718,12 @@ ANSWERS: dict[str, Any] = {
     "threads_for_partner": [],
     "mail_counts_by_partner": [[PARTNER, 2, 3]],
     "pending_connects": [{"id": 9, "owner": "megan", "sealed": "eyJ.x"}],
+    "store_event_page": {"created": 1, "updated": 0, "linked": 0, "removed": 1},
+    "event_bindings": {},
+    "event_changes_to_push": [],
+    "upcoming_events_for_partner": [],
+    "outgoing_mail": [],
+    "pending_free_busy": [],
 }
 
 
@@ -564,6 +731,7 @@ def test_every_gateway_method_is_in_the_table() -> None:
     named = {name for name, _, _ in call_table()}
     assert set(CrmGateway.__abstractmethods__) <= named
     assert {"publish_daemon_info", "pending_connects", "finish_connect"} <= named
+    assert named >= CALENDAR_METHODS | OUTBOX_METHODS | FREE_BUSY_METHODS
 
 
 @pytest.mark.parametrize(("method", "invoke", "payload"), call_table(), ids=lambda v: "")
@@ -903,14 +1071,14 @@ def test_the_configuration_chooses_the_protocol() -> None:
     for protocol, kind in (("xmlrpc", XmlRpcTransport), ("json2", Json2Transport)):
         config = Config(
             store=StoreConfig(backend="odoo"),
-            odoo=OdooConfig("https://odoo.example", DB, USER, KEY, protocol),
+            odoo=OdooConfig("https://odoo.example", DB, USER, KEY, protocol=protocol),
         )
         gateway = open_gateway(config)
         assert isinstance(gateway, OdooGateway)
         assert isinstance(gateway.transport, kind)
         assert gateway.transport.url == "https://odoo.example"
     with pytest.raises(CrmError, match="protocol"):
-        OdooGateway.from_config(OdooConfig("https://odoo.example", DB, USER, KEY, "soap"))
+        OdooGateway.from_config(OdooConfig("https://odoo.example", DB, USER, KEY, protocol="soap"))
 
 
 def test_account_round_trip_keeps_every_field(over_xmlrpc: OdooGateway) -> None:
@@ -977,3 +1145,224 @@ def test_tracebacks_never_hold_the_key(odoo: FakeOdoo, addon: FakeAddon) -> None
         assert KEY not in text, text
         # the frames below, which held it, are not shown
         assert failure.__suppress_context__ or failure.__context__ is None
+
+
+# --- later addon parts: calendar, outbox, free/busy ----------------------------------------------
+
+
+def test_an_old_addon_keeps_the_calendar_and_outbox_off_and_says_so(tmp_path, caplog) -> None:
+    store = SqliteGateway(tmp_path / "old.sqlite3")
+    server = FakeOdoo(FakeAddon(store, features=())).start()
+    try:
+        gateway = xmlrpc_gateway(server.url)
+        assert (gateway.supports_calendar, gateway.supports_outbox) == (False, False)
+        assert (gateway.supports_calendar, gateway.supports_outbox) == (False, False)
+        assert server.object_calls() == 2  # each asked once
+        assert "no event_bindings(): calendar sync is skipped until it is upgraded" in caplog.text
+        assert "no outgoing_mail()" in caplog.text
+        assert gateway.pending_free_busy() == gateway.pending_free_busy() == []
+        assert server.object_calls() == 3
+        assert caplog.text.count("pending_free_busy") == 1
+    finally:
+        server.stop()
+        store.close()
+
+
+def test_an_upgraded_addon_turns_them_on_after_one_probe_each(
+    odoo: FakeOdoo, over_xmlrpc: OdooGateway
+) -> None:
+    assert over_xmlrpc.supports_calendar and over_xmlrpc.supports_outbox
+    assert over_xmlrpc.supports_calendar and over_xmlrpc.supports_outbox
+    assert odoo.object_calls() == 2
+
+
+def test_the_probe_over_json2(addon: FakeAddon, store: SqliteGateway) -> None:
+    old = FakeJson2Session(FakeAddon(store, features=("outbox",)))
+    gateway = OdooGateway(
+        Json2Transport("https://odoo.example", DB, KEY, session_factory=lambda: old)
+    )
+    assert not gateway.supports_calendar
+    assert gateway.supports_outbox
+    with pytest.raises(AddonMethodMissing, match="has no store_event_page"):
+        gateway.store_event_page(calendar_contract.page(Account(1, "a@b.example"), []))
+
+
+def test_a_crm_that_cannot_answer_the_probe_is_asked_again() -> None:
+    transport = FakeTransport({"event_bindings": CrmUnavailable("down")})
+    gateway = OdooGateway(transport)
+    assert gateway.supports_calendar is False
+    transport.answers["event_bindings"] = UnknownAccount("no account 0")
+    assert gateway.supports_calendar is True
+    assert len(transport.calls) == 2
+
+
+def test_a_series_master_carries_odoos_recurrence_or_the_reason() -> None:
+    transport = FakeTransport(ANSWERS)
+    start = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)  # a Monday
+    weekly = Recurrence(
+        "weekly", start.date(), days_of_week=("monday",), time_zone="W. Europe Standard Time"
+    )
+    last_friday = Recurrence(
+        "relativeYearly", start.date(), days_of_week=("friday",), index="last", month=11
+    )
+    master = replace(
+        calendar_contract.event("m1", start=start, event_type=EventType.SERIES_MASTER),
+        recurrence=weekly,
+    )
+    odd = replace(master, graph_id="m2", recurrence=last_friday)
+    occurrence = calendar_contract.event(
+        "o1", start=start, event_type=EventType.OCCURRENCE, master="m1"
+    )
+    written = calendar_contract.page(
+        Account(3, "a@b.example"),
+        [StoredEvent(e, []) for e in (master, odd, occurrence)],
+    )
+    OdooGateway(transport).store_event_page(written)
+    ((method, payload),) = transport.calls
+    first, second, third = payload["page"]["upserts"]
+    assert method == "store_event_page"
+    assert first["event"]["recurrence"] == to_wire(weekly)  # Graph's pattern stays as is
+    values = first["odoo_recurrence"]
+    assert (values["rrule_type"], values["mon"], values["tue"]) == ("weekly", True, False)
+    assert (values["end_type"], values["event_tz"]) == ("forever", "Europe/Berlin")
+    assert first["odoo_recurrence_note"] is None
+    assert second["odoo_recurrence"] is None
+    assert "Odoo cannot repeat yearly on a weekday" in second["odoo_recurrence_note"]
+    assert (third["odoo_recurrence"], third["odoo_recurrence_note"]) == (None, None)
+
+
+def _odoo_change(crm_event_id: int, values: dict[str, Any], *, deleted: bool = False) -> dict:
+    start = datetime(2026, 12, 8, 8, 0, tzinfo=UTC)  # Tuesday 9:00 in Paris
+    event = replace(calendar_contract.event("", start=start), time_zone="Europe/Paris")
+    wire = _odoo_values(to_wire(CrmEventChange(crm_event_id, event, 1, deleted=deleted)))
+    wire["odoo_recurrence"] = values
+    return wire
+
+
+ODOO_MONTHLY = {
+    "rrule_type": "monthly",
+    "interval": 1,
+    "month_by": "day",
+    "weekday": "TUE",
+    "byday": "2",
+    "day": 1,
+    "end_type": "count",
+    "count": 5,
+    "until": False,
+    "event_tz": "Europe/Paris",
+    **dict.fromkeys(("mon", "tue", "wed", "thu", "fri", "sat", "sun"), False),
+}
+
+
+def test_a_series_made_in_odoo_is_pushed_with_graphs_recurrence(caplog) -> None:
+    day_31 = ODOO_MONTHLY | {"month_by": "date", "day": 31}
+    answer = [
+        _odoo_change(1, ODOO_MONTHLY),
+        _odoo_change(2, day_31),  # Outlook would move it to shorter months' last day
+        _odoo_change(3, day_31, deleted=True),  # a deletion still goes
+        _odoo_change(4, False),  # a single event
+    ]
+    gateway = OdooGateway(FakeTransport({"event_changes_to_push": answer}))
+    monthly, deleted, single = gateway.event_changes_to_push(3)
+    assert [c.crm_event_id for c in (monthly, deleted, single)] == [1, 3, 4]
+    assert monthly.event.event_type is EventType.SERIES_MASTER
+    assert monthly.event.recurrence == Recurrence(
+        "relativeMonthly",
+        datetime(2026, 12, 8).date(),
+        days_of_week=("tuesday",),
+        index="second",
+        range_type="numbered",
+        number_of_occurrences=5,
+        time_zone="Europe/Paris",
+    )
+    assert deleted.deleted and deleted.event.recurrence is None
+    assert single.event.recurrence is None and single.event.event_type is EventType.SINGLE
+    assert "CRM event 2" in caplog.text and "not pushed" in caplog.text
+
+
+def test_a_series_round_trips_through_the_addon(over_xmlrpc: OdooGateway, store) -> None:
+    account = over_xmlrpc.upsert_account(spec())
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+    weekly = Recurrence(
+        "weekly",
+        start.date(),
+        days_of_week=(start.strftime("%A").lower(),),
+        range_type="numbered",
+        number_of_occurrences=4,
+    )
+    item = replace(
+        calendar_contract.event("", start=start, event_type=EventType.SERIES_MASTER),
+        recurrence=weekly,
+        time_zone="UTC",
+    )
+    event_id = store.crm_create_event(account.id, item)
+    (change,) = over_xmlrpc.event_changes_to_push(account.id)
+    assert change.crm_event_id == event_id
+    got = change.event.recurrence
+    assert (got.pattern_type, got.days_of_week, got.number_of_occurrences) == (
+        "weekly",
+        weekly.days_of_week,
+        4,
+    )
+    assert over_xmlrpc.event_bindings(account.id, []) == {}
+    over_xmlrpc.mark_event_pushed(account.id, event_id, graph_id="g-1", change_key="c", version=1)
+    (binding,) = over_xmlrpc.event_bindings(account.id, ["g-1"]).values()
+    assert isinstance(binding, EventBinding) and binding.pushed_version == 1
+    assert over_xmlrpc.upcoming_events_for_partner(2**31 - 7, since=start) == []
+
+
+def test_outgoing_mail_and_its_attachment_bytes_cross_xmlrpc(
+    over_xmlrpc: OdooGateway, store
+) -> None:
+    account = over_xmlrpc.upsert_account(spec())
+    content = bytes(range(256)) * 4
+    mail_id = store.crm_queue_mail(
+        account.id,
+        to=[EmailAddress("anna@fabrikam.example", "Anna")],
+        subject="Quote",
+        body_html="<p>see attached</p>",
+        attachments=[OutgoingAttachment("q.pdf", "application/pdf", content)],
+    )
+    (mail,) = over_xmlrpc.outgoing_mail(account.id)
+    assert isinstance(mail, OutgoingMail)
+    assert (mail.id, mail.state, mail.graph_id, mail.error) == (
+        mail_id,
+        OutboxState.QUEUED,
+        None,
+        None,
+    )
+    assert mail.attachments == (OutgoingAttachment("q.pdf", "application/pdf", content),)
+    over_xmlrpc.update_outgoing(mail_id, OutboxState.SENDING, send_started_at=T0)
+    over_xmlrpc.update_outgoing(mail_id, OutboxState.SENT, graph_id="g", conversation_id="c")
+    stored = store.outbox_item(mail_id)
+    assert (stored.state, stored.graph_id, stored.send_started_at) == (OutboxState.SENT, "g", T0)
+    assert over_xmlrpc.outgoing_mail(account.id) == []
+
+
+def test_free_busy_requests_and_answers(addon: FakeAddon, over_xmlrpc: OdooGateway) -> None:
+    addon.free_busy_pending.append(
+        {
+            "id": 7,
+            "account_id": 3,
+            "addresses": ["ann@example.com"],
+            "day": "2026-11-25",
+            "time_zone": "Europe/Paris",
+            "start": "2026-11-24T23:00:00+00:00",
+            "end": "2026-11-25T23:00:00+00:00",
+        }
+    )
+    (request,) = over_xmlrpc.pending_free_busy()
+    assert request == FreeBusyRequest(
+        7,
+        3,
+        ("ann@example.com",),
+        datetime(2026, 11, 24, 23, tzinfo=UTC),
+        datetime(2026, 11, 25, 23, tzinfo=UTC),
+        datetime(2026, 11, 25).date(),
+        "Europe/Paris",
+    )
+    over_xmlrpc.store_free_busy(7, [Availability("ann@example.com", (), "not found")])
+    assert addon.free_busy_answers[7]["results"] == [
+        {"address": "ann@example.com", "slots": [], "error": "not found"}
+    ]
+    assert over_xmlrpc.pending_free_busy() == []

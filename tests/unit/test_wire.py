@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import xmlrpc.client
 from datetime import UTC, datetime
+
+import pytest
 
 from m365sync.crm.gateway import AccountSpec
 from m365sync.crm.wire import from_wire, to_wire
@@ -15,6 +19,9 @@ from m365sync.domain import (
     CursorKind,
     EmailAddress,
     MailMessage,
+    OutboxState,
+    OutgoingAttachment,
+    OutgoingMail,
     PageWrite,
     ParticipantLink,
     Privacy,
@@ -74,3 +81,36 @@ def test_account_and_run_round_trip():
 
 def test_naive_datetimes_are_sent_as_utc():
     assert to_wire(datetime(2026, 1, 1, 9, 0)) == "2026-01-01T09:00:00+00:00"
+
+
+def test_bytes_travel_as_base64_text():
+    content = bytes(range(256)) + b"%PDF-1.7\n"
+    mail = OutgoingMail(
+        id=4,
+        account_id=1,
+        to=(EmailAddress("anna@fabrikam.com", "Anna"),),
+        subject="Quote",
+        body_html="<p>attached</p>",
+        attachments=(OutgoingAttachment("q.pdf", "application/pdf", content),),
+        state=OutboxState.SENDING,
+        send_started_at=WHEN,
+    )
+    wire = to_wire(mail)
+    assert wire["attachments"][0]["content"] == base64.b64encode(content).decode("ascii")
+    assert round_trip(OutgoingMail, mail) == mail
+    assert to_wire(OutgoingAttachment("e.txt", "text/plain", b""))["content"] == ""
+
+
+def test_base64_from_the_crm_may_be_wrapped_or_binary():
+    content = b"x" * 200
+    wrapped = base64.encodebytes(content).decode("ascii")  # line breaks every 76 characters
+    assert "\n" in wrapped
+    read = from_wire(OutgoingAttachment, {"name": "a", "content_type": "b", "content": wrapped})
+    assert read.content == content
+    binary = {"name": "a", "content_type": "b", "content": xmlrpc.client.Binary(content)}
+    assert from_wire(OutgoingAttachment, binary).content == content
+
+
+def test_text_that_is_not_base64_is_refused():
+    with pytest.raises(ValueError, match="not base64"):
+        from_wire(OutgoingAttachment, {"name": "a", "content_type": "b", "content": "not b64!"})

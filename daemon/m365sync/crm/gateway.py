@@ -22,9 +22,9 @@ The words (account, folder, immutable id, internetMessageId, cursor, lease) are 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from m365sync.domain import (
     Account,
@@ -65,6 +65,21 @@ class AccountSpec:
     privacy: Privacy = Privacy.EVERYTHING
     auto_create: AutoCreate = AutoCreate.NONE
     own_domains: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class FreeBusyRequest:
+    """A CRM form (Schedule Meeting) asking for the attendees' free/busy, answered by the
+    daemon with ``getSchedule`` through the account's mailbox (`service.free_busy`): the
+    addresses' busy times from ``start`` to ``end`` (the whole ``day`` in ``time_zone``)."""
+
+    id: int
+    account_id: int
+    addresses: tuple[str, ...]
+    start: datetime
+    end: datetime
+    day: date | None = None
+    time_zone: str = "UTC"
 
 
 class CrmGateway(abc.ABC):
@@ -272,6 +287,19 @@ class CrmGateway(abc.ABC):
         """Record a step of a send: ``sending`` with ``send_started_at`` before the send is
         attempted, ``sent`` after Graph's 202, and the Sent Items copy's ids when found."""
         raise NotImplementedError(f"{type(self).__name__} has no outbox yet")
+
+    # --- free/busy for the CRM's forms (optional: the embedded store asks Graph directly) --
+
+    def pending_free_busy(self) -> list[FreeBusyRequest]:
+        """Free/busy questions the CRM's forms asked and nobody answered yet."""
+        return []
+
+    def store_free_busy(  # noqa: B027 - optional hook
+        self, request_id: int, results: Sequence[object], *, error: str | None = None
+    ) -> None:
+        """Answer a request: one ``graph.schedule.Availability`` (address, busy slots, or the
+        error Graph gave for that address) per address asked; or ``error``, in words, when
+        Outlook could not be asked at all."""
 
     # --- connecting from the CRM (optional: the embedded store has no web callback) ---------
 

@@ -13,6 +13,23 @@ names), and returns the wire form of the result. Conventions that XML-RPC forces
 * refusals are ``UserError`` messages prefixed ``M365:UnknownAccount:``, ``M365:LeaseLost:``
   or ``M365:Conflict:``, mapped onto `UnknownAccount`, `LeaseLost` and `Conflict`.
 
+**Later parts of the addon.** The calendar (``store_event_page``, ``event_bindings``,
+``event_changes_to_push``, ``mark_event_pushed``, ``upcoming_events_for_partner``), the outbox
+(``outgoing_mail``, ``update_outgoing``) and Schedule Meeting's free/busy
+(``pending_free_busy``, ``store_free_busy``) came with later addon versions.
+``supports_calendar`` and ``supports_outbox`` ask the server once, lazily (one read call for
+account 0: an answer or an unknown-account refusal means the method is there); an older addon
+keeps them False, so the daemon syncs mail and logs once what waits for an upgrade. Beside the
+plain wire form:
+
+* in ``store_event_page`` each stored event also carries ``odoo_recurrence`` (a series
+  master's ``calendar.recurrence`` values from `m365sync.sync.recurrence.to_odoo`, or null)
+  and ``odoo_recurrence_note`` (the sentence saying why Odoo cannot hold the pattern, or null);
+* an ``event_changes_to_push`` item may carry ``odoo_recurrence`` (the Odoo fields of a series
+  made in Odoo), read back into Graph's pattern with ``from_odoo``; a series Outlook cannot
+  repeat the same way is left pending with a warning naming it;
+* bytes (an outgoing attachment's content) travel as base64 text (`m365sync.crm.wire`).
+
 **One RPC per gateway call.** Every gateway method is exactly one request (a Graph page is
 one `store_mail_page`); the addon does the whole call in one transaction, which is also what
 Odoo 19's JSON-2 API requires (each of its calls is its own transaction). XML-RPC adds one
@@ -86,7 +103,7 @@ import time
 import types
 import typing
 import xmlrpc.client
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -96,13 +113,21 @@ import requests
 from requests.auth import AuthBase
 
 from m365sync.config import OdooConfig
-from m365sync.crm.gateway import AccountSpec, CrmGateway
+from m365sync.crm.gateway import AccountSpec, CrmGateway, FreeBusyRequest
 from m365sync.crm.wire import from_wire, to_wire
 from m365sync.domain import (
     Account,
     AccountStatus,
+    CalendarEvent,
+    CrmEventChange,
     Cursor,
+    EventBinding,
+    EventPageWrite,
+    EventSummary,
+    EventType,
     Lease,
+    OutboxState,
+    OutgoingMail,
     PageResult,
     PageWrite,
     Partner,
@@ -112,15 +137,20 @@ from m365sync.domain import (
     ThreadSummary,
 )
 from m365sync.errors import Conflict, CrmError, CrmUnavailable, LeaseLost, UnknownAccount
+from m365sync.sync import recurrence as recurrences
+from m365sync.sync.timezones import UnknownTimeZone, zone
 
 __all__ = [
     "API_MODEL",
     "KEY_REJECTED",
+    "AddonMethodMissing",
     "Json2Transport",
     "OdooGateway",
     "OdooTransport",
     "XmlRpcTransport",
+    "change_from_odoo",
     "error_from_refusal",
+    "odoo_recurrence_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -398,10 +428,7 @@ class XmlRpcTransport(OdooTransport):
             return error_from_refusal(text, where=where)
         # 1: an application error, with its traceback; keep only the exception line.
         if "does not exist on the model" in text and API_MODEL in text:
-            return CrmError(
-                f"{where}: the addon {ADDON} has no {what.rpartition('.')[2]}(); it is older "
-                "than this daemon: upgrade the addon."
-            )
+            return _method_missing(where, what)
         if re.search(r'database "[^"]*" does not exist', text):
             return CrmError(f"{where} has no database {self.db!r}: check odoo.db.")
         for prefix, _kind in _REFUSALS:
@@ -419,6 +446,17 @@ def _revealed(params: tuple[Any, ...]) -> tuple[Any, ...]:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else text.strip()
+
+
+class AddonMethodMissing(CrmError):
+    """The addon on the server has no such method: it is older than this daemon."""
+
+
+def _method_missing(where: str, what: str) -> AddonMethodMissing:
+    return AddonMethodMissing(
+        f"{where}: the addon {ADDON} has no {what.rpartition('.')[2]}(); it is older than this "
+        "daemon: upgrade the addon."
+    )
 
 
 def _addon_missing(where: str, db: str) -> CrmError:
@@ -590,10 +628,7 @@ class Json2Transport(OdooTransport):
         if status == 404 and API_MODEL in message and "does not exist" in message:
             if "model" in message and "method" not in message.lower():
                 return _addon_missing(where, self.db)
-            return CrmError(
-                f"{where}: the addon {ADDON} has no {what.rpartition('.')[2]}(); it is older "
-                "than this daemon: upgrade the addon."
-            )
+            return _method_missing(where, what)
         if status >= 500 or status in (408, 429):
             detail = f": {message}" if message and name else ""
             return CrmUnavailable(f"{where} answered HTTP {status} to {what}{detail}")
@@ -649,6 +684,8 @@ def _without_false(kind: Any, data: Any) -> Any:
             return None
         if kind is str:
             return ""
+        if kind is bytes:
+            return b""
         if kind in (int, float):
             return 0
         if typing.get_origin(kind) in (tuple, list):
@@ -686,6 +723,65 @@ class OdooGateway(CrmGateway):
 
     def __init__(self, transport: OdooTransport) -> None:
         self.transport = transport
+        self._features: dict[str, bool] = {}
+        self._features_lock = threading.Lock()
+
+    # --- what the addon on the server offers ---
+    #
+    # The calendar and the outbox came in later addon versions. Each is probed once, lazily,
+    # by calling one of its read methods for account 0 (an answer or an UnknownAccount refusal
+    # means the method exists); a server without it keeps the flag False, so the daemon syncs
+    # mail and says once that the rest waits for an upgrade of the addon.
+
+    _PROBES: typing.ClassVar[dict[str, tuple[str, dict[str, Any], str]]] = {
+        "calendar": (
+            "event_bindings",
+            {"account_id": 0, "graph_ids": []},
+            "calendar sync is skipped",
+        ),
+        "outbox": (
+            "outgoing_mail",
+            {"account_id": 0, "limit": 1},
+            "Compose Email's outbox is not sent",
+        ),
+    }
+
+    @property
+    def supports_calendar(self) -> bool:  # type: ignore[override]
+        return self._has("calendar")
+
+    @property
+    def supports_outbox(self) -> bool:  # type: ignore[override]
+        return self._has("outbox")
+
+    def _has(self, feature: str) -> bool:
+        known = self._features.get(feature)
+        if known is not None:
+            return known
+        with self._features_lock:
+            if feature in self._features:
+                return self._features[feature]
+            method, payload, without = self._PROBES[feature]
+            try:
+                self.transport.call(method, payload)
+            except AddonMethodMissing:
+                log.warning(
+                    "The addon %s on Odoo at %s has no %s(): %s until it is upgraded.",
+                    ADDON,
+                    self.transport.url,
+                    method,
+                    without,
+                )
+                found = False
+            except (UnknownAccount, LeaseLost, Conflict):
+                found = True
+            except CrmError as error:  # unreachable, key refused...: ask again next time
+                log.info("could not ask Odoo whether it has %s(): %s", method, error)
+                return False
+            else:
+                found = True
+            self._features[feature] = found
+            return found
 
     @classmethod
     def from_config(
@@ -840,5 +936,181 @@ class OdooGateway(CrmGateway):
     ) -> None:
         self._call("finish_connect", connect_id=connect_id, account_id=account_id, error=error)
 
+    # --- calendar ---
+
+    def store_event_page(self, page: EventPageWrite, *, lease: Lease | None = None) -> PageResult:
+        wire = to_wire(page)
+        for written, stored in zip(wire["upserts"], page.upserts, strict=True):
+            written.update(odoo_recurrence_of(stored.event))
+        answer = self.transport.call("store_event_page", {"page": wire, "lease": to_wire(lease)})
+        return read_answer(PageResult, answer)
+
+    def event_bindings(self, account_id: int, graph_ids: Iterable[str]) -> dict[str, EventBinding]:
+        answer = self._call(
+            "event_bindings", account_id=account_id, graph_ids=list(dict.fromkeys(graph_ids))
+        )
+        return read_answer(dict[str, EventBinding], answer)
+
+    def event_changes_to_push(self, account_id: int) -> list[CrmEventChange]:
+        changes = []
+        for item in self._call("event_changes_to_push", account_id=account_id) or []:
+            change = change_from_odoo(item)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def mark_event_pushed(
+        self,
+        account_id: int,
+        crm_event_id: int,
+        *,
+        graph_id: str,
+        change_key: str | None,
+        version: int,
+        ical_uid: str | None = None,
+        online_meeting_url: str | None = None,
+    ) -> None:
+        self._call(
+            "mark_event_pushed",
+            account_id=account_id,
+            crm_event_id=crm_event_id,
+            graph_id=graph_id,
+            change_key=change_key,
+            version=version,
+            ical_uid=ical_uid,
+            online_meeting_url=online_meeting_url,
+        )
+
+    def upcoming_events_for_partner(
+        self, partner_id: int, *, since: datetime, limit: int = 20
+    ) -> list[EventSummary]:
+        answer = self._call(
+            "upcoming_events_for_partner", partner_id=partner_id, since=since, limit=limit
+        )
+        return read_answer(list[EventSummary], answer)
+
+    # --- outbox ---
+
+    def outgoing_mail(self, account_id: int, *, limit: int = 20) -> list[OutgoingMail]:
+        answer = self._call("outgoing_mail", account_id=account_id, limit=limit)
+        return read_answer(list[OutgoingMail], answer)
+
+    def update_outgoing(
+        self,
+        mail_id: int,
+        state: OutboxState,
+        *,
+        graph_id: str | None = None,
+        internet_message_id: str | None = None,
+        conversation_id: str | None = None,
+        error: str | None = None,
+        send_started_at: datetime | None = None,
+    ) -> None:
+        self._call(
+            "update_outgoing",
+            mail_id=mail_id,
+            state=state,
+            graph_id=graph_id,
+            internet_message_id=internet_message_id,
+            conversation_id=conversation_id,
+            error=error,
+            send_started_at=send_started_at,
+        )
+
+    # --- free/busy for Schedule Meeting ---
+
+    def pending_free_busy(self) -> list[FreeBusyRequest]:
+        if self._features.get("free_busy") is False:
+            return []
+        try:
+            answer = self._call("pending_free_busy")
+        except AddonMethodMissing:
+            log.warning(
+                "The addon %s on Odoo at %s has no pending_free_busy(): Schedule Meeting's "
+                "free/busy is not answered until it is upgraded.",
+                ADDON,
+                self.transport.url,
+            )
+            self._features["free_busy"] = False
+            return []
+        return read_answer(list[FreeBusyRequest], answer)
+
+    def store_free_busy(
+        self, request_id: int, results: Sequence[object], *, error: str | None = None
+    ) -> None:
+        self._call("store_free_busy", request_id=request_id, results=list(results), error=error)
+
     def close(self) -> None:
         self.transport.close()
+
+
+# --- recurrence: Graph's patternedRecurrence <-> Odoo's calendar.recurrence --------------------
+
+
+def odoo_recurrence_of(event: CalendarEvent) -> dict[str, Any]:
+    """What a stored event carries for Odoo beside Graph's recurrence: ``odoo_recurrence``, the
+    values of Odoo's ``calendar.recurrence`` for a series master (None for other events and for
+    patterns Odoo cannot hold), and ``odoo_recurrence_note``, the sentence saying why not."""
+    if event.event_type is not EventType.SERIES_MASTER or event.recurrence is None:
+        return {"odoo_recurrence": None, "odoo_recurrence_note": None}
+    try:
+        values = recurrences.to_odoo(event.recurrence, tz=_series_zone(event))
+    except recurrences.Unrepresentable as error:
+        return {"odoo_recurrence": None, "odoo_recurrence_note": str(error)}
+    except (ValueError, UnknownTimeZone) as error:  # a pattern Graph should not have sent
+        log.warning("series %s: its recurrence is not understood: %s", event.graph_id, error)
+        return {"odoo_recurrence": None, "odoo_recurrence_note": f"Not understood: {error}"}
+    return {"odoo_recurrence": values, "odoo_recurrence_note": None}
+
+
+def _series_zone(event: CalendarEvent) -> str | None:
+    """The IANA zone a series repeats in: its recurrenceTimeZone, else the event's own zone
+    (Graph gives events in UTC here, so that is the last resort)."""
+    for name in (event.recurrence.time_zone if event.recurrence else "", event.time_zone):
+        if name:
+            with contextlib.suppress(UnknownTimeZone):
+                return zone(name).key
+    return None
+
+
+def change_from_odoo(item: dict[str, Any]) -> CrmEventChange | None:
+    """One ``event_changes_to_push`` item -> the change; a series created or edited in Odoo
+    comes as ``odoo_recurrence`` (Odoo's field values), turned into Graph's recurrence here.
+    A series Outlook cannot repeat the same way is left out (it stays pending) with a warning
+    naming it; its deletion still goes."""
+    item = dict(item)
+    values = item.pop("odoo_recurrence", None) or None
+    change = read_answer(CrmEventChange, item)
+    if not values:
+        return change
+    event = change.event
+    try:
+        recurrence = recurrences.from_odoo(
+            values, _first_day(event, values), week_start=str(values.get("week_start") or "sunday")
+        )
+    except (recurrences.Unrepresentable, ValueError, UnknownTimeZone) as error:
+        if change.deleted:
+            return change
+        log.warning(
+            "CRM event %s (%r) is not pushed: Outlook cannot repeat it as Odoo does: %s",
+            change.crm_event_id,
+            event.subject,
+            error,
+        )
+        return None
+    event = dataclasses.replace(event, recurrence=recurrence, event_type=EventType.SERIES_MASTER)
+    return dataclasses.replace(change, event=event)
+
+
+def _first_day(event: CalendarEvent, values: dict[str, Any]) -> Any:
+    """The date of a series' first event, in the series' zone (all-day: its date)."""
+    if event.is_all_day and event.start_date is not None:
+        return event.start_date
+    if event.start is None:
+        raise ValueError("a series without a start")
+    name = values.get("event_tz") or event.time_zone or "UTC"
+    try:
+        where = zone(name)
+    except UnknownTimeZone:
+        where = zone("UTC")
+    return event.start.astimezone(where).date()

@@ -4,11 +4,14 @@ A remote gateway cannot send dataclasses: every value crosses as JSON. The rule 
 the addon can follow it without importing this package: a dataclass becomes an object with
 its field names as keys; enums become their value; datetimes become ISO-8601 strings in UTC
 with an offset (``2026-11-25T12:00:00+00:00``); dates become ``YYYY-MM-DD``; tuples become
-lists; dict keys stay strings (integer keys are sent as strings and read back as integers).
+lists; dict keys stay strings (integer keys are sent as strings and read back as integers);
+bytes (an outgoing attachment's content) become standard base64 text (RFC 4648, with padding).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import enum
 import types
@@ -30,6 +33,8 @@ def to_wire(value: Any) -> Any:
         return aware.astimezone(UTC).isoformat()
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, dict):
         return {str(k): to_wire(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
@@ -72,4 +77,19 @@ def _read(kind: Any, data: Any) -> Any:
             return date.fromisoformat(data)
         if kind is int:
             return int(data)
+        if kind is bytes:
+            return _bytes(data)
     return data
+
+
+def _bytes(data: Any) -> bytes:
+    """Base64 text (as `to_wire` writes it; line breaks allowed) -> bytes; bytes pass through,
+    and so does XML-RPC's ``Binary``."""
+    if isinstance(data, bytes | bytearray):
+        return bytes(data)
+    if hasattr(data, "data") and isinstance(data.data, bytes):  # xmlrpc.client.Binary
+        return data.data
+    try:
+        return base64.b64decode("".join(str(data).split()), validate=True)
+    except binascii.Error as error:
+        raise ValueError(f"not base64: {error}") from None

@@ -1,0 +1,389 @@
+"""The calendar both ways and Compose Email, from Odoo through the daemon to the emulator.
+
+The CRM side is what a person does in Odoo, over plain XML-RPC on Odoo's own models: a
+meeting is a ``calendar.event`` created (or edited) by a salesperson, a mail is an
+``m365.outbox`` row created by an ordinary user who owns the account. What the daemon made of
+it is read back the same way, and in the emulator's Outlook (its calendar, what was written
+to it, its Sent Items). Skipped when the addon on the server has no calendar or outbox yet.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from m365sync.crm.odoo import XmlRpcTransport
+from m365sync.emulator.mailbox import Mailbox
+from m365sync.service.account_sync import sync_account_mail
+from m365sync.service.connect import connect_account
+
+from .conftest import SKIP_REASON, OdooStack, odoo_configured, odoo_stack_for
+
+if not odoo_configured():
+    pytest.skip(SKIP_REASON, allow_module_level=True)
+
+pytestmark = [pytest.mark.odoo, pytest.mark.slow]
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def odoo_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def from_odoo(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+
+
+def token() -> str:
+    return secrets.token_hex(4)
+
+
+@pytest.fixture
+def cal_stack(tmp_path: Path):
+    """A small mailbox with an empty calendar, the calendar on, an Odoo with its calendar."""
+    mailbox = Mailbox.seeded(size=20, seed=secrets.randbelow(10**9))
+    for item in mailbox.calendar.events():
+        mailbox.calendar.delete(item["id"])
+    with odoo_stack_for(tmp_path, mailbox, calendar=True) as stack:
+        if not stack.gateway.supports_calendar:
+            pytest.skip("the addon on this Odoo has no calendar methods yet (upgrade it)")
+        yield stack
+
+
+@pytest.fixture
+def mail_stack(tmp_path: Path):
+    mailbox = Mailbox.seeded(size=20, seed=secrets.randbelow(10**9))
+    with odoo_stack_for(tmp_path, mailbox) as stack:
+        if not stack.gateway.supports_outbox:
+            pytest.skip("the addon on this Odoo has no outbox methods yet (upgrade it)")
+        yield stack
+
+
+def connect(stack: OdooStack):
+    account = connect_account(stack.runtime, browser="follow", announce=lambda _text: None)
+    stack.account_ids.append(account.id)
+    return account
+
+
+def sync(stack: OdooStack, account_id: int):
+    run = sync_account_mail(stack.runtime, stack.gateway.get_account(account_id))
+    assert run.error is None, run.error
+    return run
+
+
+def contact(stack: OdooStack, name: str) -> tuple[int, str]:
+    """A contact a person adds in Odoo, with an address no other run uses."""
+    address = f"{name.split()[0].lower()}.{token()}@fabrikam.example"
+    partner_id = stack.admin.execute_kw("res.partner", "create", [{"name": name, "email": address}])
+    return partner_id, address
+
+
+def writes(stack: OdooStack, *methods: str) -> list[dict[str, Any]]:
+    return [w for w in stack.mailbox.calendar.written() if w["method"] in methods]
+
+
+def outlook_events(stack: OdooStack, subject: str) -> list[dict[str, Any]]:
+    return [e for e in stack.mailbox.calendar.events() if e.get("subject") == subject]
+
+
+# --- Odoo -> Outlook ------------------------------------------------------------------------------
+
+
+def test_an_event_created_in_odoo_reaches_outlook_once_and_comes_back_without_echo(cal_stack):
+    stack = cal_stack
+    anna, anna_address = contact(stack, "Anna Lidman")
+    account = connect(stack)
+    subject = f"Demo call {token()}"
+    start = (NOW + timedelta(days=5)).replace(minute=0, second=0)
+    event_id = stack.admin.execute_kw(
+        "calendar.event",
+        "create",
+        [
+            {
+                "name": subject,
+                "start": odoo_datetime(start),
+                "stop": odoo_datetime(start + timedelta(hours=1)),
+                "partner_ids": [(6, 0, [anna])],
+                "m365_owner_account_id": account.id,
+            }
+        ],
+    )
+    stack.event_ids.append(event_id)
+
+    first = sync(stack, account.id)
+    (post,) = writes(stack, "POST")
+    assert post["body"]["transactionId"] == f"m365sync-crm-event-{event_id}"
+    (in_outlook,) = outlook_events(stack, subject)
+    invited = {a["emailAddress"]["address"].lower() for a in in_outlook.get("attendees", [])}
+    assert anna_address in invited
+    assert first.calendar.get("pushed", 0) >= 1
+
+    def odoo_side():
+        events = stack.read(
+            "calendar.event", [("name", "=", subject)], ["m365_version"], archived=True
+        )
+        bindings = stack.read(
+            "m365.event.binding",
+            [("event_id", "=", event_id)],
+            ["account_id", "graph_id", "pushed_version", "change_key"],
+        )
+        return events, bindings
+
+    events, bindings = odoo_side()
+    assert [e["id"] for e in events] == [event_id]
+    (binding,) = bindings
+    assert binding["account_id"][0] == account.id and binding["graph_id"] == in_outlook["id"]
+    assert binding["pushed_version"] == events[0]["m365_version"]
+
+    # The next cycles read our own event back from Outlook: nothing is stored again, nothing
+    # is pushed again, and the event is still one event on each side.
+    sync(stack, account.id)
+    sync(stack, account.id)
+    assert len(writes(stack, "POST", "PATCH", "DELETE")) == 1
+    assert len(outlook_events(stack, subject)) == 1
+    assert odoo_side() == (events, bindings)
+
+    # An edit in Odoo goes out once, as an update of the same Outlook event.
+    stack.admin.execute_kw("calendar.event", "write", [[event_id], {"name": f"{subject} (moved)"}])
+    sync(stack, account.id)
+    sync(stack, account.id)
+    (patch,) = writes(stack, "PATCH")
+    assert patch["body"]["subject"] == f"{subject} (moved)"
+    assert [e["id"] for e in outlook_events(stack, f"{subject} (moved)")] == [in_outlook["id"]]
+
+
+# --- Outlook -> Odoo ------------------------------------------------------------------------------
+
+
+def test_an_outlook_series_reaches_odoo_with_its_recurrence(cal_stack):
+    stack = cal_stack
+    anna, anna_address = contact(stack, "Anna Lidman")
+    account = connect(stack)
+    paris = ZoneInfo("Europe/Paris")
+    first = (
+        (NOW + timedelta(days=3)).astimezone(paris).replace(hour=9, minute=0, second=0, tzinfo=None)
+    )
+    while first.weekday() != 0:
+        first += timedelta(days=1)
+    subject = f"Weekly sync {token()}"
+    wall = "%Y-%m-%dT%H:%M:%S.0000000"
+    master, _ = stack.mailbox.calendar.create(
+        {
+            "subject": subject,
+            "start": {"dateTime": first.strftime(wall), "timeZone": "Romance Standard Time"},
+            "end": {
+                "dateTime": (first + timedelta(hours=1)).strftime(wall),
+                "timeZone": "Romance Standard Time",
+            },
+            "attendees": [
+                {"emailAddress": {"address": anna_address, "name": "Anna"}, "type": "required"}
+            ],
+            "recurrence": {
+                "pattern": {"type": "weekly", "interval": 1, "daysOfWeek": ["monday"]},
+                "range": {
+                    "type": "numbered",
+                    "startDate": first.date().isoformat(),
+                    "numberOfOccurrences": 4,
+                },
+            },
+        }
+    )
+    sync(stack, account.id)
+
+    masters = stack.read(
+        "calendar.event",
+        [("m365_is_series_master", "=", True), ("m365_binding_ids.account_id", "=", account.id)],
+        ["name", "recurrence_id", "m365_recurrence_note", "m365_graph_recurrence"],
+        archived=True,
+    )
+    assert [m["name"] for m in masters] == [subject]
+    (series,) = masters
+    assert not series["m365_recurrence_note"]
+    assert series["recurrence_id"], "a weekly series Odoo can express gets its recurrence"
+    (rule,) = stack.read(
+        "calendar.recurrence",
+        [("id", "=", series["recurrence_id"][0])],
+        ["rrule_type", "interval", "mon", "tue", "end_type", "count", "event_tz"],
+    )
+    assert (rule["rrule_type"], rule["interval"], rule["mon"], rule["tue"]) == (
+        "weekly",
+        1,
+        True,
+        False,
+    )
+    assert (rule["end_type"], rule["count"]) == ("count", 4)
+    assert rule["event_tz"] == "Europe/Paris"
+
+    def occurrences():
+        rows = stack.read(
+            "calendar.event",
+            [("m365_series_master_id", "=", series["id"])],
+            ["start", "partner_ids", "m365_version"],
+            archived=True,
+        )
+        return sorted(rows, key=lambda r: r["start"])
+
+    found = occurrences()
+    assert len(found) == 4
+    assert all(anna in row["partner_ids"] for row in found)
+    assert {from_odoo(row["start"]).astimezone(paris).hour for row in found} == {9}
+    upcoming = stack.gateway.upcoming_events_for_partner(anna, since=NOW, limit=50)
+    assert len(upcoming) == 4 and all(u.recurring for u in upcoming)
+
+    # Coming back again changes nothing, and nothing inbound is ever pushed to Outlook.
+    sync(stack, account.id)
+    assert occurrences() == found
+    assert writes(stack, "POST", "PATCH", "DELETE") == []
+    assert master["id"] in {e["id"] for e in stack.mailbox.calendar.events()}
+
+
+# --- Compose Email ----------------------------------------------------------------------------
+
+
+def odoo_user(stack: OdooStack) -> tuple[int, str, str]:
+    """An ordinary salesperson: internal user and Microsoft 365 user, with a password."""
+    login = f"m365-e2e-{token()}"
+    password = secrets.token_urlsafe(18)
+    groups = [
+        stack.admin.execute_kw(
+            "ir.model.data",
+            "search_read",
+            [[("module", "=", module), ("name", "=", name)]],
+            {"fields": ["res_id"]},
+        )[0]["res_id"]
+        for module, name in (("base", "group_user"), ("crm_microsoft365", "group_m365_user"))
+    ]
+    user_id = stack.admin.execute_kw(
+        "res.users",
+        "create",
+        [
+            {
+                "name": f"Sales {login}",
+                "login": login,
+                "password": password,
+                "groups_id": [(6, 0, groups)],
+            }
+        ],
+    )
+    stack.user_ids.append(user_id)
+    return user_id, login, password
+
+
+def test_compose_email_from_a_users_outbox_row_is_sent_once_and_linked(mail_stack):
+    stack = mail_stack
+    anna, anna_address = contact(stack, "Anna Lidman")
+    account = connect(stack)
+    user_id, login, password = odoo_user(stack)
+    stack.admin.execute_kw("m365.account", "write", [[account.id], {"user_id": user_id}])
+    user = XmlRpcTransport(os.environ["ODOO_URL"], os.environ["ODOO_DB"], login, password)
+    subject = f"Our offer {token()}"
+    content = b"%PDF-1.7 offer " + secrets.token_bytes(64)
+    try:
+        attachment = user.execute_kw(
+            "ir.attachment",
+            "create",
+            [
+                {
+                    "name": "offer.pdf",
+                    "datas": base64.b64encode(content).decode("ascii"),
+                    "mimetype": "application/pdf",
+                }
+            ],
+        )
+        mail_id = user.execute_kw(
+            "m365.outbox",
+            "create",
+            [
+                {
+                    "account_id": account.id,
+                    "partner_id": anna,
+                    "email_to": f"Anna Lidman <{anna_address}>",
+                    "subject": subject,
+                    "body_html": "<p>Please find our offer.</p>",
+                    "attachment_ids": [(6, 0, [attachment])],
+                }
+            ],
+        )
+    finally:
+        user.close()
+
+    sync(stack, account.id)
+    sent = [m for m in stack.mailbox.sent() if m["subject"] == subject]
+    assert len(sent) == 1 and sent[0]["kind"] == "sendMail"
+    (attached,) = sent[0]["attachments"]
+    assert (attached["name"], attached["contentType"]) == ("offer.pdf", "application/pdf")
+    assert attached["size"] == len(content)  # the bytes crossed Odoo -> daemon -> Graph whole
+    fields = ["state", "error", "graph_id", "internet_message_id", "sent_message_id", "attempts"]
+    (row,) = stack.read("m365.outbox", [("id", "=", mail_id)], fields)
+    assert row["state"] == "sent" and not row["error"] and row["attempts"] == 1
+    assert row["graph_id"] and row["internet_message_id"]
+    links = stack.read(
+        "m365.mail.message.link",
+        [("account_id", "=", account.id), ("graph_id", "=", row["graph_id"])],
+        ["message_id"],
+    )
+    assert len(links) == 1, "the Sent Items copy is stored once"
+    assert row["sent_message_id"] and row["sent_message_id"][0] == links[0]["message_id"][0]
+
+    sync(stack, account.id)
+    assert len([m for m in stack.mailbox.sent() if m["subject"] == subject]) == 1
+    (again,) = stack.read("m365.outbox", [("id", "=", mail_id)], fields)
+    assert again == row
+
+
+# --- Schedule Meeting's free/busy ---------------------------------------------------------------
+
+
+def test_schedule_meetings_free_busy_question_is_answered_from_outlook(mail_stack):
+    from m365sync.service.free_busy import answer_free_busy
+
+    stack = mail_stack
+    account = connect(stack)
+    own = stack.mailbox.user["mail"].lower()
+    stranger = f"nobody.{token()}@elsewhere.example"
+    day = (NOW + timedelta(days=2)).date()
+    user_id, login, password = odoo_user(stack)
+    stack.admin.execute_kw("m365.account", "write", [[account.id], {"user_id": user_id}])
+    user = XmlRpcTransport(os.environ["ODOO_URL"], os.environ["ODOO_DB"], login, password)
+    try:  # what the scheduling form records when its user picks a day
+        request_id = user.execute_kw(
+            "m365.free.busy.request",
+            "create",
+            [
+                {
+                    "account_id": account.id,
+                    "day": day.isoformat(),
+                    "time_zone": "Europe/Paris",
+                    "addresses": "\n".join(sorted([own, stranger])),
+                }
+            ],
+        )
+    finally:
+        user.close()
+    mine = stack.gateway.pending_free_busy
+    stack.gateway.pending_free_busy = lambda: [r for r in mine() if r.id == request_id]
+    try:
+        assert answer_free_busy(stack.runtime) == 1
+    finally:
+        del stack.gateway.pending_free_busy
+    asked = [r for r in stack.emulator.requests if r.path.endswith("/calendar/getSchedule")]
+    assert len(asked) == 1
+    (request,) = stack.read("m365.free.busy.request", [("id", "=", request_id)], ["state", "error"])
+    assert request["state"] == "done" and not request["error"]
+    rows = stack.read(
+        "m365.free.busy", [("request_id", "=", request_id)], ["address", "status", "error"]
+    )
+    by_address: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_address.setdefault(row["address"], []).append(row)
+    assert set(by_address) == {own, stranger}
+    assert not any(row["error"] for row in by_address[own])
+    assert all(row["error"] for row in by_address[stranger])  # unknown, never free
