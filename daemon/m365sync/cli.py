@@ -102,6 +102,19 @@ def cmd_sync(args: argparse.Namespace) -> int:
         runtime.close()
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from m365sync.service.daemon import ServiceOptions, run_service, use_json_logs
+    from m365sync.service.runtime import Runtime
+
+    if args.log_json:
+        use_json_logs()
+    logging.getLogger("m365sync").setLevel(logging.INFO if args.verbose < 2 else logging.DEBUG)
+    options = ServiceOptions.from_env(
+        workers=args.workers, health_port=args.health_port, lease_ttl_seconds=args.lease_ttl
+    )
+    return run_service(Runtime.build(_config(args)), options)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from m365sync.service.runtime import open_gateway
     from m365sync.ui import accounts_table
@@ -264,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync = add("sync", cmd_sync, "import mail now (--once) or on the configured interval")
     sync.add_argument("--once", action="store_true", help="one cycle, then exit")
     sync.add_argument("--account", type=int, action="append", help="only this account id")
+    run = add("run", cmd_run, "run as a service: leases, workers, health and metrics")
+    run.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    run.add_argument("--workers", type=int, help="accounts synced at once (default 8)")
+    run.add_argument("--health-port", type=int, help="loopback port of /healthz and /metrics")
+    run.add_argument("--lease-ttl", type=float, help="seconds a lease lasts unrenewed")
     add("status", cmd_status, "show the connected accounts and their state")
     keys = add("keys", cmd_keys, "list, create or rotate the daemon's sealing keys")
     keys.add_argument(
