@@ -9,4 +9,4 @@ RUN pip install --no-cache-dir . && useradd --system --home /var/lib/m365sync m3
 USER m365sync
 ENV XDG_DATA_HOME=/var/lib
 ENTRYPOINT ["m365sync"]
-CMD ["sync"]
+CMD ["run"]
