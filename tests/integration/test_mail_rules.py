@@ -320,3 +320,21 @@ def test_crm_round_trips_per_page_are_bounded(stack):
     assert sum(counting.calls[name] for name in per_page) <= 4 * (run.pages + calendar_pages)
     fixed = sum(n for name, n in counting.calls.items() if name not in per_page)
     assert fixed <= 10  # status, cursors per folder, the run record: not per message
+
+
+def test_a_lost_lease_leaves_the_status_to_the_new_holder(stack):
+    from datetime import UTC, datetime, timedelta
+
+    account = connect_account(stack.runtime, browser="follow")
+    start = datetime.now(UTC)
+    (old,) = stack.gateway.lease_accounts("worker-a", limit=1, ttl_seconds=1, now=start)
+    stack.gateway.lease_accounts(
+        "worker-b", limit=1, ttl_seconds=60, now=start + timedelta(seconds=5)
+    )
+    stack.gateway.set_account_status(
+        account.id, stack.gateway.get_account(account.id).status, "held by worker-b"
+    )
+    run = sync_account_mail(stack.runtime, stack.gateway.get_account(account.id), lease=old)
+    assert run.error and "no longer holds" in run.error
+    assert stack.gateway.get_account(account.id).status_detail == "held by worker-b"
+    assert stack.gateway.count_messages(account.id) == 0  # nothing written with the stale lease

@@ -268,6 +268,12 @@ def test_an_online_meeting_gets_its_join_link_back(stack, account):
             "SELECT online_meeting_url FROM crm_calendar_event WHERE id = ?", (event_id,)
         ).fetchone()
     assert url and url.startswith("https://teams.microsoft.com/")
+    # A later CRM edit keeps the online meeting (the edit rewrites the row's columns).
+    stack.gateway.crm_update_event(event_id, subject="Teams demo (moved)")
+    (change,) = [
+        c for c in stack.gateway.event_changes_to_push(account.id) if c.crm_event_id == event_id
+    ]
+    assert change.event.is_online_meeting
 
 
 def test_only_the_accounts_owner_may_send_through_it(stack):

@@ -402,28 +402,11 @@ class CalendarStore:
                 "SELECT recurrence FROM crm_calendar_series WHERE id = ?", (row["series_id"],)
             ).fetchone()
             recurrence = from_wire(Recurrence, json.loads(series["recurrence"]))
-        event = CalendarEvent(
+        event = replace(
+            _event_from_row(row),
             graph_id=row["graph_id"] or "",
-            ical_uid=row["ical_uid"],
             event_type=EventType.SERIES_MASTER if recurrence else EventType.SINGLE,
-            subject=row["subject"],
-            start=_when(row["start_at"]),
-            end=_when(row["end_at"]),
-            time_zone=row["time_zone"],
-            is_all_day=bool(row["is_all_day"]),
-            start_date=_day(row["start_date"]),
-            end_date=_day(row["end_date"]),
             recurrence=recurrence,
-            body_html=row["body_html"],
-            location=row["location"],
-            online_meeting_url=row["online_meeting_url"],
-            sensitivity=Sensitivity(row["sensitivity"]),
-            show_as=ShowAs(row["show_as"]),
-            is_cancelled=bool(row["is_cancelled"]),
-            is_online_meeting=bool(row["is_online_meeting"]),
-            organizer=EmailAddress(row["organizer_address"], row["organizer_name"] or "")
-            if row["organizer_address"]
-            else None,
             attendees=tuple(
                 Attendee(a["address"], a["name"], a["role"], ResponseStatus(a["response"]))
                 for a in attendees
@@ -659,6 +642,7 @@ class CalendarStore:
 
 
 def _event_from_row(row: sqlite3.Row) -> CalendarEvent:
+    """A CRM event row as the domain type (the one place that reads the columns back)."""
     return CalendarEvent(
         graph_id="",
         ical_uid=row["ical_uid"],
@@ -677,6 +661,7 @@ def _event_from_row(row: sqlite3.Row) -> CalendarEvent:
         sensitivity=Sensitivity(row["sensitivity"]),
         show_as=ShowAs(row["show_as"]),
         is_cancelled=bool(row["is_cancelled"]),
+        is_online_meeting=bool(row["is_online_meeting"]),
         organizer=EmailAddress(row["organizer_address"], row["organizer_name"] or "")
         if row["organizer_address"]
         else None,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import Account, AccountStatus, AutoCreate, Lease, SyncRun
-from m365sync.errors import CrmError, M365SyncError, advice_for
+from m365sync.errors import CrmError, LeaseLost, M365SyncError, advice_for
 from m365sync.graph.send import MailSender
 from m365sync.service.calendar_cycle import CalendarCycle
 from m365sync.service.mail_cycle import CycleOptions, MailCycle, PageProgress
@@ -22,6 +22,8 @@ from m365sync.sync.autocreate import AutoCreatePolicy
 from m365sync.sync.mail import MailPolicy
 
 log = logging.getLogger(__name__)
+
+LEASE_GIVEN_UP = "stopped: this worker no longer holds the account's lease"
 
 
 def policy_for(runtime: Runtime, account: Account) -> MailPolicy:
@@ -56,6 +58,10 @@ def sync_account_mail(
     )
     run = SyncRun(account_id=account.id, started_at=started)
     try:
+        if lease is not None:
+            # Prove the lease is still ours before writing anything (LeaseLost otherwise).
+            remaining = (lease.expires_at - datetime.now(UTC)).total_seconds()
+            lease = gateway.renew_lease(lease, ttl_seconds=max(remaining, 1.0))
         gateway.set_account_status(account.id, AccountStatus.SYNCING, "Importing mail.")
         graph = runtime.graph_for(account)
         if gateway.supports_outbox:
@@ -92,6 +98,16 @@ def sync_account_mail(
                 page_size=cfg.page_size,
                 lease=lease,
             ).run(account, run)
+    except LeaseLost:
+        # Another worker holds the account now (or this one is shutting down): the status is
+        # theirs to write. Keep only this cycle's figures.
+        log.info("account %s: lease given up, this worker stops here", account.id)
+        run.error = LEASE_GIVEN_UP
+        try:
+            gateway.record_sync_run(run)
+        except CrmError as error:
+            log.warning("account %s: the CRM could not record the run: %s", account.id, error)
+        return run
     except Exception as error:  # one account's failure must never stop the others
         if not isinstance(error, M365SyncError):
             log.exception("account %s: unexpected failure", account.id)

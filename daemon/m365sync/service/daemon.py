@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from m365sync.domain import Account, AccountStatus, Lease
 from m365sync.errors import ConfigError, CrmError, LeaseLost, M365SyncError, advice_for
 from m365sync.graph.send import MailSender
-from m365sync.service.account_sync import sync_account_mail
+from m365sync.service.account_sync import LEASE_GIVEN_UP, sync_account_mail
 from m365sync.service.health import HealthServer, Metrics
 from m365sync.service.mail_cycle import PageProgress
 from m365sync.service.outbox_cycle import send_outgoing
@@ -407,7 +407,7 @@ class Service:
             for name, n in (run.outbox or {}).items():
                 self.metrics.sends.labels(outcome=name).inc(n)
             outcome = "ok" if not run.error else "error"
-            if run.error and ("Another worker" in run.error or self.stopping.is_set()):
+            if run.error and (run.error == LEASE_GIVEN_UP or self.stopping.is_set()):
                 outcome = "handed_over"
             elif run.error:
                 self.metrics.errors.labels(kind="cycle").inc()
