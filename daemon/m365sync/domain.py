@@ -160,6 +160,9 @@ class Account:
     auto_create: AutoCreate = AutoCreate.NONE
     own_domains: tuple[str, ...] = ()
     sealed_token_cache: str | None = None
+    # When someone (Sync now, a Graph change notification) last asked for a cycle; a cycle
+    # that started after it answers it, so nothing ever has to clear it.
+    sync_requested_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +279,8 @@ class SyncRun:
     calendar: dict[str, int] = field(default_factory=dict)
     # The outbox's: sent, failed, pending.
     outbox: dict[str, int] = field(default_factory=dict)
+    # Push notifications after the cycle, in words ("" when push is not used).
+    push: str = ""
 
 
 # --- calendar -----------------------------------------------------------------------------
@@ -517,3 +522,65 @@ class OutgoingMail:
     def idempotency_key(self) -> str:
         """Carried as the ``x-m365sync-outbox`` internet header of the message."""
         return f"m365sync-outbox-{self.id}"  # graph.send.OUTBOX_PREFIX + id
+
+
+# --- push: Graph change notifications -------------------------------------------------------
+
+
+class SubscriptionKind(enum.StrEnum):
+    """What a Graph subscription watches for one account."""
+
+    MAIL = "mail"  # me/messages: every folder
+    CALENDAR = "calendar"  # me/events
+
+
+class SubscriptionState(enum.StrEnum):
+    """``active``: Graph delivers; ``lapsed``: expired or could not be renewed or created
+    (the account polls at the normal interval); ``removed``: Graph said subscriptionRemoved;
+    ``reauthorize``: Graph said reauthorizationRequired (renew at the next cycle)."""
+
+    ACTIVE = "active"
+    LAPSED = "lapsed"
+    REMOVED = "removed"
+    REAUTHORIZE = "reauthorize"
+
+
+@dataclass(slots=True)
+class Subscription:
+    """A Graph change-notification subscription of one account, as the CRM stores it.
+
+    The clientState secret is never stored: only its SHA-256 (hex), which is all the
+    notification endpoint needs to check a notification came from Graph for this subscription.
+    """
+
+    account_id: int
+    kind: SubscriptionKind
+    graph_id: str
+    resource: str
+    expires_at: datetime
+    client_state_hash: str
+    state: SubscriptionState = SubscriptionState.ACTIVE
+    last_notified_at: datetime | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedNotification:
+    """One checked notification: the subscription it names and what it says (a change, or a
+    lifecycle event: ``subscriptionRemoved``, ``reauthorizationRequired``, ``missed``)."""
+
+    subscription_id: str
+    change_type: str | None = None
+    lifecycle_event: str | None = None
+    resource: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CrmSettings:
+    """What the CRM's administrators set for the daemon (Odoo's Settings page): they win over
+    the daemon's own configuration when given. ``notification_url`` is where Graph should post
+    change notifications (the addon's endpoint), empty when push is off in the CRM."""
+
+    sync_interval_seconds: int | None = None
+    blocklist: tuple[str, ...] = ()
+    notification_url: str = ""

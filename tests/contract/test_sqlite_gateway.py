@@ -435,3 +435,41 @@ def test_events_from_before_the_account_was_connected_are_never_pushed(tmp_path:
     assert [c.crm_event_id for c in store.event_changes_to_push(account.id)] == []
     assert old > 0
     store.close()
+
+
+# --- push (subscriptions, sync requests) ----------------------------------------------------
+
+from tests.contract.push_contract import PushContract  # noqa: E402
+
+
+class TestSqlitePush(PushContract):
+    @pytest.fixture
+    def gateway(self, tmp_path: Path):
+        store = SqliteGateway(tmp_path / "push.sqlite3")
+        yield store
+        store.close()
+
+    def test_a_store_made_before_push_is_migrated(self, tmp_path: Path):
+        """A V4 file (the previous release) gains the columns and keeps its accounts."""
+        from m365sync.crm import sqlite as module
+
+        path = tmp_path / "old.sqlite3"
+        conn = sqlite3.connect(path)
+        for script in module._MIGRATIONS[:4]:
+            conn.executescript(script)
+        conn.execute(
+            "INSERT INTO m365_account (address, address_normalized, display_name, tenant_id, "
+            "object_id, owner, status, status_detail, privacy, auto_create, own_domains) "
+            "VALUES ('a@contoso.example', 'a@contoso.example', 'A', 't', 'o', 'admin', "
+            "'active', '', 'everything', 'none', '[]')"
+        )
+        conn.execute("PRAGMA user_version = 4")
+        conn.commit()
+        conn.close()
+        store = SqliteGateway(path)
+        try:
+            (account,) = store.list_accounts()
+            assert account.sync_requested_at is None
+            assert store.subscriptions(account.id) == []
+        finally:
+            store.close()

@@ -31,6 +31,7 @@ from m365sync.domain import (
     AccountStatus,
     AutoCreate,
     CrmEventChange,
+    CrmSettings,
     Cursor,
     EventBinding,
     EventPageWrite,
@@ -44,6 +45,9 @@ from m365sync.domain import (
     PartnerDraft,
     PendingConnect,
     Privacy,
+    ReceivedNotification,
+    Subscription,
+    SubscriptionKind,
     SyncRun,
     ThreadSummary,
 )
@@ -88,6 +92,7 @@ class CrmGateway(abc.ABC):
     # The staged parts an adapter implements (the service skips the others, and says so).
     supports_calendar: bool = False
     supports_outbox: bool = False
+    supports_push: bool = False
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -316,6 +321,49 @@ class CrmGateway(abc.ABC):
     ) -> None:
         """Close a pending connect: it became ``account_id``, or failed with ``error`` (words
         for the user who clicked Connect)."""
+
+    # --- settings the CRM's administrators set (optional) -------------------------------------
+
+    def crm_settings(self) -> CrmSettings:
+        """The sync interval, blocklist and notification URL set in the CRM; they override
+        the daemon's own configuration where given. Stores without settings return defaults."""
+        return CrmSettings()
+
+    # --- push: Graph change notifications (staged: ``supports_push``) ------------------------
+
+    def request_sync(self, account_id: int, at: datetime) -> None:
+        """Ask for a cycle of the account (Sync now, a notification): sets
+        ``Account.sync_requested_at`` to ``at`` unless a later request is already there."""
+        raise NotImplementedError(f"{type(self).__name__} has no push yet")
+
+    def subscriptions(self, account_id: int) -> list[Subscription]:
+        """The account's Graph subscriptions, one per kind at most."""
+        raise NotImplementedError(f"{type(self).__name__} has no push yet")
+
+    def save_subscription(self, subscription: Subscription, *, lease: Lease | None = None) -> None:
+        """Create or replace the account's subscription of that kind (one per kind).
+        With a lease, a stale one raises `LeaseLost` and nothing is written."""
+        raise NotImplementedError(f"{type(self).__name__} has no push yet")
+
+    def drop_subscription(self, account_id: int, kind: SubscriptionKind) -> None:
+        """Forget the account's subscription of that kind (deleted in Graph, or push off)."""
+        raise NotImplementedError(f"{type(self).__name__} has no push yet")
+
+    def subscriptions_by_graph_id(self, graph_ids: Iterable[str]) -> dict[str, Subscription]:
+        """The stored subscriptions Graph ids name (a notification endpoint's lookup, to
+        check each notification's clientState against the stored hash). Unknown ids are absent."""
+        raise NotImplementedError(f"{type(self).__name__} has no push yet")
+
+    def record_notifications(
+        self, notifications: Sequence[ReceivedNotification], at: datetime
+    ) -> list[int]:
+        """Apply checked notifications in one call: each marks its subscription's
+        ``last_notified_at`` and asks its account for a cycle (`request_sync`);
+        ``subscriptionRemoved`` sets the subscription's state to ``removed`` and
+        ``reauthorizationRequired`` to ``reauthorize``; ``missed`` only asks for a cycle.
+        Notifications naming unknown subscriptions are ignored. Returns the account ids asked
+        to sync, sorted, without repeats."""
+        raise NotImplementedError(f"{type(self).__name__} has no push yet")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

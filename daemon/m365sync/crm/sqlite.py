@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from m365sync.crm.gateway import AccountSpec, CrmGateway
 from m365sync.crm.sqlite_calendar import V2_CALENDAR, V4_ONLINE_MEETINGS, CalendarStore
 from m365sync.crm.sqlite_outbox import V3_OUTBOX, OutboxStore
+from m365sync.crm.sqlite_push import V5_PUSH, PushStore
 from m365sync.domain import (
     Account,
     AccountStatus,
@@ -245,7 +246,7 @@ CREATE TABLE m365_outbox (
 CREATE INDEX m365_outbox_state ON m365_outbox (state);
 """
 
-_MIGRATIONS: tuple[str, ...] = (_V1, V2_CALENDAR, V3_OUTBOX, V4_ONLINE_MEETINGS)
+_MIGRATIONS: tuple[str, ...] = (_V1, V2_CALENDAR, V3_OUTBOX, V4_ONLINE_MEETINGS, V5_PUSH)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _CHUNK = 500  # bound on the ``?`` of one IN (...) list, far below SQLite's limit
@@ -372,7 +373,8 @@ def _translate(error: sqlite3.Error, path: Path) -> CrmError:
 
 _ACCOUNT_COLUMNS = (
     "id, address, display_name, tenant_id, object_id, owner, status, status_detail, "
-    "status_until, last_sync_at, privacy, auto_create, own_domains, sealed_token_cache"
+    "status_until, last_sync_at, privacy, auto_create, own_domains, sealed_token_cache, "
+    "sync_requested_at"
 )
 _PARTNER_COLUMNS = "id, name, email, is_company, parent_id, website"
 
@@ -393,6 +395,7 @@ def _account(row: sqlite3.Row) -> Account:
         auto_create=AutoCreate(row["auto_create"]),
         own_domains=tuple(json.loads(row["own_domains"])),
         sealed_token_cache=row["sealed_token_cache"],
+        sync_requested_at=_dt_value(row["sync_requested_at"]),
     )
 
 
@@ -423,7 +426,7 @@ class _Tally:
 # --- the gateway --------------------------------------------------------------------------
 
 
-class SqliteGateway(CalendarStore, OutboxStore, CrmGateway):
+class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
     """`CrmGateway` on one SQLite file. Safe to share between threads and processes.
 
     `PageResult` figures: ``created`` = messages inserted, ``updated`` = stored messages whose
@@ -433,6 +436,7 @@ class SqliteGateway(CalendarStore, OutboxStore, CrmGateway):
 
     supports_calendar = True
     supports_outbox = True
+    supports_push = True
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
         self._path = Path(path).expanduser()
