@@ -109,10 +109,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.log_json:
         use_json_logs()
     logging.getLogger("m365sync").setLevel(logging.INFO if args.verbose < 2 else logging.DEBUG)
-    options = ServiceOptions.from_env(
-        workers=args.workers, health_port=args.health_port, lease_ttl_seconds=args.lease_ttl
+    config = _config(args)
+    options = ServiceOptions.from_config(
+        config.service,
+        workers=args.workers,
+        health_port=args.health_port,
+        lease_ttl_seconds=args.lease_ttl,
     )
-    return run_service(Runtime.build(_config(args)), options)
+    return run_service(Runtime.build(config), options)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

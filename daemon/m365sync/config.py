@@ -133,6 +133,41 @@ class SyncConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NotificationsConfig:
+    """Graph change notifications (push): a new message or meeting reaches the CRM within
+    seconds instead of at the next poll. Used when a notification URL is known: ``url`` here,
+    else the one the CRM's settings publish (Odoo: ``<web.base.url>/m365/notifications``).
+    While an account's subscriptions are healthy it is polled only every
+    ``safety_poll_seconds`` (notifications can be lost); when they lapse it is polled at the
+    normal interval again."""
+
+    enabled: bool = True
+    url: str = ""  # public https:// URL Graph posts to (the CRM's, or this daemon's endpoint)
+    lifecycle_url: str = ""  # default: url (Graph allows the same endpoint for both)
+    # The daemon's own endpoint, for the embedded store (put a TLS proxy in front): -1 = off.
+    listen_host: str = "127.0.0.1"
+    listen_port: int = -1
+    safety_poll_seconds: int = 1800
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """`m365sync run` (flags of the same names win). ``holder`` names this replica in the
+    leases; default host:pid."""
+
+    holder: str = ""
+    workers: int = 8
+    tick_seconds: float = 5.0
+    lease_ttl_seconds: float = 60.0
+    lease_batch: int = 100
+    health_host: str = "127.0.0.1"
+    health_port: int = 9464  # 0: any free port; negative: no health server
+    connect_interval_seconds: float = 5.0
+    free_busy_interval_seconds: float = 5.0
+    info_interval_seconds: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class KeysConfig:
     path: str = ""  # JWKS of the daemon's private keys; default under the data directory
 
@@ -147,6 +182,8 @@ class Config:
     odoo: OdooConfig = field(default_factory=OdooConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
     source: str = "defaults"
 
     def validate(self, *, need_microsoft: bool = True) -> Config:
@@ -214,7 +251,30 @@ class Config:
             )
         if not self.sync.mail_folders:
             raise ConfigError("sync.mail_folders is empty: list at least one folder, e.g. inbox.")
+        self._validate_notifications()
         return self
+
+    def _validate_notifications(self) -> None:
+        push = self.notifications
+        for name in ("url", "lifecycle_url"):
+            url = getattr(push, name)
+            if not url:
+                continue
+            parts = urlsplit(url)
+            if not parts.hostname or parts.scheme not in ("http", "https"):
+                raise ConfigError(f"notifications.{name} is not a URL: {url!r}.")
+            if parts.scheme != "https" and self.microsoft.is_microsoft_cloud:
+                raise ConfigError(
+                    f"notifications.{name} must be an https:// URL: Microsoft Graph posts "
+                    f"notifications only over HTTPS, not to {url!r}."
+                )
+        if push.safety_poll_seconds < self.sync.mail_interval_seconds:
+            raise ConfigError(
+                "notifications.safety_poll_seconds must be at least sync.mail_interval_seconds: "
+                "it is the slower poll used while notifications arrive."
+            )
+        if push.listen_port > 65535:
+            raise ConfigError(f"notifications.listen_port {push.listen_port} is not a port.")
 
 
 _SECTIONS = {
@@ -223,6 +283,8 @@ _SECTIONS = {
     "odoo": OdooConfig,
     "sync": SyncConfig,
     "keys": KeysConfig,
+    "notifications": NotificationsConfig,
+    "service": ServiceConfig,
 }
 
 

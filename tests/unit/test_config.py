@@ -100,3 +100,69 @@ def test_errors_name_the_setting(tmp_path, text, env, words):
 def test_missing_file_is_reported(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "absent.toml", environ={})
+
+
+# --- [notifications] and [service] ------------------------------------------------------------
+
+
+def test_notifications_and_service_sections(tmp_path):
+    text = GOOD + """
+[notifications]
+url = "https://crm.contoso.com/m365/notifications"
+listen_port = 8443
+safety_poll_seconds = 3600
+
+[service]
+workers = 3
+tick_seconds = 2.5
+holder = "replica-a"
+"""
+    env = {"M365SYNC_SERVICE__WORKERS": "5", "M365SYNC_NOTIFICATIONS__ENABLED": "off"}
+    config = load_config(write(tmp_path, text), environ=env).validate()
+    assert config.notifications.url == "https://crm.contoso.com/m365/notifications"
+    assert config.notifications.listen_port == 8443
+    assert config.notifications.enabled is False
+    assert config.service.workers == 5  # the environment wins over the file
+    assert config.service.tick_seconds == 2.5
+
+    from m365sync.service.daemon import ServiceOptions
+
+    options = ServiceOptions.from_config(config.service, workers=None, health_port=0)
+    assert (options.workers, options.holder, options.health_port) == (5, "replica-a", 0)
+    assert ServiceOptions.from_config(load_config(environ={}).service).holder  # host:pid
+
+
+@pytest.mark.parametrize(
+    ("section", "sentence"),
+    [
+        ('url = "http://crm.contoso.com/hook"', "notifications.url must be an https:// URL"),
+        ('lifecycle_url = "crm/hook"', "notifications.lifecycle_url is not a URL"),
+        ("safety_poll_seconds = 60", "safety_poll_seconds must be at least"),
+    ],
+)
+def test_bad_notification_settings_say_which(tmp_path, section, sentence):
+    config = load_config(write(tmp_path, GOOD + "\n[notifications]\n" + section), environ={})
+    with pytest.raises(ConfigError, match=sentence):
+        config.validate()
+
+
+def test_plain_http_notifications_only_outside_microsoft_clouds(tmp_path):
+    text = """
+[microsoft]
+client_id = "app"
+client_secret = "s"
+authority_host = "https://127.0.0.1:8443"
+graph_base_url = "https://127.0.0.1:8443/v1.0"
+
+[notifications]
+url = "http://127.0.0.1:9000/"
+"""
+    assert load_config(write(tmp_path, text), environ={}).validate().notifications.url
+
+
+def test_service_workers_must_be_positive(tmp_path):
+    from m365sync.service.daemon import ServiceOptions
+
+    config = load_config(write(tmp_path, GOOD + "\n[service]\nworkers = 0\n"), environ={})
+    with pytest.raises(ConfigError, match="must be positive"):
+        ServiceOptions.from_config(config.service)

@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import Account, AccountStatus, AutoCreate, Lease, SyncRun
 from m365sync.errors import CrmError, LeaseLost, M365SyncError, advice_for
+from m365sync.graph.client import GraphClient
 from m365sync.graph.send import MailSender
 from m365sync.service.calendar_cycle import CalendarCycle
 from m365sync.service.mail_cycle import CycleOptions, MailCycle, PageProgress
 from m365sync.service.outbox_cycle import send_outgoing
+from m365sync.service.push_cycle import keep_subscriptions, push_target
 from m365sync.service.runtime import Runtime
 from m365sync.sync.autocreate import AutoCreatePolicy
 from m365sync.sync.mail import MailPolicy
@@ -30,7 +32,7 @@ def policy_for(runtime: Runtime, account: Account) -> MailPolicy:
     own = set(account.own_domains) | set(runtime.config.sync.own_domains)
     if not own and "@" in account.address:
         own.add(account.address.rpartition("@")[2])
-    return MailPolicy.build(own, account.privacy, runtime.config.sync.blocklist)
+    return MailPolicy.build(own, account.privacy, runtime.blocklist())
 
 
 def sync_account_mail(
@@ -98,6 +100,7 @@ def sync_account_mail(
                 page_size=cfg.page_size,
                 lease=lease,
             ).run(account, run)
+        run.push = _keep_push(runtime, graph, account, lease)
     except LeaseLost:
         # Another worker holds the account now (or this one is shutting down): the status is
         # theirs to write. Keep only this cycle's figures.
@@ -120,6 +123,20 @@ def sync_account_mail(
         return run
     _record(gateway, run, AccountStatus.ACTIVE, run_summary(run), synced_at=run.finished_at)
     return run
+
+
+def _keep_push(runtime: Runtime, graph: GraphClient, account: Account, lease: Lease | None) -> str:
+    """Subscriptions last: the cycle's data is stored whatever push does."""
+    gateway = runtime.gateway
+    if not gateway.supports_push:
+        return ""
+    cfg = runtime.config.sync
+    target = push_target(
+        runtime.config,
+        runtime.crm_settings(),
+        calendar=cfg.calendar and gateway.supports_calendar,
+    )
+    return keep_subscriptions(gateway, graph, account, target, lease=lease).sentence()
 
 
 def _record(gateway: CrmGateway, run: SyncRun, status: AccountStatus, detail: str, **when) -> None:
@@ -149,4 +166,6 @@ def run_summary(run: SyncRun) -> str:
     if run.skipped:
         reasons = ", ".join(f"{n} {why}" for why, n in sorted(run.skipped.items()))
         text += f"; skipped {sum(run.skipped.values())} ({reasons})"
+    if run.push:
+        text += f"; {run.push}"
     return text + "."

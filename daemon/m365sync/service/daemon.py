@@ -26,18 +26,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from m365sync.domain import Account, AccountStatus, Lease
+from m365sync.config import ServiceConfig
+from m365sync.domain import Account, AccountStatus, Lease, Subscription
 from m365sync.errors import ConfigError, CrmError, LeaseLost, M365SyncError, advice_for
 from m365sync.graph.send import MailSender
+from m365sync.graph.subscriptions import LIFETIME
 from m365sync.service.account_sync import LEASE_GIVEN_UP, sync_account_mail
 from m365sync.service.health import HealthServer, Metrics
 from m365sync.service.mail_cycle import PageProgress
+from m365sync.service.notify_server import NotificationEndpoint, NotificationServer
 from m365sync.service.outbox_cycle import send_outgoing
+from m365sync.service.push_cycle import push_target
 from m365sync.service.runtime import Runtime
+from m365sync.sync.notifications import poll_interval, renewal_due
 
 log = logging.getLogger(__name__)
 
-SERVICE_ENV = "M365SYNC_SERVICE__"
+PUSH_CACHE_SECONDS = 30.0
 
 
 class ShuttingDown(LeaseLost):
@@ -47,7 +52,8 @@ class ShuttingDown(LeaseLost):
 
 @dataclass(slots=True)
 class ServiceOptions:
-    """The service's own settings (flags of `m365sync run`, or ``M365SYNC_SERVICE__<NAME>``)."""
+    """The service's own settings: ``[service]`` in the configuration (or
+    ``M365SYNC_SERVICE__<NAME>``), then the flags of `m365sync run`."""
 
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     workers: int = 8
@@ -61,14 +67,14 @@ class ServiceOptions:
     info_interval_seconds: float = 600.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **given: object) -> ServiceOptions:
-        """Defaults, then ``M365SYNC_SERVICE__*``, then the flags given (None = not given)."""
-        environ = os.environ if environ is None else environ
+    def from_config(cls, service: ServiceConfig, **given: object) -> ServiceOptions:
+        """The ``[service]`` section (with its ``M365SYNC_SERVICE__*`` overrides), then the
+        flags given (None = not given)."""
         options = cls()
         for name in cls.__slots__:  # type: ignore[attr-defined]
-            raw = environ.get(SERVICE_ENV + name.upper())
-            if raw is not None:
-                setattr(options, name, _convert(name, raw, getattr(options, name)))
+            value = getattr(service, name, None)
+            if value not in (None, ""):
+                setattr(options, name, value)
         for name, value in given.items():
             if value is not None:
                 setattr(options, name, value)
@@ -88,19 +94,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _convert(name: str, raw: str, default: object) -> object:
-    try:
-        if isinstance(default, bool):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(default, int):
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-    except ValueError:
-        raise ConfigError(f"{SERVICE_ENV}{name.upper()} must be a number, not {raw!r}.") from None
-    return raw
 
 
 # --- systemd ---------------------------------------------------------------------------------
@@ -215,6 +208,9 @@ class Service:
         self._lock = threading.Lock()
         self._jobs: dict[int, _Job] = {}
         self._outbox_checked: dict[int, float] = {}
+        self._push_cache: dict[int, tuple[float, list[Subscription]]] = {}
+        self.wake = threading.Event()  # set by the notification endpoint: tick now
+        self.notifications: NotificationServer | None = None
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="m365sync-account")
         self._last_loop = time.monotonic()
         self.last_cycle_at: datetime | None = None
@@ -250,6 +246,7 @@ class Service:
                 self.health.port,
                 extra={"event": "health", "port": self.health.port, "holder": opts.holder},
             )
+        self._start_notifications()
         heartbeat = threading.Thread(target=self._heartbeat, name="m365sync-heartbeat", daemon=True)
         heartbeat.start()
         jobs = schedule.Scheduler()
@@ -272,8 +269,29 @@ class Service:
             if watchdog and self._last_loop - last_ping >= watchdog:
                 sd_notify("WATCHDOG=1")
                 last_ping = self._last_loop
-            self.stopping.wait(min(0.2, opts.tick_seconds))
+            if self.wake.wait(min(0.2, opts.tick_seconds)) and not self.stopping.is_set():
+                self.wake.clear()  # a notification asked for a cycle: lease now, not later
+                self._guard("lease", self.tick)
         return self._shutdown(heartbeat)
+
+    def _start_notifications(self) -> None:
+        """The daemon's own notification endpoint, when configured (``notifications.
+        listen_port``); with Odoo the addon's endpoint receives them instead."""
+        push = self.runtime.config.notifications
+        if push.listen_port < 0 or not push.enabled:
+            return
+        if not self.runtime.gateway.supports_push:
+            log.warning("notifications.listen_port is set but this store keeps no subscriptions")
+            return
+        endpoint = NotificationEndpoint(self.runtime.gateway, lambda _ids: self.wake.set())
+        self.notifications = NotificationServer(endpoint, push.listen_host, push.listen_port)
+        self.notifications.start()
+        log.info(
+            "notification endpoint on %s (Graph posts to %s)",
+            self.notifications.url,
+            push.url or "the URL in the CRM's settings",
+            extra={"event": "notifications", "port": self.notifications.port},
+        )
 
     def stop(self, *_args: object) -> None:
         if not self.stopping.is_set():
@@ -296,6 +314,8 @@ class Service:
         self.metrics.leases_held.set(0)
         if self.health:
             self.health.stop()
+        if self.notifications:
+            self.notifications.stop()
         log.info("service stopped", extra={"event": "stopped", "holder": self.options.holder})
         return 0
 
@@ -361,15 +381,19 @@ class Service:
         return started
 
     def _work_for(self, account_id: int) -> str | None:
-        """What a leased account needs now: its mail cycle, its outbox, or nothing."""
+        """What a leased account needs now: its cycle (due by interval, asked for by Sync now
+        or a notification, or its subscriptions need renewing), its outbox, or nothing."""
         gateway = self.runtime.gateway
         account = gateway.get_account(account_id)
         now = self.now()
         if account.status_until and account.status_until > now:
             return None  # throttled until then
-        interval = timedelta(seconds=self.runtime.config.sync.mail_interval_seconds)
         last = gateway.last_sync_run(account_id)
-        if last is None or (last.finished_at or last.started_at) + interval <= now:
+        if last is None:
+            return "cycle"
+        if account.sync_requested_at and account.sync_requested_at > last.started_at:
+            return "cycle"  # a request made after the last cycle started
+        if (last.finished_at or last.started_at) + self._interval(account_id, now) <= now:
             return "cycle"
         if gateway.supports_outbox:
             mono = time.monotonic()
@@ -379,6 +403,39 @@ class Service:
                 if gateway.outgoing_mail(account_id, limit=1):
                     return "outbox"
         return None
+
+    def _interval(self, account_id: int, now: datetime) -> timedelta:
+        """The normal poll, or the slower safety poll while the account's subscriptions are
+        live; a subscription due for renewal makes the cycle due at once."""
+        normal = timedelta(seconds=self.runtime.mail_interval_seconds())
+        gateway = self.runtime.gateway
+        if not gateway.supports_push:
+            return normal
+        target = push_target(
+            self.runtime.config,
+            self.runtime.crm_settings(),
+            calendar=self.runtime.config.sync.calendar and gateway.supports_calendar,
+        )
+        if target is None:
+            return normal
+        subscriptions = self._subscriptions(account_id)
+        if renewal_due(subscriptions, now, lifetime=LIFETIME):
+            return timedelta(0)
+        safety = timedelta(seconds=self.runtime.config.notifications.safety_poll_seconds)
+        return poll_interval(
+            subscriptions, len(target.kinds), now, normal=normal, with_push=max(safety, normal)
+        )
+
+    def _subscriptions(self, account_id: int) -> list[Subscription]:
+        """Read at most every few ticks per account: they change only in cycles (ours or
+        another replica's) and by lifecycle notifications, which also ask for a cycle."""
+        mono = time.monotonic()
+        cached = self._push_cache.get(account_id)
+        if cached and mono - cached[0] < PUSH_CACHE_SECONDS:
+            return cached[1]
+        found = self.runtime.gateway.subscriptions(account_id)
+        self._push_cache[account_id] = (mono, found)
+        return found
 
     def _work(self, job: _Job) -> None:
         account_id = job.lease.account_id
@@ -432,6 +489,7 @@ class Service:
             self.metrics.errors.labels(kind=type(error).__name__).inc()
             log.warning("account %s: %s", account_id, error)
         finally:
+            self._push_cache.pop(account_id, None)  # the cycle may have changed them
             with self._lock:
                 current = self._jobs.pop(account_id, None)
                 self.metrics.leases_held.set(len(self._jobs))

@@ -5,6 +5,9 @@ Nothing else constructs these, so every command and test wires the parts the sam
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from dataclasses import dataclass, field, replace
 
 import requests
@@ -12,13 +15,17 @@ import requests
 from m365sync import __version__
 from m365sync.config import Config
 from m365sync.crm.gateway import CrmGateway
-from m365sync.domain import Account
-from m365sync.errors import ConfigError
+from m365sync.domain import Account, CrmSettings
+from m365sync.errors import ConfigError, CrmError
 from m365sync.graph.auth import AccountTokens, TokenBroker
 from m365sync.graph.client import GraphClient
 from m365sync.graph.mail import MailDeltaReader
 from m365sync.graph.transport import make_session
 from m365sync.sealing import Keyring
+
+log = logging.getLogger(__name__)
+
+SETTINGS_TTL_SECONDS = 60.0  # how stale the CRM's settings may be (an admin's change waits)
 
 TOKEN_CACHE_PURPOSE = "msal-token-cache"  # noqa: S105 - a label, not a secret
 USER_AGENT = f"m365sync/{__version__}"
@@ -54,6 +61,9 @@ class Runtime:
     session: requests.Session
     broker: TokenBroker
     _tokens: dict[int, AccountTokens] = field(default_factory=dict)
+    _settings: CrmSettings | None = None
+    _settings_read: float = float("-inf")
+    _settings_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, config: Config, gateway: CrmGateway | None = None) -> Runtime:
@@ -107,6 +117,28 @@ class Runtime:
         return MailDeltaReader(
             graph or self.graph_for(account), page_size=self.config.sync.page_size
         )
+
+    def crm_settings(self) -> CrmSettings:
+        """The CRM's settings, read at most once a minute; a CRM that cannot answer leaves
+        the last ones known (or none) in force."""
+        with self._settings_lock:
+            if time.monotonic() - self._settings_read < SETTINGS_TTL_SECONDS:
+                return self._settings or CrmSettings()
+            self._settings_read = time.monotonic()
+            try:
+                self._settings = self.gateway.crm_settings()
+            except CrmError as error:
+                log.warning("the CRM's settings could not be read (%s); keeping the last", error)
+            return self._settings or CrmSettings()
+
+    def mail_interval_seconds(self) -> int:
+        """The CRM's sync interval when its administrators set one, else the configuration's."""
+        return self.crm_settings().sync_interval_seconds or self.config.sync.mail_interval_seconds
+
+    def blocklist(self) -> tuple[str, ...]:
+        """The configuration's blocklist and the CRM's, together."""
+        extra = [e for e in self.crm_settings().blocklist if e not in self.config.sync.blocklist]
+        return (*self.config.sync.blocklist, *extra)
 
     def forget_tokens(self, account_id: int) -> None:
         self._tokens.pop(account_id, None)
