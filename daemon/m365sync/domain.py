@@ -456,6 +456,9 @@ class CrmEventChange:
     # False for a meeting someone else organizes: the account may only answer it.
     organized_by_account: bool = True
     my_response: ResponseStatus = ResponseStatus.NONE
+    # A series master's change: False when only its details changed (not its pattern, start or
+    # end), so the PATCH leaves those out and Outlook keeps the series' exceptions.
+    reshapes_series: bool = True
 
 
 @dataclass(frozen=True, slots=True)
