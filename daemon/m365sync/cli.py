@@ -121,11 +121,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from m365sync.service.runtime import open_gateway
+    from m365sync.sync.staleness import stale_after
     from m365sync.ui import accounts_table
 
-    gateway = open_gateway(_config(args, need_microsoft=False))
+    config = _config(args, need_microsoft=False)
+    gateway = open_gateway(config)
     try:
-        console.print(accounts_table(gateway.list_accounts(), gateway))
+        interval = gateway.crm_settings().sync_interval_seconds or config.sync.mail_interval_seconds
+        gap = max(interval, config.notifications.safety_poll_seconds)
+        console.print(
+            accounts_table(gateway.list_accounts(), gateway, stale_threshold=stale_after(gap))
+        )
     finally:
         gateway.close()
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 from rich.progress import (
@@ -20,6 +21,8 @@ from m365sync.domain import Account, AccountStatus, SyncRun
 from m365sync.service.account_sync import sync_account_mail
 from m365sync.service.mail_cycle import PageProgress
 from m365sync.service.runtime import Runtime
+from m365sync.sync.notifications import is_live
+from m365sync.sync.staleness import is_stale
 
 STATUS_STYLE = {
     AccountStatus.CONNECTED: "cyan",
@@ -37,26 +40,55 @@ def _when(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "never"
 
 
-def accounts_table(accounts: Sequence[Account], gateway: CrmGateway) -> Table:
+def accounts_table(
+    accounts: Sequence[Account],
+    gateway: CrmGateway,
+    *,
+    stale_threshold: timedelta | None = None,
+    now: datetime | None = None,
+) -> Table:
+    """One row per account; ``stale_threshold`` marks accounts that should be syncing and
+    have not for that long (`sync.staleness`)."""
+    now = now or datetime.now(UTC)
     table = Table(title="Microsoft 365 accounts", title_justify="left")
-    for column in ("Id", "Mailbox", "Status", "Last sync", "Messages", "Details"):
+    columns = ("Id", "Mailbox", "Status", "Last sync", "Messages", "Push", "Details")
+    for column in columns:
         table.add_column(column, overflow="fold")
     if not accounts:
-        table.add_row("-", "no account connected yet: run `m365sync connect`", "", "", "", "")
+        table.add_row("-", "no account connected yet: run `m365sync connect`", *[""] * 5)
     for account in accounts:
         style = STATUS_STYLE.get(account.status, "")
         status = account.status.value.replace("_", " ")
         if account.status is AccountStatus.THROTTLED and account.status_until:
             status += f" until {account.status_until:%H:%M:%S}"
+        last = _when(account.last_sync_at)
+        if stale_threshold is not None and is_stale(account, now, stale_threshold):
+            last = f"[bold yellow]{last} (stale)[/]"
         table.add_row(
             str(account.id),
             account.address,
             f"[{style}]{status}[/]",
-            _when(account.last_sync_at),
+            last,
             str(gateway.count_messages(account.id)),
+            _push(gateway, account, now),
             account.status_detail,
         )
     return table
+
+
+def _push(gateway: CrmGateway, account: Account, now: datetime) -> str:
+    if not gateway.supports_push:
+        return "-"
+    subscriptions = gateway.subscriptions(account.id)
+    if not subscriptions:
+        return "off"
+    parts = []
+    for sub in subscriptions:
+        if is_live(sub, now):
+            parts.append(f"[green]{sub.kind.value} until {sub.expires_at:%m-%d %H:%M}[/]")
+        else:
+            parts.append(f"[yellow]{sub.kind.value} {sub.state.value}[/]")
+    return ", ".join(parts)
 
 
 def runs_table(runs: Iterable[tuple[Account, SyncRun, float]]) -> Table:

@@ -39,10 +39,12 @@ from m365sync.service.outbox_cycle import send_outgoing
 from m365sync.service.push_cycle import push_target
 from m365sync.service.runtime import Runtime
 from m365sync.sync.notifications import poll_interval, renewal_due
+from m365sync.sync.staleness import is_stale, stale_after
 
 log = logging.getLogger(__name__)
 
 PUSH_CACHE_SECONDS = 30.0
+STALE_CHECK_SECONDS = 60.0
 
 
 class ShuttingDown(LeaseLost):
@@ -209,6 +211,7 @@ class Service:
         self._jobs: dict[int, _Job] = {}
         self._outbox_checked: dict[int, float] = {}
         self._push_cache: dict[int, tuple[float, list[Subscription]]] = {}
+        self._stale: set[int] = set()
         self.wake = threading.Event()  # set by the notification endpoint: tick now
         self.notifications: NotificationServer | None = None
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="m365sync-account")
@@ -256,6 +259,7 @@ class Service:
             self._guard, "free_busy", self._free_busy
         )
         jobs.every(opts.info_interval_seconds).seconds.do(self._guard, "info", self._publish)
+        jobs.every(STALE_CHECK_SECONDS).seconds.do(self._guard, "stale", self.watch_staleness)
         self._guard("info", self._publish)
         self._guard("connect", self._connects)
         self._guard("lease", self.tick)
@@ -283,7 +287,12 @@ class Service:
         if not self.runtime.gateway.supports_push:
             log.warning("notifications.listen_port is set but this store keeps no subscriptions")
             return
-        endpoint = NotificationEndpoint(self.runtime.gateway, lambda _ids: self.wake.set())
+
+        def asked(account_ids: list[int]) -> None:
+            self.metrics.notifications.labels(outcome="accepted").inc(len(account_ids))
+            self.wake.set()
+
+        endpoint = NotificationEndpoint(self.runtime.gateway, asked)
         self.notifications = NotificationServer(endpoint, push.listen_host, push.listen_port)
         self.notifications.start()
         log.info(
@@ -341,6 +350,29 @@ class Service:
         from m365sync.service.free_busy import answer_free_busy
 
         answer_free_busy(self.runtime)
+
+    def watch_staleness(self) -> list[int]:
+        """Accounts that should be syncing and have not for too long (any replica's): counted
+        in /metrics and logged once per episode, so an alert can fire on the silent case."""
+        runtime = self.runtime
+        gap = runtime.mail_interval_seconds()
+        if runtime.gateway.supports_push and runtime.config.notifications.enabled:
+            gap = max(gap, runtime.config.notifications.safety_poll_seconds)
+        threshold = stale_after(gap)
+        now = self.now()
+        stale = [a for a in runtime.gateway.list_accounts() if is_stale(a, now, threshold)]
+        self.metrics.stale_accounts.set(len(stale))
+        for account in stale:
+            if account.id not in self._stale:
+                log.warning(
+                    "account %s has not synced since %s (more than %s)",
+                    account.id,
+                    account.last_sync_at,
+                    threshold,
+                    extra={"event": "stale", "account": account.id},
+                )
+        self._stale = {a.id for a in stale}
+        return sorted(self._stale)
 
     def _publish(self) -> None:
         from m365sync.service.crm_connect import publish_daemon_info

@@ -42,6 +42,17 @@ class Metrics:
         self.leases_lost = Counter(
             "m365sync_leases_lost", "Leases lost to another replica or expiry", registry=r
         )
+        self.stale_accounts = Gauge(
+            "m365sync_stale_accounts",
+            "Accounts expected to sync that have not for three of their intervals",
+            registry=r,
+        )
+        self.notifications = Counter(
+            "m365sync_notifications",
+            "Change notifications received by the daemon's endpoint, by outcome",
+            ["outcome"],
+            registry=r,
+        )
         self.last_cycle = Gauge(
             "m365sync_last_cycle_timestamp_seconds", "When the last account cycle ended", registry=r
         )
