@@ -24,6 +24,10 @@ class CrmWithCallback(SqliteGateway):
         self.info: dict = {}
         self.pending: list[PendingConnect] = []
         self.finished: dict[int, tuple[int | None, str | None]] = {}
+        self.claims: dict[int, str] = {}
+
+    def claim_connect(self, connect_id, holder, *, ttl_seconds=120.0):
+        return self.claims.setdefault(connect_id, holder) == holder
 
     def publish_daemon_info(self, info):
         self.info = info
@@ -84,3 +88,22 @@ def test_a_replayed_or_foreign_code_fails_with_words(stack, tmp_path):
     assert "used already" in crm.finished[2][1] and "Connect again" in crm.finished[2][1]
     assert "Connect again" in crm.finished[3][1]
     assert len(crm.list_accounts()) == 1
+
+
+def test_a_connect_another_replica_claimed_is_not_redeemed_twice(stack, tmp_path):
+    """Two replicas see the same pending connect: only the claim holder redeems the code, so
+    the other can never report "code already used" over the success."""
+    crm = CrmWithCallback(tmp_path / "crm.sqlite3")
+    stack.runtime.gateway = crm
+    publish_daemon_info(stack.runtime)
+    public_key = crm.info["jwks"]["keys"][-1]
+    sealed = seal_to_public_jwk(
+        public_key, json.dumps(callback_receives_code(stack)).encode(), CONNECT_PURPOSE
+    )
+    crm.pending.append(PendingConnect(id=7, owner="megan", sealed=sealed))
+    crm.claims[7] = "other-replica:1"
+    assert redeem_pending_connects(stack.runtime) == 0
+    assert 7 not in crm.finished
+    crm.claims[7] = stack.runtime.holder  # the claim came back to us (the other one died)
+    assert redeem_pending_connects(stack.runtime) == 1
+    assert crm.finished[7][1] is None

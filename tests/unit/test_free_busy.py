@@ -27,6 +27,10 @@ class Crm:
         self.accounts = accounts
         self.answers: dict[int, tuple[list, str | None]] = {}
         self.down = False
+        self.claims: dict[int, str] = {}
+
+    def claim_free_busy(self, request_id, holder, *, ttl_seconds=60.0):
+        return self.claims.setdefault(request_id, holder) == holder
 
     def pending_free_busy(self):
         if self.down:
@@ -68,7 +72,9 @@ def asked(monkeypatch):
 
 
 def runtime_for(crm: Crm):
-    return SimpleNamespace(gateway=crm, graph_for=lambda account: f"graph-of-{account.id}")
+    return SimpleNamespace(
+        gateway=crm, graph_for=lambda account: f"graph-of-{account.id}", holder="replica-a"
+    )
 
 
 def test_each_pending_request_is_answered_once(asked) -> None:
@@ -107,3 +113,11 @@ def test_a_crm_that_cannot_be_reached_is_logged_not_raised(asked, caplog) -> Non
     crm.down = True
     assert free_busy.answer_free_busy(runtime_for(crm)) == 0
     assert "cannot be reached" in caplog.text
+
+
+def test_a_request_another_replica_claimed_is_left_to_it(asked):
+    crm = Crm([request(1), request(2)], {1: Account(1, "megan@contoso.example")})
+    crm.claims[1] = "replica-b"
+    assert free_busy.answer_free_busy(runtime_for(crm)) == 1
+    assert list(crm.answers) == [2]
+    assert [call[1] for call in asked] == [["ann@example.com", "x@elsewhere.example"]]

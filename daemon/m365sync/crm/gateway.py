@@ -316,6 +316,17 @@ class CrmGateway(abc.ABC):
         """Authorizations received by the CRM's OAuth callback, not yet redeemed."""
         return []
 
+    def claim_connect(self, connect_id: int, holder: str, *, ttl_seconds: float = 120.0) -> bool:
+        """Take a pending connect for this replica, so two replicas never redeem the same
+        code (the second would fail and could overwrite the first one's success). False when
+        another holder took it less than ``ttl_seconds`` ago. Stores served by one process
+        need no claim."""
+        return True
+
+    def claim_free_busy(self, request_id: int, holder: str, *, ttl_seconds: float = 60.0) -> bool:
+        """As `claim_connect`, for a free/busy request (one getSchedule per request)."""
+        return True
+
     def finish_connect(  # noqa: B027 - optional hook
         self, connect_id: int, *, account_id: int | None = None, error: str | None = None
     ) -> None:

@@ -50,6 +50,8 @@ def redeem_pending_connects(runtime: Runtime) -> int:
     """Redeem every pending connect; returns how many became accounts."""
     connected = 0
     for pending in runtime.gateway.pending_connects():
+        if not runtime.gateway.claim_connect(pending.id, runtime.holder):
+            continue  # another replica redeems it
         try:
             payload = json.loads(runtime.keyring.open(pending.sealed, purpose=CONNECT_PURPOSE))
             identity = runtime.broker.redeem_code(

@@ -204,6 +204,7 @@ class Service:
     ) -> None:
         self.runtime = runtime
         self.options = options
+        runtime.holder = options.holder  # claims of connects and free/busy carry it too
         self.metrics = metrics or Metrics()
         self.now = clock
         self.stopping = threading.Event()

@@ -40,6 +40,8 @@ def answer_free_busy(runtime: Runtime) -> int:
         return 0
     for request in pending:
         try:
+            if not gateway.claim_free_busy(request.id, runtime.holder):
+                continue  # another replica answers it
             if _answer(runtime, request):
                 answered += 1
         except CrmError as error:

@@ -6,6 +6,8 @@ Nothing else constructs these, so every command and test wires the parts the sam
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -60,6 +62,8 @@ class Runtime:
     keyring: Keyring
     session: requests.Session
     broker: TokenBroker
+    # This process's name in claims and leases (the service sets its replica's holder).
+    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _tokens: dict[int, AccountTokens] = field(default_factory=dict)
     _settings: CrmSettings | None = None
     _settings_read: float = float("-inf")
