@@ -4,7 +4,10 @@ JSON over the same HTTPS socket under ``/_emulator/``, loopback clients only, so
 the CLI or an integration test in another process can add mail, add/change/cancel/delete
 calendar events and read what the daemon wrote to the calendar, inject faults, revoke grants
 and read the request log and the mail the daemon sent exactly as in-process tests do through
-`Emulator`'s attributes.
+`Emulator`'s attributes. Change notifications: ``/_emulator/subscriptions`` (GET, with
+counters), ``/_emulator/subscriptions/{id}/lifecycle`` (POST ``{"event"}``),
+``/_emulator/subscriptions/{id}/expire`` (POST), ``/_emulator/notifications`` (GET the delivery
+log, DELETE to forget it) and ``/_emulator/notifications/pause`` (POST ``{"paused"}``).
 Control requests are not faulted and not logged.
 """
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from m365sync.emulator.server import Emulator
 
 _MESSAGE = re.compile(r"^/_emulator/mailbox/messages/(?P<id>[^/]+)(?P<move>/move)?$")
+_SUBSCRIPTION = re.compile(r"^/_emulator/subscriptions/(?P<id>[^/]+)/(?P<action>lifecycle|expire)$")
 _EVENT = re.compile(r"^/_emulator/calendar/events/(?P<id>[^/]+)(?P<tail>/cancel|/instances)?$")
 
 
@@ -75,6 +79,10 @@ def _route(request: Request, emu: Emulator, body: dict[str, Any]) -> Response:
             return answer
     if path.startswith("/_emulator/calendar/"):
         answer = _calendar(request, emu, body)
+        if answer is not None:
+            return answer
+    if path.startswith(("/_emulator/subscriptions", "/_emulator/notifications")):
+        answer = _notifications(request, emu, body)
         if answer is not None:
             return answer
     if path == "/_emulator/faults":
@@ -168,6 +176,39 @@ def _calendar(request: Request, emu: Emulator, body: dict[str, Any]) -> Response
         calendar.delete(event_id)
         return Response(status=204)
     return _not_allowed(request)
+
+
+def _notifications(request: Request, emu: Emulator, body: dict[str, Any]) -> Response | None:
+    """Change-notification subscriptions and their deliveries (see subscriptions.py)."""
+    path, method = request.path.rstrip("/"), request.method
+    if path == "/_emulator/subscriptions":
+        if method != "GET":
+            return _not_allowed(request)
+        return json_response({"value": emu.subscription_list()})
+    if path == "/_emulator/notifications":
+        if method == "GET":
+            return json_response({"value": emu.notification_log()})
+        if method == "DELETE":
+            emu.subscriptions.clear_notifications()
+            return Response(status=204)
+        return _not_allowed(request)
+    if path == "/_emulator/notifications/pause":
+        if method != "POST":
+            return _not_allowed(request)
+        paused = _required(body, "paused")
+        if not isinstance(paused, bool):
+            raise ValueError("'paused' must be true or false")
+        return json_response({"paused": emu.pause_notifications(paused)})
+    match = _SUBSCRIPTION.match(path)
+    if match is None:
+        return None
+    if method != "POST":
+        return _not_allowed(request)
+    if match["action"] == "expire":
+        emu.expire_subscription(match["id"])
+        return Response(status=204)
+    sent = emu.send_lifecycle_notification(match["id"], str(_required(body, "event")))
+    return json_response({"notification": sent}, 202)
 
 
 def _sending(request: Request, emu: Emulator, body: dict[str, Any]) -> Response | None:

@@ -12,6 +12,8 @@ then ``graph_api.handle``; anything else -> 404 in Graph's error shape. Each req
 ``POST /v1.0/$batch`` passes the fault plan again on its own path (``_subrequest``), so a rule
 for ``/attachments`` throttles that sub-request inside the batch, as Graph does. A
 ``send_then_drop`` rule lets its request take effect and then closes the connection unanswered.
+``/v1.0/subscriptions...`` goes to subscriptions.py (after the token check and faults, so a
+fault rule can target it); its deliverer thread starts and stops with the server.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import trustme
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from m365sync.emulator import control
+from m365sync.emulator import control, subscriptions
 from m365sync.emulator.faults import (
     DROP_AFTER,
     DropConnection,
@@ -86,6 +88,12 @@ class Emulator:
 
     ``public_host`` adds a host name to the certificate and the base URL (e.g. a compose
     service name); ``redirect_uris`` are added to the demo app's registered redirect URIs.
+
+    Change notifications (subscriptions.py): ``allow_http_notifications`` lets plain-http
+    notification URLs on loopback through (Graph takes https only); ``notification_ca`` is the
+    CA bundle https notification URLs are verified against (default: the system's);
+    ``validation_timeout``, ``notification_timeout`` and ``notification_retry_delays`` default
+    to Graph's 10 s, 3 s and a short backoff (0.5, 1, 2, 4 s).
     """
 
     def __init__(
@@ -98,6 +106,11 @@ class Emulator:
         access_token_lifetime: int = 3599,
         public_host: str | None = None,
         redirect_uris: Iterable[str] = (),
+        allow_http_notifications: bool = False,
+        notification_ca: Path | str | None = None,
+        validation_timeout: float = subscriptions.VALIDATION_TIMEOUT,
+        notification_timeout: float = subscriptions.DELIVERY_TIMEOUT,
+        notification_retry_delays: Iterable[float] = subscriptions.RETRY_DELAYS,
     ) -> None:
         if mailbox is None:
             from m365sync.emulator.mailbox import Mailbox
@@ -112,6 +125,14 @@ class Emulator:
         self.identity.add_redirect_uris(redirect_uris)
         self.faults = FaultPlan(self.identity)
         self.request_log = RequestLog()
+        self.subscriptions = subscriptions.Subscriptions(
+            mailbox,
+            allow_http=allow_http_notifications,
+            ca=str(notification_ca) if notification_ca else None,
+            validation_timeout=validation_timeout,
+            delivery_timeout=notification_timeout,
+            retry_delays=notification_retry_delays,
+        )
         self.ca_path = self.state_dir / CA_FILENAME
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -152,10 +173,12 @@ class Emulator:
             daemon=True,
         )
         self._thread.start()
+        self.subscriptions.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and release the port (idempotent)."""
+        self.subscriptions.stop()
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
@@ -217,6 +240,32 @@ class Emulator:
         """The request log (identity and Graph requests; not the control API)."""
         return self.request_log.records()
 
+    # --- change notifications (the control API has the same) ---------------------------------
+
+    def subscription_list(self) -> list[dict[str, Any]]:
+        """Every subscription created here: the Graph resource plus ``state`` (active,
+        deleted, expired, removed) and the ``delivered``/``failed``/``dropped``/``lost``
+        counters."""
+        return [sub.describe() for sub in self.subscriptions.all()]
+
+    def notification_log(self) -> list[dict[str, Any]]:
+        """Validation requests and deliveries, oldest first (see `Subscriptions.notifications`)."""
+        return self.subscriptions.notifications()
+
+    def send_lifecycle_notification(self, subscription_id: str, event: str) -> dict | None:
+        """POST a lifecycle notification (subscriptionRemoved, reauthorizationRequired, missed)
+        to the subscription's lifecycleNotificationUrl; returns it (None without such a URL).
+        subscriptionRemoved also removes the subscription."""
+        return self.subscriptions.lifecycle(subscription_id, event)
+
+    def expire_subscription(self, subscription_id: str) -> None:
+        """The subscription lapses now, silently, as when nobody renews it."""
+        self.subscriptions.expire(subscription_id)
+
+    def pause_notifications(self, paused: bool = True) -> bool:
+        """While paused, change notifications are lost (simulates lost deliveries)."""
+        return self.subscriptions.pause(paused)
+
     def info(self) -> dict[str, Any]:
         """What another process needs to point a client here (control API ``/_emulator/info``)."""
         return {
@@ -261,17 +310,33 @@ class Emulator:
             )
         return response(environ, start_response)
 
-    def _subrequest(self, request: Request, scopes: Any) -> Response:
-        """One request of a ``$batch``: the fault plan first (matched on the sub-request's own
-        method and path), then the same Graph handler; logged with ``in_batch=True``."""
+    def _graph(self, request: Request, scopes: Any, app_id: str | None) -> Response:
+        """A Graph request the token check and the fault plan let through."""
+        if subscriptions.handles(request.path):
+            return subscriptions.handle(
+                request,
+                self.subscriptions,
+                scopes=scopes,
+                application_id=app_id or self.client_id,
+                public_base=self.base_url,
+            )
         from m365sync.emulator import graph_api
 
+        return graph_api.handle(
+            request,
+            self.mailbox,
+            scopes=scopes,
+            public_base=self.base_url,
+            subrequest=lambda sub: self._subrequest(sub, scopes, app_id),
+        )
+
+    def _subrequest(self, request: Request, scopes: Any, app_id: str | None = None) -> Response:
+        """One request of a ``$batch``: the fault plan first (matched on the sub-request's own
+        method and path), then the same Graph handler; logged with ``in_batch=True``."""
         started = time.monotonic()
         status: int | None = None
         try:
-            response = self.faults.respond(request) or graph_api.handle(
-                request, self.mailbox, scopes=scopes, public_base=self.base_url
-            )
+            response = self.faults.respond(request) or self._graph(request, scopes, app_id)
             _drop_if_asked(request)
             status = response.status_code
             return response
@@ -302,16 +367,7 @@ class Emulator:
                 faulty = self.faults.respond(request)
                 if faulty is not None:
                     return faulty
-                from m365sync.emulator import graph_api
-
-                scopes = auth[1]
-                response = graph_api.handle(
-                    request,
-                    self.mailbox,
-                    scopes=scopes,
-                    public_base=self.base_url,
-                    subrequest=lambda sub: self._subrequest(sub, scopes),
-                )
+                response = self._graph(request, auth[1], subscriptions.app_id_of(header))
                 _drop_if_asked(request)
                 return response
             return graph_error(

@@ -1,8 +1,16 @@
-"""`m365sync emulator`: serve the emulator until Ctrl+C, and write a daemon config for it."""
+"""`m365sync emulator`: serve the emulator until Ctrl+C, and write a daemon config for it.
+
+Change notifications: ``--allow-http-notifications`` lets plain-http notification URLs on
+loopback through (Graph itself takes https only) and ``--notification-ca`` is the CA bundle
+https notification URLs are verified against. `add_emulator_arguments` adds both options to
+the ``emulator`` sub-command's parser; until the CLI calls it, the environment variable
+``M365SYNC_EMULATOR_ALLOW_HTTP_NOTIFICATIONS=1`` does the same as the flag.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 from pathlib import Path
@@ -47,6 +55,20 @@ def emulator_config_toml(
     )
 
 
+def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    """The change-notification options of ``m365sync emulator``."""
+    parser.add_argument(
+        "--allow-http-notifications",
+        action="store_true",
+        help="accept http:// notification URLs on loopback (Graph requires https)",
+    )
+    parser.add_argument(
+        "--notification-ca",
+        type=Path,
+        help="CA bundle to verify https notification URLs (default: the system's)",
+    )
+
+
 def load_mailbox(args: argparse.Namespace) -> Mailbox:
     if args.mailbox:
         return Mailbox.from_json(args.mailbox)
@@ -58,7 +80,15 @@ def run_emulator(args: argparse.Namespace, console: Console) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     with console.status("Building the mailbox..."):
         mailbox = load_mailbox(args)
-    emulator = Emulator(mailbox, state_dir=state_dir, host=args.host, port=args.port)
+    emulator = Emulator(
+        mailbox,
+        state_dir=state_dir,
+        host=args.host,
+        port=args.port,
+        allow_http_notifications=bool(getattr(args, "allow_http_notifications", False))
+        or os.environ.get("M365SYNC_EMULATOR_ALLOW_HTTP_NOTIFICATIONS") == "1",
+        notification_ca=getattr(args, "notification_ca", None),
+    )
     emulator.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
