@@ -51,11 +51,14 @@ def build_stack(
     store_path: Path | None = None,
     keys_path: Path | None = None,
     seed_partners: bool = True,
+    emulator_options: dict | None = None,
+    extra_config: str = "",
 ) -> Stack:
     """An emulator for ``mailbox`` and a daemon configured against it. Two stacks may share
     one store and keyring (``store_path``, ``keys_path``): two mailboxes, one CRM."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    emulator = Emulator(mailbox, state_dir=tmp_path / "emulator").start()
+    emulator = Emulator(mailbox, state_dir=tmp_path / "emulator", **(emulator_options or {}))
+    emulator.start()
     config_path = tmp_path / "m365sync.toml"
     text = emulator_config_toml(
         emulator,
@@ -64,6 +67,7 @@ def build_stack(
         redirect_uri=f"http://localhost:{free_port()}/",
     )
     text += f"page_size = {page_size}\ninitial_window_days = {window}\n{sync_extra}"
+    text += f"\n{extra_config}"
     config_path.write_text(text, encoding="utf-8")
     config = load_config(config_path, environ={}).validate()
     gateway = SqliteGateway(config.store.sqlite_path())

@@ -1,4 +1,5 @@
 from . import m365_account
+from . import m365_subscription
 from . import m365_account_folder
 from . import m365_mail_thread
 from . import m365_mail_message
@@ -17,3 +18,4 @@ from . import m365_event_binding
 from . import calendar_event
 from . import m365_daemon_api_calendar
 from . import m365_daemon_api_outbox
+from . import m365_daemon_api_push

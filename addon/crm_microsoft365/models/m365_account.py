@@ -86,6 +86,22 @@ class M365Account(models.Model):
     sync_requested = fields.Boolean(
         help="Set by Sync now; the daemon syncs the account at its next pass and clears it."
     )
+    sync_requested_at = fields.Datetime(
+        string="Last Sync Request",
+        readonly=True,
+        copy=False,
+        help="When a cycle was last asked for (Sync now, or a change notification from "
+        "Microsoft): the daemon syncs the account when this is later than its last cycle's start.",
+    )
+    subscription_ids = fields.One2many(
+        "m365.subscription", "account_id", string="Change Notifications", readonly=True
+    )
+    push_active = fields.Boolean(
+        compute="_compute_push_active",
+        string="Push",
+        help="Microsoft notifies Odoo of changes to this mailbox (an active, unexpired "
+        "subscription): it syncs within seconds of a change instead of at the next interval.",
+    )
     sealed_token_cache = fields.Text(groups=DAEMON_GROUP, copy=False)
     lease_holder = fields.Char(groups=DAEMON_GROUP, copy=False)
     lease_token = fields.Integer(groups=DAEMON_GROUP, copy=False)
@@ -125,6 +141,31 @@ class M365Account(models.Model):
         counts = dict(self.env.cr.fetchall())
         for account in self:
             account.message_count = counts.get(account.id, 0)
+
+    def _compute_push_active(self):
+        now = fields.Datetime.now()
+        # sudo: only whether an active subscription exists is shown (the hash stays hidden).
+        subscriptions = self.env["m365.subscription"].sudo().search(
+            [("account_id", "in", self.ids), ("state", "=", "active"), ("expires_at", ">", now)]
+        )
+        active = set(subscriptions.account_id.ids)
+        for account in self:
+            account.push_active = account.id in active
+
+    def _request_sync(self, at=None):
+        """Ask the daemon for a cycle of these accounts: ``sync_requested_at`` = ``at`` unless a
+        later request is there already (one statement; concurrent notifications never move it
+        back)."""
+        if not self.ids:
+            return
+        at = at or fields.Datetime.now()
+        self.flush_model(["sync_requested_at"])
+        self.env.cr.execute(
+            "UPDATE m365_account SET sync_requested_at = %s WHERE id IN %s "
+            "AND (sync_requested_at IS NULL OR sync_requested_at < %s)",
+            (at, tuple(sorted(self.ids)), at),
+        )
+        self.invalidate_model(["sync_requested_at"])
 
     def _compute_has_token(self):
         # sudo: only whether a sealed token exists is shown, never the value itself.
@@ -216,6 +257,7 @@ class M365Account(models.Model):
             {"status": "connected", "status_detail": "", "status_until": False}
         )
         paused.write({"sync_requested": True})
+        paused._request_sync()
         return True
 
     def action_sync_now(self):
@@ -223,6 +265,7 @@ class M365Account(models.Model):
         if self.filtered(lambda a: a.status == "paused"):
             raise UserError(self.env._("The account is paused: resume it first."))
         self.write({"sync_requested": True})
+        self._request_sync()
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",

@@ -7,6 +7,7 @@ from .m365_tools import date_from_wire, dt_from_wire, json_loads
 DAEMON_INFO_KEY = "crm_microsoft365.daemon_info"
 DAEMON_SEEN_KEY = "crm_microsoft365.daemon_last_seen"
 REDIRECT_PATH = "/auth/microsoft-apis/get-access-token"
+NOTIFICATION_PATH = "/m365/notifications"
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 RUNNING_WITHIN = timedelta(minutes=10)
 SECRET_WARNING_DAYS = 30
@@ -42,6 +43,16 @@ class ResConfigSettings(models.TransientModel):
         config_parameter="crm_microsoft365.blocklist",
         help="Addresses, *@domains or domains whose mail is never stored, comma-separated.",
     )
+    m365_push_enabled = fields.Boolean(
+        string="Push notifications",
+        config_parameter="crm_microsoft365.push_enabled",
+        help="Microsoft posts a notification to Odoo when a mailbox changes, and the daemon "
+        "syncs that account within seconds instead of at the next interval.",
+    )
+    m365_notification_url = fields.Char(
+        string="Notification URL", compute="_compute_m365_notification_url"
+    )
+    m365_notification_url_https = fields.Boolean(compute="_compute_m365_notification_url")
     m365_daemon_running = fields.Boolean(string="Daemon Running", compute="_compute_m365_daemon")
     m365_daemon_last_seen = fields.Datetime(
         string="Daemon Last Seen", compute="_compute_m365_daemon"
@@ -58,6 +69,14 @@ class ResConfigSettings(models.TransientModel):
         base = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
         for settings in self:
             settings.m365_redirect_uri = base.rstrip("/") + REDIRECT_PATH
+
+    @api.depends("m365_push_enabled")
+    def _compute_m365_notification_url(self):
+        base = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
+        url = base.rstrip("/") + NOTIFICATION_PATH
+        for settings in self:
+            settings.m365_notification_url = url
+            settings.m365_notification_url_https = url.startswith("https://")
 
     # A settings form is a new record: only computes with a dependency run in its onchange,
     # so hang the daemon's figures on a field that is always there.

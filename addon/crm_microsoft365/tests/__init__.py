@@ -6,3 +6,4 @@ from . import test_partner_form
 from . import test_outbox
 from . import test_wizards
 from . import test_calendar_api
+from . import test_push

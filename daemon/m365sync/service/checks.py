@@ -5,6 +5,7 @@ Each check ends in one line a person can act on; none prints a traceback or a se
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
@@ -48,6 +49,37 @@ def _reach(session: requests.Session, url: str, expect: Callable[[requests.Respo
     return f"{url} answered {answer.status_code}"
 
 
+def check_notification_url(config: Config, session: requests.Session) -> tuple[bool, str]:
+    """Graph's own validation request against the notification URL (from this host: Graph
+    comes from the internet, so a firewall may still differ)."""
+    push = config.notifications
+    url = push.url
+    if push.enabled and not url:
+        gateway = open_gateway(config)
+        try:
+            url = gateway.crm_settings().notification_url
+        finally:
+            gateway.close()
+    if not push.enabled or not url:
+        return True, "off (no notification URL): accounts are polled at the sync interval"
+    token = f"m365sync check {secrets.token_hex(8)}"
+    try:
+        answer = session.post(
+            url,
+            params={"validationToken": token},
+            headers={"Content-Type": "text/plain"},
+            timeout=10,
+        )
+    except requests.RequestException as exc:
+        return False, f"cannot reach {url}: {type(exc).__name__}; Graph could not either"
+    if answer.status_code != 200 or answer.text != token:
+        return False, (
+            f"{url} answered {answer.status_code} without echoing the validation token: "
+            "Graph would refuse the subscription"
+        )
+    return True, f"{url} echoes Graph's validation token"
+
+
 def check_config(config: Config, console: Console) -> int:
     ms = config.microsoft
     checks: list[tuple[str, Callable[[], tuple[bool, str] | str]]] = []
@@ -87,6 +119,13 @@ def check_config(config: Config, console: Console) -> int:
             gateway.close()
 
     checks.append(("CRM store", store_ok))
+
+    def push_ok() -> tuple[bool, str]:
+        # The endpoint is the CRM's (or a proxy's), not Microsoft's: the system's trust store.
+        with make_session(None, user_agent=USER_AGENT) as plain:
+            return check_notification_url(config, plain)
+
+    checks.append(("push notifications", push_ok))
     checks.append(
         (
             "sealing keys",

@@ -23,7 +23,17 @@ from m365sync.domain import (
     SubscriptionKind,
     SubscriptionState,
 )
-from m365sync.errors import CrmError, LeaseLost, M365SyncError, NotFound, advice_for
+from m365sync.errors import (
+    BadClientCredentials,
+    CrmError,
+    GraphError,
+    InsufficientPermissions,
+    LeaseLost,
+    M365SyncError,
+    NeedsReconnect,
+    NotFound,
+    advice_for,
+)
 from m365sync.graph.client import GraphClient
 from m365sync.graph.subscriptions import LIFETIME, SubscriptionClient, new_client_state
 from m365sync.sync.notifications import Step, client_state_hash, is_live, next_step
@@ -179,6 +189,13 @@ def _words(error: M365SyncError, target: PushTarget) -> str:
         return (
             f"Microsoft Graph could not validate the notification URL {target.url}: it must be "
             "reachable from the internet over HTTPS and echo Graph's validation token"
+        )
+    if isinstance(error, GraphError) and not isinstance(
+        error, NeedsReconnect | InsufficientPermissions | BadClientCredentials
+    ):
+        return (
+            f"Microsoft Graph did not take the subscription ({status} {error.code}); "
+            "the next cycle tries again"
         )
     return advice_for(error).sentence
 
