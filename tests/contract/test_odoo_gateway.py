@@ -201,3 +201,18 @@ class TestOdooCalendar(CalendarContract):
 
     def crm_delete(self, gateway, event_id) -> None:
         admin_rpc_cached().execute_kw("calendar.event", "unlink", [[event_id]])
+
+
+# --- push (staged contract) -----------------------------------------------------------------
+
+from tests.contract.push_contract import PushContract  # noqa: E402
+
+
+class TestOdooPush(PushContract):
+    """Subscriptions and sync requests on a live Odoo whose addon has push."""
+
+    @pytest.fixture
+    def gateway(self, live_gateway: OdooGateway) -> CrmGateway:
+        if not live_gateway.supports_push:
+            pytest.skip("the addon on this Odoo has no push methods yet (upgrade it)")
+        return live_gateway

@@ -17,6 +17,7 @@ answers make the round trip through the real encoders.
 
 from __future__ import annotations
 
+import collections.abc
 import json
 import logging
 import socket
@@ -55,6 +56,7 @@ from m365sync.domain import (
     Account,
     AccountStatus,
     CrmEventChange,
+    CrmSettings,
     Cursor,
     CursorKind,
     EmailAddress,
@@ -69,8 +71,12 @@ from m365sync.domain import (
     Partner,
     PartnerDraft,
     PendingConnect,
+    ReceivedNotification,
     Recurrence,
     StoredEvent,
+    Subscription,
+    SubscriptionKind,
+    SubscriptionState,
     SyncRun,
 )
 from m365sync.errors import (
@@ -87,6 +93,7 @@ from m365sync.sync.recurrence import to_odoo
 from tests.contract import calendar_contract
 from tests.contract.calendar_contract import CalendarContract
 from tests.contract.gateway_contract import INBOX, GatewayContract, message, page, spec, unique
+from tests.contract.push_contract import PushContract
 
 KEY = "0123456789abcdef0123456789abcdef01234567"  # shaped like an Odoo API key
 DB = "m365_unit"
@@ -111,7 +118,16 @@ CALENDAR_METHODS = {
 }
 OUTBOX_METHODS = {"outgoing_mail", "update_outgoing"}
 FREE_BUSY_METHODS = {"pending_free_busy", "store_free_busy"}
-ALL_FEATURES = ("calendar", "outbox", "free_busy")
+PUSH_METHODS = {
+    "crm_settings",
+    "request_sync",
+    "subscriptions",
+    "save_subscription",
+    "drop_subscription",
+    "subscriptions_by_graph_id",
+    "record_notifications",
+}
+ALL_FEATURES = ("calendar", "outbox", "free_busy", "push")
 
 
 class FakeAddon:
@@ -124,6 +140,7 @@ class FakeAddon:
         "calendar": CALENDAR_METHODS,
         "outbox": OUTBOX_METHODS,
         "free_busy": FREE_BUSY_METHODS,
+        "push": PUSH_METHODS,
     }
 
     def __init__(self, store: SqliteGateway, features: tuple[str, ...] = ALL_FEATURES) -> None:
@@ -147,7 +164,9 @@ class FakeAddon:
             return True
         function = getattr(type(self.store), method)
         hints = typing.get_type_hints(function)
-        arguments = {name: from_wire(hints[name], value) for name, value in payload.items()}
+        arguments = {
+            name: from_wire(_concrete(hints[name]), value) for name, value in payload.items()
+        }
         try:
             if method == "publish_daemon_info":
                 self.published.append(payload["info"])
@@ -165,6 +184,14 @@ class FakeAddon:
         if hints.get("return") is type(None):
             return True
         return _odoo_values(to_wire(result))
+
+
+def _concrete(kind: Any) -> Any:
+    """``Sequence[X]`` / ``Iterable[X]`` parameters are read as ``list[X]`` (`from_wire` reads
+    concrete containers)."""
+    if typing.get_origin(kind) in (collections.abc.Sequence, collections.abc.Iterable):
+        return list[typing.get_args(kind)]  # type: ignore[misc]
+    return kind
 
 
 def _as_odoo_change(change: CrmEventChange) -> dict[str, Any]:
@@ -521,6 +548,22 @@ class FakeTransport(OdooTransport):
 
 LEASE = Lease(3, 41, "worker-a", T0)
 WIRE_LEASE = {"account_id": 3, "token": 41, "holder": "worker-a", "expires_at": T0.isoformat()}
+SUBSCRIPTION = Subscription(
+    3, SubscriptionKind.MAIL, "s1", "me/messages", T0 + timedelta(days=2), "ab" * 32
+)
+WIRE_SUBSCRIPTION = {
+    "account_id": 3,
+    "kind": "mail",
+    "graph_id": "s1",
+    "resource": "me/messages",
+    "expires_at": (T0 + timedelta(days=2)).isoformat(),
+    "client_state_hash": "ab" * 32,
+    "state": "active",
+    "last_notified_at": None,
+    "detail": "",
+}
+# As the addon answers it: Odoo's False for the absent time and the empty detail.
+ODOO_SUBSCRIPTION = WIRE_SUBSCRIPTION | {"last_notified_at": False, "detail": False}
 PARTNER = {
     "id": 5,
     "name": "Ann",
@@ -544,6 +587,7 @@ ACCOUNT = {
     "auto_create": "none",
     "own_domains": ["contoso.example"],
     "sealed_token_cache": False,
+    "sync_requested_at": False,
 }
 
 
@@ -676,6 +720,57 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
             },
         ),
         ("pending_free_busy", lambda g: g.pending_free_busy(), {}),
+        ("crm_settings", lambda g: g.crm_settings(), {}),
+        (
+            "request_sync",
+            lambda g: g.request_sync(3, T0),
+            {"account_id": 3, "at": T0.isoformat()},
+        ),
+        ("subscriptions", lambda g: g.subscriptions(3), {"account_id": 3}),
+        (
+            "save_subscription",
+            lambda g: g.save_subscription(SUBSCRIPTION, lease=LEASE),
+            {"subscription": WIRE_SUBSCRIPTION, "lease": WIRE_LEASE},
+        ),
+        (
+            "drop_subscription",
+            lambda g: g.drop_subscription(3, SubscriptionKind.CALENDAR),
+            {"account_id": 3, "kind": "calendar"},
+        ),
+        (
+            "subscriptions_by_graph_id",
+            lambda g: g.subscriptions_by_graph_id(iter(["s1", "s2", "s1", ""])),
+            {"graph_ids": ["s1", "s2"]},
+        ),
+        (
+            "record_notifications",
+            lambda g: g.record_notifications(
+                [
+                    ReceivedNotification(
+                        "s1", change_type="created", resource="Users/o/Messages/1"
+                    ),
+                    ReceivedNotification("s2", lifecycle_event="subscriptionRemoved"),
+                ],
+                T0,
+            ),
+            {
+                "notifications": [
+                    {
+                        "subscription_id": "s1",
+                        "change_type": "created",
+                        "lifecycle_event": None,
+                        "resource": "Users/o/Messages/1",
+                    },
+                    {
+                        "subscription_id": "s2",
+                        "change_type": None,
+                        "lifecycle_event": "subscriptionRemoved",
+                        "resource": "",
+                    },
+                ],
+                "at": T0.isoformat(),
+            },
+        ),
         (
             "store_free_busy",
             lambda g: g.store_free_busy(7, [busy]),
@@ -724,6 +819,14 @@ ANSWERS: dict[str, Any] = {
     "upcoming_events_for_partner": [],
     "outgoing_mail": [],
     "pending_free_busy": [],
+    "crm_settings": {
+        "sync_interval_seconds": 180,
+        "blocklist": ["noreply@contoso.example"],
+        "notification_url": "https://crm.contoso.example/m365/notifications",
+    },
+    "subscriptions": [ODOO_SUBSCRIPTION],
+    "subscriptions_by_graph_id": {"s1": ODOO_SUBSCRIPTION},
+    "record_notifications": [3],
 }
 
 
@@ -731,7 +834,7 @@ def test_every_gateway_method_is_in_the_table() -> None:
     named = {name for name, _, _ in call_table()}
     assert set(CrmGateway.__abstractmethods__) <= named
     assert {"publish_daemon_info", "pending_connects", "finish_connect"} <= named
-    assert named >= CALENDAR_METHODS | OUTBOX_METHODS | FREE_BUSY_METHODS
+    assert named >= CALENDAR_METHODS | OUTBOX_METHODS | FREE_BUSY_METHODS | PUSH_METHODS
 
 
 @pytest.mark.parametrize(("method", "invoke", "payload"), call_table(), ids=lambda v: "")
@@ -1366,3 +1469,97 @@ def test_free_busy_requests_and_answers(addon: FakeAddon, over_xmlrpc: OdooGatew
         {"address": "ann@example.com", "slots": [], "error": "not found"}
     ]
     assert over_xmlrpc.pending_free_busy() == []
+
+
+# --- push and the CRM's settings -------------------------------------------------------------
+
+
+def test_push_answers_follow_odoos_conventions() -> None:
+    gateway = OdooGateway(FakeTransport(ANSWERS))
+    assert gateway.subscriptions(3) == [SUBSCRIPTION]  # False -> None and ""
+    assert gateway.subscriptions_by_graph_id(["s1"]) == {"s1": SUBSCRIPTION}
+    assert gateway.record_notifications([ReceivedNotification("s1", "created")], T0) == [3]
+    assert gateway.request_sync(3, T0) is None  # True -> None
+    assert gateway.save_subscription(SUBSCRIPTION) is None
+    assert gateway.crm_settings() == CrmSettings(
+        180, ("noreply@contoso.example",), "https://crm.contoso.example/m365/notifications"
+    )
+    assert gateway.get_account(3).sync_requested_at is None
+
+
+def test_present_push_values_are_read() -> None:
+    notified = WIRE_SUBSCRIPTION | {
+        "state": "reauthorize",
+        "last_notified_at": "2026-11-25T12:00:05+00:00",
+        "detail": "renew",
+    }
+    answers = ANSWERS | {
+        "get_account": ACCOUNT | {"sync_requested_at": "2026-11-25T12:00:05+00:00"},
+        "subscriptions": [notified],
+        "crm_settings": {"sync_interval_seconds": False, "blocklist": [], "notification_url": ""},
+        "record_notifications": [9, 3],
+    }
+    gateway = OdooGateway(FakeTransport(answers))
+    later = T0 + timedelta(seconds=5)
+    assert gateway.get_account(3).sync_requested_at == later
+    (subscription,) = gateway.subscriptions(3)
+    assert (subscription.state, subscription.last_notified_at) == (
+        SubscriptionState.REAUTHORIZE,
+        later,
+    )
+    assert subscription.detail == "renew"
+    assert gateway.crm_settings() == CrmSettings()  # push off, nothing set: the defaults
+    assert gateway.record_notifications([], T0) == [3, 9]
+
+
+def test_a_stale_lease_on_save_is_lease_lost() -> None:
+    transport = FakeTransport({"save_subscription": LeaseLost("stale")})
+    with pytest.raises(LeaseLost):
+        OdooGateway(transport).save_subscription(SUBSCRIPTION, lease=LEASE)
+
+
+def test_an_addon_without_settings_gives_the_defaults_and_says_so_once(caplog) -> None:
+    missing = AddonMethodMissing("the addon crm_microsoft365 has no crm_settings()")
+    transport = FakeTransport({"crm_settings": missing})
+    gateway = OdooGateway(transport)
+    assert gateway.crm_settings() == gateway.crm_settings() == CrmSettings()
+    assert [method for method, _ in transport.calls] == ["crm_settings"]
+    assert caplog.text.count("has no crm_settings()") == 1
+
+
+def test_push_is_probed_once_and_off_on_an_old_addon(tmp_path, caplog) -> None:
+    store = SqliteGateway(tmp_path / "old.sqlite3")
+    server = FakeOdoo(FakeAddon(store, features=("calendar", "outbox", "free_busy"))).start()
+    try:
+        gateway = xmlrpc_gateway(server.url)
+        assert gateway.supports_push is False
+        assert gateway.supports_push is False
+        assert server.object_calls() == 1
+        assert "no subscriptions(): Graph change notifications are off" in caplog.text
+        assert gateway.crm_settings() == CrmSettings()
+        assert gateway.crm_settings() == CrmSettings()
+        assert server.object_calls() == 2
+    finally:
+        server.stop()
+        store.close()
+
+
+def test_an_upgraded_addon_has_push_after_one_probe(odoo: FakeOdoo, over_xmlrpc) -> None:
+    assert over_xmlrpc.supports_push and over_xmlrpc.supports_push
+    assert odoo.object_calls() == 1
+    assert odoo.addon.calls[-1] == ("subscriptions", {"account_id": 0})
+
+
+class TestPushOverXmlRpc(PushContract):
+    @pytest.fixture
+    def gateway(self, over_xmlrpc: OdooGateway) -> CrmGateway:
+        return over_xmlrpc
+
+
+class TestPushOverJson2(PushContract):
+    @pytest.fixture
+    def gateway(self, addon: FakeAddon) -> CrmGateway:
+        session = FakeJson2Session(addon)
+        return OdooGateway(
+            Json2Transport("https://odoo.example", DB, KEY, session_factory=lambda: session)
+        )

@@ -16,11 +16,13 @@ names), and returns the wire form of the result. Conventions that XML-RPC forces
 **Later parts of the addon.** The calendar (``store_event_page``, ``event_bindings``,
 ``event_changes_to_push``, ``mark_event_pushed``, ``upcoming_events_for_partner``), the outbox
 (``outgoing_mail``, ``update_outgoing``) and Schedule Meeting's free/busy
-(``pending_free_busy``, ``store_free_busy``) came with later addon versions.
-``supports_calendar`` and ``supports_outbox`` ask the server once, lazily (one read call for
-account 0: an answer or an unknown-account refusal means the method is there); an older addon
-keeps them False, so the daemon syncs mail and logs once what waits for an upgrade. Beside the
-plain wire form:
+(``pending_free_busy``, ``store_free_busy``), then push (``request_sync``, ``subscriptions``,
+``save_subscription``, ``drop_subscription``, ``subscriptions_by_graph_id``,
+``record_notifications``) and ``crm_settings`` came with later addon versions.
+``supports_calendar``, ``supports_outbox`` and ``supports_push`` ask the server once, lazily (one
+read call for account 0: an answer or an unknown-account refusal means the method is there); an
+older addon keeps them False, so the daemon syncs mail and logs once what waits for an upgrade
+(an addon without ``crm_settings`` gives the defaults, said once). Beside the plain wire form:
 
 * in ``store_event_page`` each stored event also carries ``odoo_recurrence`` (a series
   master's ``calendar.recurrence`` values from `m365sync.sync.recurrence.to_odoo`, or null)
@@ -120,6 +122,7 @@ from m365sync.domain import (
     AccountStatus,
     CalendarEvent,
     CrmEventChange,
+    CrmSettings,
     Cursor,
     EventBinding,
     EventPageWrite,
@@ -133,6 +136,9 @@ from m365sync.domain import (
     Partner,
     PartnerDraft,
     PendingConnect,
+    ReceivedNotification,
+    Subscription,
+    SubscriptionKind,
     SyncRun,
     ThreadSummary,
 )
@@ -744,6 +750,11 @@ class OdooGateway(CrmGateway):
             {"account_id": 0, "limit": 1},
             "Compose Email's outbox is not sent",
         ),
+        "push": (
+            "subscriptions",
+            {"account_id": 0},
+            "Graph change notifications are off (accounts sync at the interval)",
+        ),
     }
 
     @property
@@ -753,6 +764,10 @@ class OdooGateway(CrmGateway):
     @property
     def supports_outbox(self) -> bool:  # type: ignore[override]
         return self._has("outbox")
+
+    @property
+    def supports_push(self) -> bool:  # type: ignore[override]
+        return self._has("push")
 
     def _has(self, feature: str) -> bool:
         known = self._features.get(feature)
@@ -1039,6 +1054,49 @@ class OdooGateway(CrmGateway):
         self, request_id: int, results: Sequence[object], *, error: str | None = None
     ) -> None:
         self._call("store_free_busy", request_id=request_id, results=list(results), error=error)
+
+    # --- settings the CRM's administrators set ---
+
+    def crm_settings(self) -> CrmSettings:
+        if self._features.get("settings") is False:
+            return CrmSettings()
+        try:
+            answer = self._call("crm_settings")
+        except AddonMethodMissing:
+            log.warning(
+                "The addon %s on Odoo at %s has no crm_settings(): the daemon's own sync "
+                "interval and blocklist apply, and push stays off, until it is upgraded.",
+                ADDON,
+                self.transport.url,
+            )
+            self._features["settings"] = False
+            return CrmSettings()
+        return read_answer(CrmSettings, answer)
+
+    # --- push: Graph change notifications ---
+
+    def request_sync(self, account_id: int, at: datetime) -> None:
+        self._call("request_sync", account_id=account_id, at=at)
+
+    def subscriptions(self, account_id: int) -> list[Subscription]:
+        return read_answer(list[Subscription], self._call("subscriptions", account_id=account_id))
+
+    def save_subscription(self, subscription: Subscription, *, lease: Lease | None = None) -> None:
+        self._call("save_subscription", subscription=subscription, lease=lease)
+
+    def drop_subscription(self, account_id: int, kind: SubscriptionKind) -> None:
+        self._call("drop_subscription", account_id=account_id, kind=kind)
+
+    def subscriptions_by_graph_id(self, graph_ids: Iterable[str]) -> dict[str, Subscription]:
+        wanted = list(dict.fromkeys(g for g in graph_ids if g))
+        answer = self._call("subscriptions_by_graph_id", graph_ids=wanted)
+        return read_answer(dict[str, Subscription], answer)
+
+    def record_notifications(
+        self, notifications: Sequence[ReceivedNotification], at: datetime
+    ) -> list[int]:
+        answer = self._call("record_notifications", notifications=list(notifications), at=at)
+        return sorted({int(account_id) for account_id in answer or []})
 
     def close(self) -> None:
         self.transport.close()
