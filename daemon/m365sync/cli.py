@@ -323,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--mailbox", type=Path, help="load the mailbox from a Graph-shaped JSON")
     emulator.add_argument("--state-dir", type=Path, default=Path(".emulator"))
     emulator.add_argument("--write-config", type=Path, help="write a daemon config for it here")
+    from m365sync.service.emulator_cmd import add_emulator_arguments
+
+    add_emulator_arguments(emulator)
     demo = add("demo", cmd_demo, "offline demo: emulator, connect, full and incremental sync")
     demo.add_argument("--size", type=int, default=5000, help="seeded messages")
     demo.add_argument("--workdir", type=Path, default=Path(".demo"))
