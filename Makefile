@@ -34,6 +34,7 @@ test: lint
 
 bench: $(VENV)/.installed-run
 	$(BIN)/python bench/mail_sync.py
+	$(BIN)/python bench/push_latency.py
 
 clean:
 	rm -rf $(VENV) .demo .emulator .pytest_cache .ruff_cache
