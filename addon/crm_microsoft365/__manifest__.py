@@ -13,6 +13,7 @@
         "security/security.xml",
         "security/ir.model.access.csv",
         "data/res_users_data.xml",
+        "data/m365_free_busy_cron.xml",
         "views/m365_account_views.xml",
         "views/m365_sync_run_views.xml",
         "views/m365_mail_thread_views.xml",

@@ -320,7 +320,9 @@ class M365DaemonApiCalendar(models.AbstractModel):
                 recurrence = None
         sensitivity = event.m365_sensitivity or "normal"
         privacy = event.privacy or (event.user_id.calendar_default_privacy if event.user_id else False)
-        if privacy == "private":
+        # Odoo's "Only internal users" (confidential) keeps the meeting from outsiders: it goes
+        # to Outlook as private, like Odoo's private.
+        if privacy in PRIVATE:
             sensitivity = sensitivity if sensitivity in PRIVATE + ("personal",) else "private"
         elif sensitivity in PRIVATE:
             sensitivity = "normal"
@@ -657,6 +659,9 @@ class _EventPageWriter:
 
     def _create(self, stored):
         values, states = self._values(stored, self.Event)
+        # Outlook reminds the user of its meetings; Odoo's reminders (a default one included)
+        # would remind them twice.
+        values["alarm_ids"] = [Command.clear()]
         event = self.Event.create(values)
         self._apply_states(event, states)
         self._apply_series(event, stored)
@@ -664,6 +669,10 @@ class _EventPageWriter:
 
     def _write(self, event, stored):
         values, states = self._values(stored, event)
+        if event.alarm_ids and not event.m365_owner_account_id:
+            # An event the daemon made from Outlook carries no Odoo reminder; one made in Odoo
+            # (it has an owner account) keeps its own.
+            values["alarm_ids"] = [Command.clear()]
         event.write(values)
         self._apply_states(event, states)
         self._apply_series(event, stored)

@@ -5,7 +5,8 @@ addresses, the day in a time zone); the daemon picks pending requests up with
 ``m365.daemon.api.pending_free_busy``, asks Graph's ``getSchedule`` (m365sync.graph.schedule)
 for that whole day (00:00 to 24:00 in the request's time zone) and answers with
 ``store_free_busy``: one ``m365.free.busy`` row per busy slot, or one row with the error for an
-address Graph could not resolve (shown as unknown, never as free).
+address Graph could not resolve (shown as unknown, never as free). A daily cron removes the
+requests older than a day, with their rows.
 """
 
 from datetime import datetime, time, timedelta, timezone
@@ -19,6 +20,9 @@ from .m365_tools import normalize_email
 # again when the user looks again); an answer is reused this long for the same question.
 PENDING_FOR = timedelta(minutes=10)
 FRESH_FOR = timedelta(minutes=15)
+# Requests (and their busy slots) older than this are removed by a daily cron: the form asks
+# again for a day it shows later.
+KEEP_FOR = timedelta(days=1)
 
 
 def zone_of(name):
@@ -68,6 +72,13 @@ class M365FreeBusyRequest(models.Model):
     def address_list(self):
         self.ensure_one()
         return [a for a in (self.addresses or "").split() if a]
+
+    @api.model
+    def _gc_old_requests(self):
+        """The daily cron: requests older than a day go, their busy slots with them."""
+        old = self.search([("create_date", "<", fields.Datetime.now() - KEEP_FOR)])
+        old.unlink()
+        return len(old)
 
     @api.model
     def _for(self, account, day, time_zone, addresses):

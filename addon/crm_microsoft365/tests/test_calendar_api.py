@@ -497,3 +497,71 @@ class TestCalendarApi(M365Case):
             self.api.store_event_page({"page": event_page(missing), "lease": None})
         with self.assertRaisesRegex(UserError, "^M365:UnknownAccount:"):
             self.api.event_changes_to_push({"account_id": missing})
+
+    # --- reminders ----------------------------------------------------------------------------
+
+    def test_outlook_events_carry_no_odoo_reminders(self):
+        alarm = self.env.ref("calendar.alarm_notif_1")
+        self.env["ir.default"].set("calendar.event", "alarm_ids", [alarm.id])
+        account = self.account(owner="m365-test-a")
+        made_in_odoo = self.user_event(self.user_a)
+        self.assertEqual(made_in_odoo.alarm_ids, alarm)  # Odoo's default applies to Odoo's own
+        graph_id = unique("g")
+        self.store(account, stored(wire_event(graph_id), [link(self.anna)]))
+        from_outlook = self.bound_event(account, graph_id)
+        self.assertFalse(from_outlook.alarm_ids)
+        # A reminder added to it in Odoo goes with the next change from Outlook.
+        from_outlook.write({"alarm_ids": [Command.link(alarm.id)]})
+        moved = wire_event(graph_id, start=SOON + timedelta(hours=1), change_key="ck2")
+        self.store(account, stored(moved, [link(self.anna)]))
+        self.assertFalse(from_outlook.alarm_ids)
+        # An event made in Odoo keeps its reminders when Outlook's copy changes.
+        pushed = unique("g")
+        self.api.mark_event_pushed(
+            {"account_id": account["id"], "crm_event_id": made_in_odoo.id, "graph_id": pushed,
+             "change_key": "p1", "version": made_in_odoo.m365_version}
+        )
+        edited = wire_event(pushed, subject="Edited in Outlook", change_key="p2",
+                            organizer=account["address"])
+        self.store(account, stored(edited, [link(self.anna)]))
+        self.assertEqual(made_in_odoo.name, "Edited in Outlook")
+        self.assertEqual(made_in_odoo.alarm_ids, alarm)
+
+    # --- privacy ------------------------------------------------------------------------------
+
+    def test_only_internal_users_goes_to_outlook_as_private(self):
+        account = self.account(owner="m365-test-a")
+        self.assertIn("confidential", dict(self.env["calendar.event"]._fields["privacy"].selection))
+        for privacy, sensitivity in (("confidential", "private"), ("private", "private"),
+                                     ("public", "normal")):
+            with self.subTest(privacy=privacy):
+                event = self.user_event(self.user_a, privacy=privacy)
+                (change,) = self.changes(account, event)
+                self.assertEqual(change["event"]["sensitivity"], sensitivity)
+
+    # --- free/busy clean-up -------------------------------------------------------------------
+
+    def test_old_free_busy_requests_are_removed_by_the_daily_cron(self):
+        account = self.account(owner="m365-test-a")
+        Request = self.env["m365.free.busy.request"]
+        old, fresh = (
+            Request.create({"account_id": account["id"], "day": SOON.date(), "addresses": a})
+            for a in ("old@example.com", "fresh@example.com")
+        )
+        self.env["m365.free.busy"].create(
+            [{"request_id": r.id, "address": "x@example.com", "start": SOON,
+              "end": SOON + timedelta(hours=1), "status": "busy"} for r in (old, fresh)]
+        )
+        self.env.flush_all()
+        self.env.cr.execute(
+            "UPDATE m365_free_busy_request SET create_date = %s WHERE id = %s",
+            (datetime.now() - timedelta(days=1, minutes=5), old.id),
+        )
+        self.env.invalidate_all()
+        cron = self.env.ref("crm_microsoft365.ir_cron_m365_free_busy_gc")
+        self.assertEqual((cron.interval_number, cron.interval_type, cron.active), (1, "days", True))
+        cron.method_direct_trigger()
+        self.assertFalse(old.exists())
+        self.assertFalse(self.env["m365.free.busy"].search([("request_id", "=", old.id)]))
+        self.assertTrue(fresh.exists())
+        self.assertEqual(len(fresh.result_ids), 1)
