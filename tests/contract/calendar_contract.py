@@ -8,6 +8,7 @@ part of the daemon's interface: ``crm_create``, ``crm_update``, ``crm_delete``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -263,3 +264,60 @@ class CalendarContract:
             c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == event_id
         ]
         assert gateway.event_bindings(account.id, [graph_id]) == {}
+
+    def test_a_whole_series_is_changed_and_deleted_through_its_master(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """An edit of a whole series (in Odoo: "all events") is one change of the series
+        master, not one per occurrence; deleting the series is deleting its master."""
+        master = unique("m")
+        mine = EmailAddress(account.address, "")
+        weekly = Recurrence("weekly", SOON.date(), days_of_week=("monday",), range_type="noEnd")
+        items = [
+            StoredEvent(
+                replace(
+                    event(master, event_type=EventType.SERIES_MASTER, recurrence=weekly),
+                    organizer=mine,
+                ),
+                links(anna.id),
+            )
+        ]
+        items += [
+            StoredEvent(
+                replace(
+                    event(
+                        unique("o"),
+                        start=SOON + timedelta(weeks=n),
+                        event_type=EventType.OCCURRENCE,
+                        master=master,
+                    ),
+                    organizer=mine,
+                ),
+                links(anna.id),
+            )
+            for n in range(2)
+        ]
+        gateway.store_event_page(page(account, items))
+        (binding,) = gateway.event_bindings(account.id, [master]).values()
+        self.crm_update(gateway, binding.crm_event_id, subject="Weekly review")
+        (change,) = gateway.event_changes_to_push(account.id)
+        assert change.crm_event_id == binding.crm_event_id and change.organized_by_account
+        assert change.event.graph_id == master
+        assert change.event.event_type is EventType.SERIES_MASTER
+        assert change.event.recurrence is not None
+        assert change.event.subject == "Weekly review"
+        assert not change.reshapes_series  # only details: Outlook keeps the exceptions
+        gateway.mark_event_pushed(
+            account.id,
+            change.crm_event_id,
+            graph_id=master,
+            change_key="ck2",
+            version=change.version,
+        )
+        assert not gateway.event_changes_to_push(account.id)
+        self.crm_delete(gateway, binding.crm_event_id)
+        (gone,) = gateway.event_changes_to_push(account.id)
+        assert gone.deleted and (gone.crm_event_id, gone.event.graph_id) == (
+            binding.crm_event_id,
+            master,
+        )

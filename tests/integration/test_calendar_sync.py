@@ -559,3 +559,51 @@ def test_an_answer_given_in_the_crm_reaches_outlook(cal):
     again = sync(cal)
     assert again.calendar.get("pushed", 0) == 0
     assert _owner_response(cal, "Pricing workshop") == "declined"
+
+
+def test_renaming_a_whole_series_in_the_crm_keeps_outlooks_exceptions(cal):
+    first = (NOW + timedelta(days=2)).replace(hour=10, minute=0, second=0)
+    master = _daily_series(cal, "Daily triage", first, 4)
+    window = (first - timedelta(days=1), first + timedelta(days=6))
+    instances = sorted(
+        cal.emulator.mailbox.calendar.instances(master["id"], *window),
+        key=lambda i: i["start"]["dateTime"],
+    )
+    moved = first + timedelta(days=1, hours=3)
+    cal.emulator.mailbox.calendar.update(
+        instances[1]["id"],
+        {"start": dtz(moved), "end": dtz(moved + timedelta(hours=1))},
+    )
+    cal.emulator.mailbox.calendar.delete(instances[3]["id"])
+    sync(cal)
+    (binding,) = cal.gateway.event_bindings(cal.account.id, [master["id"]]).values()
+    # An edit of the whole series in the CRM is an edit of its master.
+    cal.gateway.crm_update_event(binding.crm_event_id, subject="Daily triage (new room)")
+    sync(cal)
+    (patch,) = [w for w in writes(cal, "PATCH") if master["id"] in w["path"]]
+    assert not {"start", "end", "recurrence", "isAllDay"} & set(patch["body"])
+    after = cal.emulator.mailbox.calendar.instances(master["id"], *window)
+    assert len(after) == 3  # the cancelled occurrence stays cancelled
+    assert {i["subject"] for i in after} == {"Daily triage (new room)"}
+    assert dtz(moved)["dateTime"][:16] in {i["start"]["dateTime"][:16] for i in after}
+    sync(cal)
+    assert not cal.gateway.event_changes_to_push(cal.account.id)
+    assert moved in {m.start for m in upcoming(cal)}
+
+
+def test_changing_a_whole_series_pattern_in_the_crm_patches_the_master(cal):
+    first = (NOW + timedelta(days=2)).replace(hour=12, minute=0, second=0)
+    master = _daily_series(cal, "Check-in", first, 4)
+    sync(cal)
+    (binding,) = cal.gateway.event_bindings(cal.account.id, [master["id"]]).values()
+    every_other_day = Recurrence(
+        "daily", first.date(), interval=2, range_type="numbered", number_of_occurrences=3
+    )
+    cal.gateway.crm_update_event(binding.crm_event_id, recurrence=every_other_day)
+    sync(cal)
+    (patch,) = [w for w in writes(cal, "PATCH") if master["id"] in w["path"]]
+    assert patch["body"]["recurrence"]["pattern"]["interval"] == 2
+    sync(cal)
+    starts = sorted(m.start for m in upcoming(cal))
+    assert starts == [first + timedelta(days=2 * n) for n in range(3)]
+    assert len(cal.emulator.mailbox.calendar.events()) == 1

@@ -17,9 +17,11 @@ from m365sync.domain import (
     EventType,
     Partner,
     Privacy,
+    Recurrence,
     ResponseStatus,
     Sensitivity,
 )
+from m365sync.graph.calendar import event_body
 from m365sync.sync.calendar import (
     SKIP_CRM_NEWER,
     SKIP_ECHO,
@@ -215,3 +217,39 @@ def test_the_owners_own_answer_lands_on_the_owners_line():
     plan = plan_inbound([item], {}, LOOKUPS, POLICY, owner="meganb@contoso.com")
     owner = [a for a in plan.upserts[0].attendees if a.address == "meganb@contoso.com"]
     assert [a.response for a in owner] == [ResponseStatus.TENTATIVE]
+
+
+WEEKLY = Recurrence("weekly", (NOW + timedelta(days=1)).date(), days_of_week=("thursday",))
+
+
+def _series_change(*, reshapes: bool, deleted: bool = False) -> CrmEventChange:
+    master = replace(meeting("m1"), event_type=EventType.SERIES_MASTER, recurrence=WEEKLY)
+    return CrmEventChange(5, master, 3, deleted=deleted, reshapes_series=reshapes)
+
+
+def test_a_series_edit_of_details_patches_the_master_without_its_shape():
+    (action,) = plan_outbound([_series_change(reshapes=False)], now=NOW)
+    assert isinstance(action, PushUpdate) and action.details_only
+    body = event_body(action.change.event, details_only=action.details_only)
+    assert not {"start", "end", "isAllDay", "recurrence"} & set(body)
+    assert body["subject"] == "Review" and body["location"] == {"displayName": "Room 1"}
+
+
+def test_a_series_edit_of_pattern_or_times_patches_the_whole_master():
+    (action,) = plan_outbound([_series_change(reshapes=True)], now=NOW)
+    assert isinstance(action, PushUpdate) and not action.details_only
+    body = event_body(action.change.event, details_only=action.details_only)
+    assert body["recurrence"]["pattern"]["daysOfWeek"] == ["thursday"]
+    assert {"start", "end", "isAllDay"} <= set(body)
+
+
+def test_a_single_event_is_always_patched_whole():
+    # reshapes_series only speaks of series masters.
+    change = CrmEventChange(7, meeting("g7"), 2, reshapes_series=False)
+    (action,) = plan_outbound([change], now=NOW)
+    assert isinstance(action, PushUpdate) and not action.details_only
+
+
+def test_deleting_a_whole_series_deletes_its_master():
+    (action,) = plan_outbound([_series_change(reshapes=False, deleted=True)], now=NOW)
+    assert isinstance(action, PushDelete) and action.change.event.graph_id == "m1"

@@ -20,17 +20,50 @@ store (m365sync.crm.sqlite_calendar) is the semantic reference. Here:
   (``m365_series_master_id``, ``recurrence_id``) with their own start and stop, never expanded
   by Odoo. When Odoo cannot express the pattern, ``m365_recurrence_note`` says why, and no
   approximate Odoo recurrence is made.
+* **Whole-series changes.** An "all events" or "this and following" edit, deletion or
+  archiving (Odoo's ``recurrence_update``, ``action_mass_deletion``, ``action_mass_archive``)
+  of a series Outlook holds and the account organizes is carried by its master: Odoo does its
+  own rewrite under ``SERIES_KEY`` (no occurrence is bumped or made a tombstone), then the
+  master takes the new details, times and pattern (``m365_series_reshaped`` when times or
+  pattern changed), or is trimmed ("this and following": the edited event becomes the base of
+  a new series, pushed as a create), or becomes a tombstone (the series is deleted).
 * **No Odoo invitations for synced events.** Outlook sends them: `_skip_send_mail_status_update`
   answers True for events owned by an account, bound to one or carrying an iCalUId, and every
   mail to attendees is skipped under the daemon's context.
+* **No Odoo reminders for events from Outlook.** The daemon creates them without alarms (Odoo's
+  default ones included) and clears any on its updates of events it made; events made in Odoo
+  (they have an owner account) keep theirs.
 """
 
 import json
 
-from odoo import api, fields, models
+from odoo import Command, api, fields, models
 from odoo.exceptions import AccessError
 
 ORIGIN_KEY = "m365_sync_origin"
+# Set while Odoo rewrites the occurrences of a series Outlook holds ("all events" or "this and
+# following" edits and deletions): those writes are carried by the series master, not pushed
+# occurrence by occurrence.
+SERIES_KEY = "m365_series_rewrite"
+SERIES_SCOPES = ("all_events", "future_events")
+# What a series' occurrences share with its master (copied to the master after an edit).
+SERIES_SHARED_FIELDS = (
+    "name",
+    "description",
+    "location",
+    "privacy",
+    "show_as",
+    "videocall_location",
+    "m365_is_online_meeting",
+)
+SERIES_TIME_FIELDS = frozenset({"start", "stop", "allday", "start_date", "stop_date", "duration"})
+RECURRENCE_FIELDS = frozenset(
+    {
+        "recurrency", "rrule", "rrule_type", "interval", "count", "end_type", "until",
+        "month_by", "day", "weekday", "byday", "event_tz",
+        "mon", "tue", "wed", "thu", "fri", "sat", "sun",
+    }
+)
 MANAGER_GROUP = "crm_microsoft365.group_m365_manager"
 DAEMON_GROUP = "crm_microsoft365.group_m365_daemon"
 
@@ -98,6 +131,7 @@ M365_DAEMON_FIELDS = frozenset(
         "m365_is_cancelled",
         "m365_extra_attendees",
         "m365_company_ids",
+        "m365_series_reshaped",
     }
 )
 
@@ -145,6 +179,11 @@ class CalendarEvent(models.Model):
         ondelete="set null", context={"active_test": False},
     )
     m365_original_start = fields.Datetime(copy=False, readonly=True)
+    m365_series_reshaped = fields.Boolean(
+        copy=False, readonly=True,
+        help="A series master whose pattern, start or end changed in Odoo since its last push "
+        "(a push of its other details leaves them out, so Outlook keeps the exceptions).",
+    )
     m365_graph_recurrence = fields.Text(
         string="Outlook Recurrence", copy=False, readonly=True,
         help="Graph's patternedRecurrence of the series, as JSON (the reference).",
@@ -293,6 +332,13 @@ class CalendarEvent(models.Model):
         if self._m365_is_origin():
             return super().write(vals)
         self._m365_check_write_rights([vals])
+        if self.env.context.get(SERIES_KEY):
+            return super().write(vals)
+        scope = vals.get("recurrence_update")
+        if scope in SERIES_SCOPES and len(self) == 1 and self.recurrence_id:
+            master = self._m365_pushed_master()
+            if master:
+                return self._m365_write_series(master, scope, vals)
         creating = self.env.context.get("is_calendar_event_new")
         bump = not creating and bool(M365_SYNCED_FIELDS & set(vals))
         result = super().write(vals)
@@ -307,11 +353,17 @@ class CalendarEvent(models.Model):
                     {"m365_deleted": not vals["active"]}
                 )
         if bump:
-            self.with_context(active_test=False).exists()._m365_bump()
+            events = self.with_context(active_test=False).exists()
+            masters = events.filtered("m365_is_series_master")
+            if masters and (SERIES_TIME_FIELDS | RECURRENCE_FIELDS) & set(vals):
+                masters.sudo().with_context(**{ORIGIN_KEY: True}).write(
+                    {"m365_series_reshaped": True}
+                )
+            events._m365_bump()
         return result
 
     def unlink(self):
-        if not self or self._m365_is_origin():
+        if not self or self._m365_is_origin() or self.env.context.get(SERIES_KEY):
             return super().unlink()
         bound = self._m365_bound()
         if bound:
@@ -322,6 +374,183 @@ class CalendarEvent(models.Model):
             )
             bound._m365_bump()
         return super(CalendarEvent, self - bound).unlink()
+
+    # --- whole-series edits and deletions ---------------------------------------------------
+
+    def _m365_pushed_master(self):
+        """The hidden master of this occurrence's series when Outlook holds the series (the
+        master has a binding), else an empty recordset."""
+        self.ensure_one()
+        # sudo: masters are hidden and their bindings are the daemon's.
+        event = self.sudo().with_context(active_test=False)
+        master = event.m365_series_master_id
+        if not master and event.recurrence_id:
+            master = event.search(
+                [("recurrence_id", "=", event.recurrence_id.id), ("m365_is_series_master", "=", True)],
+                limit=1,
+            )
+        if not master or not master.m365_binding_ids or master.m365_deleted:
+            return self.browse()
+        # Only its organizer's mailbox changes a series; someone else's stays as Odoo does it
+        # (its occurrences' edits are not pushed, only the user's answers).
+        organizer = (master.m365_organizer_address or "").lower()
+        accounts = master.m365_binding_ids.account_id | master.m365_owner_account_id
+        if organizer and organizer not in accounts.mapped("address_normalized"):
+            return self.browse()
+        return master
+
+    def _m365_series_events(self, master, recurrence):
+        """Every event of the series, archived ones included, the master left out."""
+        domain = [("m365_series_master_id", "=", master.id)]
+        if recurrence:
+            domain = ["|", ("recurrence_id", "=", recurrence.id)] + domain
+        return self.sudo().with_context(active_test=False).search(
+            [("m365_is_series_master", "=", False)] + domain
+        )
+
+    def _m365_write_series(self, master, scope, vals):
+        """An "all events" or "this and following" edit of a series Outlook holds.
+
+        Odoo does it its own way (``calendar.event.write``: "all events" writes every occurrence,
+        or, when times or the pattern change, archives them and rebuilds the recurrence from its
+        base event; "this and following" ends the recurrence before this event and starts a new
+        one from it). Outlook gets it as one series change: the master is patched (its details,
+        times and pattern), or, for "this and following", the old series ends before this
+        event (its recurrence's end date) and this event is pushed as a new series. The
+        occurrences are not pushed one by one; Outlook's own come back and are bound again by
+        their time slot.
+        """
+        self.ensure_one()
+        recurrence = self.recurrence_id
+        before = self._m365_series_events(master, recurrence)
+        active_before = before.filtered("active")
+        base = recurrence.base_event_id or self
+        reshaped = bool((SERIES_TIME_FIELDS | RECURRENCE_FIELDS) & set(vals))
+        edge = scope == "future_events" and self == base
+        # write() passes a write under SERIES_KEY straight to Odoo's.
+        result = self.with_context(**{SERIES_KEY: True}).write(vals)
+        sudo = {ORIGIN_KEY: True, "active_test": False}
+        Binding = self.env["m365.event.binding"].sudo()
+        master = master.sudo().with_context(**sudo)
+        if scope == "all_events" or edge:
+            if recurrence.exists():
+                # Only details changed: Odoo wrote them on every occurrence.
+                source = self if self.active else base
+                master.write(self._m365_master_values(source.sudo(), reshaped=False))
+            else:
+                # Odoo rebuilt the series from its base event: times or pattern changed.
+                base = base.sudo().with_context(**sudo)
+                new_recurrence = base.recurrence_id
+                values = self._m365_master_values(base, reshaped=True)
+                values.update(
+                    recurrence_id=new_recurrence.id or False,
+                    m365_graph_recurrence=False,
+                    m365_recurrence_note=False,
+                )
+                master.write(values)
+                events = self._m365_series_events(master, new_recurrence) | before
+                # Outlook makes new occurrences for the new pattern: the old bindings go, the
+                # new occurrences are bound by their slot when they come back.
+                Binding.search([("event_id", "in", events.ids)]).unlink()
+                # Occurrences deleted in Odoo and not yet in Outlook: the new series replaces
+                # them (Odoo rebuilt every occurrence from the rule too).
+                before.exists().filtered("m365_deleted").unlink()
+                if new_recurrence:
+                    new_recurrence.calendar_event_ids.with_context(**sudo).write(
+                        {"m365_series_master_id": master.id}
+                    )
+            master._m365_bump()
+            return result
+        # "This and following": the old series ends before this event (Odoo trimmed its
+        # recurrence), this event starts a new series pushed as such.
+        owner = master.m365_owner_account_id or Binding.search(
+            [("event_id", "=", master.id)], order="id", limit=1
+        ).account_id
+        mine = self.sudo().with_context(**sudo)
+        Binding.search([("event_id", "=", mine.id)]).unlink()
+        detached = active_before.exists().filtered(lambda e: not e.active)
+        Binding.search([("event_id", "in", detached.ids)]).unlink()
+        mine.write(
+            {
+                "m365_series_master_id": False,
+                "m365_event_type": False,
+                "m365_original_start": False,
+                "m365_ical_uid": False,
+                "m365_owner_account_id": owner.id or False,
+            }
+        )
+        if mine.recurrence_id:
+            mine.recurrence_id.calendar_event_ids.filtered(
+                lambda e: not e.m365_owner_account_id
+            ).write({"m365_owner_account_id": owner.id or False})
+        mine._m365_bump()
+        if recurrence.exists():
+            master.write({"m365_graph_recurrence": False, "m365_recurrence_note": False,
+                          "m365_series_reshaped": True})
+            master._m365_bump()
+        else:
+            master.write({"m365_deleted": True})
+            master._m365_bump()
+        return result
+
+    @staticmethod
+    def _m365_master_values(source, *, reshaped):
+        values = {name: source[name] for name in SERIES_SHARED_FIELDS}
+        values["partner_ids"] = [Command.set(source.partner_ids.ids)]
+        if reshaped:
+            values.update(
+                start=source.start,
+                stop=source.stop,
+                allday=source.allday,
+                m365_series_reshaped=True,
+            )
+        return values
+
+    def _m365_remove_series(self, scope, action):
+        """Delete or archive "all events" or "this and following" of a series Outlook holds:
+        the master is deleted in Outlook (the series with it), or its series ends before this
+        event; the occurrences go in Odoo without being pushed one by one."""
+        self.ensure_one()
+        if self._m365_is_origin() or self.env.context.get(SERIES_KEY):
+            return None  # the daemon's own, or Odoo rewriting a series (_m365_write_series)
+        master = self._m365_pushed_master()
+        if not master:
+            return None
+        recurrence = self.recurrence_id
+        sudo = {ORIGIN_KEY: True, "active_test": False}
+        master = master.with_context(**sudo)
+        series = self.with_context(**{SERIES_KEY: True})
+        if scope == "future_events" and recurrence and self != recurrence.base_event_id:
+            detached = recurrence._stop_at(series)
+            if action == "deletion":
+                detached.with_context(**{SERIES_KEY: True}).unlink()
+            else:
+                detached.with_context(**{SERIES_KEY: True}).write({"active": False})
+            if recurrence.exists():
+                master.write({"m365_graph_recurrence": False, "m365_recurrence_note": False,
+                              "m365_series_reshaped": True})
+                master._m365_bump()
+                return True
+        else:
+            # Under SERIES_KEY the overrides below leave it to Odoo.
+            getattr(series, f"action_mass_{action}")("all_events")
+        master.write({"m365_deleted": True})
+        master._m365_bump()
+        return True
+
+    def action_mass_deletion(self, recurrence_update_setting):
+        if recurrence_update_setting in SERIES_SCOPES:
+            done = self._m365_remove_series(recurrence_update_setting, "deletion")
+            if done:
+                return done
+        return super().action_mass_deletion(recurrence_update_setting)
+
+    def action_mass_archive(self, recurrence_update_setting):
+        if recurrence_update_setting in SERIES_SCOPES:
+            done = self._m365_remove_series(recurrence_update_setting, "archive")
+            if done:
+                return done
+        return super().action_mass_archive(recurrence_update_setting)
 
     # --- mail -------------------------------------------------------------------------------
 
@@ -343,6 +572,7 @@ class CalendarAttendee(models.Model):
         if (
             "state" in vals
             and not self.env.context.get(ORIGIN_KEY)
+            and not self.env.context.get(SERIES_KEY)
             and not self.env.context.get("is_calendar_event_new")
         ):
             # The user's answer to an invitation goes back to Outlook too.

@@ -24,6 +24,9 @@ fields are converted by the daemon (m365sync.sync.recurrence.to_odoo / from_odoo
   it pushed, a hidden master event is made to hold the series' binding, and the series'
   occurrences are bound as Outlook's occurrences come back (matched by their time slot), so
   Odoo's own occurrences are never pushed as separate meetings.
+* A change of a series master already in Outlook carries ``reshapes_series``: true when its
+  pattern or times changed since its last push, false when only its details did (the daemon
+  then leaves the pattern and times out of its PATCH, so Outlook keeps the exceptions).
 """
 
 # The "M365:..." errors are machine codes, hence no translation for them.
@@ -225,6 +228,10 @@ class M365DaemonApiCalendar(models.AbstractModel):
         if recurrence:
             wire["event"]["event_type"] = "seriesMaster"
             wire["odoo_recurrence"] = self._odoo_recurrence_values(recurrence, event)
+        if event.m365_is_series_master and binding:
+            # A series edited in Odoo: its pattern and times go to Outlook only when they
+            # changed (Outlook rebuilds the occurrences, and drops the exceptions, when they do).
+            wire["reshapes_series"] = bool(event.m365_series_reshaped)
         return wire
 
     @staticmethod
@@ -413,6 +420,8 @@ class M365DaemonApiCalendar(models.AbstractModel):
         else:
             Binding.create(values | {"account_id": account.id, "event_id": target.id})
         updates = {}
+        if target.m365_series_reshaped and version >= target.m365_version:
+            updates["m365_series_reshaped"] = False
         ical_uid = _opt(payload.get("ical_uid"))
         if ical_uid and not target.m365_ical_uid:
             updates["m365_ical_uid"] = ical_uid

@@ -565,3 +565,195 @@ class TestCalendarApi(M365Case):
         self.assertFalse(self.env["m365.free.busy"].search([("request_id", "=", old.id)]))
         self.assertTrue(fresh.exists())
         self.assertEqual(len(fresh.result_ids), 1)
+
+    # --- whole-series changes -----------------------------------------------------------------
+
+    def pushed_series(self, count=3):
+        """An Odoo series of ``count`` weekly meetings, pushed, with Outlook's occurrences back:
+        (account, master, Outlook's master id, the occurrences by start)."""
+        account = self.account(owner="m365-test-a")
+        event = self.user_event(
+            self.user_a, recurrency=True, rrule_type="weekly", interval=1, end_type="count",
+            count=count, **{SOON.strftime("%a").lower(): True},
+        )
+        recurrence = event.recurrence_id
+        (change,) = [c for c in self.changes(account)
+                     if c["crm_event_id"] in recurrence.calendar_event_ids.ids]
+        master_id = unique("m")
+        self.api.mark_event_pushed(
+            {"account_id": account["id"], "crm_event_id": change["crm_event_id"],
+             "graph_id": master_id, "change_key": "m1", "version": change["version"]}
+        )
+        master = self.bound_event(account, master_id)
+        occurrences = recurrence.calendar_event_ids.sorted("start")
+        self.store(account, *[
+            stored(wire_event(unique("o"), start=e.start, event_type="occurrence",
+                              master=master_id, organizer=account["address"]), [link(self.anna)])
+            for e in occurrences
+        ])
+        self.assertEqual(self.changes(account), [])
+        return account, master, master_id, occurrences
+
+    def test_an_all_events_edit_of_details_patches_the_master_only(self):
+        account, master, master_id, occurrences = self.pushed_series()
+        occurrences[1].with_user(self.user_a).write(
+            {"name": "Weekly sync", "location": "Room 9", "recurrence_update": "all_events"}
+        )
+        self.assertEqual(set(occurrences.mapped("name")), {"Weekly sync"})
+        (change,) = self.changes(account)
+        self.assertEqual(change["crm_event_id"], master.id)
+        self.assertEqual(change["event"]["graph_id"], master_id)
+        self.assertEqual(change["event"]["event_type"], "seriesMaster")
+        self.assertEqual((change["event"]["subject"], change["event"]["location"]),
+                         ("Weekly sync", "Room 9"))
+        self.assertIs(change["reshapes_series"], False)  # the exceptions stay in Outlook
+        self.assertEqual(change["odoo_recurrence"]["count"], 3)
+        self.api.mark_event_pushed(
+            {"account_id": account["id"], "crm_event_id": master.id, "graph_id": master_id,
+             "change_key": "m2", "version": change["version"]}
+        )
+        self.assertEqual(self.changes(account), [])
+
+    def test_an_all_events_change_of_times_reshapes_the_master(self):
+        account, master, master_id, occurrences = self.pushed_series()
+        first = occurrences[0].start
+        later = occurrences[1].start + timedelta(hours=2)
+        occurrences[1].with_user(self.user_a).write(
+            {"start": later, "stop": later + timedelta(hours=1), "recurrence_update": "all_events"}
+        )
+        (change,) = self.changes(account)
+        self.assertEqual(change["crm_event_id"], master.id)
+        self.assertIs(change["reshapes_series"], True)
+        self.assertEqual(change["event"]["start"], iso(first + timedelta(hours=2)))
+        self.assertEqual(change["odoo_recurrence"]["rrule_type"], "weekly")
+        self.assertFalse(change["deleted"])
+        self.api.mark_event_pushed(
+            {"account_id": account["id"], "crm_event_id": master.id, "graph_id": master_id,
+             "change_key": "m2", "version": change["version"]}
+        )
+        self.assertFalse(master.m365_series_reshaped)
+        # Outlook's new occurrences come back and are bound to Odoo's new ones, none created.
+        series = master.recurrence_id
+        self.assertEqual(len(series.calendar_event_ids), 3)
+        result = self.store(account, *[
+            stored(wire_event(unique("o"), start=e.start, event_type="occurrence",
+                              master=master_id, organizer=account["address"]), [link(self.anna)])
+            for e in series.calendar_event_ids.sorted("start")
+        ])
+        self.assertEqual((result["created"], result["linked"]), (0, 3))
+        self.assertEqual(self.changes(account), [])
+
+    def _delete_all_events(self, action):
+        account, master, master_id, occurrences = self.pushed_series()
+        getattr(occurrences[1].with_user(self.user_a), action)("all_events")
+        self.assertFalse(occurrences.exists().filtered("active"))
+        (change,) = self.changes(account)
+        self.assertEqual((change["crm_event_id"], change["deleted"]), (master.id, True))
+        self.assertEqual(change["event"]["graph_id"], master_id)
+        self.api.mark_event_pushed(
+            {"account_id": account["id"], "crm_event_id": master.id,
+             "graph_id": master_id, "change_key": None, "version": change["version"]}
+        )
+        self.assertFalse(master.exists())
+        self.assertEqual(self.changes(account), [])
+        return occurrences
+
+    def test_deleting_all_events_deletes_the_master(self):
+        self.assertFalse(self._delete_all_events("action_mass_deletion").exists())
+
+    def test_archiving_all_events_deletes_the_master(self):
+        # The calendar view's delete of a recurring meeting archives it.
+        occurrences = self._delete_all_events("action_mass_archive")
+        self.assertEqual(len(occurrences.exists()), 3)  # archived, not tombstones
+        self.assertFalse(any(occurrences.mapped("m365_deleted")))
+
+    def test_this_and_following_ends_the_old_series_and_starts_a_new_one(self):
+        account, master, master_id, occurrences = self.pushed_series(count=4)
+        third = occurrences[2]
+        third.with_user(self.user_a).write(
+            {"name": "New format", "recurrence_update": "future_events"}
+        )
+        changes = self.changes(account)
+        self.assertEqual(len(changes), 2, changes)
+        old, new = sorted(changes, key=lambda c: c["event"]["graph_id"] == "")
+        self.assertEqual((old["crm_event_id"], old["event"]["graph_id"]), (master.id, master_id))
+        self.assertIs(old["reshapes_series"], True)
+        self.assertEqual(old["odoo_recurrence"]["end_type"], "end_date")
+        until = old["odoo_recurrence"]["until"]
+        self.assertTrue(occurrences[1].start.date().isoformat() <= until < third.start.date().isoformat())
+        self.assertEqual(new["crm_event_id"], third.id)
+        self.assertEqual(new["event"]["event_type"], "seriesMaster")
+        self.assertEqual(new["event"]["subject"], "New format")
+        self.assertEqual(new["odoo_recurrence"]["count"], 2)
+
+    def test_deleting_this_and_following_ends_the_series(self):
+        account, master, master_id, occurrences = self.pushed_series(count=4)
+        third = occurrences[2]
+        third_day = third.start.date()
+        third.with_user(self.user_a).action_mass_deletion("future_events")
+        self.assertEqual(occurrences.exists(), occurrences[:2])
+        (change,) = self.changes(account)
+        self.assertEqual(change["crm_event_id"], master.id)
+        self.assertFalse(change["deleted"])
+        self.assertEqual(change["odoo_recurrence"]["end_type"], "end_date")
+        until = change["odoo_recurrence"]["until"]
+        self.assertTrue(occurrences[1].start.date().isoformat() <= until < third_day.isoformat())
+
+    def outlook_series(self, organizer):
+        account = self.account(owner="m365-test-a")
+        master_id = unique("m")
+        pattern = {"pattern_type": "weekly", "start_date": SOON.date().isoformat(), "interval": 1,
+                   "days_of_week": [SOON.strftime("%A").lower()], "range_type": "noEnd"}
+        odoo = dict(WEEKLY_ODOO, mon=False, **{SOON.strftime("%a").lower(): True})
+        self.store(account, stored(
+            wire_event(master_id, event_type="seriesMaster", recurrence=pattern,
+                       organizer=organizer or account["address"]),
+            [link(self.anna)], odoo_recurrence=odoo,
+        ), *[
+            stored(wire_event(unique("o"), start=SOON + timedelta(weeks=n), event_type="occurrence",
+                              master=master_id, organizer=organizer or account["address"]),
+                   [link(self.anna)])
+            for n in range(3)
+        ])
+        master = self.bound_event(account, master_id)
+        occurrences = self.env["calendar.event"].search(
+            [("m365_series_master_id", "=", master.id)], order="start")
+        self.assertEqual(len(occurrences), 3)
+        self.assertEqual(self.changes(account), [])
+        return account, master, master_id, pattern, occurrences
+
+    def test_an_outlook_series_edited_for_all_events_in_odoo(self):
+        account, master, master_id, pattern, occurrences = self.outlook_series(None)
+        occurrences[0].with_user(self.user_a).write(
+            {"name": "Renamed series", "recurrence_update": "all_events"}
+        )
+        (change,) = self.changes(account)
+        self.assertEqual((change["crm_event_id"], change["event"]["graph_id"]), (master.id, master_id))
+        self.assertEqual(change["event"]["recurrence"], pattern)  # Outlook's own pattern
+        self.assertIs(change["reshapes_series"], False)
+        self.assertTrue(change["organized_by_account"])
+
+    def test_this_and_following_of_an_outlook_series_in_odoo(self):
+        account, master, master_id, pattern, occurrences = self.outlook_series(None)
+        occurrences[1].with_user(self.user_a).write(
+            {"location": "Room 12", "recurrence_update": "future_events"}
+        )
+        changes = {c["crm_event_id"]: c for c in self.changes(account)}
+        self.assertEqual(set(changes), {master.id, occurrences[1].id})
+        old, new = changes[master.id], changes[occurrences[1].id]
+        self.assertFalse(old["event"]["recurrence"])  # the trimmed Odoo pattern goes instead
+        self.assertEqual(old["odoo_recurrence"]["end_type"], "end_date")
+        self.assertIs(old["reshapes_series"], True)
+        self.assertEqual((new["event"]["graph_id"], new["event"]["event_type"]), ("", "seriesMaster"))
+        self.assertEqual(new["event"]["location"], "Room 12")
+        self.assertEqual(occurrences[1].m365_owner_account_id.id, account["id"])
+
+    def test_someone_elses_series_is_not_changed_through_its_master(self):
+        account, master, master_id, pattern, occurrences = self.outlook_series(
+            "meganb@contoso.example"
+        )
+        occurrences[0].write({"name": "My own title", "recurrence_update": "all_events"})
+        changes = self.changes(account)
+        self.assertNotIn(master.id, [c["crm_event_id"] for c in changes])
+        self.assertTrue(changes)
+        self.assertFalse(any(c["organized_by_account"] for c in changes))

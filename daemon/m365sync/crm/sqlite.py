@@ -35,7 +35,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from m365sync.crm.gateway import AccountSpec, CrmGateway
-from m365sync.crm.sqlite_calendar import V2_CALENDAR, V4_ONLINE_MEETINGS, CalendarStore
+from m365sync.crm.sqlite_calendar import (
+    V2_CALENDAR,
+    V4_ONLINE_MEETINGS,
+    V6_SERIES_RESHAPED,
+    CalendarStore,
+)
 from m365sync.crm.sqlite_outbox import V3_OUTBOX, OutboxStore
 from m365sync.crm.sqlite_push import V5_PUSH, PushStore
 from m365sync.domain import (
@@ -246,7 +251,14 @@ CREATE TABLE m365_outbox (
 CREATE INDEX m365_outbox_state ON m365_outbox (state);
 """
 
-_MIGRATIONS: tuple[str, ...] = (_V1, V2_CALENDAR, V3_OUTBOX, V4_ONLINE_MEETINGS, V5_PUSH)
+_MIGRATIONS: tuple[str, ...] = (
+    _V1,
+    V2_CALENDAR,
+    V3_OUTBOX,
+    V4_ONLINE_MEETINGS,
+    V5_PUSH,
+    V6_SERIES_RESHAPED,
+)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _CHUNK = 500  # bound on the ``?`` of one IN (...) list, far below SQLite's limit

@@ -113,6 +113,14 @@ ALTER TABLE crm_calendar_event ADD COLUMN is_online_meeting INTEGER NOT NULL DEF
 ALTER TABLE m365_outbox ADD COLUMN requested_by TEXT;
 """
 
+# A series master whose pattern, start or end changed in the CRM since its last push (a push of
+# its other details leaves them out, so Outlook keeps the series' exceptions).
+V6_SERIES_RESHAPED = """
+ALTER TABLE crm_calendar_event ADD COLUMN series_reshaped INTEGER NOT NULL DEFAULT 0;
+"""
+
+_SHAPE_FIELDS = frozenset({"start", "end", "start_date", "end_date", "is_all_day", "time_zone"})
+
 
 def _text(value: datetime | None) -> str | None:
     if value is None:
@@ -425,6 +433,7 @@ class CalendarStore:
                 (ResponseStatus(a["response"]) for a in attendees if a["address"] == owner),
                 ResponseStatus.NONE,
             ),
+            reshapes_series=not (recurrence and row["graph_id"]) or bool(row["series_reshaped"]),
         )
 
     def mark_event_pushed(
@@ -456,6 +465,10 @@ class CalendarStore:
                 ).fetchone():
                     conn.execute("DELETE FROM crm_calendar_event WHERE id = ?", (crm_event_id,))
                 return
+            conn.execute(
+                "UPDATE crm_calendar_event SET series_reshaped = 0 WHERE id = ? AND version <= ?",
+                (crm_event_id, version),
+            )
             conn.execute(
                 "INSERT INTO m365_event_binding (account_id, graph_id, crm_event_id, change_key, "
                 "pushed_version) VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, crm_event_id) "
@@ -574,7 +587,9 @@ class CalendarStore:
     ) -> None:
         """Edit CRM-side fields (``subject``, ``start``, ``end``, ``location``, a series'
         ``recurrence``...) and optionally replace the attendees (the organizer stays): the
-        version goes up, so the change is pushed."""
+        version goes up, so the change is pushed. Editing a series master is editing the whole
+        series; a change of its pattern or times is remembered until pushed (``series_reshaped``),
+        the push of its other details leaves them out."""
         now = _text(datetime.now(UTC))
         recurrence = changes.pop("recurrence", None)
         with self._write() as conn:
@@ -608,8 +623,11 @@ class CalendarStore:
                     )
                 ]
                 self._replace_attendees(conn, event_id, [*organizer, *attendees])
+            reshaped = recurrence is not None or bool(_SHAPE_FIELDS & set(changes))
             conn.execute(
-                "UPDATE crm_calendar_event SET version = version + 1 WHERE id = ?", (event_id,)
+                "UPDATE crm_calendar_event SET version = version + 1, "
+                "series_reshaped = MAX(series_reshaped, ?) WHERE id = ?",
+                (int(reshaped and bool(row["is_series_master"])), event_id),
             )
 
     def crm_respond(self, event_id: int, address: str, response: ResponseStatus) -> None:

@@ -572,8 +572,15 @@ def _classify(item: Any) -> tuple[str | None, CalendarEvent | RejectedItem | Non
 # --- CalendarEvent -> Graph JSON -----------------------------------------------------------
 
 
+SERIES_SHAPE = ("start", "end", "isAllDay", "recurrence")
+
+
 def event_body(
-    event: CalendarEvent, *, create: bool = False, online_meeting: bool = False
+    event: CalendarEvent,
+    *,
+    create: bool = False,
+    online_meeting: bool = False,
+    details_only: bool = False,
 ) -> dict[str, Any]:
     """The JSON for ``POST /me/events`` (``create``) or a full ``PATCH`` of ``event``.
 
@@ -583,7 +590,9 @@ def event_body(
     lost (logged). ``transactionId`` goes only into a create (Graph refuses to change it), and
     only if the event carries one. ``online_meeting`` asks Outlook to attach its default online
     meeting; once set, Outlook ignores attempts to turn it off (event.md), so it is never sent
-    as false.
+    as false. ``details_only`` leaves out what shapes a series (start, end, isAllDay,
+    recurrence): a PATCH of a series master's details then keeps its occurrences and exceptions
+    as they are.
     """
     zone_name = graph_zone_name(event.time_zone)
     if zone_name is None:
@@ -607,6 +616,9 @@ def event_body(
         body["transactionId"] = event.transaction_id
     if online_meeting:
         body["isOnlineMeeting"] = True
+    if details_only:
+        for key in SERIES_SHAPE:
+            body.pop(key, None)
     return body
 
 

@@ -10,7 +10,8 @@ calendarView delta reports as removed both deleted events and events that merely
 window; an id Graph still serves is therefore kept (an event moving out of the window is not a
 deletion), and only a 404 unbinds it.
 
-Push: `sync.calendar.plan_outbound` over the CRM's pending changes; each one is carried out and
+Push: `sync.calendar.plan_outbound` over the CRM's pending changes (a whole series is changed
+or deleted through its master, never occurrence by occurrence); each one is carried out and
 recorded (`mark_event_pushed`) on its own, so one failing event never stops the others, and a
 create retried after a crash carries the same ``transactionId`` (no second Outlook event).
 """
@@ -247,7 +248,7 @@ class CalendarCycle:
                     )
                     self._pushed(account, change.crm_event_id, created, change.version)
                 elif isinstance(action, PushUpdate):
-                    body = event_body(change.event)
+                    body = event_body(change.event, details_only=action.details_only)
                     updated = self.writer.update(change.event.graph_id, body)
                     self._pushed(account, change.crm_event_id, updated, change.version)
                 elif isinstance(action, PushDelete):

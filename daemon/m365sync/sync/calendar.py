@@ -13,7 +13,11 @@ Inbound (a calendarView delta page, with the CRM's bindings for its ids):
 
 Outbound (the CRM's pending changes): creates carry a ``transactionId`` derived from the CRM
 event, so a retried create never makes a second Outlook event; events that ended before now
-are never created in Outlook (connecting must not spam attendees with the past).
+are never created in Outlook (connecting must not spam attendees with the past). A change of a
+whole series is a change of its master: a PATCH of the master (without its pattern and times
+when only its details changed, so Outlook keeps the exceptions), a DELETE of the master for
+the whole series; a series split in the CRM ("this and following") is the old master's range
+ending (a PATCH) and a new series (a create).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from m365sync.domain import (
     CrmEventChange,
     EventBinding,
     EventLink,
+    EventType,
     ResponseStatus,
     Sensitivity,
     StoredEvent,
@@ -184,7 +189,12 @@ class PushCreate:
 
 @dataclass(frozen=True, slots=True)
 class PushUpdate:
+    """PATCH the event with the whole of it; ``details_only`` for a series master whose
+    pattern, start and end did not change: they are left out of the PATCH, as Outlook rebuilds
+    a series' occurrences (and drops its exceptions) when they are set."""
+
     change: CrmEventChange
+    details_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +258,8 @@ def plan_outbound(changes: Iterable[CrmEventChange], *, now: datetime) -> list[P
         if change.deleted:
             actions.append(PushDelete(change) if in_outlook else ForgetDeleted(change))
         elif in_outlook:
-            actions.append(PushUpdate(change))
+            master = change.event.event_type is EventType.SERIES_MASTER
+            actions.append(PushUpdate(change, details_only=master and not change.reshapes_series))
         elif not _ended(change.event, now):
             actions.append(PushCreate(change, transaction_id(change)))
     return actions
