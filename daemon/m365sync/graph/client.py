@@ -327,6 +327,10 @@ class GraphClient:
             self._sleep(wait)
             waited += wait
 
+    @property
+    def token_provider(self) -> TokenProvider:
+        return self._tokens
+
     def url_for(self, url_or_path: str) -> str:
         """Absolute links (nextLink, deltaLink) verbatim; paths joined to the base URL.
 

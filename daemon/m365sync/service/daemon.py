@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 PUSH_CACHE_SECONDS = 30.0
 STALE_CHECK_SECONDS = 60.0
+SECRET_CHECK_SECONDS = 6 * 3600.0
 
 
 class ShuttingDown(LeaseLost):
@@ -261,6 +262,8 @@ class Service:
         )
         jobs.every(opts.info_interval_seconds).seconds.do(self._guard, "info", self._publish)
         jobs.every(STALE_CHECK_SECONDS).seconds.do(self._guard, "stale", self.watch_staleness)
+        jobs.every(SECRET_CHECK_SECONDS).seconds.do(self._guard, "secret", self.check_secret)
+        self._guard("secret", self.check_secret)
         self._guard("info", self._publish)
         self._guard("connect", self._connects)
         self._guard("lease", self.tick)
@@ -374,6 +377,22 @@ class Service:
                 )
         self._stale = {a.id for a in stale}
         return sorted(self._stale)
+
+    def check_secret(self) -> bool:
+        """The client secret's expiry (``microsoft.client_secret_expires``): a warning from a
+        month ahead, an error once it has lapsed (every account then fails to refresh), and
+        the date in /metrics for alerting. Odoo's settings page shows the same date."""
+        from m365sync.service.checks import secret_expiry_note
+
+        expires = self.runtime.config.microsoft.client_secret_expires
+        if expires is not None:
+            moment = datetime(expires.year, expires.month, expires.day, tzinfo=UTC)
+            self.metrics.secret_expiry.set(moment.timestamp())
+        ok, words = secret_expiry_note(expires, self.now().date())
+        if not ok:
+            level = logging.ERROR if expires and expires < self.now().date() else logging.WARNING
+            log.log(level, "client secret %s", words, extra={"event": "client_secret"})
+        return ok
 
     def _publish(self) -> None:
         from m365sync.service.crm_connect import publish_daemon_info

@@ -53,6 +53,11 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.secret_expiry = Gauge(
+            "m365sync_client_secret_expiry_timestamp_seconds",
+            "When the app's client secret expires (microsoft.client_secret_expires)",
+            registry=r,
+        )
         self.last_cycle = Gauge(
             "m365sync_last_cycle_timestamp_seconds", "When the last account cycle ended", registry=r
         )

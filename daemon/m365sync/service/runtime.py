@@ -65,6 +65,7 @@ class Runtime:
     # This process's name in claims and leases (the service sets its replica's holder).
     holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _tokens: dict[int, AccountTokens] = field(default_factory=dict)
+    _graphs: dict[int, GraphClient] = field(default_factory=dict)
     _settings: CrmSettings | None = None
     _settings_read: float = float("-inf")
     _settings_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -108,12 +109,19 @@ class Runtime:
         return self._tokens[account.id]
 
     def graph_for(self, account: Account) -> GraphClient:
-        return GraphClient(
-            self.session,
-            self.config.microsoft.graph_base_url,
-            self.tokens_for(account),
-            timeout=self.config.microsoft.timeout_seconds,
-        )
+        """One client per mailbox in this process, so its cap of four concurrent requests
+        (Outlook's per-mailbox limit) holds across the cycle, the outbox and free/busy."""
+        client = self._graphs.get(account.id)
+        tokens = self.tokens_for(account)
+        if client is None or client.token_provider is not tokens:
+            client = GraphClient(
+                self.session,
+                self.config.microsoft.graph_base_url,
+                tokens,
+                timeout=self.config.microsoft.timeout_seconds,
+            )
+            self._graphs[account.id] = client
+        return client
 
     def mail_reader_for(
         self, account: Account, graph: GraphClient | None = None
@@ -146,6 +154,7 @@ class Runtime:
 
     def forget_tokens(self, account_id: int) -> None:
         self._tokens.pop(account_id, None)
+        self._graphs.pop(account_id, None)
 
     def close(self) -> None:
         self.session.close()
