@@ -208,3 +208,38 @@ def test_check_config_tries_graphs_validation_request(tmp_path):
         with make_session(None, user_agent="test") as session:
             ok, words = check_notification_url(dead, session)
         assert not ok and "Graph could not either" in words
+
+
+def test_due_rules_interval_backoff_and_requests(tmp_path):
+    """What `Service._work_for` decides for a leased account: the interval (normal, or doubled
+    after repeated failures), and a Sync now / notification request that overrides both."""
+    from datetime import UTC, datetime, timedelta
+
+    from m365sync.domain import SyncRun
+
+    stack = push_stack(tmp_path, mail_interval=300)
+    (account,) = stack.gateway.list_accounts()
+    now = datetime.now(UTC)
+    service = Service(
+        stack.runtime, ServiceOptions(holder="due:1", health_port=-1), clock=lambda: now
+    )
+    try:
+        assert service._work_for(account.id) == "cycle"  # never synced
+        started = now - timedelta(minutes=11)
+        stack.gateway.record_sync_run(
+            SyncRun(account.id, started_at=started, finished_at=started, error="Graph failed")
+        )
+        assert service._work_for(account.id) == "cycle"  # 11 minutes > the 5-minute interval
+        service._failures[account.id] = 3  # third failure in a row: wait 20 minutes
+        assert service._work_for(account.id) is None
+        stack.gateway.request_sync(account.id, now - timedelta(minutes=1))  # Sync now
+        assert service._work_for(account.id) == "cycle"
+        stack.gateway.record_sync_run(
+            SyncRun(account.id, started_at=now, finished_at=now)  # a cycle answered it
+        )
+        service._failures.clear()
+        assert service._work_for(account.id) is None
+    finally:
+        service._pool.shutdown()
+        stack.runtime.close()
+        stack.emulator.stop()

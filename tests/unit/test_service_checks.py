@@ -41,3 +41,13 @@ def test_a_month_ahead_warns_and_a_lapsed_secret_is_an_error(caplog):
 
 def test_no_date_configured_is_not_a_problem():
     assert service_with_secret(None).check_secret()
+
+
+def test_backoff_doubles_from_the_second_failure_up_to_an_hour():
+    from datetime import timedelta
+
+    from m365sync.service.daemon import backoff
+
+    five = timedelta(minutes=5)
+    assert [backoff(five, n).total_seconds() / 60 for n in range(7)] == [5, 5, 10, 20, 40, 60, 60]
+    assert backoff(timedelta(hours=2), 5) == timedelta(hours=2)  # never below the interval

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 PUSH_CACHE_SECONDS = 30.0
 STALE_CHECK_SECONDS = 60.0
 SECRET_CHECK_SECONDS = 6 * 3600.0
+BACKOFF_CAP = timedelta(hours=1)
 
 
 class ShuttingDown(LeaseLost):
@@ -97,6 +98,15 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def backoff(interval: timedelta, failures: int) -> timedelta:
+    """The wait before the next cycle of an account that failed ``failures`` cycles in a row:
+    the interval, doubled from the second failure on, at most BACKOFF_CAP (or the interval, if
+    that is longer). Sync now and notifications do not wait for it."""
+    if failures <= 1:
+        return interval
+    return max(interval, min(interval * 2 ** (failures - 1), BACKOFF_CAP))
 
 
 # --- systemd ---------------------------------------------------------------------------------
@@ -214,6 +224,7 @@ class Service:
         self._outbox_checked: dict[int, float] = {}
         self._push_cache: dict[int, tuple[float, list[Subscription]]] = {}
         self._stale: set[int] = set()
+        self._failures: dict[int, int] = {}  # consecutive failed cycles per account (backoff)
         self.wake = threading.Event()  # set by the notification endpoint: tick now
         self.notifications: NotificationServer | None = None
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="m365sync-account")
@@ -459,7 +470,10 @@ class Service:
     def _interval(self, account_id: int, now: datetime) -> timedelta:
         """The normal poll, or the slower safety poll while the account's subscriptions are
         live; a subscription due for renewal makes the cycle due at once."""
-        normal = timedelta(seconds=self.runtime.mail_interval_seconds())
+        normal = backoff(
+            timedelta(seconds=self.runtime.mail_interval_seconds()),
+            self._failures.get(account_id, 0),
+        )
         gateway = self.runtime.gateway
         if not gateway.supports_push:
             return normal
@@ -520,6 +534,18 @@ class Service:
                 outcome = "handed_over"
             elif run.error:
                 self.metrics.errors.labels(kind="cycle").inc()
+            if outcome == "ok":
+                self._failures.pop(account_id, None)
+            elif outcome == "error":
+                self._failures[account_id] = failures = self._failures.get(account_id, 0) + 1
+                if failures > 1:
+                    log.info(
+                        "account %s failed %d cycles in a row; next attempt in %s",
+                        account_id,
+                        failures,
+                        backoff(timedelta(seconds=self.runtime.mail_interval_seconds()), failures),
+                        extra={"event": "backoff", "account": account_id},
+                    )
             self.metrics.cycles.labels(outcome=outcome).inc()
             self.last_cycle_at = ended
             self.metrics.last_cycle.set(ended.timestamp())
