@@ -169,6 +169,14 @@ class GatewayContract:
     ) -> Partner:  # pragma: no cover - the adapter's module provides it
         raise NotImplementedError
 
+    def crm_pause(self, gateway: CrmGateway, account: Account) -> None:
+        """The owner's Pause in the CRM (not part of the daemon's interface)."""
+        raise NotImplementedError  # pragma: no cover - the adapter's module provides it
+
+    def crm_resume(self, gateway: CrmGateway, account: Account) -> None:
+        """The owner's Resume in the CRM."""
+        raise NotImplementedError  # pragma: no cover - the adapter's module provides it
+
     @pytest.fixture
     def account(self, gateway: CrmGateway) -> Account:
         return gateway.upsert_account(spec())
@@ -361,10 +369,26 @@ class GatewayContract:
         gateway.renew_lease(current, ttl_seconds=60, now=later)
 
     def test_paused_accounts_are_never_leased(self, gateway: CrmGateway, account: Account) -> None:
-        gateway.set_account_status(account.id, AccountStatus.PAUSED, "paused by the owner")
+        self.crm_pause(gateway, account)
         assert self._claim(gateway, "worker-a", [account], T0) == {}
-        gateway.set_account_status(account.id, AccountStatus.ACTIVE)
+        self.crm_resume(gateway, account)
         assert account.id in self._claim(gateway, "worker-a", [account], T0)
+
+    def test_a_cycle_ending_after_a_pause_does_not_undo_it(
+        self, gateway: CrmGateway, account: Account
+    ) -> None:
+        """The owner pauses while a cycle runs; the cycle's last status write keeps the pause
+        (its sync time still counts)."""
+        self.crm_pause(gateway, account)
+        gateway.set_account_status(
+            account.id, AccountStatus.ACTIVE, "Imported 3 new.", synced_at=T0
+        )
+        paused = gateway.get_account(account.id)
+        assert paused.status is AccountStatus.PAUSED
+        assert paused.last_sync_at == T0
+        self.crm_resume(gateway, account)
+        gateway.set_account_status(account.id, AccountStatus.ACTIVE, "Imported 1 new.")
+        assert gateway.get_account(account.id).status is AccountStatus.ACTIVE
 
     def test_tokens_only_grow(self, gateway: CrmGateway) -> None:
         accounts = [gateway.upsert_account(spec()) for _ in range(2)]

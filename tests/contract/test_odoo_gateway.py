@@ -123,6 +123,12 @@ class TestOdooContract(GatewayContract):
         partner_id = admin_rpc_cached().execute_kw("res.partner", "create", [values])
         return Partner(partner_id, name, email, is_company, parent_id, website)
 
+    def crm_pause(self, gateway, account):
+        admin_rpc_cached().execute_kw("m365.account", "action_pause", [[account.id]])
+
+    def crm_resume(self, gateway, account):
+        admin_rpc_cached().execute_kw("m365.account", "action_resume", [[account.id]])
+
     # Its own @given function: Hypothesis refuses one run by several classes (the embedded
     # store's suite runs the base class's).
     @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

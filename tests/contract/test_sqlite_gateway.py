@@ -57,6 +57,12 @@ class TestSqliteContract(GatewayContract):
     def gateway(self, sqlite_gateway: SqliteGateway) -> CrmGateway:
         return sqlite_gateway
 
+    def crm_pause(self, gateway, account):
+        gateway.crm_pause(account.id, by="the owner")
+
+    def crm_resume(self, gateway, account):
+        gateway.crm_resume(account.id)
+
     def seed_partner(
         self,
         gateway: CrmGateway,

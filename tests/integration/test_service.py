@@ -282,6 +282,10 @@ def test_sigterm_mid_page_exits_zero_and_leaves_a_consistent_store(fleet):
     assert code == 0, a.log_path.read_text()[-3000:]
     assert a.events("stopped")
     assert set(lease_holders(fleet).values()) == {None}  # every lease released
+    # No account is left saying it is importing: those stopped mid-cycle say so.
+    details = {acc.status_detail for acc in fleet.gateway.list_accounts()}
+    assert "Importing mail." not in details
+    assert any("stopped during a cycle" in d for d in details)
     fleet.emulator.faults.clear()
 
     # Every stored cursor matches the stored data: resuming completes each account, and the

@@ -222,18 +222,23 @@ class M365DaemonApi(models.AbstractModel):
     def set_account_status(self, payload):
         """``until`` is part of the status: a call without it clears an older one."""
         env = self._daemon_env()
-        account = self._account(env, payload["account_id"])
+        account = self._account(env, payload["account_id"], lock=True)
         values = {
             "status": payload["status"],
             "status_detail": payload.get("detail") or "",
             "status_until": dt_from_wire(_opt(payload.get("until"))) or False,
         }
+        if account.status == "paused":
+            # Pause is the owner's decision; a cycle that was running when they paused must
+            # not undo it (only Resume does). Its sync time still counts.
+            values = {}
         synced = dt_from_wire(_opt(payload.get("synced_at")))
         if synced:
             values["last_sync_at"] = synced
             # A finished cycle answers a pending "Sync now".
             values["sync_requested"] = False
-        account.write(values)
+        if values:
+            account.write(values)
         return True
 
     @api.model

@@ -661,8 +661,13 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
         """``until`` is part of the status: a call without it clears an older one."""
         with self._write() as conn:
             self._require_account(conn, account_id)
+            # Paused is the owner's decision: a cycle that was running when they paused does
+            # not undo it (only resuming does); its sync time still counts.
             conn.execute(
-                "UPDATE m365_account SET status = ?, status_detail = ?, status_until = ?, "
+                "UPDATE m365_account SET "
+                "status = CASE WHEN status = 'paused' THEN status ELSE ? END, "
+                "status_detail = CASE WHEN status = 'paused' THEN status_detail ELSE ? END, "
+                "status_until = CASE WHEN status = 'paused' THEN status_until ELSE ? END, "
                 "last_sync_at = COALESCE(?, last_sync_at) WHERE id = ?",
                 (
                     AccountStatus(status).value,
@@ -671,6 +676,26 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
                     _dt_text(synced_at),
                     account_id,
                 ),
+            )
+
+    def crm_pause(self, account_id: int, *, by: str = "") -> None:
+        """The owner's Pause (a CRM user's action, not the daemon's): never leased until
+        `crm_resume`; status writes of a cycle still running leave it paused."""
+        with self._write() as conn:
+            self._require_account(conn, account_id)
+            conn.execute(
+                "UPDATE m365_account SET status = 'paused', status_detail = ?, "
+                "status_until = NULL WHERE id = ?",
+                (f"Paused by {by}." if by else "Paused.", account_id),
+            )
+
+    def crm_resume(self, account_id: int) -> None:
+        with self._write() as conn:
+            self._require_account(conn, account_id)
+            conn.execute(
+                "UPDATE m365_account SET status = 'connected', status_detail = '' "
+                "WHERE id = ? AND status = 'paused'",
+                (account_id,),
             )
 
     def store_token_cache(self, account_id: int, sealed_token_cache: str) -> None:

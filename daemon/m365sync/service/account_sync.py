@@ -101,12 +101,20 @@ def sync_account_mail(
                 lease=lease,
             ).run(account, run)
         run.push = _keep_push(runtime, graph, account, lease)
-    except LeaseLost:
-        # Another worker holds the account now (or this one is shutting down): the status is
-        # theirs to write. Keep only this cycle's figures.
+    except LeaseLost as stop:
+        # Another worker holds the account now: the status is theirs to write. Keep only
+        # this cycle's figures. A service stopping still holds the lease and says so, rather
+        # than leaving "Importing mail." until the next cycle.
         log.info("account %s: lease given up, this worker stops here", account.id)
         run.error = LEASE_GIVEN_UP
         try:
+            if getattr(stop, "still_held", False):
+                gateway.set_account_status(
+                    account.id,
+                    AccountStatus.ACTIVE,
+                    "The service stopped during a cycle; the next one resumes from the last "
+                    "stored page.",
+                )
             gateway.record_sync_run(run)
         except CrmError as error:
             log.warning("account %s: the CRM could not record the run: %s", account.id, error)

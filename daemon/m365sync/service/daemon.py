@@ -53,6 +53,8 @@ class ShuttingDown(LeaseLost):
     """Raised between pages when the service stops: the page and its cursor are stored, the
     account's lease is released, and another replica (or the next start) goes on from there."""
 
+    still_held = True  # unlike a lost lease, this worker may still say why the cycle stopped
+
 
 @dataclass(slots=True)
 class ServiceOptions:
