@@ -405,10 +405,16 @@ class EventLink:
 
 @dataclass(slots=True)
 class StoredEvent:
-    """What the sync hands the CRM for one Outlook event (privacy already applied)."""
+    """What the sync hands the CRM for one Outlook event (privacy already applied).
+
+    ``keep_details``: a private Outlook event already bound to a CRM event. The event comes
+    reduced to busy time, so the store updates only what is not its details (times, time zone,
+    all-day, show-as, sensitivity, recurrence, change key) and keeps the CRM's subject, body,
+    location, online meeting and attendees."""
 
     event: CalendarEvent
     attendees: list[EventLink]
+    keep_details: bool = False
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ from m365sync.domain import (
     EventType,
     Recurrence,
     ResponseStatus,
+    Sensitivity,
     StoredEvent,
 )
 from tests.contract.gateway_contract import spec, unique
@@ -178,6 +179,37 @@ class CalendarContract:
             gateway.store_event_page(page(account, [StoredEvent(moved, links(anna.id))])).updated
             == 1
         )
+
+    def test_a_bound_event_turned_private_in_outlook_keeps_the_crms_details(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """A private Outlook item comes as busy time (``plan_inbound``); bound to a CRM event
+        (``keep_details``), it moves the event and leaves its subject and attendees alone."""
+        graph_id = unique("g")
+        gateway.store_event_page(page(account, [StoredEvent(event(graph_id), links(anna.id))]))
+        later = SOON + timedelta(hours=3)
+        busy = replace(
+            event(graph_id, start=later, change_key="ck2"),
+            subject=None,
+            sensitivity=Sensitivity.PRIVATE,
+        )
+        organizer = [
+            EventLink(
+                "organizer", "meganb@contoso.example", "Megan", ResponseStatus.ORGANIZER, None, None
+            )
+        ]
+        result = gateway.store_event_page(
+            page(account, [StoredEvent(busy, organizer, keep_details=True)])
+        )
+        assert result.updated == 1
+        (summary,) = gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))
+        assert (summary.subject, summary.start, summary.end) == (
+            "Quarterly review",
+            later,
+            later + timedelta(hours=1),
+        )
+        (binding,) = gateway.event_bindings(account.id, [graph_id]).values()
+        assert binding.change_key == "ck2" and binding.version == binding.pushed_version
 
     def test_all_day_events_keep_their_dates(
         self, gateway: CrmGateway, account: Account, anna

@@ -480,7 +480,10 @@ def test_an_event_moving_out_of_the_window_is_not_a_deletion(cal):
     assert [m.subject for m in upcoming(cal)] == ["Quarterly review"]
 
 
-def test_a_private_crm_event_reaches_outlook_as_busy_time(cal):
+def test_a_private_crm_event_reaches_outlook_whole_and_keeps_its_details(cal):
+    """A private CRM meeting goes to Outlook with its subject, body and attendee (Outlook sends
+    the invitation), marked private; moved in Outlook, it comes back as a move only: the CRM's
+    subject and attendee stay, though a private event's details never come in."""
     start = (NOW + timedelta(days=6)).replace(minute=0, second=0)
     item = CalendarEvent(
         graph_id="",
@@ -491,13 +494,41 @@ def test_a_private_crm_event_reaches_outlook_as_busy_time(cal):
         end=start + timedelta(hours=1),
         sensitivity=Sensitivity.PRIVATE,
         body_html="<p>confidential</p>",
+        location="Room 2",
         organizer=EmailAddress(cal.account.address),
     )
-    cal.gateway.crm_create_event(cal.account.id, item)
+    people = [
+        EventLink(
+            "required",
+            "anna.lidman@fabrikam.com",
+            "Anna Lidman",
+            ResponseStatus.NONE,
+            cal.anna.id,
+            None,
+        )
+    ]
+    cal.gateway.crm_create_event(cal.account.id, item, people)
     sync(cal)
     (outlook,) = cal.emulator.mailbox.calendar.events()
     assert outlook["sensitivity"] == "private"
-    assert outlook["subject"] in ("", None) and "confidential" not in str(outlook.get("body"))
+    assert outlook["subject"] == "Salary talk" and "confidential" in str(outlook.get("body"))
+    assert [a["emailAddress"]["address"] for a in outlook["attendees"]] == [
+        "anna.lidman@fabrikam.com"
+    ]
+    later = start + timedelta(hours=2)
+    cal.emulator.mailbox.calendar.update(
+        outlook["id"], {"start": dtz(later), "end": dtz(later + timedelta(hours=1))}
+    )
+    sync(cal)
+    (meeting,) = upcoming(cal)
+    assert (meeting.subject, meeting.start) == ("Salary talk", later)
+    assert meeting.attendees == ("anna.lidman@fabrikam.com",)
+    rows = [r for r in _crm_rows(cal) if r["subject"] == "Salary talk"]
+    assert [(r["body_html"], r["location"], r["sensitivity"]) for r in rows] == [
+        ("<p>confidential</p>", "Room 2", "private")
+    ]
+    assert not cal.gateway.event_changes_to_push(cal.account.id)  # nothing echoes back
+    assert cal.emulator.mailbox.calendar.get(outlook["id"])["subject"] == "Salary talk"
 
 
 def _owner_response(stack, subject):

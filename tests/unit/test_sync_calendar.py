@@ -106,6 +106,26 @@ def test_private_events_are_busy_time_only():
     assert (item.subject, item.body_html, item.location, item.attendees) == (None, None, None, ())
     assert item.start == NOW + timedelta(days=1)
     assert [a.role for a in stored.attendees] == ["organizer"]
+    assert not stored.keep_details  # not in the CRM: a personal appointment stays busy time
+
+
+def test_a_bound_private_event_keeps_the_crms_details():
+    """A private Outlook event bound to a CRM event (e.g. a private CRM meeting pushed whole)
+    still comes as busy time, flagged so the stores keep the CRM's details and attendees."""
+    moved = meeting(sensitivity=Sensitivity.CONFIDENTIAL, start=NOW + timedelta(days=2))
+    plan = plan_inbound([moved], {"g1": binding()}, LOOKUPS, POLICY)
+    (stored,) = plan.upserts
+    assert stored.keep_details
+    item = stored.event
+    assert (item.subject, item.body_html, item.location, item.attendees) == (None, None, None, ())
+    assert (item.start, item.sensitivity) == (NOW + timedelta(days=2), Sensitivity.CONFIDENTIAL)
+    # Outlook's newer change of a private event also wins only its times.
+    outlook_newer = binding(version=2, pushed=1, crm_modified=NOW - timedelta(minutes=5))
+    (stored,) = plan_inbound([moved], {"g1": outlook_newer}, LOOKUPS, POLICY).upserts
+    assert stored.keep_details
+    # A bound event that is not private is stored whole, details and attendees included.
+    (stored,) = plan_inbound([meeting()], {"g1": binding()}, LOOKUPS, POLICY).upserts
+    assert not stored.keep_details and stored.event.subject == "Review"
 
 
 def test_page_addresses_cover_organizer_and_attendees():
@@ -182,17 +202,32 @@ def test_every_change_gets_at_most_one_action_and_creates_have_stable_ids(rows):
             assert action.change.deleted
 
 
-def test_private_crm_events_go_to_outlook_as_busy_time_only():
+def test_private_crm_events_go_to_outlook_whole_and_marked_private():
+    """The invitations go out and the owner's Outlook shows the meeting: Outlook's own privacy
+    (sensitivity private) hides it from those the calendar is shared with."""
     item = meeting(graph_id="", sensitivity=Sensitivity.PRIVATE)
-    (action,) = plan_outbound([CrmEventChange(3, item, 1)], now=NOW)
-    pushed = action.change.event
-    assert (pushed.subject, pushed.body_html, pushed.location, pushed.attendees) == (
-        None,
-        None,
-        None,
-        (),
-    )
-    assert pushed.sensitivity is Sensitivity.PRIVATE and pushed.start == item.start
+    addresses = ("anna@fabrikam.com", "new.person@fabrikam.com")
+    for change in (
+        CrmEventChange(3, item, 1, attendee_addresses=addresses),
+        CrmEventChange(4, replace(item, graph_id="g4"), 2, attendee_addresses=addresses),
+    ):
+        (action,) = plan_outbound([change], now=NOW)
+        assert isinstance(action, PushCreate | PushUpdate)
+        pushed = action.change.event
+        assert (pushed.subject, pushed.body_html, pushed.location) == (
+            "Review",
+            "<p>agenda</p>",
+            "Room 1",
+        )
+        assert pushed.attendees == item.attendees
+        assert action.change.attendee_addresses == addresses
+        body = event_body(pushed, create=isinstance(action, PushCreate))
+        assert body["sensitivity"] == "private" and body["subject"] == "Review"
+        assert [a["emailAddress"]["address"] for a in body["attendees"]] == [
+            "Anna@Fabrikam.com",
+            "new.person@fabrikam.com",
+        ]
+        assert body["body"]["content"] == "<p>agenda</p>"
 
 
 def test_an_invitation_is_only_ever_answered():

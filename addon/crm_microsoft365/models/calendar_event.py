@@ -30,6 +30,13 @@ store (m365sync.crm.sqlite_calendar) is the semantic reference. Here:
 * **No Odoo invitations for synced events.** Outlook sends them: `_skip_send_mail_status_update`
   answers True for events owned by an account, bound to one or carrying an iCalUId, and every
   mail to attendees is skipped under the daemon's context.
+* **Privacy.** Odoo's private and "Only internal users" (confidential) events go to Outlook
+  whole (details and attendees: Outlook sends the invitations) with the sensitivity
+  ``private``, Outlook's own privacy (an Outlook confidential one keeps ``confidential``).
+  From Outlook, a private or confidential event not yet in Odoo arrives as busy time only
+  (privacy private, named "Busy"); one bound to an Odoo event comes with ``keep_details``: it
+  updates the times, show-as, privacy (private, or confidential if Odoo had it) and series,
+  and keeps the name, description, location, online meeting and attendees.
 * **No Odoo reminders for events from Outlook.** The daemon creates them without alarms (Odoo's
   default ones included) and clears any on its updates of events it made; events made in Odoo
   (they have an owner account) keep theirs.

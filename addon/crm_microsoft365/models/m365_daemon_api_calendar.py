@@ -59,6 +59,19 @@ RESPONSE_OF_STATE = {
     "needsAction": "notResponded",
 }
 PRIVATE = ("private", "confidential")
+# What a private Outlook event bound to an Odoo event (``keep_details``) leaves as Odoo has it:
+# it comes as busy time only, and must not wipe what Odoo pushed (its attendees are kept too).
+DETAIL_FIELDS = (
+    "name",
+    "description",
+    "location",
+    "videocall_location",
+    "m365_online_meeting_url",
+    "m365_is_online_meeting",
+    "partner_ids",
+    "m365_company_ids",
+    "m365_extra_attendees",
+)
 WEEK_STARTS = {
     "1": "monday",
     "2": "tuesday",
@@ -93,7 +106,10 @@ class M365DaemonApiCalendar(models.AbstractModel):
         """Lease check, removals, upserts (series masters first) and the cursor, in this one
         RPC transaction. ``PageResult``: created, updated (an item with a new change key),
         linked (the same meeting brought by another mailbox, or an Odoo series' occurrence
-        Outlook sent back), removed (bindings); a replayed page gives zeros."""
+        Outlook sent back), removed (bindings); a replayed page gives zeros. A stored event
+        with ``keep_details`` (a private Outlook event already bound: it comes as busy time)
+        updates the bound event's times, show-as, privacy and series, and keeps its name,
+        description, location, online meeting and attendees."""
         env = self._daemon_env()
         env = env(context=dict(env.context, **INBOUND))
         page = payload["page"]
@@ -584,7 +600,7 @@ class _EventPageWriter:
             if change_key and binding.change_key == change_key:
                 return  # our own write coming back, or a replay
             event = binding.event_id
-            self._write(event, stored)
+            self._write(event, stored, keep_details=bool(stored.get("keep_details")))
             self.updated += 1
         else:
             event = self._same_meeting(item) or self._same_slot(item)
@@ -676,14 +692,18 @@ class _EventPageWriter:
         self._apply_series(event, stored)
         return event
 
-    def _write(self, event, stored):
+    def _write(self, event, stored, keep_details=False):
         values, states = self._values(stored, event)
+        if keep_details:
+            for name in DETAIL_FIELDS:
+                values.pop(name, None)
         if event.alarm_ids and not event.m365_owner_account_id:
             # An event the daemon made from Outlook carries no Odoo reminder; one made in Odoo
             # (it has an owner account) keeps its own.
             values["alarm_ids"] = [Command.clear()]
         event.write(values)
-        self._apply_states(event, states)
+        if not keep_details:
+            self._apply_states(event, states)
         self._apply_series(event, stored)
 
     @staticmethod
@@ -722,11 +742,16 @@ class _EventPageWriter:
         subject = _opt(item.get("subject"))
         if not subject:
             subject = self.env._("Busy") if sensitivity in PRIVATE else self.env._("(No subject)")
+        # Outlook's private and confidential are Odoo's private; Odoo's "Only internal users"
+        # (confidential, pushed as private) stays as it is.
+        privacy = "public"
+        if sensitivity in PRIVATE:
+            privacy = "confidential" if event and event.privacy == "confidential" else "private"
         values = {
             "name": subject,
             "description": _opt(item.get("body_html")) or False,
             "location": _opt(item.get("location")) or False,
-            "privacy": "private" if sensitivity in PRIVATE else "public",
+            "privacy": privacy,
             "show_as": "free" if show_as == "free" else "busy",
             "user_id": organizer_user.id or False,
             "m365_event_type": kind,

@@ -539,6 +539,64 @@ class TestCalendarApi(M365Case):
                 (change,) = self.changes(account, event)
                 self.assertEqual(change["event"]["sensitivity"], sensitivity)
 
+    def test_a_private_odoo_event_goes_to_outlook_with_its_details_and_attendees(self):
+        account = self.account(owner="m365-test-a")
+        for privacy in ("private", "confidential"):
+            with self.subTest(privacy=privacy):
+                event = self.user_event(
+                    self.user_a, privacy=privacy, location="Room 7", description="<p>Terms</p>"
+                )
+                (change,) = self.changes(account, event)
+                wire = change["event"]
+                self.assertEqual(wire["sensitivity"], "private")
+                self.assertEqual((wire["subject"], wire["location"]), ("Demo", "Room 7"))
+                self.assertIn("Terms", wire["body_html"])
+                self.assertIn(self.anna.email.lower(), [a["address"] for a in wire["attendees"]])
+                self.assertIn(self.anna.email.lower(), change["attendee_addresses"])
+
+    def busy_time(self, graph_id, start, change_key, organizer):
+        """A private Outlook event as the daemon stores it (sync.calendar.busy_only)."""
+        item = wire_event(graph_id, subject=None, start=start, change_key=change_key,
+                          organizer=organizer, sensitivity="private")
+        return item | {"body_html": None, "location": None}
+
+    def test_a_bound_private_event_moved_in_outlook_keeps_odoos_details(self):
+        account = self.account(owner="m365-test-a")
+        for privacy, kept in (("confidential", "confidential"), ("private", "private"),
+                              ("public", "private")):
+            with self.subTest(privacy=privacy):
+                event = self.user_event(self.user_a, privacy=privacy, location="Room 7",
+                                        description="<p>Terms</p>")
+                graph_id = unique("g")
+                self.api.mark_event_pushed(
+                    {"account_id": account["id"], "crm_event_id": event.id, "graph_id": graph_id,
+                     "change_key": "p1", "version": event.m365_version}
+                )
+                later = SOON + timedelta(hours=2)
+                organizer = {"role": "organizer", "address": account["address"], "name": "",
+                             "response": "organizer", "partner_id": None, "company_id": None}
+                item = stored(self.busy_time(graph_id, later, "p2", account["address"]),
+                              [organizer])
+                item["keep_details"] = True
+                self.assertEqual(self.store(account, item)["updated"], 1)
+                self.assertEqual((event.name, event.location), ("Demo", "Room 7"))
+                self.assertIn("Terms", str(event.description))
+                self.assertIn(self.anna, event.partner_ids)
+                self.assertEqual((event.start, event.stop), (later, later + timedelta(hours=1)))
+                self.assertEqual((event.privacy, event.m365_sensitivity), (kept, "private"))
+                self.assertFalse(self.changes(account, event))  # nothing to push back
+
+    def test_keep_details_needs_a_binding(self):
+        """An unbound private event (a personal appointment) is busy time only, whatever the
+        flag says: nothing of it is kept but its time."""
+        account = self.account(owner="m365-test-a")
+        graph_id = unique("g")
+        item = stored(self.busy_time(graph_id, SOON, "ck1", "meganb@contoso.example"))
+        item["keep_details"] = True
+        self.assertEqual(self.store(account, item)["created"], 1)
+        event = self.bound_event(account, graph_id)
+        self.assertEqual((event.name, event.privacy, event.location), ("Busy", "private", False))
+
     # --- free/busy clean-up -------------------------------------------------------------------
 
     def test_old_free_busy_requests_are_removed_by_the_daily_cron(self):

@@ -8,6 +8,10 @@ gateway's ``_write``/``_read`` transactions and its cursor table.
 Versions: every CRM-side edit (``crm_create_event``, ``crm_update_event``,
 ``crm_delete_event``, what a salesperson does in Odoo) bumps ``version``; inbound writes from
 Outlook set ``pushed_version = version`` so they are never pushed back (no echo).
+
+Privacy: a private Outlook event bound to a CRM event (``StoredEvent.keep_details``) comes as
+busy time; its times, show-as, sensitivity and recurrence are stored, the CRM's subject, body,
+location, online meeting and attendees are kept (`_DETAIL_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -121,6 +125,12 @@ ALTER TABLE crm_calendar_event ADD COLUMN series_reshaped INTEGER NOT NULL DEFAU
 
 _SHAPE_FIELDS = frozenset({"start", "end", "start_date", "end_date", "is_all_day", "time_zone"})
 
+# What a private Outlook event bound to a CRM event leaves as the CRM has it (``keep_details``):
+# it comes as busy time, and must not wipe what the CRM pushed. Its attendees are kept too.
+_DETAIL_COLUMNS = frozenset(
+    {"subject", "body_html", "location", "online_meeting_url", "is_online_meeting"}
+)
+
 
 def _text(value: datetime | None) -> str | None:
     if value is None:
@@ -207,6 +217,9 @@ class CalendarStore:
         values = _columns(event)
         values["series_id"] = self._series_for(conn, account_id, event)
         now = _text(datetime.now(UTC))
+        keep_details = binding is not None and stored.keep_details
+        if keep_details:
+            values = {k: v for k, v in values.items() if k not in _DETAIL_COLUMNS}
         if binding is not None:
             event_id = binding["crm_event_id"]
             if binding["change_key"] == event.change_key and event.change_key:
@@ -233,7 +246,8 @@ class CalendarStore:
             "WHERE account_id = ? AND graph_id = ?",
             (event.change_key, event_id, account_id, event.graph_id),
         )
-        self._replace_attendees(conn, event_id, stored.attendees)
+        if not keep_details:
+            self._replace_attendees(conn, event_id, stored.attendees)
         return outcome
 
     @staticmethod

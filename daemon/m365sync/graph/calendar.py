@@ -593,6 +593,14 @@ def event_body(
     as false. ``details_only`` leaves out what shapes a series (start, end, isAllDay,
     recurrence): a PATCH of a series master's details then keeps its occurrences and exceptions
     as they are.
+
+    A private event is sent whole, details and attendees included, with its ``sensitivity``
+    (``normal``, ``personal``, ``private``, ``confidential``: `resources/event.md`): privacy is
+    Outlook's to keep. The owner and the attendees see a private meeting; those the owner shares
+    the calendar with see details only of "non-private events", and delegates "can view all
+    information in and have write access to non-private events", unless "the owner can give
+    explicit permissions to delegates to view the owner's private events"
+    (https://learn.microsoft.com/en-us/graph/outlook-share-or-delegate-calendar).
     """
     zone_name = graph_zone_name(event.time_zone)
     if zone_name is None:

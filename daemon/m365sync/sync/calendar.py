@@ -7,17 +7,21 @@ Inbound (a calendarView delta page, with the CRM's bindings for its ids):
 - an item whose CRM event was also edited since the last exchange is a **conflict**: the last
   writer wins (Outlook's ``lastModifiedDateTime`` against the CRM's modification time), and the
   losing version is returned with the plan so the service logs both;
-- private and confidential events are kept as busy time only: no subject, body, location or
-  attendees reach the CRM;
+- private and confidential events not yet in the CRM are kept as busy time only: no subject,
+  body, location or attendees reach the CRM (the user's personal appointments stay out of the
+  shared CRM); one already bound to a CRM event (pushed from the CRM, or come earlier) also
+  comes as busy time, flagged ``keep_details``: the stores update its times, show-as,
+  sensitivity and recurrence and keep the CRM's subject, body, location and attendees;
 - attendees and the organizer are linked to contacts and companies by the mail rules.
 
-Outbound (the CRM's pending changes): creates carry a ``transactionId`` derived from the CRM
-event, so a retried create never makes a second Outlook event; events that ended before now
-are never created in Outlook (connecting must not spam attendees with the past). A change of a
-whole series is a change of its master: a PATCH of the master (without its pattern and times
-when only its details changed, so Outlook keeps the exceptions), a DELETE of the master for
-the whole series; a series split in the CRM ("this and following") is the old master's range
-ending (a PATCH) and a new series (a create).
+Outbound (the CRM's pending changes): a private CRM event goes to Outlook whole (details and
+attendees, so the invitations go out), marked private: Outlook's own privacy. Creates carry a
+``transactionId`` derived from the CRM event, so a retried create never makes a second Outlook
+event; events that ended before now are never created in Outlook (connecting must not spam
+attendees with the past). A change of a whole series is a change of its master: a PATCH of
+the master (without its pattern and times when only its details changed, so Outlook keeps the
+exceptions), a DELETE of the master for the whole series; a series split in the CRM ("this and
+following") is the old master's range ending (a PATCH) and a new series (a create).
 """
 
 from __future__ import annotations
@@ -171,10 +175,14 @@ def plan_inbound(
             if conflict.winner == "crm":
                 plan.skipped[SKIP_CRM_NEWER] += 1
                 continue
+        keep_details = False
         if item.sensitivity in PRIVATE:
+            # Never more than busy time from a private event; a bound one keeps what the CRM
+            # has (it may have pushed it whole) and takes only its times and state.
             item = busy_only(item)
+            keep_details = binding is not None
         links = with_my_response(attendee_links(item, lookups, policy), item, owner)
-        plan.upserts.append(StoredEvent(item, links))
+        plan.upserts.append(StoredEvent(item, links, keep_details=keep_details))
     return plan
 
 
@@ -240,13 +248,18 @@ def _ended(item: CalendarEvent, now: datetime) -> bool:
 def plan_outbound(changes: Iterable[CrmEventChange], *, now: datetime) -> list[PushAction]:
     """What to do in Outlook for each pending CRM change.
 
-    A CRM event marked private goes to Outlook as busy time only (marked private): what the
-    CRM keeps private does not cross over, as Outlook's private events do not come in.
+    A CRM event marked private goes to Outlook whole (subject, body, location, attendees: the
+    invitations go out) with its sensitivity, ``private``: Outlook's own privacy. The owner and
+    the attendees see the meeting; those the owner shares the calendar with or delegates it to
+    see only that the time is taken, unless the owner lets a delegate view private events
+    (https://learn.microsoft.com/en-us/graph/outlook-share-or-delegate-calendar: the owner
+    chooses what share recipients see "in non-private events"; delegates see "non-private
+    events", and "the owner can give explicit permissions to delegates to view the owner's
+    private events"; `graph.calendar.event_body`). Its later Outlook-side changes come back
+    as busy time with ``keep_details`` (see `plan_inbound`), so they never wipe these details.
     """
     actions: list[PushAction] = []
     for change in changes:
-        if change.event.sensitivity in PRIVATE:
-            change = replace(change, event=busy_only(change.event), attendee_addresses=())
         in_outlook = bool(change.event.graph_id)
         if not change.organized_by_account:
             # An invitation: its details belong to its organizer; our user may only answer.
