@@ -127,7 +127,8 @@ PUSH_METHODS = {
     "subscriptions_by_graph_id",
     "record_notifications",
 }
-ALL_FEATURES = ("calendar", "outbox", "free_busy", "push")
+CLAIM_METHODS = {"claim_connect", "claim_free_busy"}
+ALL_FEATURES = ("calendar", "outbox", "free_busy", "push", "claims")
 
 
 class FakeAddon:
@@ -141,6 +142,7 @@ class FakeAddon:
         "outbox": OUTBOX_METHODS,
         "free_busy": FREE_BUSY_METHODS,
         "push": PUSH_METHODS,
+        "claims": CLAIM_METHODS,
     }
 
     def __init__(self, store: SqliteGateway, features: tuple[str, ...] = ALL_FEATURES) -> None:
@@ -150,17 +152,42 @@ class FakeAddon:
         self.published: list[dict[str, Any]] = []
         self.free_busy_pending: list[dict[str, Any]] = []
         self.free_busy_answers: dict[int, dict[str, Any]] = {}
+        self.claims: dict[tuple[str, int], tuple[str, float]] = {}  # -> (holder, at)
+        self.finished: set[tuple[str, int]] = set()
+        self.clock = 1000.0  # seconds; tests move it
 
     def has(self, method: str) -> bool:
         later = set().union(*(self.FEATURES[f] for f in self.features))
         return method in CrmGateway.__abstractmethods__ or method in self.EXTRA | later
 
+    def claim(self, kind: str, request_id: int, holder: str, ttl_seconds: float) -> bool:
+        """The addon's one UPDATE: a pending request, unclaimed, this holder's, or expired."""
+        key = (kind, int(request_id))
+        if key in self.finished or not holder:
+            return False
+        taken = self.claims.get(key)
+        if taken and taken[0] != holder and taken[1] >= self.clock - ttl_seconds:
+            return False
+        self.claims[key] = (holder, self.clock)
+        return True
+
     def dispatch(self, method: str, payload: dict[str, Any]) -> Any:
         self.calls.append((method, payload))
+        if method == "claim_connect":
+            return self.claim(
+                "connect", payload["connect_id"], payload["holder"], payload["ttl_seconds"]
+            )
+        if method == "claim_free_busy":
+            return self.claim(
+                "free_busy", payload["request_id"], payload["holder"], payload["ttl_seconds"]
+            )
+        if method == "finish_connect":
+            self.finished.add(("connect", int(payload["connect_id"])))
         if method == "pending_free_busy":
             return [r for r in self.free_busy_pending if r["id"] not in self.free_busy_answers]
         if method == "store_free_busy":
             self.free_busy_answers[int(payload["request_id"])] = payload
+            self.finished.add(("free_busy", int(payload["request_id"])))
             return True
         function = getattr(type(self.store), method)
         hints = typing.get_type_hints(function)
@@ -455,6 +482,12 @@ class _OdooAdapterContract(GatewayContract):
         store: SqliteGateway = gateway.fake_store  # type: ignore[attr-defined]
         return store.add_partner(name, email, is_company, parent_id, website)
 
+    def crm_pause(self, gateway, account):
+        gateway.fake_store.crm_pause(account.id, by="the owner")  # type: ignore[attr-defined]
+
+    def crm_resume(self, gateway, account):
+        gateway.fake_store.crm_resume(account.id)  # type: ignore[attr-defined]
+
 
 def own_property_test():
     """A fresh @given function around the contract's property, for one class."""
@@ -677,6 +710,16 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
             {"connect_id": 9, "account_id": 3, "error": None},
         ),
         (
+            "claim_connect",
+            lambda g: g.claim_connect(9, "host:1"),
+            {"connect_id": 9, "holder": "host:1", "ttl_seconds": 120.0},
+        ),
+        (
+            "claim_free_busy",
+            lambda g: g.claim_free_busy(7, "host:1", ttl_seconds=30),
+            {"request_id": 7, "holder": "host:1", "ttl_seconds": 30},
+        ),
+        (
             "store_event_page",
             lambda g: g.store_event_page(events, lease=LEASE),
             {"page": events_wire, "lease": WIRE_LEASE},
@@ -835,6 +878,7 @@ def test_every_gateway_method_is_in_the_table() -> None:
     assert set(CrmGateway.__abstractmethods__) <= named
     assert {"publish_daemon_info", "pending_connects", "finish_connect"} <= named
     assert named >= CALENDAR_METHODS | OUTBOX_METHODS | FREE_BUSY_METHODS | PUSH_METHODS
+    assert named >= CLAIM_METHODS
 
 
 @pytest.mark.parametrize(("method", "invoke", "payload"), call_table(), ids=lambda v: "")
@@ -1563,3 +1607,79 @@ class TestPushOverJson2(PushContract):
         return OdooGateway(
             Json2Transport("https://odoo.example", DB, KEY, session_factory=lambda: session)
         )
+
+
+# --- claims: which replica answers a pending connect or free/busy request ----------------------
+
+
+def test_claims_answer_the_addons_boolean() -> None:
+    gateway = OdooGateway(FakeTransport({"claim_connect": False, "claim_free_busy": True}))
+    assert gateway.claim_connect(9, "host-b:2") is False
+    assert gateway.claim_free_busy(7, "host-b:2") is True
+
+
+def test_of_two_replicas_one_claims_until_its_claim_expires(odoo: FakeOdoo) -> None:
+    first, second = xmlrpc_gateway(odoo.url), xmlrpc_gateway(odoo.url)
+    try:
+        assert first.claim_connect(9, "host-a:1") is True
+        assert second.claim_connect(9, "host-b:2") is False
+        assert first.claim_connect(9, "host-a:1") is True  # its own claim, renewed
+        assert second.claim_free_busy(7, "host-b:2", ttl_seconds=60) is True
+        assert first.claim_free_busy(7, "host-a:1", ttl_seconds=60) is False
+        odoo.addon.clock += 121  # host-a went quiet
+        assert second.claim_connect(9, "host-b:2") is True
+        assert first.claim_connect(9, "host-a:1") is False
+        # A finished request is nobody's to claim.
+        second.finish_connect(9, error="declined")
+        second.store_free_busy(7, [])
+        odoo.addon.clock += 3600
+        assert not first.claim_connect(9, "host-a:1")
+        assert not first.claim_free_busy(7, "host-a:1")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_claims_over_json2(addon: FakeAddon) -> None:
+    session = FakeJson2Session(addon)
+    gateway = OdooGateway(
+        Json2Transport("https://odoo.example", DB, KEY, session_factory=lambda: session)
+    )
+    assert gateway.claim_free_busy(7, "host-a:1") is True
+    assert gateway.claim_free_busy(7, "host-b:2") is False
+    assert addon.calls[-1] == (
+        "claim_free_busy",
+        {"request_id": 7, "holder": "host-b:2", "ttl_seconds": 60.0},
+    )
+
+
+def test_an_addon_without_claims_takes_every_request_and_says_so_once(tmp_path, caplog) -> None:
+    store = SqliteGateway(tmp_path / "old.sqlite3")
+    old = FakeAddon(store, features=("calendar", "outbox", "free_busy", "push"))
+    server = FakeOdoo(old).start()
+    try:
+        gateway = xmlrpc_gateway(server.url)
+        # Every replica takes every request, as one replica did before claims.
+        assert gateway.claim_connect(9, "host-a:1") is True
+        assert gateway.claim_connect(9, "host-b:2") is True
+        assert gateway.claim_connect(10, "host-b:2") is True
+        assert server.object_calls() == 1  # asked once, never again
+        assert caplog.text.count("has no claim_connect()") == 1
+        assert "run one replica until the addon is upgraded" in caplog.text
+        assert gateway.claim_free_busy(7, "host-a:1") is True
+        assert gateway.claim_free_busy(7, "host-b:2") is True
+        assert server.object_calls() == 2
+        assert caplog.text.count("has no claim_free_busy()") == 1
+    finally:
+        server.stop()
+        store.close()
+
+
+def test_a_claim_the_crm_cannot_answer_raises_and_is_asked_again() -> None:
+    transport = FakeTransport({"claim_connect": CrmUnavailable("down")})
+    gateway = OdooGateway(transport)
+    with pytest.raises(CrmUnavailable):
+        gateway.claim_connect(9, "host-a:1")
+    transport.answers["claim_connect"] = True
+    assert gateway.claim_connect(9, "host-a:1") is True
+    assert len(transport.calls) == 2

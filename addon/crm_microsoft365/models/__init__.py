@@ -19,3 +19,4 @@ from . import calendar_event
 from . import m365_daemon_api_calendar
 from . import m365_daemon_api_outbox
 from . import m365_daemon_api_push
+from . import m365_daemon_api_claims

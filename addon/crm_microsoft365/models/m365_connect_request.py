@@ -30,3 +30,6 @@ class M365ConnectRequest(models.Model):
     )
     error = fields.Text()
     account_id = fields.Many2one("m365.account", ondelete="set null")
+    # Which daemon replica redeems it (m365.daemon.api.claim_connect), and since when.
+    claimed_by = fields.Char(groups=DAEMON_GROUP, copy=False, readonly=True)
+    claimed_at = fields.Datetime(groups=DAEMON_GROUP, copy=False, readonly=True)

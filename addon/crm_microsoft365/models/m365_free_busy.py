@@ -20,6 +20,7 @@ from .m365_tools import normalize_email
 # again when the user looks again); an answer is reused this long for the same question.
 PENDING_FOR = timedelta(minutes=10)
 FRESH_FOR = timedelta(minutes=15)
+DAEMON_GROUP = "crm_microsoft365.group_m365_daemon"
 # Requests (and their busy slots) older than this are removed by a daily cron: the form asks
 # again for a day it shows later.
 KEEP_FOR = timedelta(days=1)
@@ -63,6 +64,9 @@ class M365FreeBusyRequest(models.Model):
     error = fields.Text()
     answered_at = fields.Datetime()
     result_ids = fields.One2many("m365.free.busy", "request_id", string="Busy Times")
+    # Which daemon replica answers it (m365.daemon.api.claim_free_busy), and since when.
+    claimed_by = fields.Char(groups=DAEMON_GROUP, copy=False, readonly=True)
+    claimed_at = fields.Datetime(groups=DAEMON_GROUP, copy=False, readonly=True)
 
     def window(self):
         """The day from 00:00 to 24:00 in the request's time zone, as naive UTC datetimes."""

@@ -7,3 +7,4 @@ from . import test_outbox
 from . import test_wizards
 from . import test_calendar_api
 from . import test_push
+from . import test_claims

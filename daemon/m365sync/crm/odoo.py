@@ -18,11 +18,14 @@ names), and returns the wire form of the result. Conventions that XML-RPC forces
 (``outgoing_mail``, ``update_outgoing``) and Schedule Meeting's free/busy
 (``pending_free_busy``, ``store_free_busy``), then push (``request_sync``, ``subscriptions``,
 ``save_subscription``, ``drop_subscription``, ``subscriptions_by_graph_id``,
-``record_notifications``) and ``crm_settings`` came with later addon versions.
+``record_notifications``), ``crm_settings`` and the claims of pending requests
+(``claim_connect``, ``claim_free_busy``) came with later addon versions.
 ``supports_calendar``, ``supports_outbox`` and ``supports_push`` ask the server once, lazily (one
 read call for account 0: an answer or an unknown-account refusal means the method is there); an
 older addon keeps them False, so the daemon syncs mail and logs once what waits for an upgrade
-(an addon without ``crm_settings`` gives the defaults, said once). Beside the plain wire form:
+(an addon without ``crm_settings`` gives the defaults, said once; one without the claims
+answers every claim True, said once: the single-replica behaviour). Beside the plain wire
+form:
 
 * in ``store_event_page`` each stored event also carries ``odoo_recurrence`` (a series
   master's ``calendar.recurrence`` values from `m365sync.sync.recurrence.to_odoo`, or null)
@@ -950,6 +953,38 @@ class OdooGateway(CrmGateway):
         self, connect_id: int, *, account_id: int | None = None, error: str | None = None
     ) -> None:
         self._call("finish_connect", connect_id=connect_id, account_id=account_id, error=error)
+
+    # --- claims: which replica answers a pending request ---
+
+    def claim_connect(self, connect_id: int, holder: str, *, ttl_seconds: float = 120.0) -> bool:
+        return self._claim(
+            "claim_connect", connect_id=connect_id, holder=holder, ttl_seconds=ttl_seconds
+        )
+
+    def claim_free_busy(self, request_id: int, holder: str, *, ttl_seconds: float = 60.0) -> bool:
+        return self._claim(
+            "claim_free_busy", request_id=request_id, holder=holder, ttl_seconds=ttl_seconds
+        )
+
+    def _claim(self, method: str, **arguments: Any) -> bool:
+        """One claim RPC. An addon older than the claims has no such method: every request is
+        taken (one replica's behaviour before claims), said once, and not asked again."""
+        feature = f"claims:{method}"
+        if self._features.get(feature) is False:
+            return True
+        try:
+            answer = self._call(method, **arguments)
+        except AddonMethodMissing:
+            log.warning(
+                "The addon %s on Odoo at %s has no %s(): this daemon takes every pending "
+                "request itself; run one replica until the addon is upgraded.",
+                ADDON,
+                self.transport.url,
+                method,
+            )
+            self._features[feature] = False
+            return True
+        return bool(answer)
 
     # --- calendar ---
 
