@@ -240,11 +240,16 @@ def test_due_rules_interval_backoff_and_requests(tmp_path):
         assert service._work_for(account.id) is None
         stack.gateway.request_sync(account.id, now - timedelta(minutes=1))  # Sync now
         assert service._work_for(account.id) == "cycle"
+        later = now.replace(microsecond=0) + timedelta(seconds=1, microseconds=500_000)
         stack.gateway.record_sync_run(
-            SyncRun(account.id, started_at=now, finished_at=now)  # a cycle answered it
+            SyncRun(account.id, started_at=later, finished_at=later)  # a cycle answered it
         )
         service._failures.clear()
         assert service._work_for(account.id) is None
+        # A CRM that keeps whole seconds stores a request made in that cycle's second, after
+        # the cycle read the mailbox, as earlier than its start: still a cycle.
+        stack.gateway.request_sync(account.id, later.replace(microsecond=0))
+        assert service._work_for(account.id) == "cycle"
     finally:
         service._pool.shutdown()
         stack.runtime.close()

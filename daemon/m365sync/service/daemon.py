@@ -102,6 +102,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _second(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
 def backoff(interval: timedelta, failures: int) -> timedelta:
     """The wait before the next cycle of an account that failed ``failures`` cycles in a row:
     the interval, doubled from the second failure on, at most BACKOFF_CAP (or the interval, if
@@ -456,8 +460,11 @@ class Service:
         last = gateway.last_sync_run(account_id)
         if last is None:
             return "cycle"
-        if account.sync_requested_at and account.sync_requested_at > last.started_at:
-            return "cycle"  # a request made after the last cycle started
+        if account.sync_requested_at and account.sync_requested_at >= _second(last.started_at):
+            # A request made after the last cycle started. Compared to the second: a CRM that
+            # keeps whole seconds must not make a request in that second look older than the
+            # cycle (the cost is at most one extra cycle).
+            return "cycle"
         if (last.finished_at or last.started_at) + self._interval(account_id, now) <= now:
             return "cycle"
         if gateway.supports_outbox:
