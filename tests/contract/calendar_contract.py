@@ -211,6 +211,29 @@ class CalendarContract:
         (binding,) = gateway.event_bindings(account.id, [graph_id]).values()
         assert binding.change_key == "ck2" and binding.version == binding.pushed_version
 
+    def test_a_private_copy_in_another_mailbox_keeps_the_crms_details(
+        self, gateway: CrmGateway, anna
+    ) -> None:
+        """A colleague invited to a private meeting holds a private copy (same iCalUId): it
+        comes as busy time (not bound to them yet, so without ``keep_details``) and links to
+        the CRM's meeting without wiping its subject or attendees."""
+        organizer, colleague = gateway.upsert_account(spec()), gateway.upsert_account(spec())
+        uid = unique("uid")
+        event_id = self.crm_create(gateway, organizer, event("", uid=uid), [anna.id])
+        gateway.mark_event_pushed(
+            organizer.id,
+            event_id,
+            graph_id=unique("g"),
+            change_key="ck-ours",
+            version=1,
+            ical_uid=uid,
+        )
+        copy = replace(event(unique("g"), uid=uid), subject=None, sensitivity=Sensitivity.PRIVATE)
+        seen = gateway.store_event_page(page(colleague, [StoredEvent(copy, [])]))
+        assert (seen.created, seen.linked) == (0, 1)
+        (summary,) = gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))
+        assert (summary.subject, summary.start) == ("Quarterly review", SOON)
+
     def test_all_day_events_keep_their_dates(
         self, gateway: CrmGateway, account: Account, anna
     ) -> None:

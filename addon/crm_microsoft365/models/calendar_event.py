@@ -36,7 +36,9 @@ store (m365sync.crm.sqlite_calendar) is the semantic reference. Here:
   From Outlook, a private or confidential event not yet in Odoo arrives as busy time only
   (privacy private, named "Busy"); one bound to an Odoo event comes with ``keep_details``: it
   updates the times, show-as, privacy (private, or confidential if Odoo had it) and series,
-  and keeps the name, description, location, online meeting and attendees.
+  and keeps the name, description, location, online meeting, attendees and the Odoo user
+  organizing it (``user_id``); so does a private copy another mailbox holds of an Odoo meeting
+  (same iCalUId, e.g. an invited colleague's).
 * **No Odoo reminders for events from Outlook.** The daemon creates them without alarms (Odoo's
   default ones included) and clears any on its updates of events it made; events made in Odoo
   (they have an owner account) keep theirs.

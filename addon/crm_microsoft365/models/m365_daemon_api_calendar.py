@@ -60,9 +60,11 @@ RESPONSE_OF_STATE = {
 }
 PRIVATE = ("private", "confidential")
 # What a private Outlook event bound to an Odoo event (``keep_details``) leaves as Odoo has it:
-# it comes as busy time only, and must not wipe what Odoo pushed (its attendees are kept too).
+# it comes as busy time only, and must not wipe what Odoo pushed (its attendees, and the Odoo
+# user organizing it, are kept too).
 DETAIL_FIELDS = (
     "name",
+    "user_id",
     "description",
     "location",
     "videocall_location",
@@ -109,7 +111,8 @@ class M365DaemonApiCalendar(models.AbstractModel):
         Outlook sent back), removed (bindings); a replayed page gives zeros. A stored event
         with ``keep_details`` (a private Outlook event already bound: it comes as busy time)
         updates the bound event's times, show-as, privacy and series, and keeps its name,
-        description, location, online meeting and attendees."""
+        description, location, online meeting, attendees and organizing user; so does a private item linked to
+        an event another mailbox brought (same iCalUId), busy time as well."""
         env = self._daemon_env()
         env = env(context=dict(env.context, **INBOUND))
         page = payload["page"]
@@ -612,7 +615,9 @@ class _EventPageWriter:
                     # Outlook recreated the item under a new id: follow it.
                     mine.write({"graph_id": graph_id})
                     binding = mine
-                self._write(event, stored)
+                # Another mailbox's private copy of a meeting Odoo holds (e.g. a colleague
+                # invited to a private Odoo meeting) is busy time too: it must not wipe it.
+                self._write(event, stored, keep_details=item.get("sensitivity") in PRIVATE)
                 self.linked += 1
             else:
                 event = self._create(stored)

@@ -586,6 +586,21 @@ class TestCalendarApi(M365Case):
                 self.assertEqual((event.privacy, event.m365_sensitivity), (kept, "private"))
                 self.assertFalse(self.changes(account, event))  # nothing to push back
 
+    def test_a_colleagues_private_copy_does_not_wipe_the_meeting(self):
+        """A colleague invited to a private Odoo meeting holds a private copy (same iCalUId):
+        it links, busy time only, and leaves the meeting's details and attendees alone."""
+        organizer, colleague = self.account(owner="m365-test-a"), self.account()
+        event = self.user_event(self.user_a, privacy="private", location="Room 7")
+        uid = unique("uid")
+        self.api.mark_event_pushed(
+            {"account_id": organizer["id"], "crm_event_id": event.id, "graph_id": unique("g"),
+             "change_key": "p1", "version": event.m365_version, "ical_uid": uid}
+        )
+        copy = self.busy_time(unique("g"), SOON, "c1", organizer["address"]) | {"ical_uid": uid}
+        self.assertEqual(self.store(colleague, stored(copy))["linked"], 1)
+        self.assertEqual((event.name, event.location, event.privacy), ("Demo", "Room 7", "private"))
+        self.assertIn(self.anna, event.partner_ids)
+
     def test_keep_details_needs_a_binding(self):
         """An unbound private event (a personal appointment) is busy time only, whatever the
         flag says: nothing of it is kept but its time."""

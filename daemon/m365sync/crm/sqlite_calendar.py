@@ -11,7 +11,8 @@ Outlook set ``pushed_version = version`` so they are never pushed back (no echo)
 
 Privacy: a private Outlook event bound to a CRM event (``StoredEvent.keep_details``) comes as
 busy time; its times, show-as, sensitivity and recurrence are stored, the CRM's subject, body,
-location, online meeting and attendees are kept (`_DETAIL_COLUMNS`).
+location, online meeting and attendees are kept (`_DETAIL_COLUMNS`). So is a private item that
+links to a CRM event through another mailbox (same iCalUId): it is busy time as well.
 """
 
 from __future__ import annotations
@@ -132,6 +133,16 @@ _DETAIL_COLUMNS = frozenset(
 )
 
 
+_PRIVATE = frozenset({"private", "confidential"})
+
+
+def _kept(values: dict[str, Any], keep_details: bool) -> dict[str, Any]:
+    """The columns to write: without the CRM's details when they are kept."""
+    if not keep_details:
+        return values
+    return {k: v for k, v in values.items() if k not in _DETAIL_COLUMNS}
+
+
 def _text(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -218,13 +229,11 @@ class CalendarStore:
         values["series_id"] = self._series_for(conn, account_id, event)
         now = _text(datetime.now(UTC))
         keep_details = binding is not None and stored.keep_details
-        if keep_details:
-            values = {k: v for k, v in values.items() if k not in _DETAIL_COLUMNS}
         if binding is not None:
             event_id = binding["crm_event_id"]
             if binding["change_key"] == event.change_key and event.change_key:
                 return "unchanged"  # our own write coming back, or a replay
-            self._update_event_row(conn, event_id, values, now)
+            self._update_event_row(conn, event_id, _kept(values, keep_details), now)
             outcome = "updated"
         else:
             event_id = self._same_meeting(conn, event)
@@ -232,7 +241,10 @@ class CalendarStore:
                 event_id = self._insert_event_row(conn, values, now)
                 outcome = "created"
             else:
-                self._update_event_row(conn, event_id, values, now)
+                # Another mailbox's private copy of a meeting the CRM holds (e.g. a colleague
+                # invited to a private CRM meeting) is busy time too: it must not wipe it.
+                keep_details = Sensitivity(event.sensitivity).value in _PRIVATE
+                self._update_event_row(conn, event_id, _kept(values, keep_details), now)
                 outcome = "linked"
             conn.execute(
                 "INSERT INTO m365_event_binding (account_id, graph_id, crm_event_id, change_key, "
