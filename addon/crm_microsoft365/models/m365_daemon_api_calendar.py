@@ -111,8 +111,8 @@ class M365DaemonApiCalendar(models.AbstractModel):
         Outlook sent back), removed (bindings); a replayed page gives zeros. A stored event
         with ``keep_details`` (a private Outlook event already bound: it comes as busy time)
         updates the bound event's times, show-as, privacy and series, and keeps its name,
-        description, location, online meeting, attendees and organizing user; so does a private item linked to
-        an event another mailbox brought (same iCalUId), busy time as well."""
+        description, location, online meeting, attendees and organizing user; so does a private
+        item linked to an event another mailbox brought (same iCalUId), busy time as well."""
         env = self._daemon_env()
         env = env(context=dict(env.context, **INBOUND))
         page = payload["page"]
