@@ -1,3 +1,5 @@
+from datetime import UTC, datetime
+
 from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
 
@@ -158,7 +160,8 @@ class M365Account(models.Model):
         back)."""
         if not self.ids:
             return
-        at = at or fields.Datetime.now()
+        # Microseconds kept (raw SQL): compared by the daemon with a cycle's start.
+        at = at or datetime.now(UTC).replace(tzinfo=None)
         self.flush_model(["sync_requested_at"])
         self.env.cr.execute(
             "UPDATE m365_account SET sync_requested_at = %s WHERE id IN %s "
@@ -166,6 +169,14 @@ class M365Account(models.Model):
             (at, tuple(sorted(self.ids)), at),
         )
         self.invalidate_model(["sync_requested_at"])
+
+    def _effective_sync_request(self):
+        """When a cycle was last asked for: Sync now / Resume (``sync_requested_at``) or a
+        notification of one of the account's subscriptions (their ``last_notified_at``)."""
+        self.ensure_one()
+        # sudo: subscription times only, to tell the daemon a cycle is wanted.
+        times = [self.sync_requested_at, *self.sudo().subscription_ids.mapped("last_notified_at")]
+        return max(filter(None, times), default=False)
 
     def _compute_has_token(self):
         # sudo: only whether a sealed token exists is shown, never the value itself.

@@ -128,7 +128,7 @@ class M365DaemonApi(models.AbstractModel):
             "auto_create": account.auto_create,
             "own_domains": account.own_domain_list(),
             "sealed_token_cache": account.sealed_token_cache or None,
-            "sync_requested_at": dt_to_wire(account.sync_requested_at),
+            "sync_requested_at": dt_to_wire(account._effective_sync_request()),
         }
 
     @staticmethod

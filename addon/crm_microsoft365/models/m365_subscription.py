@@ -9,6 +9,7 @@ only its SHA-256 (hex).
 
 import hashlib
 import hmac
+from datetime import UTC, datetime
 
 from odoo import api, fields, models
 
@@ -99,7 +100,9 @@ class M365Subscription(models.Model):
         subscriptions are ignored. One search, a few updates. Returns the account ids asked
         to sync, sorted, without repeats. The caller has checked the right to do this (the
         daemon's group, or the clientState); this runs in sudo."""
-        at = dt_from_wire(at) or fields.Datetime.now()
+        # Microseconds kept (raw SQL below): the daemon compares this with a cycle's start,
+        # and fields.Datetime.now() would round a notification down to before that start.
+        at = dt_from_wire(at) or datetime.now(UTC).replace(tzinfo=None)
         wanted = {}
         for item in notifications:
             graph_id = item.get("subscription_id") or ""
@@ -116,12 +119,13 @@ class M365Subscription(models.Model):
                 state = LIFECYCLE_STATES.get(str(item.get("lifecycle_event") or "").lower())
                 if state:
                     new_states[subscription] = state
+        # The request lives on the subscription rows (last_notified_at; the account's
+        # sync_requested_at on the wire is the latest of its own and these), so a notification
+        # never writes the account row the daemon's lease loop updates every few seconds.
         self._mark_notified(subscriptions, at)
         for subscription, state in new_states.items():
             subscription.write({"state": state})
-        accounts = subscriptions.account_id
-        accounts._request_sync(at)
-        return sorted(accounts.ids)
+        return sorted(subscriptions.account_id.ids)
 
     def _mark_notified(self, subscriptions, at):
         """``last_notified_at`` = ``at`` unless a later one is there (one statement)."""

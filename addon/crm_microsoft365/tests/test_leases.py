@@ -56,9 +56,16 @@ class TestLeases(M365Case):
 
     def test_paused_accounts_are_never_leased(self):
         account = self.account()
-        self.api.set_account_status({"account_id": account["id"], "status": "paused"})
+        record = self.env["m365.account"].browse(account["id"])
+        record.action_pause()
         self.assertEqual(self.claim("worker-a", [account], T0), {})
-        self.api.set_account_status({"account_id": account["id"], "status": "active"})
+        # A cycle that was running when the owner paused does not undo the pause.
+        self.api.set_account_status(
+            {"account_id": account["id"], "status": "active", "synced_at": "2026-11-25T08:00:00+00:00"}
+        )
+        self.assertEqual(record.status, "paused")
+        self.assertEqual(self.claim("worker-a", [account], T0), {})
+        record.action_resume()
         self.assertIn(account["id"], self.claim("worker-a", [account], T0))
 
     def test_skip_locked_between_two_transactions(self):
