@@ -89,9 +89,13 @@ class M365Account(models.Model):
         help="Set by Sync now; the daemon syncs the account at its next pass and clears it."
     )
     sync_requested_at = fields.Datetime(
-        string="Last Sync Request",
+        string="Sync Now Requested",
         readonly=True,
         copy=False,
+        help="When Sync now (or Resume) last asked for a cycle.",
+    )
+    last_sync_request = fields.Datetime(
+        compute="_compute_last_sync_request",
         help="When a cycle was last asked for (Sync now, or a change notification from "
         "Microsoft): the daemon syncs the account when this is later than its last cycle's start.",
     )
@@ -169,6 +173,11 @@ class M365Account(models.Model):
             (at, tuple(sorted(self.ids)), at),
         )
         self.invalidate_model(["sync_requested_at"])
+
+    @api.depends("sync_requested_at", "subscription_ids.last_notified_at")
+    def _compute_last_sync_request(self):
+        for account in self:
+            account.last_sync_request = account._effective_sync_request()
 
     def _effective_sync_request(self):
         """When a cycle was last asked for: Sync now / Resume (``sync_requested_at``) or a

@@ -358,6 +358,7 @@ class TestNotificationEndpoint(HttpCase):
         self.assertEqual(response.content, b"")
         self.assertGreaterEqual(self.account._effective_sync_request(), before)
         self.assertFalse(self.account.sync_requested_at)  # the account row is not written
+        self.assertEqual(self.account.last_sync_request, self.account._effective_sync_request())
         mail = self.subscription("mail")
         self.assertGreaterEqual(mail.last_notified_at, before)
         self.assertEqual(mail.state, "active")
