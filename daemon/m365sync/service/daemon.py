@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 
 from m365sync.config import ServiceConfig
@@ -56,34 +56,27 @@ class ShuttingDown(LeaseLost):
     still_held = True  # unlike a lost lease, this worker may still say why the cycle stopped
 
 
-@dataclass(slots=True)
-class ServiceOptions:
-    """The service's own settings: ``[service]`` in the configuration (or
-    ``M365SYNC_SERVICE__<NAME>``), then the flags of `m365sync run`."""
+def _default_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
-    holder: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
-    workers: int = 8
-    tick_seconds: float = 5.0
-    lease_ttl_seconds: float = 60.0
-    lease_batch: int = 100
-    health_host: str = "127.0.0.1"
-    health_port: int = 9464  # 0: any free port; negative: no health server
-    connect_interval_seconds: float = 5.0
-    free_busy_interval_seconds: float = 5.0
-    info_interval_seconds: float = 600.0
+
+@dataclass(frozen=True, slots=True)
+class ServiceOptions(ServiceConfig):
+    """The service's settings as one replica runs with them: the ``[service]`` section (its
+    fields and defaults, `config.ServiceConfig`), then the flags of `m365sync run`; the holder
+    defaults to host:pid."""
+
+    holder: str = field(default_factory=_default_holder)
 
     @classmethod
     def from_config(cls, service: ServiceConfig, **given: object) -> ServiceOptions:
         """The ``[service]`` section (with its ``M365SYNC_SERVICE__*`` overrides), then the
         flags given (None = not given)."""
-        options = cls()
-        for name in cls.__slots__:  # type: ignore[attr-defined]
-            value = getattr(service, name, None)
-            if value not in (None, ""):
-                setattr(options, name, value)
-        for name, value in given.items():
-            if value is not None:
-                setattr(options, name, value)
+        values = {f.name: getattr(service, f.name) for f in fields(ServiceConfig)}
+        if not values["holder"]:
+            del values["holder"]
+        values.update({name: value for name, value in given.items() if value is not None})
+        options = cls(**values)
         if options.workers < 1 or options.tick_seconds <= 0 or options.lease_ttl_seconds <= 0:
             raise ConfigError("service workers, tick and lease TTL must be positive.")
         if not _is_loopback(options.health_host):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from m365sync.config import Config
@@ -139,15 +139,8 @@ def _keep_one(
                 kind.value,
             )
         else:
-            renewed = Subscription(
-                account_id=account.id,
-                kind=kind,
-                graph_id=current.graph_id,
-                resource=current.resource,
-                expires_at=answer.expires_at,
-                client_state_hash=current.client_state_hash,
-                state=SubscriptionState.ACTIVE,
-                last_notified_at=current.last_notified_at,
+            renewed = replace(
+                current, expires_at=answer.expires_at, state=SubscriptionState.ACTIVE, detail=""
             )
             gateway.save_subscription(renewed, lease=lease)
             return renewed
