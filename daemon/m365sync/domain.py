@@ -571,6 +571,9 @@ class Subscription:
     state: SubscriptionState = SubscriptionState.ACTIVE
     last_notified_at: datetime | None = None
     detail: str = ""
+    # Where Graph posts for it: a subscription's URL cannot be changed, so a new URL (Odoo's
+    # web.base.url moved, notifications.url edited) means a new subscription at once.
+    notification_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

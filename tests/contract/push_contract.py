@@ -32,6 +32,7 @@ def subscription(account_id: int, kind=SubscriptionKind.MAIL, **overrides) -> Su
         "resource": "me/messages" if kind == SubscriptionKind.MAIL else "me/events",
         "expires_at": NOW + timedelta(days=2),
         "client_state_hash": hashlib.sha256(b"secret").hexdigest(),
+        "notification_url": "https://crm.contoso.example/m365/notifications",
     }
     values.update(overrides)
     return Subscription(**values)

@@ -594,9 +594,14 @@ WIRE_SUBSCRIPTION = {
     "state": "active",
     "last_notified_at": None,
     "detail": "",
+    "notification_url": "",
 }
-# As the addon answers it: Odoo's False for the absent time and the empty detail.
-ODOO_SUBSCRIPTION = WIRE_SUBSCRIPTION | {"last_notified_at": False, "detail": False}
+# As the addon answers it: Odoo's False for the absent time and the empty detail and URL.
+ODOO_SUBSCRIPTION = WIRE_SUBSCRIPTION | {
+    "last_notified_at": False,
+    "detail": False,
+    "notification_url": False,
+}
 PARTNER = {
     "id": 5,
     "name": "Ann",

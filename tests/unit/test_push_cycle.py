@@ -90,6 +90,7 @@ def test_first_cycle_makes_both_and_stores_only_the_hash(graph, store, account):
         )
         assert stored[kind].client_state_hash == client_state_hash(body["clientState"])
     assert seen[0]["clientState"] != seen[1]["clientState"]
+    assert {s.notification_url for s in stored.values()} == {URL}
     dump = (store.path).read_bytes()
     assert seen[0]["clientState"].encode() not in dump
 
@@ -230,3 +231,32 @@ def test_a_stale_lease_stores_nothing(graph, store, account):
             now=NOW,
         )
     assert store.subscriptions(account.id) == []
+
+
+@responses.activate
+def test_a_new_notification_url_replaces_the_subscription_at_once(graph, store, account):
+    """A subscription's URL cannot change in Graph: a moved endpoint (Odoo's web.base.url, or
+    notifications.url) gets a new subscription and the old one is deleted, long before expiry."""
+    old_url = "https://old-odoo.contoso.example/m365/notifications"
+    store.save_subscription(
+        Subscription(
+            account.id,
+            SubscriptionKind.MAIL,
+            "s-old",
+            "me/messages",
+            NOW + LIFETIME,
+            "h",
+            notification_url=old_url,
+        )
+    )
+    responses.add(responses.DELETE, f"{BASE}/subscriptions/s-old", status=204)
+    seen: list[dict] = []
+    answer_creates(responses, seen)
+    report = keep_subscriptions(
+        store, graph, account, PushTarget(URL, URL, (SubscriptionKind.MAIL,)), now=NOW
+    )
+    assert report.live == 1
+    assert [c.request.method for c in responses.calls] == ["DELETE", "POST"]
+    assert seen[0]["notificationUrl"] == URL
+    (kept,) = store.subscriptions(account.id)
+    assert (kept.graph_id, kept.notification_url) == ("sub-1", URL)

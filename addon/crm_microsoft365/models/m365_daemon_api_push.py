@@ -124,6 +124,7 @@ class M365DaemonApiPush(models.AbstractModel):
             "state": state,
             "last_notified_at": dt_from_wire(_opt(wire.get("last_notified_at"))) or False,
             "detail": wire.get("detail") or False,
+            "notification_url": wire.get("notification_url") or False,
         }
         Subscription = env["m365.subscription"]
         existing = Subscription.search([("account_id", "=", account_id), ("kind", "=", kind)])

@@ -59,6 +59,12 @@ class M365Subscription(models.Model):
     )
     last_notified_at = fields.Datetime(string="Last Notification", readonly=True)
     detail = fields.Char(readonly=True)
+    notification_url = fields.Char(
+        string="Notification URL",
+        readonly=True,
+        help="Where Microsoft posts for this subscription; the daemon makes a new one when the "
+        "URL changes.",
+    )
 
     _sql_constraints = [
         (
@@ -89,6 +95,7 @@ class M365Subscription(models.Model):
             "state": self.state,
             "last_notified_at": dt_to_wire(self.last_notified_at),
             "detail": self.detail or "",
+            "notification_url": self.notification_url or "",
         }
 
     @api.model

@@ -37,6 +37,7 @@ CREATE TABLE m365_subscription (
         CHECK (state IN ('active', 'lapsed', 'removed', 'reauthorize')),
     last_notified_at TEXT,
     detail TEXT NOT NULL DEFAULT '',
+    notification_url TEXT NOT NULL DEFAULT '',
     UNIQUE (account_id, kind)
 );
 """
@@ -50,7 +51,7 @@ _LIFECYCLE_STATE = {
 
 _COLUMNS = (
     "account_id, kind, graph_id, resource, expires_at, client_state_hash, state, "
-    "last_notified_at, detail"
+    "last_notified_at, detail, notification_url"
 )
 
 
@@ -76,6 +77,7 @@ def _subscription(row: Any) -> Subscription:
         state=SubscriptionState(row["state"]),
         last_notified_at=_time(row["last_notified_at"]),
         detail=row["detail"],
+        notification_url=row["notification_url"],
     )
 
 
@@ -125,7 +127,7 @@ class PushStore:
             )
             conn.execute(
                 f"INSERT INTO m365_subscription ({_COLUMNS}) "  # noqa: S608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     subscription.account_id,
                     SubscriptionKind(subscription.kind).value,
@@ -136,6 +138,7 @@ class PushStore:
                     SubscriptionState(subscription.state).value,
                     _text(subscription.last_notified_at),
                     subscription.detail,
+                    subscription.notification_url,
                 ),
             )
 

@@ -126,7 +126,8 @@ def _keep_one(
     now: datetime,
     lifetime: timedelta,
 ) -> Subscription | None:
-    step = next_step(current, now, lifetime=lifetime)
+    moved = bool(current and current.notification_url and current.notification_url != target.url)
+    step = next_step(current, now, lifetime=lifetime, notification_url_changed=moved)
     if step is Step.KEEP:
         return current
     if step is Step.RENEW and current is not None:
@@ -162,6 +163,7 @@ def _keep_one(
         expires_at=made.expires_at,
         client_state_hash=client_state_hash(secret),
         state=SubscriptionState.ACTIVE,
+        notification_url=target.url,
     )
     gateway.save_subscription(created, lease=lease)
     log.info(
