@@ -35,6 +35,7 @@ def wire_subscription(account_id, kind="mail", **overrides):
         "state": "active",
         "last_notified_at": None,
         "detail": "",
+        "notification_url": "https://odoo.contoso.example/m365/notifications",
     }
     values.update(overrides)
     return values
