@@ -53,8 +53,9 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import partial
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from m365sync.domain import (
     Attendee,
@@ -70,6 +71,7 @@ from m365sync.domain import (
 from m365sync.errors import GraphError, MalformedResponse, NotFound
 from m365sync.graph import batch
 from m365sync.graph.mail import BadItem, parse_address
+from m365sync.graph.payload import PagingClient, odata_query, opt_bool, opt_str, page_link
 from m365sync.sync import timezones
 
 log = logging.getLogger("m365sync.graph.calendar")
@@ -164,20 +166,8 @@ def graph_zone_name(name: str) -> str | None:
 # --- field readers --------------------------------------------------------------------------
 
 
-def _opt_str(item: Mapping[str, Any], key: str) -> str | None:
-    value = item.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    raise BadEvent(f"{key} is a {type(value).__name__}, not a string")
-
-
-def _opt_bool(item: Mapping[str, Any], key: str) -> bool:
-    value = item.get(key)
-    if value is None:
-        return False
-    if isinstance(value, bool):
-        return value
-    raise BadEvent(f"{key} is a {type(value).__name__}, not a boolean")
+_opt_str = partial(opt_str, bad=BadEvent)
+_opt_bool = partial(opt_bool, bad=BadEvent)
 
 
 def _opt_int(mapping: Mapping[str, Any], key: str) -> int:
@@ -493,13 +483,6 @@ def _fields(item: Mapping[str, Any], graph_id: str) -> tuple[CalendarEvent, str 
     return event, fallback_from
 
 
-def _link(payload: Mapping[str, Any], key: str) -> str | None:
-    value = payload.get(key)
-    if value is None or (isinstance(value, str) and value):
-        return value
-    raise MalformedResponse(f"{key} is not a usable link")
-
-
 def parse_event_page(payload: Mapping[str, Any]) -> EventPage:
     """One calendarView delta page -> EventPage. Never raises for one item; raises
     ``MalformedResponse`` for a page without a value list or without either link.
@@ -510,8 +493,8 @@ def parse_event_page(payload: Mapping[str, Any]) -> EventPage:
     items = payload.get("value")
     if not isinstance(items, list):
         raise MalformedResponse("a delta page without a value list")
-    next_link = _link(payload, "@odata.nextLink")
-    delta_link = _link(payload, "@odata.deltaLink")
+    next_link = page_link(payload, "@odata.nextLink")
+    delta_link = page_link(payload, "@odata.deltaLink")
     if next_link is None and delta_link is None:
         raise MalformedResponse("a delta page with neither @odata.nextLink nor @odata.deltaLink")
     if next_link is not None:
@@ -715,24 +698,8 @@ def _recurrence_zone(name: str) -> str | None:
 # --- reading --------------------------------------------------------------------------------
 
 
-class CalendarClient(Protocol):
+class CalendarClient(PagingClient, Protocol):
     """What the reader and writer need of ``client.GraphClient`` (``batch_get`` takes it too)."""
-
-    def get_json(
-        self,
-        url_or_path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]: ...
-
-    def iter_pages(
-        self,
-        url_or_path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Iterator[dict[str, Any]]: ...
 
     def post_json(
         self,
@@ -756,8 +723,8 @@ class CalendarClient(Protocol):
 
 
 def _query(params: Mapping[str, str]) -> str:
-    """Percent-encode with %20, not '+'; keep ':' readable in timestamps."""
-    return urlencode(params, quote_via=quote, safe="$,:")
+    """Keep ':' readable in the window's timestamps."""
+    return odata_query(params, safe="$,:")
 
 
 def _stamp(moment: datetime) -> str:
@@ -817,7 +784,7 @@ class CalendarReader:
             start = resume_link
         else:
             params = {"startDateTime": _stamp(window_start), "endDateTime": _stamp(window_end)}
-            start = f"/me/calendarView/delta?{_query(params)}"
+            start = f"/me/calendarView/delta?{odata_query(params, safe='$,:')}"
         for payload in self._client.iter_pages(start, headers=self._headers()):
             yield parse_event_page(payload)
 
@@ -858,7 +825,7 @@ class CalendarReader:
         left out: callers look for one instance, not a complete list.
         """
         params = {"startDateTime": _stamp(start), "endDateTime": _stamp(end)}
-        path = f"{_event_path(master_id)}/instances?{_query(params)}"
+        path = f"{_event_path(master_id)}/instances?{odata_query(params, safe='$,:')}"
         found: list[CalendarEvent] = []
         for page in self._client.iter_pages(path, headers=self._headers()):
             items = page.get("value")

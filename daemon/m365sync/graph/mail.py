@@ -28,11 +28,13 @@ import html
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
-from urllib.parse import quote, urlencode
+from functools import partial
+from typing import Any
+from urllib.parse import quote
 
 from m365sync.domain import DeltaPage, EmailAddress, MailFolder, MailMessage, RejectedItem
 from m365sync.errors import MalformedResponse
+from m365sync.graph.payload import PagingClient, odata_query, opt_bool, opt_str, page_link
 
 log = logging.getLogger("m365sync.graph.mail")
 
@@ -82,20 +84,8 @@ class BadItem(ValueError):
 # --- field readers --------------------------------------------------------------------------
 
 
-def _opt_str(item: Mapping[str, Any], key: str) -> str | None:
-    value = item.get(key)
-    if value is None or isinstance(value, str):
-        return value
-    raise BadItem(f"{key} is a {type(value).__name__}, not a string")
-
-
-def _opt_bool(item: Mapping[str, Any], key: str) -> bool:
-    value = item.get(key)
-    if value is None:
-        return False
-    if isinstance(value, bool):
-        return value
-    raise BadItem(f"{key} is a {type(value).__name__}, not a boolean")
+_opt_str = partial(opt_str, bad=BadItem)
+_opt_bool = partial(opt_bool, bad=BadItem)
 
 
 def _opt_datetime(item: Mapping[str, Any], key: str) -> datetime | None:
@@ -248,13 +238,6 @@ def parse_message(item: Mapping[str, Any], folder_id: str) -> MailMessage:
         raise
 
 
-def _link(payload: Mapping[str, Any], key: str) -> str | None:
-    value = payload.get(key)
-    if value is None or (isinstance(value, str) and value):
-        return value
-    raise MalformedResponse(f"{key} is not a usable link")
-
-
 def parse_delta_page(payload: Mapping[str, Any], folder_id: str) -> DeltaPage:
     """One delta page -> DeltaPage. Never raises for one item; raises for a page without links.
 
@@ -264,8 +247,8 @@ def parse_delta_page(payload: Mapping[str, Any], folder_id: str) -> DeltaPage:
     items = payload.get("value")
     if not isinstance(items, list):
         raise MalformedResponse("a delta page without a value list")
-    next_link = _link(payload, "@odata.nextLink")
-    delta_link = _link(payload, "@odata.deltaLink")
+    next_link = page_link(payload, "@odata.nextLink")
+    delta_link = page_link(payload, "@odata.deltaLink")
     if next_link is None and delta_link is None:
         raise MalformedResponse("a delta page with neither @odata.nextLink nor @odata.deltaLink")
     if next_link is not None:
@@ -337,31 +320,6 @@ def _int(value: Any) -> int:
 # --- the reader -----------------------------------------------------------------------------
 
 
-class PagingClient(Protocol):
-    """What the reader needs of ``client.GraphClient``."""
-
-    def get_json(
-        self,
-        url_or_path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]: ...
-
-    def iter_pages(
-        self,
-        url_or_path: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Iterator[dict[str, Any]]: ...
-
-
-def _query(params: Mapping[str, str]) -> str:
-    """Percent-encode with %20, not '+': OData readers do not all take '+' for a space."""
-    return urlencode(params, quote_via=quote, safe="$,")
-
-
 def _filter_since(received_since: datetime) -> str:
     when = received_since if received_since.tzinfo else received_since.replace(tzinfo=UTC)
     return f"receivedDateTime ge {when.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
@@ -408,7 +366,7 @@ class MailDeltaReader:
         return found
 
     def _list(self, path: str) -> list[MailFolder]:
-        query = _query({"$select": _FOLDER_SELECT, "$top": "100"})
+        query = odata_query({"$select": _FOLDER_SELECT, "$top": "100"})
         return [
             parse_folder(item)
             for page in self._client.iter_pages(f"{path}?{query}")
@@ -442,7 +400,9 @@ class MailDeltaReader:
             params = {"$select": MESSAGE_SELECT}
             if received_since is not None:
                 params["$filter"] = _filter_since(received_since)
-            start = f"/me/mailFolders/{quote(folder_id, safe='')}/messages/delta?{_query(params)}"
+            start = (
+                f"/me/mailFolders/{quote(folder_id, safe='')}/messages/delta?{odata_query(params)}"
+            )
         for payload in self._client.iter_pages(start, headers=headers):
             yield parse_delta_page(payload, folder_id)
 
