@@ -43,6 +43,8 @@ from m365sync.crm.sqlite_calendar import (
 )
 from m365sync.crm.sqlite_outbox import V3_OUTBOX, OutboxStore
 from m365sync.crm.sqlite_push import V5_PUSH, PushStore
+from m365sync.crm.sqlite_time import dt_text as _dt_text
+from m365sync.crm.sqlite_time import dt_value as _dt_value
 from m365sync.domain import (
     Account,
     AccountStatus,
@@ -292,22 +294,6 @@ def _website_domain(website: str | None) -> str | None:
     text = website.strip()
     host = urlsplit(text if "//" in text else f"//{text}").hostname
     return normalize_domain(host) if host else None
-
-
-def _dt_text(value: datetime | None) -> str | None:
-    """Aware (or naive, taken as UTC) datetime -> fixed-width ISO text that sorts as time."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _dt_value(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _now(now: datetime | None) -> datetime:

@@ -24,6 +24,8 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+from m365sync.crm.sqlite_time import dt_text as _text
+from m365sync.crm.sqlite_time import dt_value as _when
 from m365sync.crm.wire import from_wire, to_wire
 from m365sync.domain import (
     Attendee,
@@ -141,20 +143,6 @@ def _kept(values: dict[str, Any], keep_details: bool) -> dict[str, Any]:
     if not keep_details:
         return values
     return {k: v for k, v in values.items() if k not in _DETAIL_COLUMNS}
-
-
-def _text(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _when(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _day(text: str | None) -> date | None:

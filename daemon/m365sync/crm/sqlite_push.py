@@ -11,9 +11,11 @@ nothing has to clear it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from m365sync.crm.sqlite_time import dt_text as _text
+from m365sync.crm.sqlite_time import dt_value as _time
 from m365sync.domain import (
     Lease,
     ReceivedNotification,
@@ -53,17 +55,6 @@ _COLUMNS = (
     "account_id, kind, graph_id, resource, expires_at, client_state_hash, state, "
     "last_notified_at, detail, notification_url"
 )
-
-
-def _text(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
 
 
 def _subscription(row: Any) -> Subscription:

@@ -28,7 +28,6 @@ from m365sync.errors import (
     CrmError,
     GraphError,
     InsufficientPermissions,
-    LeaseLost,
     M365SyncError,
     NeedsReconnect,
     NotFound,
@@ -101,7 +100,7 @@ def keep_subscriptions(
         current = stored.pop(kind, None)
         try:
             kept = _keep_one(gateway, client, account, kind, current, target, lease, now, lifetime)
-        except (LeaseLost, CrmError):
+        except CrmError:  # LeaseLost included: the cycle's own handling applies
             raise
         except M365SyncError as error:
             words = _words(error, target)
