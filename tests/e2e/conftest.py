@@ -74,9 +74,11 @@ def write_config(
     odoo_url: str,
     name: str = "m365sync.toml",
     calendar: bool = False,
+    sync_extra: str = "",
+    extra: str = "",
 ) -> Path:
     """The emulator's daemon configuration, with Odoo as the store (mail only unless
-    ``calendar``)."""
+    ``calendar``); ``sync_extra`` goes into [sync], ``extra`` (more sections) at the end."""
     text = emulator_config_toml(
         emulator,
         store_path=tmp_path / "unused.sqlite3",
@@ -87,6 +89,7 @@ def write_config(
     text = text.replace('[store]\nbackend = "sqlite"', '[store]\nbackend = "odoo"')
     # Still in [sync].
     text += f"page_size = 25\ninitial_window_days = 0\ncalendar = {str(calendar).lower()}\n"
+    text += sync_extra
     text += "\n".join(
         [
             "",
@@ -98,6 +101,7 @@ def write_config(
             "",
         ]
     )
+    text += extra
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     path.chmod(0o600)
@@ -170,15 +174,24 @@ class OdooStack:
 
 @contextlib.contextmanager
 def odoo_stack_for(
-    tmp_path: Path, mailbox: Mailbox, *, calendar: bool = False
+    tmp_path: Path,
+    mailbox: Mailbox,
+    *,
+    calendar: bool = False,
+    emulator_options: dict[str, Any] | None = None,
+    **config_extra: str,
 ) -> Iterator[OdooStack]:
-    """An emulator serving ``mailbox``, a daemon configured against it with Odoo as the store;
-    the accounts (and, with the calendar, their events) are deleted afterwards."""
+    """An emulator serving ``mailbox``, a daemon configured against it with Odoo as the store
+    (``config_extra``: `write_config`'s ``sync_extra`` and ``extra``); the accounts (and, with
+    the calendar, their events) are deleted afterwards."""
     if not odoo_configured():
         pytest.skip(SKIP_REASON)
-    emulator = Emulator(mailbox, state_dir=tmp_path / "emulator").start()
+    emulator = Emulator(mailbox, state_dir=tmp_path / "emulator", **(emulator_options or {}))
+    emulator.start()
     admin = admin_rpc()
-    path = write_config(tmp_path, emulator, odoo_url=os.environ["ODOO_URL"], calendar=calendar)
+    path = write_config(
+        tmp_path, emulator, odoo_url=os.environ["ODOO_URL"], calendar=calendar, **config_extra
+    )
     config = load(path)
     runtime = Runtime.build(config)
     stack = OdooStack(emulator, mailbox, path, config, runtime, admin)

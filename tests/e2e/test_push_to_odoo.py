@@ -36,14 +36,12 @@ from m365sync.crm.odoo import OdooGateway, XmlRpcTransport
 from m365sync.domain import Subscription, SubscriptionKind, SyncRun
 from m365sync.emulator.calendar import Calendar
 from m365sync.emulator.mailbox import Mailbox
-from m365sync.emulator.server import Emulator
 from m365sync.errors import CrmError
 from m365sync.service.connect import connect_account
 from m365sync.service.daemon import Service, ServiceOptions
-from m365sync.service.runtime import Runtime
 from tests.contract.gateway_contract import spec
 
-from .conftest import SKIP_REASON, OdooStack, admin_rpc, load, odoo_configured, write_config
+from .conftest import SKIP_REASON, OdooStack, admin_rpc, odoo_configured, odoo_stack_for
 
 if not odoo_configured():
     pytest.skip(SKIP_REASON, allow_module_level=True)
@@ -88,30 +86,18 @@ def odoo_push_settings() -> Iterator[str]:
 @contextlib.contextmanager
 def push_stack(tmp_path: Path, mailbox: Mailbox) -> Iterator[OdooStack]:
     """The emulator (posting over HTTP), a daemon with Odoo as its store, the calendar on
-    (two subscriptions) and a local interval of an hour; its Odoo data is deleted after."""
-    emulator = Emulator(
-        mailbox, state_dir=tmp_path / "emulator", allow_http_notifications=True
-    ).start()
-    admin = admin_rpc()
-    path = write_config(tmp_path, emulator, odoo_url=os.environ["ODOO_URL"], calendar=True)
-    text = path.read_text(encoding="utf-8")
-    assert "\n[odoo]\n" in text and "[notifications]" not in text
-    # Still in [sync]. No notifications.url: the CRM's settings give it.
-    text = text.replace("\n[odoo]\n", "mail_interval_seconds = 3600\n\n[odoo]\n", 1)
-    text += "\n[notifications]\nsafety_poll_seconds = 7200\n"
-    path.write_text(text, encoding="utf-8")
-    config = load(path)
-    assert config.notifications.enabled and not config.notifications.url
-    runtime = Runtime.build(config)
-    stack = OdooStack(emulator, mailbox, path, config, runtime, admin)
-    try:
+    (two subscriptions) and a local interval of an hour; no notifications.url: the CRM's
+    settings give it. Its Odoo data is deleted after."""
+    with odoo_stack_for(
+        tmp_path,
+        mailbox,
+        calendar=True,
+        emulator_options={"allow_http_notifications": True},
+        sync_extra="mail_interval_seconds = 3600\n",
+        extra="\n[notifications]\nsafety_poll_seconds = 7200\n",
+    ) as stack:
+        assert stack.config.notifications.enabled and not stack.config.notifications.url
         yield stack
-    finally:
-        runtime.close()
-        emulator.stop()
-        if not os.environ.get("ODOO_KEEP_TEST_DATA"):
-            stack.clean_up()
-        admin.close()
 
 
 @contextlib.contextmanager

@@ -66,30 +66,27 @@ class M365DaemonApiClaims(models.AbstractModel):
 
     @api.model
     def claim_connect(self, payload):
-        env = self._daemon_env()
-        Request = env["m365.connect.request"]
-        Request.flush_model(["state", "claimed_by", "claimed_at"])
-        claimed = _claim(
-            env,
-            Request._table,
-            payload.get("connect_id"),
-            payload.get("holder") or "",
-            _ttl(payload, CONNECT_TTL),
+        return self._claim_pending(
+            "m365.connect.request", payload.get("connect_id"), payload, CONNECT_TTL
         )
-        Request.invalidate_model(["claimed_by", "claimed_at"])
-        return claimed
 
     @api.model
     def claim_free_busy(self, payload):
+        return self._claim_pending(
+            "m365.free.busy.request", payload.get("request_id"), payload, FREE_BUSY_TTL
+        )
+
+    @api.model
+    def _claim_pending(self, model, record_id, payload, default_ttl):
         env = self._daemon_env()
-        Request = env["m365.free.busy.request"]
+        Request = env[model]
         Request.flush_model(["state", "claimed_by", "claimed_at"])
         claimed = _claim(
             env,
             Request._table,
-            payload.get("request_id"),
+            record_id,
             payload.get("holder") or "",
-            _ttl(payload, FREE_BUSY_TTL),
+            _ttl(payload, default_ttl),
         )
         Request.invalidate_model(["claimed_by", "claimed_at"])
         return claimed

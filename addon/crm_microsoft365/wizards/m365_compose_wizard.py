@@ -51,6 +51,22 @@ def require_account(env, purpose):
     raise UserError(message)
 
 
+def check_own_usable_account(env, account, not_yours):
+    """The wizards' common check before anything is queued: the user's own account (``not_yours``
+    is the sentence otherwise), and one the daemon can use now."""
+    # sudo: someone else's account is not readable at all; its owner is what is checked.
+    if account.sudo().user_id != env.user:
+        raise UserError(not_yours)
+    if account.status in UNUSABLE:
+        raise UserError(
+            env._(
+                "%(account)s %(why)s: reconnect or resume it in Microsoft 365 Accounts first.",
+                account=account.address,
+                why=env._(UNUSABLE[account.status]),  # pylint: disable=translation-not-lazy
+            )
+        )
+
+
 class M365ComposeWizard(models.TransientModel):
     _name = "m365.compose.wizard"
     _description = "Compose Email through Microsoft 365"
@@ -154,17 +170,11 @@ class M365ComposeWizard(models.TransientModel):
 
     def _check_sendable(self):
         self.ensure_one()
-        # sudo: someone else's account is not readable at all; its owner is what is checked.
-        if self.account_id.sudo().user_id != self.env.user:
-            raise UserError(self.env._("You can only send through your own Microsoft 365 account."))
-        if self.account_id.status in UNUSABLE:
-            raise UserError(
-                self.env._(
-                    "%(account)s %(why)s: reconnect or resume it in Microsoft 365 Accounts first.",
-                    account=self.account_id.address,
-                    why=self.env._(UNUSABLE[self.account_id.status]),  # pylint: disable=translation-not-lazy
-                )
-            )
+        check_own_usable_account(
+            self.env,
+            self.account_id,
+            self.env._("You can only send through your own Microsoft 365 account."),
+        )
         for field, label in (("email_to", "To"), ("email_cc", "Cc"), ("email_bcc", "Bcc")):
             bad = invalid_addresses(self[field])
             if bad:

@@ -17,7 +17,7 @@ from odoo.exceptions import UserError
 
 from ..models.m365_free_busy import day_window, zone_of
 from ..models.m365_tools import normalize_email
-from .m365_compose_wizard import UNUSABLE, require_account
+from .m365_compose_wizard import check_own_usable_account, require_account
 
 STATUS_WORDS = {
     "busy": "busy",
@@ -336,17 +336,11 @@ class M365ScheduleWizard(models.TransientModel):
 
     def _check_bookable(self):
         self.ensure_one()
-        # sudo: someone else's account is not readable at all; its owner is what is checked.
-        if self.account_id.sudo().user_id != self.env.user:
-            raise UserError(self.env._("You can only schedule in your own Microsoft 365 calendar."))
-        if self.account_id.status in UNUSABLE:
-            raise UserError(
-                self.env._(
-                    "%(account)s %(why)s: reconnect or resume it in Microsoft 365 Accounts first.",
-                    account=self.account_id.address,
-                    why=self.env._(UNUSABLE[self.account_id.status]),  # pylint: disable=translation-not-lazy
-                )
-            )
+        check_own_usable_account(
+            self.env,
+            self.account_id,
+            self.env._("You can only schedule in your own Microsoft 365 calendar."),
+        )
         if not (0 <= self.start_time < 24):
             raise UserError(self.env._("The start time must be between 00:00 and 23:59."))
         if not (0 < self.duration <= 24):
