@@ -594,6 +594,23 @@ def test_type_is_inferred_when_absent():
         ({"attendees": {"a": 1}}, "attendees is not a list"),
         ({"isAllDay": "yes"}, "isAllDay is a str"),
         ({"recurrence": {"pattern": {"type": "weekly"}}}, "recurrence lacks"),
+        # recurrencePattern.interval and recurrenceRange.type are "Required" (Graph docs
+        # resources/recurrencepattern.md, recurrencerange.md): never guessed as 1 or noEnd.
+        (
+            {"recurrence": {**MASTER["recurrence"],
+                            "pattern": {**MASTER["recurrence"]["pattern"], "interval": 0}}},
+            "recurrence interval must be a whole number of at least 1, not 0",
+        ),
+        (
+            {"recurrence": {**MASTER["recurrence"],
+                            "pattern": {"type": "daily", "daysOfWeek": []}}},
+            "recurrence interval must be a whole number of at least 1, not None",
+        ),
+        (
+            {"recurrence": {**MASTER["recurrence"],
+                            "range": {"startDate": "2017-09-04", "endDate": "2017-12-31"}}},
+            "recurrence range has no type",
+        ),
         (
             {"end": {"dateTime": "2017-04-15T10:00:00", "timeZone": "Pacific Standard Time"}},
             "ends before",
@@ -606,6 +623,23 @@ def test_unusable_items_are_refused_with_a_reason(change, reason):
     with pytest.raises(BadEvent, match=reason) as info:
         parse_event(item)
     assert info.value.graph_id == CREATED["id"]
+
+
+def test_a_master_with_a_malformed_recurrence_is_skipped_on_its_page_with_the_reason():
+    zero = copy.deepcopy(MASTER)
+    zero["recurrence"]["pattern"]["interval"] = 0
+    untyped = copy.deepcopy(MASTER)
+    untyped["id"] = "UNTYPED"
+    del untyped["recurrence"]["range"]["type"]
+    page = parse_event_page(
+        {"value": [zero, untyped, CREATED], "@odata.deltaLink": "https://graph.microsoft.com/d"}
+    )
+    assert [e.graph_id for e in page.events] == [CREATED["id"]]
+    reasons = {r.graph_id: r.reason for r in page.rejected}
+    assert reasons == {
+        MASTER["id"]: "recurrence interval must be a whole number of at least 1, not 0",
+        "UNTYPED": "recurrence range has no type",
+    }
 
 
 def test_unknown_fields_are_ignored():

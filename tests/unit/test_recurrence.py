@@ -438,6 +438,29 @@ def test_common_rrules_from_other_clients(rrule: str, start: date, expected: Rec
     assert normalise(from_rrule(rrule, start)) == normalise(expected)
 
 
+def test_yearly_by_month_day_without_bymonth_repeats_every_month() -> None:
+    # RFC 5545 3.3.10: BYMONTHDAY "expands" a YEARLY rule and a missing BYMONTH is not taken
+    # from DTSTART once a BYxxx part names the days, so FREQ=YEARLY;BYMONTHDAY=15 is the 15th
+    # of every month (dateutil agrees). Outlook says that as absoluteMonthly, interval 1.
+    start = datetime(2025, 3, 15, 9)
+    r = from_rrule("FREQ=YEARLY;BYMONTHDAY=15", start)
+    assert normalise(r) == normalise(Recurrence("absoluteMonthly", start.date(), day_of_month=15))
+    rfc = list(islice(rrulestr("FREQ=YEARLY;BYMONTHDAY=15", dtstart=start), 14))
+    outlook = occurrences(r, start, tz="UTC", limit=14)
+    assert [o.replace(tzinfo=None) for o in outlook] == rfc
+    assert rfc[1] == datetime(2025, 4, 15, 9)  # not March 2026
+    # The last day of every month, and a count, come across the same way.
+    last = from_rrule("FREQ=YEARLY;BYMONTHDAY=-1;COUNT=5", date(2025, 1, 31))
+    assert normalise(last) == normalise(
+        Recurrence("absoluteMonthly", date(2025, 1, 31), day_of_month=31,
+                   range_type="numbered", number_of_occurrences=5)
+    )  # fmt: skip
+    # Every month of every other year has no Outlook pattern: refused with a sentence.
+    with pytest.raises(Unrepresentable, match="every month") as caught:
+        from_rrule("FREQ=YEARLY;INTERVAL=2;BYMONTHDAY=15", start)
+    assert str(caught.value).endswith(".")
+
+
 def test_a_utc_until_is_read_in_the_series_zone() -> None:
     # 09:00 in Los Angeles on 30 June is 16:00Z; 02:00Z on 1 July is still 30 June there.
     r = from_rrule("FREQ=DAILY;UNTIL=20250701T020000Z", datetime(2025, 6, 1, 9),
@@ -471,6 +494,8 @@ def test_a_utc_until_is_read_in_the_series_zone() -> None:
         "FREQ=YEARLY;BYYEARDAY=100",
         "FREQ=DAILY;INTERVAL=2;BYDAY=MO,FR",
         "FREQ=WEEKLY;BYMONTH=6",
+        "FREQ=YEARLY;INTERVAL=2;BYMONTHDAY=15",  # every month of every other year
+        "FREQ=YEARLY;BYMONTHDAY=28,29,30,31;BYSETPOS=-1",  # the last of them in the year
     ],
 )
 def test_rrules_outlook_cannot_express_raise_unrepresentable(rrule: str) -> None:

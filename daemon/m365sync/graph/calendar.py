@@ -385,6 +385,9 @@ def parse_recurrence(value: Any) -> Recurrence | None:
 
     Read-back fills defaults (month 0, firstDayOfWeek "sunday", numberOfOccurrences 0,
     "Monday" as "monday"); making sense of those is the recurrence module's job, not ours.
+    What Graph documents as required is never guessed: the pattern's ``interval`` ("The
+    number of units between occurrences ... Required", at least 1) and the range's ``type``
+    (recurrencepattern.md, recurrencerange.md); without them the event is refused.
     """
     if value is None:
         return None
@@ -397,19 +400,26 @@ def parse_recurrence(value: Any) -> Recurrence | None:
     start_date = _date(rng, "startDate")
     if not isinstance(pattern_type, str) or not pattern_type or start_date is None:
         raise BadEvent("recurrence lacks a pattern type or a range start date")
+    interval = pattern.get("interval")
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+        raise BadEvent(
+            f"recurrence interval must be a whole number of at least 1, not {interval!r:.20}"
+        )
+    if not isinstance(range_type, str) or not range_type:
+        raise BadEvent("recurrence range has no type")
     days = pattern.get("daysOfWeek") or []
     if not isinstance(days, list) or not all(isinstance(day, str) for day in days):
         raise BadEvent("recurrence daysOfWeek is not a list of names")
     return Recurrence(
         pattern_type=pattern_type,
         start_date=start_date,
-        interval=_opt_int(pattern, "interval") or 1,
+        interval=interval,
         days_of_week=tuple(days),
         day_of_month=_opt_int(pattern, "dayOfMonth"),
         month=_opt_int(pattern, "month"),
         first_day_of_week=_opt_str(pattern, "firstDayOfWeek") or "sunday",
         index=_opt_str(pattern, "index") or "first",
-        range_type=range_type if isinstance(range_type, str) and range_type else "noEnd",
+        range_type=range_type,
         end_date=_date(rng, "endDate"),
         number_of_occurrences=_opt_int(rng, "numberOfOccurrences"),
         time_zone=_opt_str(rng, "recurrenceTimeZone") or "",

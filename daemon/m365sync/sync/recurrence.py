@@ -251,10 +251,11 @@ def from_rrule(rrule: str, start: date | datetime, *, time_zone: str = "") -> Re
 
     Accepts what `to_rrule` writes and the usual forms of other clients: ``BYDAY=1MO`` or
     ``BYDAY=MO;BYSETPOS=1``, ``FREQ=DAILY;BYDAY=MO,...,FR`` (Outlook's "every weekday"),
-    ``FREQ=YEARLY;BYMONTH=3;BYMONTHDAY=15``, a missing BYDAY/BYMONTHDAY/BYMONTH taken from
-    ``start``, a missing WKST read as RFC 5545's Monday, ``X-`` parts ignored. ``start`` is a
-    date, or a datetime whose wall-clock time makes a datetime UNTIL exact; ``time_zone``
-    (Windows or IANA) is the zone a UTC UNTIL is read in, and is kept as recurrenceTimeZone.
+    ``FREQ=YEARLY;BYMONTH=3;BYMONTHDAY=15``, ``FREQ=YEARLY;BYMONTHDAY=15`` (the 15th of every
+    month, as RFC 5545 expands it), a missing BYDAY/BYMONTHDAY/BYMONTH taken from ``start``,
+    a missing WKST read as RFC 5545's Monday, ``X-`` parts ignored. ``start`` is a date, or a
+    datetime whose wall-clock time makes a datetime UNTIL exact; ``time_zone`` (Windows or
+    IANA) is the zone a UTC UNTIL is read in, and is kept as recurrenceTimeZone.
     Raises `Unrepresentable` for rules Outlook cannot express, `ValueError` for broken ones.
     """
     parts = _parse_rrule(rrule)
@@ -364,10 +365,29 @@ def _yearly(
         raise Unrepresentable("Outlook repeats a yearly pattern in one month only.")
     if byday and not months:
         raise Unrepresentable("Outlook cannot count weekdays across a whole year, only in a month.")
+    if parts.get("BYMONTHDAY") and not months:
+        return _yearly_every_month(interval, parts, start)
     month = months[0] if months else start.month
     if not 1 <= month <= 12:
         raise ValueError(f"bad BYMONTH {month}")
     return _monthly_or_yearly(interval, byday, parts, start, month=month)
+
+
+def _yearly_every_month(interval: int, parts: dict, start: date) -> dict[str, Any]:
+    """``FREQ=YEARLY;BYMONTHDAY=..`` without BYMONTH: in RFC 5545's BYxxx table (3.3.10)
+    BYMONTHDAY *expands* a YEARLY rule, over the whole year when no BYMONTH limits it, so
+    this is those days of every month (as dateutil and libical expand it). DTSTART lends its
+    month only to a yearly rule that names no day (``FREQ=YEARLY``)."""
+    if interval != 1:
+        raise Unrepresentable(
+            f"This rule repeats every month, but only every {interval} years; Outlook's"
+            " monthly series cannot skip years."
+        )
+    if parts.get("BYSETPOS"):
+        raise Unrepresentable(
+            "Outlook cannot pick one of these days of the month across a whole year."
+        )
+    return _monthly_or_yearly(1, [], parts, start, month=0)
 
 
 def _monthly_or_yearly(
