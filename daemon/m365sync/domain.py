@@ -359,6 +359,8 @@ class CalendarEvent:
     ``start_date``/``end_date`` (end exclusive) instead, so they stay on their day in every
     zone. ``time_zone`` is the IANA zone the organiser planned it in (from Graph's
     ``originalStartTimeZone``, mapped from Windows names), used to expand recurrences.
+    ``end_time_zone`` is the IANA zone of the end when it was planned in another one (a
+    flight: Graph's ``originalEndTimeZone``); empty when the end is in ``time_zone``.
     """
 
     graph_id: str
@@ -389,6 +391,7 @@ class CalendarEvent:
     my_response: ResponseStatus = ResponseStatus.NONE
     # Outlook attaches its default online meeting (Teams) and fills online_meeting_url.
     is_online_meeting: bool = False
+    end_time_zone: str = ""  # see above: only when the end's zone differs from time_zone
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,6 +150,18 @@ def test_create_get_update_delete_single_event(client: Client, mailbox: Mailbox)
     assert written[1]["body"] == {"subject": "Brunch"} and written[1]["id"] == eid
 
 
+def test_every_windows_zone_the_daemon_writes_is_one_the_emulator_knows(client: Client) -> None:
+    from m365sync.emulator.calendar import zone
+    from m365sync.sync.timezones import TZ_WIN, to_windows
+
+    written = {to_windows(name) for name in ("America/Edmonton", "America/Lima", "Asia/Kolkata")}
+    unknown = sorted(name for name in set(TZ_WIN.values()) | written if zone(name) is None)
+    assert unknown == []
+    lima = post(client, event("Call", "2027-01-15T10:00:00", zone=to_windows("America/Lima")))
+    assert lima.status_code == 201, lima.get_json()
+    assert lima.get_json()["originalStartTimeZone"] == "SA Pacific Standard Time"
+
+
 def test_transaction_id_makes_create_idempotent(client: Client, mailbox: Mailbox) -> None:
     body = event("Retry me", "2027-04-15T12:00:00", transactionId="7E163156-7762-4BEB")
     first = post(client, body)

@@ -775,6 +775,45 @@ def test_event_body_round_trips_through_the_parser():
     assert back.attendees[0].address == "anna@fabrikam.com"
 
 
+def test_a_past_event_in_a_zone_outside_cldrs_001_table_comes_back_at_its_instant():
+    # Lima kept UTC-5 all along; the Windows zone chosen for it must have done so in 2014 too.
+    event = make_event(
+        start=datetime(2014, 1, 15, 15, 0, tzinfo=UTC),  # 10:00 in Lima
+        end=datetime(2014, 1, 15, 16, 0, tzinfo=UTC),
+        time_zone="America/Lima",
+    )
+    body = event_body(event)
+    lima = {"dateTime": "2014-01-15T10:00:00", "timeZone": "SA Pacific Standard Time"}
+    assert body["start"] == lima
+    back = parse_event({**body, "id": "X", "originalStartTimeZone": body["start"]["timeZone"]})
+    assert (back.start, back.end) == (event.start, event.end)
+
+
+def test_an_event_ending_in_another_zone_writes_its_end_in_that_zone():
+    # A flight planned as Paris departure, New York arrival: Outlook keeps both zones
+    # (originalStartTimeZone, originalEndTimeZone) and so must a write of the event.
+    flight = {
+        **copy.deepcopy(CREATED),
+        "start": {"dateTime": "2024-06-03T10:00:00.0000000", "timeZone": "UTC"},
+        "end": {"dateTime": "2024-06-03T18:30:00.0000000", "timeZone": "UTC"},
+        "originalStartTimeZone": "Romance Standard Time",
+        "originalEndTimeZone": "Eastern Standard Time",
+    }
+    event = parse_event(flight)
+    assert event.time_zone == "Europe/Paris"
+    assert event.end_time_zone == "America/New_York"
+    body = event_body(event)
+    assert body["start"] == {"dateTime": "2024-06-03T12:00:00", "timeZone": "Romance Standard Time"}
+    assert body["end"] == {"dateTime": "2024-06-03T14:30:00", "timeZone": "Eastern Standard Time"}
+    echoed = parse_event({**body, "id": "X", "originalStartTimeZone": "Romance Standard Time",
+                          "originalEndTimeZone": "Eastern Standard Time"})  # fmt: skip
+    assert (echoed.start, echoed.end, echoed.end_time_zone) == (
+        event.start, event.end, "America/New_York"
+    )  # fmt: skip
+    # The same zone at both ends (the usual case) is not repeated.
+    assert parse_event(copy.deepcopy(MASTER)).end_time_zone == ""
+
+
 def test_event_body_all_day_is_midnight_in_one_zone():
     event = make_event(
         is_all_day=True,

@@ -1,4 +1,4 @@
-"""Windows and IANA zone names, through CLDR's table as icalendar ships it."""
+"""Windows and IANA zone names, through CLDR's windowsZones table as tzlocal ships it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
-from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+from tzlocal.windows_tz import tz_win, win_tz
 
+from m365sync.sync import timezones
 from m365sync.sync.timezones import UnknownTimeZone, to_iana, to_windows, zone
 
 # IANA zones no Windows zone matches, and why (checked against the tz database in use).
@@ -82,13 +83,13 @@ def test_dst_observing_zones_change_offset(windows: str, winter: int, summer: in
 
 def test_every_windows_name_in_the_table_loads() -> None:
     unloadable = []
-    for windows in WINDOWS_TO_OLSON:
+    for windows in win_tz:
         try:
             zone(windows)
         except (UnknownTimeZone, KeyError) as exc:  # pragma: no cover - report, then fail
             unloadable.append(f"{windows}: {exc}")
     assert unloadable == [], unloadable
-    assert len(WINDOWS_TO_OLSON) > 130
+    assert len(win_tz) > 130
 
 
 @pytest.mark.parametrize(
@@ -108,9 +109,39 @@ def test_to_windows_picks_the_canonical_name(iana: str, windows: str) -> None:
     assert to_windows(iana) == windows
 
 
-def test_to_windows_for_a_zone_outside_the_table_prefers_the_same_area() -> None:
-    # America/Vancouver is not in CLDR's 001 table; Pacific Standard Time has its offsets.
-    assert to_windows("America/Vancouver") == "Pacific Standard Time"
+@pytest.mark.parametrize(
+    ("iana", "windows", "wall"),
+    [
+        # Not the 001 zone of any Windows zone; CLDR lists them under their territory. An
+        # offset match for this year picked Central Brazilian (Cuiaba: DST until 2019) and
+        # Eastern Standard Time (Mexico) (Cancun: UTC-6 until 2015), one hour off back then.
+        ("America/Manaus", "SA Western Standard Time", datetime(2019, 1, 15, 10)),
+        ("America/Lima", "SA Pacific Standard Time", datetime(2014, 1, 15, 10)),
+        ("America/Panama", "SA Pacific Standard Time", datetime(2014, 1, 15, 10)),
+    ],
+)
+def test_to_windows_uses_cldrs_territory_mapping_so_past_events_keep_their_instant(
+    iana: str, windows: str, wall: datetime
+) -> None:
+    assert to_windows(iana) == windows
+    assert wall.replace(tzinfo=zone(to_windows(iana))) == wall.replace(tzinfo=ZoneInfo(iana))
+
+
+def test_to_windows_follows_cldr_wherever_the_tz_database_agrees_with_it() -> None:
+    listed = {name: windows for name, windows in tz_win.items() if name in available_timezones()}
+    assert len(listed) > 400
+    now = datetime.now(UTC).year
+    current = {name for name, windows in listed.items()
+               if _offsets(win_tz[windows], now) == _offsets(name, now)}  # fmt: skip
+    assert len(current) > 0.95 * len(listed)  # CLDR lags tzdata for a few zones at most
+    differing = {name: to_windows(name) for name in current if to_windows(name) != listed[name]}
+    assert differing == {}
+
+
+def test_a_zone_cldr_does_not_list_falls_back_to_matching_offsets(monkeypatch) -> None:
+    monkeypatch.setattr(timezones, "TZ_WIN", {})  # as if CLDR listed no zone but the 001 ones
+    # The Windows zones with Monaco's offsets this year; the first in the same area wins.
+    assert to_windows("Europe/Monaco") == "Central Europe Standard Time"
 
 
 def test_to_windows_raises_for_unknown_names() -> None:

@@ -59,7 +59,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+from tzlocal.windows_tz import win_tz  # CLDR windowsZones: Windows name -> IANA
 
 from m365sync.emulator.delta import SyncStates
 
@@ -137,9 +137,9 @@ def zone(name: str | None) -> ZoneInfo | None:
     text = str(name).strip()
     if text.lower() in ("utc", "tzone://microsoft/utc", "etc/utc", "z"):
         return ZoneInfo("UTC")
-    iana = WINDOWS_TO_OLSON.get(text)
+    iana = win_tz.get(text)
     if iana is None:
-        lowered = {k.lower(): v for k, v in WINDOWS_TO_OLSON.items()}
+        lowered = {k.lower(): v for k, v in win_tz.items()}
         iana = lowered.get(text.lower(), text)
     try:
         return ZoneInfo(iana)

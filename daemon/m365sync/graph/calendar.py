@@ -250,6 +250,14 @@ def _event_zone(item: Mapping[str, Any], start: _Local) -> tuple[str, str | None
     return fallback, original or None
 
 
+def _end_zone(item: Mapping[str, Any], time_zone: str) -> str:
+    """The IANA zone of ``originalEndTimeZone`` when it maps and differs from the start's;
+    else "" (the end is in the event's zone; an unmappable name changes nothing)."""
+    original = _opt_str(item, "originalEndTimeZone")
+    end_zone = _iana_name(original) if original else None
+    return end_zone if end_zone is not None and end_zone != time_zone else ""
+
+
 def _all_day_date(value: _Local, event_zone: tzinfo, *, is_end: bool) -> date:
     """The calendar day an all-day boundary names, in the event's own zone, never in UTC.
 
@@ -481,6 +489,7 @@ def _fields(item: Mapping[str, Any], graph_id: str) -> tuple[CalendarEvent, str 
         transaction_id=_opt_str(item, "transactionId"),
         my_response=_response((_obj(item, "responseStatus") or {}).get("response")),
         is_online_meeting=_opt_bool(item, "isOnlineMeeting"),
+        end_time_zone="" if is_all_day else _end_zone(item, time_zone),
     )
     if is_all_day:
         zone = zone_named(time_zone)
@@ -578,14 +587,15 @@ def event_body(
     """The JSON for ``POST /me/events`` (``create``) or a full ``PATCH`` of ``event``.
 
     Start and end are written as wall-clock time in the event's own zone under its Windows
-    name, so Outlook shows and recurs the event where it was planned (DST included). A zone
-    with no Windows name is sent as UTC: the instant stays right, only the planning zone is
-    lost (logged). ``transactionId`` goes only into a create (Graph refuses to change it), and
-    only if the event carries one. ``online_meeting`` asks Outlook to attach its default online
-    meeting; once set, Outlook ignores attempts to turn it off (event.md), so it is never sent
-    as false. ``details_only`` leaves out what shapes a series (start, end, isAllDay,
-    recurrence): a PATCH of a series master's details then keeps its occurrences and exceptions
-    as they are.
+    name, so Outlook shows and recurs the event where it was planned (DST included); the end
+    of a timed event planned to end in another zone (``end_time_zone``) is written in that
+    one. A zone with no Windows name is sent as UTC: the instant stays right, only the
+    planning zone is lost (logged). ``transactionId`` goes only into a create (Graph refuses
+    to change it), and only if the event carries one. ``online_meeting`` asks Outlook to
+    attach its default online meeting; once set, Outlook ignores attempts to turn it off
+    (event.md), so it is never sent as false. ``details_only`` leaves out what shapes a series
+    (start, end, isAllDay, recurrence): a PATCH of a series master's details then keeps its
+    occurrences and exceptions as they are.
 
     A private event is sent whole, details and attendees included, with its ``sensitivity``
     (``normal``, ``personal``, ``private``, ``confidential``: `resources/event.md`): privacy is
@@ -636,9 +646,14 @@ def _boundaries(event: CalendarEvent, zone_name: str | None) -> dict[str, Any]:
     if event.start is None or event.end is None:
         raise ValueError("a timed event needs start and end")
     zone = zone_named(event.time_zone) if zone_name else UTC
+    end_zone, end_name = zone, name
+    if event.end_time_zone and event.end_time_zone != event.time_zone:
+        own_name = graph_zone_name(event.end_time_zone)
+        if own_name is not None:
+            end_zone, end_name = zone_named(event.end_time_zone), own_name
     return {
         "start": _dtz(_wall(event.start, zone), name),
-        "end": _dtz(_wall(event.end, zone), name),
+        "end": _dtz(_wall(event.end, end_zone), end_name),
     }
 
 

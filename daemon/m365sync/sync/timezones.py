@@ -3,10 +3,13 @@
 Graph names zones the Windows way (``"Pacific Standard Time"``, ``"W. Europe Standard Time"``)
 in ``originalStartTimeZone``, ``recurrenceTimeZone`` and in ``dateTimeTimeZone`` values,
 unless a client created the event with an IANA name, which Graph then keeps. Python and Odoo
-speak IANA. The mapping is not ours to maintain: it is CLDR's ``windowsZones.xml`` (the
-"001" territory, one IANA zone per Windows zone) as icalendar ships it, regenerated with each
-icalendar release. A name we cannot map raises `UnknownTimeZone`, so the caller chooses the
-fallback (UTC, or the account's zone) and logs it, instead of this module guessing silently.
+speak IANA. The mapping is not ours to maintain: it is CLDR's ``windowsZones.xml`` as tzlocal
+ships it (``tzlocal.windows_tz``, regenerated from CLDR with each tzlocal release): ``win_tz``
+is the "001" territory, one IANA zone per Windows zone; ``tz_win`` is every IANA zone CLDR
+lists under any territory, with its Windows zone (``America/Lima`` is Peru's entry under
+"SA Pacific Standard Time"). A name we cannot map raises `UnknownTimeZone`, so the caller
+chooses the fallback (UTC, or the account's zone) and logs it, instead of this module
+guessing silently.
 
 Pure: no I/O beyond reading the tz database through `zoneinfo`.
 """
@@ -17,19 +20,17 @@ import functools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-try:  # icalendar 6 and 7
-    from icalendar.timezone.tzid import get_equivalent_tzids
-    from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
-except ImportError:  # pragma: no cover - icalendar 5 kept the table at the top level
-    from icalendar.windows_to_olson import WINDOWS_TO_OLSON  # type: ignore[no-redef]
-
-    def get_equivalent_tzids(tzid: str) -> tuple[str, ...]:  # type: ignore[misc]
-        return (tzid,)
-
+from icalendar.timezone.tzid import get_equivalent_tzids
+from tzlocal.windows_tz import tz_win, win_tz
 
 __all__ = ["UTC_NAME", "UnknownTimeZone", "to_iana", "to_windows", "zone"]
 
 UTC_NAME = "UTC"
+
+#: CLDR windowsZones: Windows name -> IANA name of its "001" territory (the zone to expand in).
+WIN_TZ: dict[str, str] = win_tz
+#: CLDR windowsZones: IANA name (any territory, aliases included) -> Windows name.
+TZ_WIN: dict[str, str] = tz_win
 
 # Names Graph uses for UTC besides the Windows "UTC" entry (which CLDR maps to "Etc/UTC").
 # Returning plain "UTC" keeps comparisons with `CalendarEvent.time_zone`'s default simple.
@@ -81,16 +82,21 @@ def zone(name: str | None) -> ZoneInfo:
 def to_windows(name: str) -> str:
     """The Windows name to send Graph for an IANA zone (Windows names pass through).
 
-    CLDR's "001" table names one IANA zone per Windows zone, so most IANA zones are not in
-    it. In order: the table itself; zones icalendar knows to be equivalent (aliases such as
-    ``Asia/Kolkata`` for ``Asia/Calcutta``, and zones with identical history since 1970);
-    then a Windows zone whose offsets agree for this year and the next two, preferring one
-    in the same IANA area (``Europe/...``). Raises `UnknownTimeZone` when nothing agrees.
+    In order: CLDR's mapping of every zone it lists, whatever its territory, so a zone keeps
+    a Windows zone with its own history (``America/Lima`` is "SA Pacific Standard Time", not
+    a zone that merely agrees with it this year); the same for zones icalendar knows to be
+    equivalent (aliases newer than the table, zones with identical history since 1970); then,
+    for names CLDR does not list, a Windows zone whose offsets agree for this year and the
+    next two, preferring one in the same IANA area (``Europe/...``). A CLDR entry that the tz
+    database has overtaken (its Windows zone no longer has the zone's offsets now, as for
+    ``America/Scoresbysund`` since 2024) is passed over the same way. Raises
+    `UnknownTimeZone` when nothing agrees.
     """
     iana = to_iana(name)
     if iana == UTC_NAME:
         return "UTC"
-    found = _reverse_index().get(iana) or _by_equivalence(iana) or _by_offsets(iana)
+    windows = _canonical_windows().get((name or "").strip().casefold())
+    found = windows or _from_cldr(iana) or _by_equivalence(iana) or _by_offsets(iana)
     if found is None:
         raise UnknownTimeZone(name, "no Windows zone has the same offsets")
     return found
@@ -102,22 +108,31 @@ def to_windows(name: str) -> str:
 @functools.cache
 def _windows_index() -> dict[str, str]:
     """Casefolded Windows name -> IANA name."""
-    return {windows.casefold(): iana for windows, iana in WINDOWS_TO_OLSON.items()}
+    return {windows.casefold(): iana for windows, iana in WIN_TZ.items()}
 
 
 @functools.cache
-def _reverse_index() -> dict[str, str]:
-    """IANA name -> Windows name. CLDR's 001 table is one-to-one; if a later release maps
-    two Windows names to one zone, the alphabetically first wins, so the choice is stable."""
-    reverse: dict[str, str] = {}
-    for windows in sorted(WINDOWS_TO_OLSON):
-        reverse.setdefault(WINDOWS_TO_OLSON[windows], windows)
-    return reverse
+def _canonical_windows() -> dict[str, str]:
+    """Casefolded Windows name -> the name as Windows spells it."""
+    return {windows.casefold(): windows for windows in WIN_TZ}
+
+
+def _from_cldr(iana: str) -> str | None:
+    """CLDR's Windows zone for ``iana``, unless its 001 zone's offsets differ from now on."""
+    windows = TZ_WIN.get(iana)
+    if windows is None or windows not in WIN_TZ:
+        return None
+    reference = WIN_TZ[windows]
+    if reference != iana and _loadable(reference):
+        year = datetime.now(UTC).year
+        if _offsets(reference, year) != _offsets(iana, year):
+            return None
+    return windows
 
 
 def _by_equivalence(iana: str) -> str | None:
     candidates = sorted(
-        _reverse_index()[other] for other in get_equivalent_tzids(iana) if other in _reverse_index()
+        {found for other in get_equivalent_tzids(iana) if (found := _from_cldr(other))}
     )
     return candidates[0] if candidates else None
 
@@ -127,11 +142,11 @@ def _by_offsets(iana: str) -> str | None:
     wanted = _offsets(iana, year)
     matches = [
         windows
-        for windows, other in sorted(WINDOWS_TO_OLSON.items())
+        for windows, other in sorted(WIN_TZ.items())
         if _loadable(other) and _offsets(other, year) == wanted
     ]
     area = iana.split("/", 1)[0]
-    same_area = [w for w in matches if WINDOWS_TO_OLSON[w].split("/", 1)[0] == area]
+    same_area = [w for w in matches if WIN_TZ[w].split("/", 1)[0] == area]
     return (same_area or matches or [None])[0]
 
 
