@@ -30,8 +30,10 @@ def _setup_logging(verbose: int) -> None:
         handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
     )
     # msal and urllib3 log request URLs (with codes or tokens in them) at DEBUG: keep them quiet.
-    for noisy in ("msal", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # urllib3 also warns of each connection retry; what finally failed is told in one sentence,
+    # so its retries are shown only with -v.
+    logging.getLogger("msal").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING if verbose else logging.ERROR)
 
 
 def _config(args: argparse.Namespace, *, need_microsoft: bool = True) -> Config:

@@ -56,6 +56,11 @@ class Transient(GraphError):
     """A 5xx, a dropped connection or a garbled answer that a later attempt may not see."""
 
 
+class IdentityUnavailable(Transient):
+    """The Microsoft identity platform (the configured authority), not Graph, could not be
+    reached or failed for now: no token could be had, so Graph was not even asked."""
+
+
 class SyncStateGone(GraphError):
     """410 (SyncStateNotFound, resyncRequired...): the delta round must restart from scratch."""
 
@@ -165,6 +170,13 @@ def advice_for(error: BaseException, *, now: datetime | None = None) -> Advice:
                 f"{until:%H:%M:%S} UTC. Nothing is lost.",
                 until,
             )
+        case IdentityUnavailable():
+            words = _clause(error)
+            return Advice(
+                AccountStatus.FAILED,
+                f"{words[:1].upper()}{words[1:]}. Nothing was lost; the next cycle retries from "
+                "the last stored position.",
+            )
         case Transient() | MalformedResponse():
             return Advice(
                 AccountStatus.FAILED,
@@ -188,15 +200,26 @@ def advice_for(error: BaseException, *, now: datetime | None = None) -> Advice:
                 "The stored sign-in cannot be opened with the daemon's keys (keys replaced or "
                 "lost): restore the key file or reconnect the account.",
             )
+        case GraphError(code="tls_verification_failed"):
+            return Advice(
+                AccountStatus.FAILED,
+                f"{_clause(error)}. Nothing was lost; the next cycle retries.",
+            )
         case GraphError():
             return Advice(
                 AccountStatus.FAILED,
-                f"Microsoft Graph refused a request ({error.status} {error.code}): {error}. "
-                "The next cycle retries.",
+                f"Microsoft Graph refused a request ({error.status} {error.code}): "
+                f"{_clause(error)}. The next cycle retries.",
             )
         case _:
             return Advice(
                 AccountStatus.FAILED,
-                f"Unexpected error ({type(error).__name__}): {error}. The next cycle retries; "
-                "report it if it repeats.",
+                f"Unexpected error ({type(error).__name__}): {_clause(error)}. The next cycle "
+                "retries; report it if it repeats.",
             )
+
+
+def _clause(error: BaseException) -> str:
+    """An error's own words to go before our next sentence: without their final period
+    (Graph's "...not found in the store." would otherwise end in two)."""
+    return str(error).strip().rstrip(".")

@@ -67,3 +67,74 @@ def test_sync_with_revoked_grant_exits_nonzero_and_says_reconnect(stack):
     assert "Traceback" not in result.stdout + result.stderr
     status = m365sync(stack, "status")
     assert "needs reconnect" in status.stdout
+
+
+def _config_with(stack, tmp_path, name, **values):
+    """The stack's configuration with some [microsoft] values replaced."""
+    import re
+
+    text = stack.config_path.read_text(encoding="utf-8")
+    for key, value in values.items():
+        text, found = re.subn(rf'(?m)^{key} = "[^"]*"$', f'{key} = "{value}"', text)
+        assert found == 1, key
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _words(text):
+    """Console output as one line of words: table borders and wrapping taken out."""
+    return " ".join(text.replace("│", " ").replace("┃", " ").split())
+
+
+def m365sync_with(config, *args):
+    env = dict(os.environ)
+    env.pop("M365SYNC_CONFIG", None)
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [sys.executable, "-m", "m365sync", "-c", str(config), *args],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+
+
+def test_identity_platform_down_is_named_and_urllib3_retries_stay_quiet(stack, tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    m365sync(stack, "connect")
+    stack.emulator.identity.expire_access_tokens()  # the cycle must ask the identity platform
+    dead = f"https://127.0.0.1:{port}"  # nothing listens there
+    down = _config_with(stack, tmp_path, "identity-down.toml", authority_host=dead)
+
+    synced = m365sync_with(down, "sync", "--once")
+    assert synced.returncode == 1
+    said = _words(synced.stdout + synced.stderr)
+    assert "Retrying" not in said  # urllib3's own retry warnings are not the operator's words
+    assert "identity platform" in said and dead in said
+    assert "Microsoft Graph failed" not in said and "service health" not in said
+    assert "Traceback" not in said
+
+    connected = m365sync_with(down, "connect")
+    assert connected.returncode == 2
+    said = _words(connected.stdout + connected.stderr)
+    assert "Retrying" not in said
+    assert "identity platform" in said and dead in said
+
+
+def test_connect_with_a_ca_bundle_that_does_not_sign_the_authority_names_the_setting(
+    stack, tmp_path
+):
+    import trustme
+
+    other_ca = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other_ca))  # a CA that signed nothing here
+    wrong = _config_with(stack, tmp_path, "wrong-ca.toml", ca_bundle=str(other_ca))
+    connected = m365sync_with(wrong, "connect")
+    assert connected.returncode == 2
+    said = _words(connected.stdout + connected.stderr)
+    assert "microsoft.ca_bundle" in said  # what check-config says too
+    assert "check the authority URL" not in said
+    checked = _words(m365sync_with(wrong, "check-config").stdout)
+    assert "set microsoft.ca_bundle to the CA that signed it" in checked

@@ -10,6 +10,8 @@ from m365sync.domain import AccountStatus
 from m365sync.errors import (
     BadClientCredentials,
     CrmUnavailable,
+    GraphError,
+    IdentityUnavailable,
     InsufficientPermissions,
     MailboxUnavailable,
     NeedsReconnect,
@@ -58,3 +60,28 @@ def test_throttled_says_until_when():
     assert advice.status is AccountStatus.THROTTLED
     assert advice.until == datetime(2026, 11, 25, 12, 1, 30, 500000, tzinfo=UTC)
     assert "12:01:30" in advice.sentence
+
+
+def test_a_message_ending_in_a_period_is_not_followed_by_another():
+    # Graph's own ErrorItemNotFound text ends with a period; the sentence must not double it.
+    error = GraphError(
+        "The specified object was not found in the store.", status=404, code="ErrorItemNotFound"
+    )
+    sentence = advice_for(error, now=NOW).sentence
+    assert "store. The next cycle retries." in sentence
+    assert ".." not in sentence
+    assert ".." not in advice_for(ValueError("bad value."), now=NOW).sentence
+
+
+def test_the_identity_platform_failing_is_not_blamed_on_graph():
+    error = IdentityUnavailable(
+        "the Microsoft identity platform at https://login.example.test/common could not be"
+        " reached or failed (ConnectionError): check microsoft.authority_host and that this"
+        " host can reach it",
+        code="identity_unreachable",
+    )
+    advice = advice_for(error, now=NOW)
+    assert advice.status is AccountStatus.FAILED
+    assert advice.sentence.startswith("The Microsoft identity platform at https://login.")
+    assert "microsoft.authority_host" in advice.sentence and "retries" in advice.sentence
+    assert "Graph" not in advice.sentence and "service health" not in advice.sentence

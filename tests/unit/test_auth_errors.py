@@ -18,6 +18,7 @@ import responses
 from m365sync.errors import (
     BadClientCredentials,
     GraphError,
+    IdentityUnavailable,
     InsufficientPermissions,
     NeedsReconnect,
     Transient,
@@ -188,7 +189,7 @@ def test_finish_flow_returns_the_identity_and_cache(idp):
     [
         ("access_denied", NeedsReconnect, "declined"),
         ("consent_required", InsufficientPermissions, "Consent"),
-        ("server_error", Transient, "failed for now"),
+        ("server_error", IdentityUnavailable, "identity platform failed for now"),
         ("invalid_request", GraphError, "refused"),
     ],
 )
@@ -379,7 +380,7 @@ def test_error_code_format():
         ("invalid_grant", NeedsReconnect),
         ("INVALID_GRANT", NeedsReconnect),
         ("invalid_client", BadClientCredentials),
-        ("temporarily_unavailable", Transient),
+        ("temporarily_unavailable", IdentityUnavailable),  # a Transient, named for what failed
         ("unauthorized_client", GraphError),
         ("", GraphError),
     ],

@@ -32,13 +32,16 @@ import requests
 from m365sync.errors import (
     BadClientCredentials,
     GraphError,
+    IdentityUnavailable,
     InsufficientPermissions,
     MalformedResponse,
     NeedsReconnect,
-    Transient,
 )
+from m365sync.graph.transport import tls_untrusted
 
 log = logging.getLogger("m365sync.auth")
+
+_CHECK_AUTHORITY = "check microsoft.authority_host and that this host can reach it"
 
 MICROSOFT_AUTHORITY_HOSTS = frozenset(
     {
@@ -111,7 +114,9 @@ def error_from_msal(result: Mapping[str, Any]) -> GraphError:
             f"Microsoft refused the requested permissions: {code}{said}", code=code
         )
     if error in _TRANSIENT_ERRORS:
-        return Transient(f"the Microsoft identity platform failed for now: {code}{said}", code=code)
+        return IdentityUnavailable(
+            f"the Microsoft identity platform failed for now: {code}{said}", code=code
+        )
     return GraphError(f"the Microsoft identity platform refused: {code}{said}", code=code)
 
 
@@ -180,10 +185,12 @@ class TokenBroker:
                 http_client=self._session,
                 token_cache=cache,
             )
+        except requests.exceptions.SSLError as exc:
+            raise _untrusted(self.authority) from exc
         except (*_TRANSPORT_FAILURES, ValueError) as exc:
-            raise Transient(
-                f"cannot read the identity provider's configuration at {self.authority} "
-                f"({type(exc).__name__}); check the authority URL and the network",
+            raise IdentityUnavailable(
+                "cannot read the Microsoft identity platform's configuration at "
+                f"{self.authority} ({type(exc).__name__}): {_CHECK_AUTHORITY}",
                 code="authority_unreachable",
             ) from exc
 
@@ -220,7 +227,7 @@ class TokenBroker:
                 code="nonce_mismatch",
             ) from exc
         except _TRANSPORT_FAILURES as exc:
-            raise _unreachable(exc) from exc
+            raise _unreachable(exc, self.authority) from exc
         return _identity(result, cache)
 
     def redeem_code(
@@ -240,7 +247,7 @@ class TokenBroker:
                 data={"code_verifier": code_verifier},
             )
         except ValueError as exc:  # a non-JSON answer from the token endpoint
-            raise _unreachable(exc) from exc
+            raise _unreachable(exc, self.authority) from exc
         except RuntimeError as exc:
             raise NeedsReconnect(
                 "The sign-in answer does not belong to this sign-in (nonce mismatch): "
@@ -248,7 +255,7 @@ class TokenBroker:
                 code="nonce_mismatch",
             ) from exc
         except _TRANSPORT_FAILURES as exc:
-            raise _unreachable(exc) from exc
+            raise _unreachable(exc, self.authority) from exc
         return _identity(result, cache)
 
 
@@ -260,11 +267,20 @@ def _state_mismatch() -> NeedsReconnect:
     )
 
 
-def _unreachable(exc: BaseException) -> Transient:
-    return Transient(
-        f"the Microsoft identity platform could not be reached or failed ({type(exc).__name__})",
+def _unreachable(exc: BaseException, authority: str) -> IdentityUnavailable:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return _untrusted(authority)
+    return IdentityUnavailable(
+        f"the Microsoft identity platform at {authority} could not be reached or failed "
+        f"({type(exc).__name__}): {_CHECK_AUTHORITY}",
         code="identity_unreachable",
     )
+
+
+def _untrusted(authority: str) -> IdentityUnavailable:
+    """The configured CA bundle does not vouch for the authority: said as check-config says
+    it (the setting to fix), and waited out like any unreachable authority meanwhile."""
+    return IdentityUnavailable(tls_untrusted(authority), code="tls_verification_failed")
 
 
 def _identity(result: Mapping[str, Any], cache: msal.SerializableTokenCache) -> ConnectedIdentity:
@@ -339,7 +355,7 @@ class AccountTokens:
                 self._broker.scopes, account=accounts[0], force_refresh=force_refresh
             )
         except (*_TRANSPORT_FAILURES, ValueError) as exc:
-            raise _unreachable(exc) from exc
+            raise _unreachable(exc, self._broker.authority) from exc
         if result is None:
             raise NeedsReconnect(
                 "The stored sign-in has no refresh token for these permissions: reconnect it.",

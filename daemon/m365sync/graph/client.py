@@ -43,6 +43,7 @@ from m365sync.errors import (
     Throttled,
     Transient,
 )
+from m365sync.graph.transport import tls_untrusted
 
 log = logging.getLogger("m365sync.graph")
 
@@ -372,10 +373,9 @@ class GraphClient:
                     timeout=self._timeout,
                 )
         except requests.exceptions.SSLError as exc:
+            parts = urlsplit(url)
             raise GraphError(
-                f"TLS verification of {urlsplit(url).hostname} failed: check the configured "
-                f"CA bundle ({type(exc).__name__})",
-                code="tls_verification_failed",
+                tls_untrusted(f"{parts.scheme}://{parts.netloc}"), code="tls_verification_failed"
             ) from exc
         except requests.RequestException as exc:
             raise Transient(

@@ -19,6 +19,12 @@ from urllib3.util import Retry
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 100.0)
 
 
+def tls_untrusted(url: str) -> str:
+    """The one sentence for a server whose certificate the configured trust does not accept
+    (check-config, connect and the sync cycles all say it the same way)."""
+    return f"TLS verification failed for {url}: set microsoft.ca_bundle to the CA that signed it."
+
+
 def connection_retry() -> Retry:
     """Retries for failures below HTTP only; statuses are the GraphClient's business.
 

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from m365sync.config import Config
 from m365sync.errors import M365SyncError
-from m365sync.graph.transport import make_session
+from m365sync.graph.transport import make_session, tls_untrusted
 from m365sync.sealing import Keyring
 from m365sync.service.runtime import USER_AGENT, open_gateway
 
@@ -39,9 +39,7 @@ def _reach(session: requests.Session, url: str, expect: Callable[[requests.Respo
     try:
         answer = session.get(url, timeout=15)
     except requests.exceptions.SSLError:
-        raise M365SyncError(
-            f"TLS verification failed for {url}: set microsoft.ca_bundle to the CA that signed it."
-        ) from None
+        raise M365SyncError(tls_untrusted(url)) from None
     except requests.RequestException as exc:
         raise M365SyncError(f"cannot reach {url}: {type(exc).__name__}") from None
     if not expect(answer):
