@@ -221,6 +221,8 @@ class Config:
             raise ConfigError(
                 f"store.backend must be 'sqlite' or 'odoo', not {self.store.backend!r}."
             )
+        if self.store.backend == "sqlite":
+            self._validate_store_path()
         if self.store.backend == "odoo":
             missing = [k for k in ("url", "db", "user") if not getattr(self.odoo, k)]
             if not self.odoo.key():
@@ -249,10 +251,40 @@ class Config:
                 "sync.calendar_days_back + sync.calendar_days_ahead must stay under 1790 days: "
                 "Microsoft Graph refuses calendar windows over 1825 days (five years)."
             )
+        for key in ("mail_interval_seconds", "outbox_interval_seconds"):
+            if getattr(self.sync, key) < 1:
+                raise ConfigError(
+                    f"sync.{key} must be 1 second or more, not {getattr(self.sync, key)}: "
+                    "it is the pause between two cycles."
+                )
         if not self.sync.mail_folders:
             raise ConfigError("sync.mail_folders is empty: list at least one folder, e.g. inbox.")
         self._validate_notifications()
         return self
+
+    def _validate_store_path(self) -> None:
+        """A configured store file must be in a folder that exists: a missing folder is
+        usually a typo, and creating it would put the CRM's data somewhere nobody looks.
+        Only the default location (the user's data directory) is created when needed."""
+        if not self.store.path:
+            return
+        path = self.store.sqlite_path()
+        if path.is_dir():
+            raise ConfigError(
+                f"store.path {self.store.path!r} is a folder: name the store file in it, "
+                f"e.g. {str(path / 'store.sqlite3')!r}."
+            )
+        folder = path.parent
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(
+                f"store.path {self.store.path!r} is under {str(folder)!r}, which is a file, "
+                "not a folder: correct the path."
+            )
+        if not folder.is_dir():
+            raise ConfigError(
+                f"store.path {self.store.path!r} is in a folder that does not exist "
+                f"({str(folder)!r}): correct the path, or create the folder if it is the right one."
+            )
 
     def _validate_notifications(self) -> None:
         push = self.notifications
@@ -345,6 +377,11 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
         except OSError as exc:
             raise ConfigError(
                 f"Cannot read configuration file {str(path)!r}: {exc.strerror}."
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"Configuration file {str(path)!r} is not UTF-8 text (a binary file?): give "
+                "the TOML configuration file, saved as UTF-8."
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(

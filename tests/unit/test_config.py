@@ -88,6 +88,15 @@ def test_secret_file_wins_and_missing_file_is_one_sentence(tmp_path):
         (GOOD, {"M365SYNC_MICROSOFT__SCOPES": "Mail.Read,offline_access"}, "must not list"),
         (GOOD, {"M365SYNC_MICROSOFT__CA_BUNDLE": "/nope.pem"}, "is not a readable file"),
         (GOOD, {"M365SYNC_STORE__BACKEND": "odoo"}, "odoo.url is empty"),
+        (GOOD, {"M365SYNC_SYNC__MAIL_INTERVAL_SECONDS": "0"}, "mail_interval_seconds must be 1"),
+        (GOOD, {"M365SYNC_SYNC__MAIL_INTERVAL_SECONDS": "-60"}, "mail_interval_seconds must be 1"),
+        (GOOD, {"M365SYNC_SYNC__OUTBOX_INTERVAL_SECONDS": "0"}, "outbox_interval_seconds must"),
+        (
+            GOOD,
+            {"M365SYNC_STORE__PATH": "/nonexistent-m365sync/store.sqlite3"},
+            "is in a folder that does not exist ('/nonexistent-m365sync')",
+        ),
+        (GOOD, {"M365SYNC_STORE__PATH": "/"}, "is a folder: name the store file in it"),
     ],
 )
 def test_errors_name_the_setting(tmp_path, text, env, words):
@@ -95,6 +104,20 @@ def test_errors_name_the_setting(tmp_path, text, env, words):
         load_config(write(tmp_path, text), environ=env).validate()
     assert words in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_binary_file_is_reported(tmp_path):
+    path = tmp_path / "m365sync.toml"
+    path.write_bytes(b"\xff\xfe\x00[microsoft]\x80")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(path, environ={})
+
+
+def test_default_store_folder_is_not_required_to_exist(tmp_path, monkeypatch):
+    # The default location is the daemon's own data directory: the store creates it.
+    monkeypatch.setattr("m365sync.config.default_data_dir", lambda: tmp_path / "new" / "dir")
+    config = load_config(write(tmp_path, GOOD), environ={}).validate()
+    assert config.store.sqlite_path() == tmp_path / "new" / "dir" / "store.sqlite3"
 
 
 def test_missing_file_is_reported(tmp_path):
