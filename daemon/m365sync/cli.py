@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from m365sync import __version__
 from m365sync.config import Config, load_config
@@ -178,19 +179,14 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_meet(args: argparse.Namespace) -> int:
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
     from rich.table import Table
 
-    from m365sync.service.actions import day_availability, schedule_meeting
+    from m365sync.service.actions import day_availability, meeting_time, schedule_meeting
     from m365sync.service.runtime import Runtime
 
+    local, zone = meeting_time(args.start, args.minutes, args.time_zone)
     runtime = Runtime.build(_config(args))
     try:
-        start = datetime.fromisoformat(args.start)
-        zone = ZoneInfo(args.time_zone)
-        local = start if start.tzinfo else start.replace(tzinfo=zone)
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
         own, others = day_availability(
             runtime, account_id=args.account, attendees=args.attendee, day=midnight
@@ -224,7 +220,7 @@ def cmd_meet(args: argparse.Namespace) -> int:
             account_id=args.account,
             attendees=args.attendee,
             subject=args.subject,
-            start=start,
+            start=local,
             minutes=args.minutes,
             time_zone=args.time_zone,
             location=args.location,
@@ -340,7 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except M365SyncError as error:
-        err_console.print(f"[bold red]Error:[/] {error}")
+        # The sentence may quote what the user typed: print it as text, never as markup.
+        err_console.print(f"[bold red]Error:[/] {escape(str(error))}")
         return 2
 
 

@@ -20,6 +20,11 @@ class ConfigError(M365SyncError):
     """The configuration is unusable; the message is one sentence for the operator."""
 
 
+class InputError(M365SyncError):
+    """A command-line argument or an input file is unusable; the message is one sentence
+    naming the argument or file, what is wrong with it and what to give instead."""
+
+
 class SealingError(M365SyncError):
     """A sealed secret cannot be opened (unknown key id, tampered or foreign data)."""
 

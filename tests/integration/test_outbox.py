@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from m365sync.domain import EmailAddress, OutboxState, OutgoingAttachment
+from m365sync.errors import InputError
 from m365sync.graph.send import OUTBOX_HEADER, MailSender
 from m365sync.service.account_sync import sync_account_mail
 from m365sync.service.actions import schedule_meeting
@@ -202,6 +203,25 @@ def test_a_meeting_with_two_attendees_appears_once_on_both_sides(stack, account)
         if m.subject == "Offer walkthrough"
     ]
     assert [m.crm_event_id for m in meetings] == [event_id]
+
+
+@pytest.mark.parametrize("minutes", [-30, 0])
+def test_a_meeting_that_ends_before_it_starts_is_refused_and_not_stored(stack, account, minutes):
+    start = (datetime.now(UTC) + timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    with pytest.raises(InputError, match=f"--minutes {minutes} is not a length"):
+        schedule_meeting(
+            stack.runtime,
+            account_id=account.id,
+            attendees=[CONTACT],
+            subject="Backwards",
+            start=start,
+            minutes=minutes,
+            time_zone="UTC",
+        )
+    partner = stack.gateway.find_partners_by_emails([CONTACT])[CONTACT]
+    since = start - timedelta(days=1)
+    assert stack.gateway.upcoming_events_for_partner(partner.id, since=since) == []
+    assert not [e for e in stack.emulator.mailbox.calendar.events() if e["subject"] == "Backwards"]
 
 
 def test_the_scheduling_form_shows_own_and_attendees_busy_times(stack, account):

@@ -224,7 +224,7 @@ class Mailbox:
         """A mailbox loaded from a Graph-shaped JSON file (format in `seed.load_document`)."""
         from m365sync.emulator import seed as seed_module
 
-        return seed_module.mailbox_from_document(seed_module.load_document(path))
+        return seed_module.mailbox_from_document(seed_module.load_document(path), str(path))
 
     def to_json(self, path: str | Path) -> None:
         """Write the mailbox in the format `from_json` reads (a round trip keeps ids)."""

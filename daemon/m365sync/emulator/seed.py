@@ -21,7 +21,9 @@ JSON format (`load_document` / `write_document`): ``{"user": {...}, "tenantId": 
 "rawMessages": [{"folder": id, "message": {...}}], "events": [event...]}``. A message names its
 folder by ``parentFolderId`` or by ``"folder": "<well-known name or id>"``, and may carry
 ``"attachments": [attachment...]`` as ``$expand=attachments`` returns them; a bare Graph
-collection response ``{"value": [...]}`` is read as messages.
+collection response ``{"value": [...]}`` is read as messages. A file that is not such a
+document (not UTF-8, not JSON, not an object, an item Graph would refuse, a string that is not
+text) raises `MailboxFileError`, one sentence naming the file and the item.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from m365sync.emulator.calendar import CalendarError, parse_local, zone
 from m365sync.emulator.mailbox import (
     ROOT,
     LazyRow,
@@ -64,6 +67,8 @@ from m365sync.emulator.seed_cast import (
     people_for,
     recipient,
 )
+
+SEED_MAX_SIZE = 1_000_000  # messages a seeded mailbox may hold
 
 # Spec tuple fields (a tuple, not an object, to keep 100k of them small).
 T_THREAD, T_POS, T_FOLDER, T_SENDER, T_TO, T_CC, T_TIME, T_FLAGS = range(8)
@@ -384,8 +389,8 @@ _FILES: tuple[tuple[str, str, int, int], ...] = (
 
 def build_mailbox(size: int = 200, seed: int = 1, anchor: datetime | None = None) -> Mailbox:
     """A seeded mailbox: deterministic for (size, seed, anchor); built lazily."""
-    if not 0 <= size <= 1_000_000:
-        raise ValueError("size must be between 0 and 1,000,000 messages")
+    if not 0 <= size <= SEED_MAX_SIZE:
+        raise ValueError(f"size must be between 0 and {SEED_MAX_SIZE:,} messages")
     anchor = anchor or default_anchor()
     user = default_user()
     digest = hashlib.sha256(f"m365sync-emulator:{seed}".encode()).digest()
@@ -463,18 +468,132 @@ def crm_contacts(mailbox: Mailbox) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------ JSON files
 
 
+class MailboxFileError(ValueError):
+    """A mailbox file that cannot be loaded; the message is one sentence naming the file, what
+    is wrong (the item, when one is) and what to do."""
+
+
+_FORMAT = (
+    'give a JSON object such as {"messages": [...], "events": [...]} '
+    "(the format `Mailbox.to_json` writes)"
+)
+_SECTIONS = ("mailFolders", "messages", "rawMessages", "events")
+# What adding a malformed item raises: a refusal of that item, never a crash of the loader.
+_REFUSALS = (ValueError, TypeError, KeyError, AttributeError, RecursionError, CalendarError)
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return kinds.get(type(value), "a number")
+
+
 def load_document(path: str | Path) -> dict[str, Any]:
     """Read a mailbox document; a bare ``{"value": [...]}`` is read as its messages."""
-    with open(path, encoding="utf-8") as handle:
-        document = json.load(handle)
+    name = repr(str(path))
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise MailboxFileError(f"Mailbox file {name} does not exist: check the path.") from None
+    except OSError as exc:
+        raise MailboxFileError(
+            f"Mailbox file {name} cannot be read ({exc.strerror}): check the path and its "
+            "permissions."
+        ) from None
+    except UnicodeDecodeError:
+        raise MailboxFileError(
+            f"Mailbox file {name} is not UTF-8 text (a binary file?): {_FORMAT}."
+        ) from None
+    if not text.strip():
+        raise MailboxFileError(f"Mailbox file {name} is empty: {_FORMAT}.")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        ends = " (it ends too early: truncated?)" if exc.pos >= len(text.rstrip()) else ""
+        raise MailboxFileError(
+            f"Mailbox file {name} is not valid JSON ({exc.msg}: line {exc.lineno}, column "
+            f"{exc.colno}){ends}: {_FORMAT}."
+        ) from None
+    except RecursionError:
+        raise MailboxFileError(
+            f"Mailbox file {name} is nested too deeply to be a mailbox: {_FORMAT}."
+        ) from None
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        raise MailboxFileError(
+            f"Mailbox file {name} is not usable JSON ({exc}): {_FORMAT}."
+        ) from None
     if not isinstance(document, dict):
-        raise ValueError("a mailbox document is a JSON object")
+        raise MailboxFileError(
+            f"Mailbox file {name} holds {_json_kind(document)} where an object is expected: "
+            f"{_FORMAT}."
+        )
     if "value" in document and "messages" not in document:
         document = {"messages": document["value"]}
     messages = document.get("messages")
     if isinstance(messages, dict):
         document["messages"] = messages.get("value", [])
+    for section in _SECTIONS:
+        if not isinstance(document.get(section) or [], list):
+            raise MailboxFileError(
+                f"Mailbox file {name}: {section} is {_json_kind(document[section])}, not an "
+                f"array: {_FORMAT}."
+            )
+    try:
+        where = _not_text(document)
+    except RecursionError:
+        raise MailboxFileError(
+            f"Mailbox file {name} is nested too deeply to be a mailbox: {_FORMAT}."
+        ) from None
+    if where:
+        raise MailboxFileError(
+            f"Mailbox file {name}: {where} holds an unpaired UTF-16 surrogate (an escape such as "
+            "\\ud800 without its pair), which is not text: correct or remove it."
+        )
     return document
+
+
+def _encodes(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_text(document: dict[str, Any]) -> str | None:
+    """Where the document holds a string UTF-8 cannot encode (a lone surrogate), or None."""
+    if _encodes(document):
+        return None
+    for key, value in document.items():
+        if not _encodes(key):
+            return "a key"
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                if not _encodes(item):
+                    return f"{key}[{index}]"
+        elif not _encodes(value):
+            return key
+    return "a string"
+
+
+def _why(error: Exception) -> str:
+    """An item's refusal in words (the emulator's own messages are already sentences)."""
+    if isinstance(error, RecursionError):
+        return "it is nested too deeply"
+    if isinstance(error, CalendarError):
+        return error.message.removeprefix("Your request can't be completed. ").rstrip(".")
+    if isinstance(error, KeyError) and error.args and isinstance(error.args[0], str):
+        return error.args[0]
+    if isinstance(error, TypeError | AttributeError):
+        return f"a field has the wrong type: {error}"
+    return str(error).rstrip(".")
+
+
+def _label(item: dict[str, Any]) -> str:
+    title = item.get("subject") or item.get("displayName") or item.get("id")
+    return f" ({str(title)[:60]!r})" if isinstance(title, str) and title else ""
 
 
 def _adopt_folders(mailbox: Mailbox, folders: list[dict[str, Any]]) -> None:
@@ -515,24 +634,74 @@ def _adopt_folders(mailbox: Mailbox, folders: list[dict[str, Any]]) -> None:
             raise ValueError("mailFolders has a parent cycle")
 
 
-def mailbox_from_document(document: dict[str, Any]) -> Mailbox:
-    """Build a mailbox from a loaded document (see the module docstring for the format)."""
-    mailbox = Mailbox(
-        document.get("user"),
-        tenant_id=document.get("tenantId"),
-        own_domains=document.get("ownDomains"),
-    )
-    _adopt_folders(mailbox, list(document.get("mailFolders") or []))
-    for message in document.get("messages") or []:
-        item = dict(message)
+def mailbox_from_document(
+    document: dict[str, Any], source: str = "the mailbox document"
+) -> Mailbox:
+    """Build a mailbox from a loaded document (see the module docstring for the format).
+
+    An item the emulator refuses raises `MailboxFileError` naming ``source`` and the item."""
+
+    def refuse(where: str, error: Exception) -> MailboxFileError:
+        return MailboxFileError(
+            f"Mailbox file {source!r}: {where} is refused ({_why(error)}): correct or remove it."
+        )
+
+    for key, kind in (("user", dict), ("tenantId", str), ("ownDomains", list)):
+        value = document.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise refuse(key, ValueError(f"it is {_json_kind(value)}, not {_json_kind(kind())}"))
+    try:
+        mailbox = Mailbox(
+            document.get("user"),
+            tenant_id=document.get("tenantId"),
+            own_domains=document.get("ownDomains"),
+        )
+        _adopt_folders(mailbox, list(document.get("mailFolders") or []))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise refuse("the user or mailFolders", exc) from None
+
+    def add_message(item: dict[str, Any]) -> None:
+        item = dict(item)
         ref = item.pop("folder", None) or item.get("parentFolderId") or "inbox"
         if mailbox.resolve_folder(ref) is None:
-            raise ValueError(f"message {item.get('id')!r} names an unknown folder {ref!r}")
+            raise ValueError(f"it names an unknown folder {ref!r}")
         mailbox.add_message(ref, item)
-    for entry in document.get("rawMessages") or []:
-        mailbox.add_raw_message(entry.get("folder") or "inbox", entry.get("message"))
-    for event in document.get("events") or []:
-        mailbox.add_event(event)
+
+    def add_event(item: dict[str, Any]) -> None:
+        for key in ("start", "end"):
+            value = item.get(key)
+            if not isinstance(value, dict):
+                continue  # the calendar says what is missing
+            if zone(value.get("timeZone")) is None:
+                raise ValueError(
+                    f"its {key}.timeZone {value.get('timeZone')!r} is not a time zone: give an "
+                    "IANA or Windows zone name"
+                )
+            try:
+                parse_local(value.get("dateTime"))
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"its {key}.dateTime {value.get('dateTime')!r} is not a date and time: give "
+                    "one such as 2026-12-01T10:00:00"
+                ) from None
+        mailbox.add_event(item)
+
+    adders = {
+        "messages": add_message,
+        "rawMessages": lambda entry: mailbox.add_raw_message(
+            entry.get("folder") or "inbox", entry.get("message")
+        ),
+        "events": add_event,
+    }
+    for section, add in adders.items():
+        for index, item in enumerate(document.get(section) or []):
+            where = f"{section}[{index}]"
+            if not isinstance(item, dict):
+                raise refuse(where, ValueError(f"it is {_json_kind(item)}, not an object"))
+            try:
+                add(item)
+            except _REFUSALS as exc:
+                raise refuse(where + _label(item), exc) from None
     return mailbox
 
 

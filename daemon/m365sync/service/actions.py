@@ -20,7 +20,7 @@ from m365sync.domain import (
     ResponseStatus,
     SyncRun,
 )
-from m365sync.errors import ConfigError
+from m365sync.errors import ConfigError, InputError
 from m365sync.graph.schedule import Availability, free_busy
 from m365sync.graph.send import MailSender
 from m365sync.service.account_sync import policy_for
@@ -28,6 +28,7 @@ from m365sync.service.calendar_cycle import CalendarCycle
 from m365sync.service.outbox_cycle import send_outgoing
 from m365sync.service.runtime import Runtime
 from m365sync.sync.addresses import normalise_address
+from m365sync.sync.timezones import UnknownTimeZone, to_iana
 
 
 def _account(runtime: Runtime, account_id: int | None) -> Account:
@@ -45,6 +46,15 @@ def _store(runtime: Runtime) -> SqliteGateway:
     return runtime.gateway
 
 
+def _read_attachment(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise InputError(
+            f"--attach {str(path)!r} cannot be read ({error.strerror}): give the path of a file."
+        ) from None
+
+
 def queue_and_send(
     runtime: Runtime,
     *,
@@ -58,16 +68,16 @@ def queue_and_send(
 ) -> tuple[int, Counter[str]]:
     """Queue the mail in the outbox, then run one outbox pass (what the service does every
     few seconds); returns the outbox id and the pass's outcome."""
-    store = _store(runtime)
-    account = _account(runtime, account_id)
     attachments = [
         OutgoingAttachment(
             path.name,
             mimetypes.guess_type(path.name)[0] or "application/octet-stream",
-            path.read_bytes(),
+            _read_attachment(path),
         )
         for path in attach
     ]
+    store = _store(runtime)
+    account = _account(runtime, account_id)
     mail_id = store.crm_queue_mail(
         account.id,
         to=[EmailAddress(a) for a in to],
@@ -79,6 +89,53 @@ def queue_and_send(
     )
     sender = MailSender(runtime.graph_for(account))
     return mail_id, send_outgoing(store, sender, account)
+
+
+def meeting_zone(name: str) -> ZoneInfo:
+    """The IANA zone ``--time-zone`` names, or `InputError` saying what to give instead."""
+    example = "give an IANA zone name such as Europe/Paris, America/New_York or UTC"
+    if not name.strip():
+        raise InputError(f"--time-zone is empty: {example}.")
+    try:
+        return ZoneInfo(name)
+    except (LookupError, ValueError, OSError):  # not found, not a key, a folder, too long
+        pass
+    try:
+        iana = to_iana(name)
+    except (UnknownTimeZone, OSError):
+        raise InputError(f"--time-zone {name!r} is not a time zone: {example}.") from None
+    raise InputError(f"--time-zone {name!r} is not an IANA zone name: give {iana!r} instead.")
+
+
+def meeting_time(start: str, minutes: int, time_zone: str) -> tuple[datetime, ZoneInfo]:
+    """``--start`` as an aware datetime (in ``--time-zone`` unless it carries an offset) and
+    the zone, once ``--minutes`` is known to give an end after the start."""
+    zone = meeting_zone(time_zone)
+    try:
+        parsed = datetime.fromisoformat(start.strip())
+    except ValueError:
+        raise InputError(
+            f"--start {start!r} is not a date and time: give the local start as "
+            "YYYY-MM-DDTHH:MM, e.g. 2026-12-01T10:00."
+        ) from None
+    local = parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+    _meeting_end(local, minutes)
+    return local, zone
+
+
+def _meeting_end(start: datetime, minutes: int) -> datetime:
+    if minutes < 1:
+        raise InputError(
+            f"--minutes {minutes} is not a length: a meeting lasts 1 minute or more "
+            "(default 30), it cannot end before it starts."
+        )
+    try:
+        return start + timedelta(minutes=minutes)
+    except OverflowError:
+        raise InputError(
+            f"--minutes {minutes} puts the end of the meeting past the year 9999: give its "
+            "length in minutes."
+        ) from None
 
 
 def day_availability(
@@ -108,10 +165,11 @@ def schedule_meeting(
     online: bool = False,
 ) -> tuple[int, SyncRun]:
     """Record the meeting in the CRM and push it (Outlook sends the invitations)."""
+    zone = meeting_zone(time_zone)
+    local = start if start.tzinfo else start.replace(tzinfo=zone)
+    end = _meeting_end(local, minutes)
     store = _store(runtime)
     account = _account(runtime, account_id)
-    zone = ZoneInfo(time_zone)
-    local = start if start.tzinfo else start.replace(tzinfo=zone)
     people = []
     for address in attendees:
         normalised = normalise_address(address)
@@ -134,7 +192,7 @@ def schedule_meeting(
         event_type=EventType.SINGLE,
         subject=subject,
         start=local,
-        end=local + timedelta(minutes=minutes),
+        end=end,
         time_zone=time_zone,
         location=location,
         body_html=description,

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 
 import requests
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from m365sync.config import Config
@@ -145,7 +146,7 @@ def check_config(config: Config, console: Console) -> int:
         except M365SyncError as error:
             ok, words = False, str(error)
         failures += not ok
-        table.add_row(name, "[green]ok[/]" if ok else "[red]problem[/]", words)
+        table.add_row(name, "[green]ok[/]" if ok else "[red]problem[/]", escape(words))
     session.close()
     console.print(table)
     return 0 if failures == 0 else 2

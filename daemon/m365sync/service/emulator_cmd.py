@@ -18,7 +18,9 @@ from pathlib import Path
 from rich.console import Console
 
 from m365sync.emulator.mailbox import Mailbox
+from m365sync.emulator.seed import SEED_MAX_SIZE, MailboxFileError
 from m365sync.emulator.server import Emulator
+from m365sync.errors import InputError
 
 
 def emulator_config_toml(
@@ -71,7 +73,15 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_mailbox(args: argparse.Namespace) -> Mailbox:
     if args.mailbox:
-        return Mailbox.from_json(args.mailbox)
+        try:
+            return Mailbox.from_json(args.mailbox)
+        except MailboxFileError as error:  # the emulator's words, the CLI's error class
+            raise InputError(str(error)) from None
+    if not 0 <= args.size <= SEED_MAX_SIZE:
+        raise InputError(
+            f"--size {args.size} is out of range: give a number of messages between 0 and "
+            f"{SEED_MAX_SIZE:,}."
+        )
     return Mailbox.seeded(size=args.size, seed=args.seed)
 
 
