@@ -1,8 +1,9 @@
 from datetime import timedelta
 
-from odoo import SUPERUSER_ID, api
 from odoo.exceptions import UserError
 from odoo.tests import tagged
+
+from odoo import SUPERUSER_ID, api
 
 from .common import INBOX, M365Case, unique, wire_message, wire_page, wire_spec
 
@@ -71,45 +72,42 @@ class TestLeases(M365Case):
     def test_skip_locked_between_two_transactions(self):
         """Two daemons claiming at the same moment on two connections: the second skips the
         rows the first has locked (no wait, no overlap), then gets them once the first rolls
-        back. Needs committed rows, so it works on its own cursors and cleans up after."""
+        back. Needs committed rows, so it works on its own cursors and cleans up after.
+
+        The daemon is the addon's own technical user, committed at install: creating a user on
+        a second cursor would wait forever in a CRM database, where the new user is added to
+        the digest (``digest_digest``) row that this test's own transaction holds."""
+        daemon_id = self.env.ref("crm_microsoft365.user_m365_daemon").id
         with self.registry.cursor() as cr0:
             env0 = api.Environment(cr0, SUPERUSER_ID, {})
-            daemon = env0["res.users"].create(
-                {
-                    "name": "lease daemon",
-                    "login": unique("lease-daemon-"),
-                    "groups_id": [
-                        (6, 0, [env0.ref("base.group_user").id, env0.ref("crm_microsoft365.group_m365_daemon").id])
-                    ],
-                }
-            )
             specs = [wire_spec() for _ in range(3)]
             accounts = env0["m365.account"].create(
                 [
-                    {"address": s["address"], "tenant_id": s["tenant_id"], "object_id": s["object_id"], "user_id": False}
+                    {key: s[key] for key in ("address", "tenant_id", "object_id")} | {"user_id": False}
                     for s in specs
                 ]
             )
             mine = set(accounts.ids)
-            daemon_id = daemon.id
             cr0.commit()  # safe: test-owned rows on a separate cursor, deleted in `finally`
-        far = "2099-01-01T00:00:00+00:00"
+        def claimed(daemon_api, holder):
+            request = {"holder": holder, "limit": 10_000, "ttl_seconds": 60, "now": "2099-01-01T00:00:00+00:00"}
+            return {lease["account_id"] for lease in daemon_api.lease_accounts(request)}
+
         try:
             with self.registry.cursor() as cr1, self.registry.cursor() as cr2:
                 api1 = api.Environment(cr1, daemon_id, {})["m365.daemon.api"]
                 api2 = api.Environment(cr2, daemon_id, {})["m365.daemon.api"]
-                got1 = {l["account_id"] for l in api1.lease_accounts({"holder": "a", "limit": 10_000, "ttl_seconds": 60, "now": far})}
-                got2 = {l["account_id"] for l in api2.lease_accounts({"holder": "b", "limit": 10_000, "ttl_seconds": 60, "now": far})}
+                got1 = claimed(api1, "a")
+                got2 = claimed(api2, "b")
                 self.assertEqual(got1 & mine, mine)
                 self.assertEqual(got2 & mine, set())
                 cr1.rollback()  # the first daemon dies before committing its claim
                 cr2.rollback()
-                got2 = {l["account_id"] for l in api2.lease_accounts({"holder": "b", "limit": 10_000, "ttl_seconds": 60, "now": far})}
+                got2 = claimed(api2, "b")
                 self.assertEqual(got2 & mine, mine)
                 cr2.rollback()
         finally:
             with self.registry.cursor() as cr0:
                 env0 = api.Environment(cr0, SUPERUSER_ID, {})
                 env0["m365.account"].browse(list(mine)).unlink()
-                env0["res.users"].browse(daemon_id).unlink()
                 cr0.commit()  # safe: removes only the rows this test committed above
