@@ -13,8 +13,9 @@ import logging
 import secrets
 from urllib.parse import urlencode
 
-from odoo import http
 from odoo.http import request
+
+from odoo import http
 
 from ..models.m365_tools import json_loads
 from ..models.res_config_settings import DAEMON_INFO_KEY, DEFAULT_AUTHORITY, REDIRECT_PATH

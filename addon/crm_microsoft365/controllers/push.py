@@ -19,8 +19,9 @@ the request's host), which is the database whose ``web.base.url`` made the URL.
 import json
 import logging
 
-from odoo import SUPERUSER_ID, http
 from odoo.http import request
+
+from odoo import SUPERUSER_ID, http
 
 from ..models.m365_subscription import client_state_matches
 from ..models.res_config_settings import NOTIFICATION_PATH

@@ -46,8 +46,9 @@ store (m365sync.crm.sqlite_calendar) is the semantic reference. Here:
 
 import json
 
-from odoo import Command, api, fields, models
 from odoo.exceptions import AccessError
+
+from odoo import Command, api, fields, models
 
 ORIGIN_KEY = "m365_sync_origin"
 # Set while Odoo rewrites the occurrences of a series Outlook holds ("all events" or "this and
@@ -412,9 +413,9 @@ class CalendarEvent(models.Model):
         """Every event of the series, archived ones included, the master left out."""
         domain = [("m365_series_master_id", "=", master.id)]
         if recurrence:
-            domain = ["|", ("recurrence_id", "=", recurrence.id)] + domain
+            domain = ["|", ("recurrence_id", "=", recurrence.id), *domain]
         return self.sudo().with_context(active_test=False).search(
-            [("m365_is_series_master", "=", False)] + domain
+            [("m365_is_series_master", "=", False), *domain]
         )
 
     def _m365_write_series(self, master, scope, vals):
@@ -434,7 +435,6 @@ class CalendarEvent(models.Model):
         before = self._m365_series_events(master, recurrence)
         active_before = before.filtered("active")
         base = recurrence.base_event_id or self
-        reshaped = bool((SERIES_TIME_FIELDS | RECURRENCE_FIELDS) & set(vals))
         edge = scope == "future_events" and self == base
         # write() passes a write under SERIES_KEY straight to Odoo's.
         result = self.with_context(**{SERIES_KEY: True}).write(vals)

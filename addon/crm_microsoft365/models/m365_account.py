@@ -1,7 +1,8 @@
 from datetime import UTC, datetime
 
-from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
+
+from odoo import api, fields, models
 
 from .m365_tools import normalize_domain, normalize_email
 

@@ -22,8 +22,9 @@ import hashlib
 import json
 from datetime import timedelta
 
-from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError
+
+from odoo import api, fields, models
 
 from .m365_tools import (
     dt_from_wire,

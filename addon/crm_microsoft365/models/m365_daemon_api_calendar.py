@@ -40,7 +40,7 @@ import pytz
 from odoo import Command, api, fields, models
 
 from .calendar_event import ORIGIN_KEY
-from .m365_daemon_api import _PageWriter, _none_to_false, _opt
+from .m365_daemon_api import _none_to_false, _opt, _PageWriter
 from .m365_tools import date_from_wire, dt_from_wire, dt_to_wire, normalize_email
 
 # Graph's ResponseStatus <-> Odoo's calendar.attendee state.
@@ -349,7 +349,7 @@ class M365DaemonApiCalendar(models.AbstractModel):
         # Odoo's "Only internal users" (confidential) keeps the meeting from outsiders: it goes
         # to Outlook as private, like Odoo's private.
         if privacy in PRIVATE:
-            sensitivity = sensitivity if sensitivity in PRIVATE + ("personal",) else "private"
+            sensitivity = sensitivity if sensitivity in (*PRIVATE, "personal") else "private"
         elif sensitivity in PRIVATE:
             sensitivity = "normal"
         show_as = event.m365_show_as or "busy"

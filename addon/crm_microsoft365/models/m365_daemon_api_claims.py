@@ -16,8 +16,9 @@ reads the first one's claim. A holder claiming again refreshes its own claim.
 
 from datetime import timedelta
 
-from odoo import api, fields, models
 from odoo.tools import SQL
+
+from odoo import api, fields, models
 
 CONNECT_TTL = 120.0  # the gateway's defaults (m365sync.crm.gateway)
 FREE_BUSY_TTL = 60.0

@@ -18,8 +18,9 @@
 
 import base64
 
-from odoo import api, fields, models
 from odoo.exceptions import UserError
+
+from odoo import api, fields, models
 
 from .m365_daemon_api import _none_to_false, _opt
 from .m365_free_busy import PENDING_FOR

@@ -24,8 +24,9 @@ An unknown account refuses with ``M365:UnknownAccount:`` (the adapter's probe of
 
 import re
 
-from odoo import api, models
 from odoo.exceptions import UserError
+
+from odoo import api, models
 
 from .m365_daemon_api import _none_to_false, _opt
 from .m365_subscription import SUBSCRIPTION_KINDS, SUBSCRIPTION_STATES

@@ -10,8 +10,9 @@ the daemon writes the state and those ids; a user may retry a failed mail of the
 import re
 import uuid
 
-from odoo import Command, api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
+
+from odoo import Command, api, fields, models
 
 from .m365_tools import normalise_address
 

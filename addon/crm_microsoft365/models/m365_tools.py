@@ -84,10 +84,7 @@ def dt_from_wire(text):
     """ISO-8601 (with or without offset, taken as UTC) -> naive UTC datetime for the ORM."""
     if not text:
         return None
-    if isinstance(text, datetime):
-        value = text
-    else:
-        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    value = text if isinstance(text, datetime) else datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
     return value

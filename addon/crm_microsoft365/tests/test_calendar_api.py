@@ -3,10 +3,11 @@
 import json
 from datetime import datetime, timedelta, timezone
 
-from odoo import Command
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
 from odoo.tools import mute_logger
+
+from odoo import Command
 
 from .common import M365Case, unique
 
@@ -760,7 +761,7 @@ class TestCalendarApi(M365Case):
         self.assertEqual(new["odoo_recurrence"]["count"], 2)
 
     def test_deleting_this_and_following_ends_the_series(self):
-        account, master, master_id, occurrences = self.pushed_series(count=4)
+        account, master, _master_id, occurrences = self.pushed_series(count=4)
         third = occurrences[2]
         third_day = third.start.date()
         third.with_user(self.user_a).action_mass_deletion("future_events")
@@ -807,7 +808,7 @@ class TestCalendarApi(M365Case):
         self.assertTrue(change["organized_by_account"])
 
     def test_this_and_following_of_an_outlook_series_in_odoo(self):
-        account, master, master_id, pattern, occurrences = self.outlook_series(None)
+        account, master, _master_id, _pattern, occurrences = self.outlook_series(None)
         occurrences[1].with_user(self.user_a).write(
             {"location": "Room 12", "recurrence_update": "future_events"}
         )
@@ -822,7 +823,7 @@ class TestCalendarApi(M365Case):
         self.assertEqual(occurrences[1].m365_owner_account_id.id, account["id"])
 
     def test_someone_elses_series_is_not_changed_through_its_master(self):
-        account, master, master_id, pattern, occurrences = self.outlook_series(
+        account, master, _master_id, _pattern, occurrences = self.outlook_series(
             "meganb@contoso.example"
         )
         occurrences[0].write({"name": "My own title", "recurrence_update": "all_events"})

@@ -3,10 +3,11 @@ expires so a dead replica's request moves on; a finished request is never claime
 
 from datetime import date, timedelta
 
-from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import tagged
 from odoo.tools import SQL
+
+from odoo import fields
 
 from .common import M365Case
 

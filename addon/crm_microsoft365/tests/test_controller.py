@@ -1,10 +1,9 @@
-import hashlib
 import base64
+import hashlib
 import json
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from jwcrypto import jwe, jwk
-
 from odoo.tests import HttpCase, new_test_user, tagged
 
 from ..controllers.main import REDIRECT_PATH
@@ -89,7 +88,7 @@ class TestOAuthController(HttpCase):
             hashlib.sha256(payload["code_verifier"].encode()).digest()
         ).rstrip(b"=").decode()
         self.assertEqual(challenge, query["code_challenge"])
-        with self.assertRaises(Exception):  # not sealed to the old key
+        with self.assertRaises(jwe.InvalidJWEData):  # not sealed to the old key
             jwe.JWE().deserialize(sealed, key=self.old_key)
         replay = self.callback(state=query["state"], code="the-code")
         self.assertEqual(replay.status_code, 400)

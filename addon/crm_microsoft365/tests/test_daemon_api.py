@@ -1,3 +1,4 @@
+import psycopg2
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
 from odoo.tools import mute_logger
@@ -10,8 +11,8 @@ from .common import (
     unique,
     wire_message,
     wire_page,
-    wire_stored,
     wire_spec,
+    wire_stored,
 )
 
 
@@ -163,7 +164,7 @@ class TestDaemonApi(M365Case):
         good = wire_stored(wire_message(unique("g")))
         bad = wire_stored(wire_message(unique("g")))
         bad["participants"][0]["partner_id"] = 2**31 - 7  # no such partner
-        with self.assertRaises(Exception), self.cr.savepoint(), mute_logger("odoo.sql_db"):
+        with self.assertRaises(psycopg2.IntegrityError), self.cr.savepoint(), mute_logger("odoo.sql_db"):
             self.api.store_mail_page({"page": wire_page(account["id"], INBOX, [good, bad])})
         self.assertEqual(self.api.count_messages({"account_id": account["id"]}), 0)
         self.assertIs(self.api.get_cursor({"account_id": account["id"], "folder_id": INBOX}), False)
@@ -232,9 +233,20 @@ class TestDaemonApi(M365Case):
         known = {p.email.casefold(): p for p in (company, ann)}
         c1, c2 = unique("conv-"), unique("conv-")
         mails = [
-            wire_message(unique("g"), conversation=c1, subject="Offer", to=(ann.email,), at="2025-03-01T09:00:00+00:00"),
-            wire_message(unique("g"), conversation=c1, subject="RE: Offer", sender=ann.email, to=("me@contoso.example",), at="2025-03-01T11:00:00+00:00"),
-            wire_message(unique("g"), conversation=c2, subject="Invoice", to=(company.email,), at="2025-03-01T10:00:00+00:00"),
+            wire_message(
+                unique("g"), conversation=c1, subject="Offer", to=(ann.email,), at="2025-03-01T09:00:00+00:00"
+            ),
+            wire_message(
+                unique("g"),
+                conversation=c1,
+                subject="RE: Offer",
+                sender=ann.email,
+                to=("me@contoso.example",),
+                at="2025-03-01T11:00:00+00:00",
+            ),
+            wire_message(
+                unique("g"), conversation=c2, subject="Invoice", to=(company.email,), at="2025-03-01T10:00:00+00:00"
+            ),
         ]
         self.api.store_mail_page({"page": wire_page(account["id"], INBOX, [wire_stored(m, known) for m in mails])})
         threads = self.api.threads_for_partner({"partner_id": ann.id})
@@ -286,7 +298,8 @@ class TestDaemonApi(M365Case):
         pending = self.api.pending_connects({})
         self.assertIn({"id": request.id, "owner": "m365-test-a", "sealed": "eyJ.x"}, pending)
         account = self.account(owner="m365-test-a")
-        self.assertIs(self.api.finish_connect({"connect_id": request.id, "account_id": account["id"], "error": None}), True)
+        finished = self.api.finish_connect({"connect_id": request.id, "account_id": account["id"], "error": None})
+        self.assertIs(finished, True)
         self.assertEqual((request.state, request.account_id.id, request.sealed), ("done", account["id"], False))
         self.assertNotIn(request.id, [p["id"] for p in self.api.pending_connects({})])
 

@@ -6,9 +6,10 @@ import json
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-from odoo import fields
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import HttpCase, new_test_user, tagged
+
+from odoo import fields
 
 from ..controllers.push import NOTIFICATION_PATH
 from .common import M365Case, unique, wire_spec

@@ -20,7 +20,9 @@ class TestSecurity(M365Case):
             {
                 "name": "Manager",
                 "login": unique("mgr-"),
-                "groups_id": [(6, 0, [self.env.ref("base.group_user").id, self.env.ref("crm_microsoft365.group_m365_manager").id])],
+                "groups_id": [
+                    (6, 0, [self.env.ref("base.group_user").id, self.env.ref("crm_microsoft365.group_m365_manager").id])
+                ],
             }
         )
         self.assertLessEqual(
@@ -39,7 +41,13 @@ class TestSecurity(M365Case):
 
     def test_ordinary_writes_to_daemon_fields_are_refused(self):
         mine = self.account_a.with_user(self.user_a)
-        for values in ({"lease_token": 99}, {"sealed_token_cache": "x"}, {"status": "active"}, {"last_sync_at": "2025-01-01 00:00:00"}):
+        daemon_fields = (
+            {"lease_token": 99},
+            {"sealed_token_cache": "x"},
+            {"status": "active"},
+            {"last_sync_at": "2025-01-01 00:00:00"},
+        )
+        for values in daemon_fields:
             with self.assertRaises(AccessError):
                 mine.write(values)
         folder_values = {"account_id": self.account_a.id, "folder_id": INBOX, "cursor_link": "x"}

@@ -6,8 +6,9 @@ seconds (``sync.outbox_interval_seconds``) and links the Sent Items copy back.
 """
 
 from markupsafe import Markup
-from odoo import api, fields, models
 from odoo.exceptions import RedirectWarning, UserError
+
+from odoo import api, fields, models
 
 from ..models.m365_outbox import MAX_ATTACHMENT_BYTES, invalid_addresses, split_addresses
 from ..models.m365_tools import normalize_email

@@ -11,9 +11,10 @@ mail).
 from datetime import datetime, time, timedelta, timezone
 
 from markupsafe import Markup, escape
-from odoo import Command, api, fields, models
 from odoo.addons.base.models.res_partner import _tz_get
 from odoo.exceptions import UserError
+
+from odoo import Command, api, fields, models
 
 from ..models.m365_free_busy import day_window, zone_of
 from ..models.m365_tools import normalize_email
