@@ -10,6 +10,9 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# A real Odoo 18 for the session (ODOO_SRC or ODOO_URL...): fixtures private_odoo, odoo_live.
+pytest_plugins = ["tests.odoo.plugin"]
+
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(
     "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
