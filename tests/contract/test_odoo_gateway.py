@@ -1,11 +1,13 @@
 """The gateway contract against a live Odoo with the addon ``crm_microsoft365`` installed.
 
-Runs when ``ODOO_URL``, ``ODOO_DB``, ``ODOO_USER`` and ``ODOO_PASSWORD`` (an API key) are set;
-otherwise the module is skipped, with the reason. ``ODOO_USER`` is the daemon's technical user
-(in the group *Sync daemon (technical)*, e.g. the addon's ``m365sync``). Partners are seeded the
-way a person makes them, with a plain XML-RPC ``create`` on ``res.partner``, as
-``ODOO_ADMIN_USER`` / ``ODOO_ADMIN_PASSWORD`` when set (the technical user may not create
-contacts itself), else as ``ODOO_USER``. ``ODOO_PROTOCOL`` (xmlrpc | json2) picks the protocol.
+Runs against the session's ``odoo_live`` (tests/odoo/plugin.py): a private Odoo made for the
+run from ``ODOO_SRC``, or the one named by ``ODOO_URL``, ``ODOO_DB``, ``ODOO_USER`` and
+``ODOO_PASSWORD`` (an API key); without either it skips, with the reason (in CI it fails).
+``ODOO_USER`` is the daemon's technical user (in the group *Sync daemon (technical)*, e.g.
+the addon's ``m365sync``). Partners are seeded the way a person makes them, with a plain
+XML-RPC ``create`` on ``res.partner``, as ``ODOO_ADMIN_USER`` / ``ODOO_ADMIN_PASSWORD`` when set
+(the technical user may not create contacts itself), else as ``ODOO_USER``. ``ODOO_PROTOCOL``
+(xmlrpc | json2) picks the protocol.
 
 The database may be shared: every test makes its own accounts and partners with unique
 addresses, and the accounts this run made are deleted at the end (``ODOO_KEEP_TEST_DATA=1``
@@ -29,13 +31,8 @@ from m365sync.errors import CrmError
 
 from .gateway_contract import GatewayContract
 
-ODOO_ENV = ("ODOO_URL", "ODOO_DB", "ODOO_USER", "ODOO_PASSWORD")
-SKIP_REASON = "no Odoo configured (set ODOO_URL, ODOO_DB, ODOO_USER, ODOO_PASSWORD)"
-
-if not all(os.environ.get(name) for name in ODOO_ENV):
-    pytest.skip(SKIP_REASON, allow_module_level=True)
-
-pytestmark = pytest.mark.odoo
+# The served Odoo (the run's private one, or ODOO_URL...): it sets the ODOO_* variables read here.
+pytestmark = [pytest.mark.odoo, pytest.mark.usefixtures("odoo_live")]
 
 
 def odoo_config() -> OdooConfig:
@@ -60,7 +57,7 @@ def admin_rpc() -> XmlRpcTransport:
 
 
 @pytest.fixture(scope="module")
-def admin() -> Iterator[XmlRpcTransport]:
+def admin(odoo_live) -> Iterator[XmlRpcTransport]:
     rpc = admin_rpc()
     yield rpc
     rpc.close()

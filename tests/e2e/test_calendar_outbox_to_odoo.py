@@ -24,10 +24,7 @@ from m365sync.emulator.mailbox import Mailbox
 from m365sync.service.account_sync import sync_account_mail
 from m365sync.service.connect import connect_account
 
-from .conftest import SKIP_REASON, OdooStack, odoo_configured, odoo_stack_for
-
-if not odoo_configured():
-    pytest.skip(SKIP_REASON, allow_module_level=True)
+from .conftest import OdooStack, odoo_stack_for
 
 pytestmark = [pytest.mark.odoo, pytest.mark.slow]
 

@@ -25,11 +25,8 @@ from m365sync.domain import AccountStatus
 from m365sync.emulator.mailbox import Mailbox
 from m365sync.service.crm_connect import publish_daemon_info, redeem_pending_connects
 
-from .conftest import SKIP_REASON, OdooStack, odoo_configured, odoo_stack_for
+from .conftest import OdooStack, odoo_stack_for
 from .test_calendar_outbox_to_odoo import odoo_user
-
-if not odoo_configured():
-    pytest.skip(SKIP_REASON, allow_module_level=True)
 
 pytestmark = [pytest.mark.odoo, pytest.mark.slow]
 

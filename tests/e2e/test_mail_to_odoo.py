@@ -23,16 +23,11 @@ from m365sync.service.connect import connect_account
 from m365sync.service.runtime import Runtime
 
 from .conftest import (
-    SKIP_REASON,
     OdooStack,
     free_port,
     load,
-    odoo_configured,
     write_config,
 )
-
-if not odoo_configured():
-    pytest.skip(SKIP_REASON, allow_module_level=True)
 
 pytestmark = [pytest.mark.odoo, pytest.mark.slow]
 

@@ -41,10 +41,7 @@ from m365sync.service.connect import connect_account
 from m365sync.service.daemon import Service, ServiceOptions
 from tests.contract.gateway_contract import spec
 
-from .conftest import SKIP_REASON, OdooStack, admin_rpc, odoo_configured, odoo_stack_for
-
-if not odoo_configured():
-    pytest.skip(SKIP_REASON, allow_module_level=True)
+from .conftest import OdooStack, admin_rpc, odoo_stack_for
 
 pytestmark = [pytest.mark.odoo, pytest.mark.slow]
 
