@@ -462,6 +462,19 @@ class GatewayContract:
             globex: by_site.id,
         }
 
+    def test_an_internationalised_website_gives_its_unicode_work_domain(
+        self, gateway: CrmGateway
+    ) -> None:
+        """The domain rule is the sync's (sync/addresses.py): a website written in punycode
+        matches mail from the Unicode domain, in both stores alike."""
+        label = unique("bücher")
+        punycode = label.encode("idna").decode("ascii")
+        company = self.seed_partner(
+            gateway, "Bücher", is_company=True, website=f"https://www.{punycode}.example"
+        )
+        found = gateway.find_companies_by_domains([f"{label}.example"])
+        assert {domain: p.id for domain, p in found.items()} == {f"{label}.example": company.id}
+
     def test_get_partners_leaves_unknown_ids_out(self, gateway: CrmGateway) -> None:
         ann = self.seed_partner(gateway, "Ann", f"{unique('ann')}@example.com")
         found = gateway.get_partners([ann.id, 2**31 - 7])

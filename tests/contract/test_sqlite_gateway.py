@@ -121,6 +121,28 @@ def test_reopening_keeps_data_and_does_not_migrate_twice(db_path: Path) -> None:
     second.close()
 
 
+def test_punycode_work_domains_of_an_older_store_become_unicode(db_path: Path) -> None:
+    """Before version 7 the store kept website and mail domains as written (xn--...): the
+    upgrade recomputes them with the sync's rule, so mail from the Unicode domain matches."""
+    SqliteGateway(db_path).close()
+    with sqlite3.connect(db_path) as raw:
+        raw.execute(
+            "INSERT INTO res_partner (name, email, email_normalized, email_domain, is_company, "
+            "website, domain) VALUES ('Bücher', 'info@xn--bcher-kva.example', "
+            "'info@xn--bcher-kva.example', 'xn--bcher-kva.example', 1, "
+            "'https://www.xn--bcher-kva.example', 'xn--bcher-kva.example')"
+        )
+        raw.execute("PRAGMA user_version = 6")
+    gateway = SqliteGateway(db_path)
+    found = gateway.find_companies_by_domains(["bücher.example"])
+    assert [p.name for p in found.values()] == ["Bücher"]
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("SELECT domain, email_domain FROM res_partner").fetchall() == [
+            ("bücher.example", "bücher.example")
+        ]
+    gateway.close()
+
+
 def test_a_newer_schema_is_refused(db_path: Path) -> None:
     SqliteGateway(db_path).close()
     with sqlite3.connect(db_path) as raw:

@@ -1,7 +1,11 @@
 """Pure helpers shared by the models and the daemon API (no ORM here).
 
 They mirror ``m365sync.sync.addresses`` and ``m365sync.crm.wire`` exactly, without importing
-the daemon: the addon and the daemon meet only through the wire format.
+the daemon: the addon and the daemon meet only through the wire format. The address and
+domain rules are pinned on both sides by one table of cases, ``tests/address_cases.json``
+(``normalize_email`` is the daemon's ``address_key``, ``normalize_domain`` its
+``normalise_domain``, ``email_domain(normalize_email(x))`` its ``domain_of_email`` and
+``website_domain`` its ``domain_of_website``).
 """
 
 import contextlib
@@ -45,9 +49,10 @@ def normalize_email(address):
 
 
 def normalize_domain(domain):
-    """A work domain as companies are matched: lower case, no leading ``www.``."""
+    """A work domain as companies are matched: no trailing dot, case-folded, no leading
+    ``www.``, Unicode labels; None when nothing is left (the daemon's normalise_domain)."""
     domain = (domain or "").strip().rstrip(".").casefold()
-    return _domain_to_unicode(domain.removeprefix("www."))
+    return _domain_to_unicode(domain.removeprefix("www.")) or None
 
 
 def email_domain(email_normalized):

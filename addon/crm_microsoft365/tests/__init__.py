@@ -8,3 +8,4 @@ from . import test_wizards
 from . import test_calendar_api
 from . import test_push
 from . import test_claims
+from . import test_address_rules

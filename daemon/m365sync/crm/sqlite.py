@@ -32,7 +32,6 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from m365sync.crm.gateway import AccountSpec, CrmGateway
 from m365sync.crm.sqlite_calendar import (
@@ -64,9 +63,14 @@ from m365sync.domain import (
     ThreadSummary,
 )
 from m365sync.errors import CrmError, CrmUnavailable, LeaseLost, UnknownAccount
-from m365sync.sync.addresses import normalise_address
+from m365sync.sync.addresses import (
+    address_key,
+    domain_of_email,
+    domain_of_website,
+    normalise_domain,
+)
 
-__all__ = ["SCHEMA_VERSION", "SqliteGateway", "normalize_domain", "normalize_email"]
+__all__ = ["SCHEMA_VERSION", "SqliteGateway"]
 
 # --- schema -------------------------------------------------------------------------------
 #
@@ -253,6 +257,15 @@ CREATE TABLE m365_outbox (
 CREATE INDEX m365_outbox_state ON m365_outbox (state);
 """
 
+# Work domains were kept in their punycode form (xn--...) before the store used the sync's
+# domain rule: recompute them with the rule itself (a function registered on each connection).
+V7_UNICODE_DOMAINS = """
+UPDATE res_partner SET domain = m365_domain_of_website(website)
+    WHERE website IS NOT NULL AND domain LIKE '%xn--%';
+UPDATE res_partner SET email_domain = m365_domain_of_email(email_normalized)
+    WHERE email_domain LIKE '%xn--%';
+"""
+
 _MIGRATIONS: tuple[str, ...] = (
     _V1,
     V2_CALENDAR,
@@ -260,6 +273,7 @@ _MIGRATIONS: tuple[str, ...] = (
     V4_ONLINE_MEETINGS,
     V5_PUSH,
     V6_SERIES_RESHAPED,
+    V7_UNICODE_DOMAINS,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -267,33 +281,6 @@ _CHUNK = 500  # bound on the ``?`` of one IN (...) list, far below SQLite's limi
 
 
 # --- small pure helpers -------------------------------------------------------------------
-
-
-def normalize_email(address: str) -> str:
-    """The form addresses are compared in: the sync's own normalisation (NFC, casefold,
-    Unicode domains), so the CRM and the matching agree; odd CRM values are still casefolded."""
-    return normalise_address(address) or address.strip().casefold()
-
-
-def normalize_domain(domain: str) -> str:
-    """A work domain as companies are matched: lower case, no leading ``www.``."""
-    domain = domain.strip().rstrip(".").casefold()
-    return domain.removeprefix("www.")
-
-
-def _email_domain(email_normalized: str | None) -> str | None:
-    if not email_normalized or "@" not in email_normalized:
-        return None
-    return normalize_domain(email_normalized.rsplit("@", 1)[1]) or None
-
-
-def _website_domain(website: str | None) -> str | None:
-    """``https://www.Example.com/about`` -> ``example.com``; a bare ``example.com`` works too."""
-    if not website or not website.strip():
-        return None
-    text = website.strip()
-    host = urlsplit(text if "//" in text else f"//{text}").hostname
-    return normalize_domain(host) if host else None
 
 
 def _now(now: datetime | None) -> datetime:
@@ -349,7 +336,7 @@ def _fingerprint(stored: StoredMessage) -> str:
         "att": [[a.name, a.size, a.content_type] for a in msg.attachments],
         "headers": msg.headers,
         "participants": [
-            [p.role, normalize_email(p.address), p.name, p.partner_id, p.company_id]
+            [p.role, address_key(p.address), p.name, p.partner_id, p.company_id]
             for p in stored.participants
         ],
     }
@@ -488,6 +475,8 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
                 check_same_thread=False,  # only so `close` may close it from another thread
             )
             conn.row_factory = sqlite3.Row
+            conn.create_function("m365_domain_of_website", 1, domain_of_website, deterministic=True)
+            conn.create_function("m365_domain_of_email", 1, domain_of_email, deterministic=True)
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -553,12 +542,12 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
             account_id = self._find_account(conn, spec)
             values = {
                 "address": spec.address,
-                "address_normalized": normalize_email(spec.address),
+                "address_normalized": address_key(spec.address),
                 "display_name": spec.display_name,
                 "owner": spec.owner,
                 "privacy": Privacy(spec.privacy).value,
                 "auto_create": AutoCreate(spec.auto_create).value,
-                "own_domains": json.dumps([normalize_domain(d) for d in spec.own_domains]),
+                "own_domains": json.dumps([normalise_domain(d) for d in spec.own_domains]),
             }
             if spec.tenant_id and spec.object_id:
                 values |= {"tenant_id": spec.tenant_id, "object_id": spec.object_id}
@@ -599,12 +588,12 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
             row = conn.execute(
                 "SELECT id FROM m365_account WHERE address_normalized = ? "
                 "AND (tenant_id = '' OR object_id = '') ORDER BY id LIMIT 1",
-                (normalize_email(spec.address),),
+                (address_key(spec.address),),
             ).fetchone()
             return row["id"] if row else None
         row = conn.execute(
             "SELECT id FROM m365_account WHERE address_normalized = ? ORDER BY id LIMIT 1",
-            (normalize_email(spec.address),),
+            (address_key(spec.address),),
         ).fetchone()
         return row["id"] if row else None
 
@@ -787,7 +776,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
 
     @staticmethod
     def _partners_by_emails(conn: sqlite3.Connection, emails: Iterable[str]) -> dict[str, Partner]:
-        wanted = sorted({normalize_email(e) for e in emails if e and e.strip()})
+        wanted = sorted({address_key(e) for e in emails if e and e.strip()})
         found: dict[str, Partner] = {}
         for chunk in _chunks(wanted):
             rows = conn.execute(
@@ -807,7 +796,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
     def _companies_by_domains(
         conn: sqlite3.Connection, domains: Iterable[str]
     ) -> dict[str, Partner]:
-        wanted = sorted({normalize_domain(d) for d in domains if d and d.strip()})
+        wanted = sorted({normalise_domain(d) for d in domains if d and d.strip()})
         found: dict[str, Partner] = {}
         for chunk in _chunks(wanted):
             marks = _marks(chunk)
@@ -857,9 +846,9 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
                 return next(iter(existing.values()))
         if draft.is_company:
             domain = (
-                (normalize_domain(draft.company_domain) if draft.company_domain else None)
-                or _website_domain(draft.website)
-                or _email_domain(normalize_email(draft.email) if draft.email else None)
+                (normalise_domain(draft.company_domain) if draft.company_domain else None)
+                or domain_of_website(draft.website)
+                or domain_of_email(draft.email)
             )
             if domain:
                 existing = self._companies_by_domains(conn, [domain])
@@ -871,7 +860,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
         parent_id = None
         if draft.company_domain:
             companies = self._companies_by_domains(conn, [draft.company_domain])
-            company = companies.get(normalize_domain(draft.company_domain))
+            company = companies.get(normalise_domain(draft.company_domain))
             parent_id = company.id if company else None
         return self._insert_partner(conn, draft.name, draft.email, False, parent_id, draft.website)
 
@@ -885,7 +874,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
         website: str | None,
         domain: str | None = None,
     ) -> Partner:
-        normalized = normalize_email(email) if email else None
+        normalized = address_key(email) if email else None
         cur = conn.execute(
             "INSERT INTO res_partner (name, email, email_normalized, email_domain, is_company, "
             "parent_id, website, domain) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -893,11 +882,11 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
                 name,
                 email,
                 normalized,
-                _email_domain(normalized),
+                domain_of_email(normalized),
                 int(is_company),
                 parent_id,
                 website,
-                domain or _website_domain(website),
+                domain or domain_of_website(website),
             ),
         )
         return Partner(cur.lastrowid, name, email, is_company, parent_id, website)
@@ -1099,7 +1088,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
             "INSERT INTO m365_mail_participant (message_id, role, address, name, partner_id, "
             "company_id) VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (message_id, p.role, normalize_email(p.address), p.name, p.partner_id, p.company_id)
+                (message_id, p.role, address_key(p.address), p.name, p.partner_id, p.company_id)
                 for p in stored.participants
             ],
         )

@@ -3,12 +3,18 @@
 Addresses are compared case-insensitively and Unicode-safely (NFC, then casefold); plus-tags
 are kept because ``anna+crm@x`` may really be another mailbox. Internationalised domains are
 compared in their Unicode form so ``bücher.example`` and ``xn--bcher-kva.example`` agree.
+
+These are the only copies of the rules in the daemon; the embedded store uses them too. The
+Odoo addon cannot import the daemon and mirrors them in ``m365_tools.py``; one table of cases,
+``addon/crm_microsoft365/tests/address_cases.json``, is read by both test suites, so the two
+copies cannot drift apart unnoticed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import unicodedata
+from urllib.parse import urlsplit
 
 # Public mail providers never identify a company (a gmail.com sender is a person, not Google).
 PUBLIC_PROVIDERS = frozenset(
@@ -83,23 +89,45 @@ def normalise_address(raw: str | None) -> str | None:
     return f"{local.casefold()}@{_domain_to_unicode(domain.casefold())}"
 
 
+def address_key(raw: str | None) -> str | None:
+    """How a CRM's stored address is compared: its normalised form, else (an odd value a
+    person typed) the trimmed, case-folded text, so it still finds itself."""
+    if not raw or not isinstance(raw, str):
+        return None
+    return normalise_address(raw) or raw.strip().casefold() or None
+
+
 def domain_of(address: str) -> str:
     """The domain of a normalised address."""
     return address.rpartition("@")[2]
 
 
-def domain_of_website(website: str | None) -> str | None:
-    """``https://www.Fabrikam.com/about`` -> ``fabrikam.com``."""
-    if not website:
+def normalise_domain(domain: str | None) -> str | None:
+    """A domain as companies are matched: no trailing dot, case-folded, no leading ``www.``,
+    Unicode labels (``WWW.Xn--Bcher-Kva.Example.`` -> ``bücher.example``)."""
+    text = (domain or "").strip().rstrip(".").casefold().removeprefix("www.")
+    return _domain_to_unicode(text) or None
+
+
+def domain_of_email(raw: str | None) -> str | None:
+    """The work domain a CRM address gives its company (``anna@WWW.x.com`` -> ``x.com``)."""
+    key = address_key(raw)
+    if not key or "@" not in key:
         return None
-    text = website.strip().casefold()
-    for prefix in ("https://", "http://"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    host = text.split("/", 1)[0].split(":", 1)[0].strip(".")
-    if host.startswith("www."):
-        host = host[4:]
-    return _domain_to_unicode(host) or None
+    return normalise_domain(key.rpartition("@")[2])
+
+
+def domain_of_website(website: str | None) -> str | None:
+    """``https://www.Fabrikam.com/about`` -> ``fabrikam.com``; a bare ``fabrikam.com`` (with a
+    port, a path or credentials) works too; a host that is no domain gives None."""
+    if not website or not website.strip():
+        return None
+    text = website.strip()
+    try:
+        host = urlsplit(text if "//" in text else f"//{text}").hostname
+    except ValueError:
+        return None
+    return normalise_domain(host) if host else None
 
 
 def is_work_domain(domain: str, own_domains: frozenset[str]) -> bool:
