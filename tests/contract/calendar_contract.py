@@ -114,6 +114,25 @@ class CalendarContract:
         assert summary.subject == "Quarterly review" and summary.start == SOON
         assert gateway.get_cursor(account.id, CALENDAR).link == "https://graph/delta?1"
 
+    def test_a_meeting_is_upcoming_until_it_ends_and_cancelled_ones_are_none(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """One rule of "upcoming" in both stores (the partner form's): a meeting under way
+        still counts, one that ended does not, a cancelled one never."""
+        under_way = StoredEvent(event(unique("g"), subject="Under way"), links(anna.id))
+        ended = StoredEvent(
+            event(unique("g"), subject="Ended", start=SOON - timedelta(hours=2)), links(anna.id)
+        )
+        cancelled = StoredEvent(
+            replace(event(unique("g"), subject="Cancelled"), is_cancelled=True), links(anna.id)
+        )
+        gateway.store_event_page(page(account, [under_way, ended, cancelled]))
+        during = SOON + timedelta(minutes=30)
+        found = gateway.upcoming_events_for_partner(anna.id, since=during)
+        assert [summary.subject for summary in found] == ["Under way"]
+        earlier = gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(hours=3))
+        assert [summary.subject for summary in earlier] == ["Ended", "Under way"]
+
     def test_the_same_meeting_in_two_mailboxes_is_one_crm_event(
         self, gateway: CrmGateway, anna
     ) -> None:

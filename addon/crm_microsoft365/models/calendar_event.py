@@ -600,19 +600,36 @@ class ResPartner(models.Model):
     m365_upcoming_meeting_ids = fields.Many2many(
         "calendar.event",
         string="Upcoming Meetings",
-        compute="_compute_m365_upcoming_meetings",
-        help="Meetings from today with this contact (a company: or its contacts), occurrences "
-        "of recurring meetings included, soonest first.",
+        compute="_compute_m365_meetings",
+        help="Meetings with this contact (a company: or its contacts) that have not ended, "
+        "occurrences of recurring meetings included, soonest first.",
+    )
+    m365_past_meeting_ids = fields.Many2many(
+        "calendar.event",
+        string="Past Meetings",
+        compute="_compute_m365_meetings",
+        help="Meetings with this contact that have ended, the latest first.",
     )
 
-    def _m365_meeting_domain(self, since):
+    def _m365_meeting_domain(self, since=None):
+        """The one rule of "a meeting with this partner": the partner, its contacts or its
+        company (matched by the daemon) attend; Outlook series masters, meetings deleted or
+        cancelled in Outlook are not meetings. With ``since``: those not ended by then. The
+        partner form's count and tab, Odoo's Meetings button and the daemon's RPC all use it."""
         self.ensure_one()
         partners = self | self.with_context(active_test=False).child_ids
-        return [
+        domain = [
             ("m365_is_series_master", "=", False),
+            ("m365_deleted", "=", False),
+            ("m365_is_cancelled", "=", False),
             "|",
             ("partner_ids", "in", partners.ids),
             ("m365_company_ids", "in", partners.ids),
+        ]
+        if since is None:
+            return domain
+        return [
+            *domain,
             "|",
             "&",
             ("allday", "=", False),
@@ -622,13 +639,27 @@ class ResPartner(models.Model):
             ("stop_date", ">=", since.date()),
         ]
 
-    def _compute_m365_upcoming_meetings(self):
+    def _compute_meeting(self):
+        """Odoo's Meetings button (its count and the calendar it opens) by the same rule as the
+        Meetings tab, so the two never disagree."""
+        Event = self.env["calendar.event"]
+        return {partner.id: Event.search(partner._m365_meeting_domain()).ids for partner in self}
+
+    def schedule_meeting(self):
+        """Odoo's Meetings button opens the meetings it counts (Odoo adds every event the
+        partner attends, cancelled ones included)."""
+        action = super().schedule_meeting()
+        action["domain"] = [("id", "in", self._compute_meeting()[self.id])]
+        return action
+
+    def _compute_m365_meetings(self):
         Event = self.env["calendar.event"]
         now = fields.Datetime.now()
         for partner in self:
             if not partner.id:
-                partner.m365_upcoming_meeting_ids = Event
+                partner.m365_upcoming_meeting_ids = partner.m365_past_meeting_ids = Event
                 continue
-            partner.m365_upcoming_meeting_ids = Event.search(
-                partner._m365_meeting_domain(now), order="start, id", limit=80
-            )
+            everything = Event.search(partner._m365_meeting_domain(), order="start desc, id desc")
+            upcoming = everything.filtered_domain(partner._m365_meeting_domain(now))
+            partner.m365_upcoming_meeting_ids = upcoming.sorted(lambda e: (e.start, e.id))
+            partner.m365_past_meeting_ids = everything - upcoming

@@ -486,8 +486,8 @@ class M365DaemonApiCalendar(models.AbstractModel):
 
     @api.model
     def upcoming_events_for_partner(self, payload):
-        """Meetings with the partner (a company: or its contacts, or matched by its domain)
-        from ``since``, soonest first; series masters, cancelled and deleted ones left out."""
+        """Meetings with the partner that have not ended by ``since``, soonest first: the
+        partner form's rule (``res.partner._m365_meeting_domain``)."""
         env = self._daemon_env()
         partner = env["res.partner"].with_context(active_test=False).browse(
             int(payload["partner_id"])
@@ -496,25 +496,8 @@ class M365DaemonApiCalendar(models.AbstractModel):
             return []
         since = dt_from_wire(payload["since"])
         limit = int(_opt(payload.get("limit")) or 20)
-        partners = partner | partner.with_context(active_test=False).child_ids
         events = env["calendar.event"].search(
-            [
-                ("m365_is_series_master", "=", False),
-                ("m365_deleted", "=", False),
-                ("m365_is_cancelled", "=", False),
-                "|",
-                ("partner_ids", "in", partners.ids),
-                ("m365_company_ids", "in", partners.ids),
-                "|",
-                "&",
-                ("allday", "=", False),
-                ("start", ">=", since),
-                "&",
-                ("allday", "=", True),
-                ("start_date", ">=", since.date()),
-            ],
-            order="start, id",
-            limit=limit,
+            partner._m365_meeting_domain(since), order="start, id", limit=limit
         )
         summaries = []
         for event in events:

@@ -9,3 +9,4 @@ from . import test_calendar_api
 from . import test_push
 from . import test_claims
 from . import test_address_rules
+from . import test_partner_meetings

@@ -267,8 +267,10 @@ class CrmGateway(abc.ABC):
     def upcoming_events_for_partner(
         self, partner_id: int, *, since: datetime, limit: int = 20
     ) -> list[EventSummary]:
-        """Meetings with the partner (a company: or its contacts) from ``since``, soonest
-        first."""
+        """Meetings with the partner (a company: or its contacts) that have not ended by
+        ``since``, soonest first; series masters, deleted and cancelled ones are no meetings.
+        The same rule as the partner form's Meetings tab and count (the addon's
+        ``res.partner._m365_meeting_domain``)."""
         raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
 
     # --- outbox (staged like the calendar) ---------------------------------------------------

@@ -513,7 +513,7 @@ class CalendarStore:
                 "AND e.is_series_master = 0 "
                 "AND (a.partner_id = :p OR a.company_id = :p OR a.partner_id IN "
                 "(SELECT id FROM res_partner WHERE parent_id = :p)) "
-                "AND (e.start_at >= :since OR (e.start_at IS NULL AND e.start_date >= :day)) "
+                "AND (e.end_at >= :since OR (e.start_at IS NULL AND e.end_date > :day)) "
                 "ORDER BY COALESCE(e.start_at, e.start_date), e.id LIMIT :limit",
                 {
                     "p": partner_id,

@@ -1,0 +1,43 @@
+"""A partner's meetings: one rule for the Meetings tab, Odoo's Meetings button (its count and
+the calendar it opens) and the daemon's "upcoming meetings" RPC."""
+
+from datetime import timedelta
+
+from odoo.tests import tagged
+
+from odoo import fields
+
+from .common import M365Case, unique
+from .test_calendar_api import SOON, event_page, iso, link, stored, wire_event
+
+
+@tagged("post_install", "-at_install")
+class TestPartnerMeetings(M365Case):
+    def store(self, account, *items):
+        self.api.store_event_page({"page": event_page(account["id"], items), "lease": None})
+
+    def test_the_tab_the_count_and_the_button_agree(self):
+        account = self.account()
+        now = fields.Datetime.now()
+        company = self.env["res.partner"].create({"name": unique("Fabrikam"), "is_company": True})
+        self.anna = self.env["res.partner"].create(
+            {"name": "Anna", "email": f"{unique('anna')}@example.com", "parent_id": company.id}
+        )
+        upcoming = wire_event(unique("g"), subject="Upcoming")
+        past = wire_event(unique("g"), subject="Past", start=now - timedelta(days=2))
+        cancelled = wire_event(unique("g"), subject="Cancelled", start=SOON + timedelta(days=1))
+        cancelled["is_cancelled"] = True
+        self.store(account, *(stored(e, [link(self.anna)]) for e in (upcoming, past, cancelled)))
+        for partner in (self.anna, company):
+            with self.subTest(partner=partner.name):
+                partner.invalidate_recordset()
+                self.assertEqual(partner.m365_upcoming_meeting_ids.mapped("name"), ["Upcoming"])
+                self.assertEqual(partner.m365_past_meeting_ids.mapped("name"), ["Past"])
+                shown = partner.m365_upcoming_meeting_ids | partner.m365_past_meeting_ids
+                self.assertEqual(partner.meeting_count, len(shown))
+                opened = self.env["calendar.event"].search(partner.schedule_meeting()["domain"])
+                self.assertEqual(opened, shown)
+        rpc = self.api.upcoming_events_for_partner(
+            {"partner_id": company.id, "since": iso(now)}
+        )
+        self.assertEqual([summary["subject"] for summary in rpc], ["Upcoming"])
