@@ -102,6 +102,11 @@ class MailMessage:
     attachments: tuple[Attachment, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
     change_key: str | None = None
+    # What the message said, before the account's privacy removed anything (sender, subject,
+    # body text: m365sync.sync.mail.content_fingerprint). The CRM merges two copies of one
+    # internetMessageId only when sender and fingerprint agree too: the sender controls the
+    # Message-ID, so it alone never proves two mails are the same message.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +168,9 @@ class Account:
     # When someone (Sync now, a Graph change notification) last asked for a cycle; a cycle
     # that started after it answers it, so nothing ever has to clear it.
     sync_requested_at: datetime | None = None
+    # False when the CRM says the owner is not an internal user (a portal user, say): such an
+    # account is never synced, however its row got there (issue #13).
+    owner_internal: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +268,8 @@ class PendingConnect:
     id: int
     owner: str
     sealed: str
+    # False when the owner is not an internal user of the CRM: never redeemed.
+    owner_internal: bool = True
 
 
 @dataclass(slots=True)

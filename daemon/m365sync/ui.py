@@ -77,8 +77,6 @@ def accounts_table(
 
 
 def _push(gateway: CrmGateway, account: Account, now: datetime) -> str:
-    if not gateway.supports_push:
-        return "-"
     subscriptions = gateway.subscriptions(account.id)
     if not subscriptions:
         return "off"

@@ -42,6 +42,7 @@ from m365sync.domain import (
     SyncRun,
 )
 from m365sync.errors import LeaseLost, UnknownAccount
+from m365sync.sync.mail import apply_privacy
 
 T0 = datetime(2025, 3, 1, 9, 0, 0, tzinfo=UTC)
 INBOX = "AAMkInbox"
@@ -618,6 +619,70 @@ class GatewayContract:
         assert result.created == 0
         assert gateway.count_messages() == before + 1
         assert gateway.count_messages(first.id) == gateway.count_messages(second.id) == 1
+
+    def test_a_forged_message_id_from_another_sender_is_another_message(
+        self, gateway: CrmGateway
+    ) -> None:
+        """Issue #13: the sender controls internetMessageId; a second mail reusing it (another
+        mailbox, or forged) never replaces the stored one's content."""
+        first, second = gateway.upsert_account(spec()), gateway.upsert_account(spec())
+        imid = f"<{unique()}@supplier.example>"
+        before = gateway.count_messages()
+        genuine = message(
+            unique("g"), imid, sender="billing@supplier.example", body="<p>Pay to IBAN DE00</p>"
+        )
+        forged = message(
+            unique("g"), imid, sender="mallory@evil.example", body="<p>New IBAN GB99</p>"
+        )
+        gateway.store_mail_page(page(first, INBOX, [apply_privacy(genuine, Privacy.EVERYTHING)]))
+        result = gateway.store_mail_page(
+            page(second, INBOX, [apply_privacy(forged, Privacy.EVERYTHING)])
+        )
+        assert (result.created, result.updated) == (1, 0)
+        assert gateway.count_messages() == before + 2
+        same_sender = replace(forged, graph_id=unique("g"), sender=genuine.sender)
+        result = gateway.store_mail_page(
+            page(second, INBOX, [apply_privacy(same_sender, Privacy.EVERYTHING)])
+        )
+        assert (result.created, result.updated) == (1, 0)
+        assert gateway.count_messages() == before + 3
+        assert gateway.message_ids_for_account(first.id) == {genuine.graph_id: imid}
+
+    def test_a_less_sharing_mailbox_never_blanks_what_another_shared(
+        self, gateway: CrmGateway
+    ) -> None:
+        """Issue #13: each mailbox's privacy limits what that mailbox contributes."""
+        partner = self.seed_partner(gateway, "Client", f"{unique('c')}@client.example")
+        known = {partner.email or "": partner}
+        imid = f"<{unique()}@client.example>"
+        for order in ("shared first", "withheld first"):
+            full_account = gateway.upsert_account(spec())
+            meta_account = gateway.upsert_account(spec(privacy=Privacy.METADATA))
+            conversation = unique("conv")
+            msg = message(
+                unique("g"),
+                f"<{unique()}{imid[1:]}",
+                conversation=conversation,
+                sender=partner.email or "",
+                subject="Renewal",
+            )
+            full = page(
+                full_account, INBOX, [stored(apply_privacy(msg, Privacy.EVERYTHING), known)]
+            )
+            meta_copy = replace(msg, graph_id=unique("g"))
+            meta = page(
+                meta_account, INBOX, [stored(apply_privacy(meta_copy, Privacy.METADATA), known)]
+            )
+            steps = [full, meta] if order == "shared first" else [meta, full, meta]
+            for step in steps:
+                gateway.store_mail_page(step)
+            assert gateway.count_messages(meta_account.id) == 1
+            threads = [
+                t
+                for t in gateway.threads_for_partner(partner.id)
+                if t.conversation_id == conversation
+            ]
+            assert threads and threads[0].subject == "Renewal", order
 
     def test_messages_without_internet_message_id_stay_apart(self, gateway: CrmGateway) -> None:
         first, second = gateway.upsert_account(spec()), gateway.upsert_account(spec())

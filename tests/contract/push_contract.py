@@ -44,7 +44,6 @@ class PushContract:
         return gateway.upsert_account(spec())
 
     def test_a_new_account_has_no_request_and_no_subscription(self, gateway, account):
-        assert gateway.supports_push
         assert gateway.get_account(account.id).sync_requested_at is None
         assert gateway.subscriptions(account.id) == []
 

@@ -160,8 +160,10 @@ class FakeAddon:
         self.clock = 1000.0  # seconds; tests move it
 
     def has(self, method: str) -> bool:
+        every_later = set().union(*self.FEATURES.values())
+        first = set(CrmGateway.__abstractmethods__) - every_later
         later = set().union(*(self.FEATURES[f] for f in self.features))
-        return method in CrmGateway.__abstractmethods__ or method in self.EXTRA | later
+        return method in first | self.EXTRA | later
 
     def claim(self, kind: str, request_id: int, holder: str, ttl_seconds: float) -> bool:
         """The addon's one UPDATE: a pending request, unclaimed, this holder's, or expired."""
@@ -870,10 +872,8 @@ ANSWERS: dict[str, Any] = {
 
 def test_every_gateway_method_is_in_the_table() -> None:
     named = {name for name, _, _ in call_table()}
-    assert set(CrmGateway.__abstractmethods__) <= named
-    assert {"publish_daemon_info", "pending_connects", "finish_connect"} <= named
-    assert named >= CALENDAR_METHODS | OUTBOX_METHODS | FREE_BUSY_METHODS | PUSH_METHODS
-    assert named >= CLAIM_METHODS
+    # Every method of the contract is one RPC, except closing the connections.
+    assert set(CrmGateway.__abstractmethods__) - {"close"} == named
 
 
 @pytest.mark.parametrize(("method", "invoke", "payload"), call_table(), ids=lambda v: "")
@@ -1292,50 +1292,30 @@ def test_tracebacks_never_hold_the_key(odoo: FakeOdoo, addon: FakeAddon) -> None
 # --- later addon parts: calendar, outbox, free/busy ----------------------------------------------
 
 
-def test_an_old_addon_keeps_the_calendar_and_outbox_off_and_says_so(tmp_path, caplog) -> None:
+@pytest.mark.parametrize(
+    ("features", "call"),
+    [
+        ((), lambda g: g.event_bindings(1, [])),
+        (("calendar",), lambda g: g.outgoing_mail(1)),
+        (("calendar", "outbox"), lambda g: g.pending_free_busy()),
+        (("calendar", "outbox", "free_busy"), lambda g: g.crm_settings()),
+        (("calendar", "outbox", "free_busy"), lambda g: g.subscriptions(1)),
+        (("calendar", "outbox", "free_busy", "push"), lambda g: g.claim_connect(9, "a:1")),
+    ],
+)
+def test_an_addon_older_than_the_daemon_is_named_with_what_to_do(
+    tmp_path, features, call
+) -> None:
+    """Daemon and addon ship together: no probes or capability flags. A method the addon on
+    the server lacks fails that call with a sentence saying to upgrade the addon."""
     store = SqliteGateway(tmp_path / "old.sqlite3")
-    server = FakeOdoo(FakeAddon(store, features=())).start()
+    server = FakeOdoo(FakeAddon(store, features=features)).start()
     try:
-        gateway = xmlrpc_gateway(server.url)
-        assert (gateway.supports_calendar, gateway.supports_outbox) == (False, False)
-        assert (gateway.supports_calendar, gateway.supports_outbox) == (False, False)
-        assert server.object_calls() == 2  # each asked once
-        assert "no event_bindings(): calendar sync is skipped until it is upgraded" in caplog.text
-        assert "no outgoing_mail()" in caplog.text
-        assert gateway.pending_free_busy() == gateway.pending_free_busy() == []
-        assert server.object_calls() == 3
-        assert caplog.text.count("pending_free_busy") == 1
+        with pytest.raises(AddonMethodMissing, match="older than this daemon: upgrade the addon"):
+            call(xmlrpc_gateway(server.url))
     finally:
         server.stop()
         store.close()
-
-
-def test_an_upgraded_addon_turns_them_on_after_one_probe_each(
-    odoo: FakeOdoo, over_xmlrpc: OdooGateway
-) -> None:
-    assert over_xmlrpc.supports_calendar and over_xmlrpc.supports_outbox
-    assert over_xmlrpc.supports_calendar and over_xmlrpc.supports_outbox
-    assert odoo.object_calls() == 2
-
-
-def test_the_probe_over_json2(addon: FakeAddon, store: SqliteGateway) -> None:
-    old = FakeJson2Session(FakeAddon(store, features=("outbox",)))
-    gateway = OdooGateway(
-        Json2Transport("https://odoo.example", DB, KEY, session_factory=lambda: old)
-    )
-    assert not gateway.supports_calendar
-    assert gateway.supports_outbox
-    with pytest.raises(AddonMethodMissing, match="has no store_event_page"):
-        gateway.store_event_page(calendar_contract.page(Account(1, "a@b.example"), []))
-
-
-def test_a_crm_that_cannot_answer_the_probe_is_asked_again() -> None:
-    transport = FakeTransport({"event_bindings": CrmUnavailable("down")})
-    gateway = OdooGateway(transport)
-    assert gateway.supports_calendar is False
-    transport.answers["event_bindings"] = UnknownAccount("no account 0")
-    assert gateway.supports_calendar is True
-    assert len(transport.calls) == 2
 
 
 def test_a_series_master_carries_odoos_recurrence_or_the_reason() -> None:
@@ -1557,38 +1537,6 @@ def test_a_stale_lease_on_save_is_lease_lost() -> None:
         OdooGateway(transport).save_subscription(SUBSCRIPTION, lease=LEASE)
 
 
-def test_an_addon_without_settings_gives_the_defaults_and_says_so_once(caplog) -> None:
-    missing = AddonMethodMissing("the addon crm_microsoft365 has no crm_settings()")
-    transport = FakeTransport({"crm_settings": missing})
-    gateway = OdooGateway(transport)
-    assert gateway.crm_settings() == gateway.crm_settings() == CrmSettings()
-    assert [method for method, _ in transport.calls] == ["crm_settings"]
-    assert caplog.text.count("has no crm_settings()") == 1
-
-
-def test_push_is_probed_once_and_off_on_an_old_addon(tmp_path, caplog) -> None:
-    store = SqliteGateway(tmp_path / "old.sqlite3")
-    server = FakeOdoo(FakeAddon(store, features=("calendar", "outbox", "free_busy"))).start()
-    try:
-        gateway = xmlrpc_gateway(server.url)
-        assert gateway.supports_push is False
-        assert gateway.supports_push is False
-        assert server.object_calls() == 1
-        assert "no subscriptions(): Graph change notifications are off" in caplog.text
-        assert gateway.crm_settings() == CrmSettings()
-        assert gateway.crm_settings() == CrmSettings()
-        assert server.object_calls() == 2
-    finally:
-        server.stop()
-        store.close()
-
-
-def test_an_upgraded_addon_has_push_after_one_probe(odoo: FakeOdoo, over_xmlrpc) -> None:
-    assert over_xmlrpc.supports_push and over_xmlrpc.supports_push
-    assert odoo.object_calls() == 1
-    assert odoo.addon.calls[-1] == ("subscriptions", {"account_id": 0})
-
-
 class TestPushOverJson2(PushContract):
     @pytest.fixture
     def gateway(self, addon: FakeAddon) -> CrmGateway:
@@ -1640,28 +1588,6 @@ def test_claims_over_json2(addon: FakeAddon) -> None:
         "claim_free_busy",
         {"request_id": 7, "holder": "host-b:2", "ttl_seconds": 60.0},
     )
-
-
-def test_an_addon_without_claims_takes_every_request_and_says_so_once(tmp_path, caplog) -> None:
-    store = SqliteGateway(tmp_path / "old.sqlite3")
-    old = FakeAddon(store, features=("calendar", "outbox", "free_busy", "push"))
-    server = FakeOdoo(old).start()
-    try:
-        gateway = xmlrpc_gateway(server.url)
-        # Every replica takes every request, as one replica did before claims.
-        assert gateway.claim_connect(9, "host-a:1") is True
-        assert gateway.claim_connect(9, "host-b:2") is True
-        assert gateway.claim_connect(10, "host-b:2") is True
-        assert server.object_calls() == 1  # asked once, never again
-        assert caplog.text.count("has no claim_connect()") == 1
-        assert "run one replica until the addon is upgraded" in caplog.text
-        assert gateway.claim_free_busy(7, "host-a:1") is True
-        assert gateway.claim_free_busy(7, "host-b:2") is True
-        assert server.object_calls() == 2
-        assert caplog.text.count("has no claim_free_busy()") == 1
-    finally:
-        server.stop()
-        store.close()
 
 
 def test_a_claim_the_crm_cannot_answer_raises_and_is_asked_again() -> None:

@@ -17,6 +17,9 @@ The words (account, folder, immutable id, internetMessageId, cursor, lease) are 
   addresses at once, a page is written at once.
 * Adapters raise only `m365sync.errors.CrmError` subclasses: `CrmUnavailable` when the CRM
   cannot be reached, `UnknownAccount`, `LeaseLost` when a lease token is stale.
+* Every method is abstract: both adapters implement the whole contract, with no default
+  behaviour inherited and no capability flags (an Odoo whose addon lacks a method answers
+  with a sentence saying to upgrade the addon, `crm.odoo.AddonMethodMissing`).
 """
 
 from __future__ import annotations
@@ -88,11 +91,6 @@ class FreeBusyRequest:
 
 class CrmGateway(abc.ABC):
     """What the sync engine may ask of a CRM. See the module docstring for the rules."""
-
-    # The staged parts an adapter implements (the service skips the others, and says so).
-    supports_calendar: bool = False
-    supports_outbox: bool = False
-    supports_push: bool = False
 
     # --- accounts ---------------------------------------------------------------------------
 
@@ -226,28 +224,29 @@ class CrmGateway(abc.ABC):
         """(partner, threads, messages) for every partner with mail, most messages first;
         a company counts its contacts' mail too."""
 
-    # --- calendar (staged: adapters implement these as the calendar issue lands) ----------
+    # --- calendar ------------------------------------------------------------------------
     #
     # Events live once in the CRM (Odoo ``calendar.event``) and are bound to each account's
     # Outlook copy by (account, graph id). The same meeting seen through two mailboxes is one
     # CRM event (matched by iCalUId). An inbound write never counts as a CRM edit, so it is
     # never pushed back (no echo); a CRM edit bumps the event's version until it is pushed.
 
+    @abc.abstractmethod
     def store_event_page(self, page: EventPageWrite, *, lease: Lease | None = None) -> PageResult:
         """Upsert the page's events (series masters first), unbind removed ids (an event
         goes when its last binding goes), and store the cursor: one transaction."""
-        raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
 
+    @abc.abstractmethod
     def event_bindings(self, account_id: int, graph_ids: Iterable[str]) -> dict[str, EventBinding]:
         """The bindings of these Outlook ids for the account (unknown ids left out)."""
-        raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
 
+    @abc.abstractmethod
     def event_changes_to_push(self, account_id: int) -> list[CrmEventChange]:
         """CRM-side creations, edits and deletions of the account owner's events that Outlook
         has not seen yet (version > pushed version). Events the CRM held before the account
         was connected are never pushed: connecting must not spam attendees."""
-        raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
 
+    @abc.abstractmethod
     def mark_event_pushed(
         self,
         account_id: int,
@@ -262,8 +261,8 @@ class CrmGateway(abc.ABC):
         """Outlook now has ``version`` of the event as ``graph_id`` with ``change_key``; a
         pushed deletion drops the binding (and the event once no binding is left). What
         Outlook filled in on creation (iCalUId, the online meeting's join link) is kept."""
-        raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
 
+    @abc.abstractmethod
     def upcoming_events_for_partner(
         self, partner_id: int, *, since: datetime, limit: int = 20
     ) -> list[EventSummary]:
@@ -271,15 +270,15 @@ class CrmGateway(abc.ABC):
         ``since``, soonest first; series masters, deleted and cancelled ones are no meetings.
         The same rule as the partner form's Meetings tab and count (the addon's
         ``res.partner._m365_meeting_domain``)."""
-        raise NotImplementedError(f"{type(self).__name__} does not store calendars yet")
 
-    # --- outbox (staged like the calendar) ---------------------------------------------------
+    # --- outbox ------------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def outgoing_mail(self, account_id: int, *, limit: int = 20) -> list[OutgoingMail]:
         """The account's mail to send: queued ones, and ones left ``sending`` (outcome
         unknown: the sender confirms those from Sent Items before anything else)."""
-        raise NotImplementedError(f"{type(self).__name__} has no outbox yet")
 
+    @abc.abstractmethod
     def update_outgoing(
         self,
         mail_id: int,
@@ -293,80 +292,83 @@ class CrmGateway(abc.ABC):
     ) -> None:
         """Record a step of a send: ``sending`` with ``send_started_at`` before the send is
         attempted, ``sent`` after Graph's 202, and the Sent Items copy's ids when found."""
-        raise NotImplementedError(f"{type(self).__name__} has no outbox yet")
 
-    # --- free/busy for the CRM's forms (optional: the embedded store asks Graph directly) --
+    # --- free/busy for the CRM's forms (the embedded store has none: it asks Graph directly) -
 
+    @abc.abstractmethod
     def pending_free_busy(self) -> list[FreeBusyRequest]:
         """Free/busy questions the CRM's forms asked and nobody answered yet."""
-        return []
 
-    def store_free_busy(  # noqa: B027 - optional hook
+    @abc.abstractmethod
+    def store_free_busy(
         self, request_id: int, results: Sequence[object], *, error: str | None = None
     ) -> None:
         """Answer a request: one ``graph.schedule.Availability`` (address, busy slots, or the
         error Graph gave for that address) per address asked; or ``error``, in words, when
         Outlook could not be asked at all."""
 
-    # --- connecting from the CRM (optional: the embedded store has no web callback) ---------
+    # --- connecting from the CRM (the embedded store has no web callback) -------------------
 
-    def publish_daemon_info(self, info: dict[str, object]) -> None:  # noqa: B027
+    @abc.abstractmethod
+    def publish_daemon_info(self, info: dict[str, object]) -> None:
         """Tell the CRM what the daemon is: its public keys (a JWKS, so the CRM can seal
         authorization codes to it), version, and the client secret's expiry date."""
 
+    @abc.abstractmethod
     def pending_connects(self) -> list[PendingConnect]:
         """Authorizations received by the CRM's OAuth callback, not yet redeemed."""
-        return []
 
+    @abc.abstractmethod
     def claim_connect(self, connect_id: int, holder: str, *, ttl_seconds: float = 120.0) -> bool:
         """Take a pending connect for this replica, so two replicas never redeem the same
         code (the second would fail and could overwrite the first one's success). False when
         another holder took it less than ``ttl_seconds`` ago. Stores served by one process
         need no claim."""
-        return True
 
+    @abc.abstractmethod
     def claim_free_busy(self, request_id: int, holder: str, *, ttl_seconds: float = 60.0) -> bool:
         """As `claim_connect`, for a free/busy request (one getSchedule per request)."""
-        return True
 
-    def finish_connect(  # noqa: B027 - optional hook
+    @abc.abstractmethod
+    def finish_connect(
         self, connect_id: int, *, account_id: int | None = None, error: str | None = None
     ) -> None:
         """Close a pending connect: it became ``account_id``, or failed with ``error`` (words
         for the user who clicked Connect)."""
 
-    # --- settings the CRM's administrators set (optional) -------------------------------------
+    # --- settings the CRM's administrators set ------------------------------------------------
 
+    @abc.abstractmethod
     def crm_settings(self) -> CrmSettings:
         """The sync interval, blocklist and notification URL set in the CRM; they override
         the daemon's own configuration where given. Stores without settings return defaults."""
-        return CrmSettings()
 
-    # --- push: Graph change notifications (staged: ``supports_push``) ------------------------
+    # --- push: Graph change notifications ----------------------------------------------------
 
+    @abc.abstractmethod
     def request_sync(self, account_id: int, at: datetime) -> None:
         """Ask for a cycle of the account (Sync now, a notification): sets
         ``Account.sync_requested_at`` to ``at`` unless a later request is already there."""
-        raise NotImplementedError(f"{type(self).__name__} has no push yet")
 
+    @abc.abstractmethod
     def subscriptions(self, account_id: int) -> list[Subscription]:
         """The account's Graph subscriptions, one per kind at most."""
-        raise NotImplementedError(f"{type(self).__name__} has no push yet")
 
+    @abc.abstractmethod
     def save_subscription(self, subscription: Subscription, *, lease: Lease | None = None) -> None:
         """Create or replace the account's subscription of that kind (one per kind).
         With a lease, a stale one raises `LeaseLost` and nothing is written."""
-        raise NotImplementedError(f"{type(self).__name__} has no push yet")
 
+    @abc.abstractmethod
     def drop_subscription(self, account_id: int, kind: SubscriptionKind) -> None:
         """Forget the account's subscription of that kind (deleted in Graph, or push off)."""
-        raise NotImplementedError(f"{type(self).__name__} has no push yet")
 
+    @abc.abstractmethod
     def subscriptions_by_graph_id(self, graph_ids: Iterable[str]) -> dict[str, Subscription]:
         """The stored subscriptions Graph ids name (a notification endpoint's lookup, to
         check each notification's clientState against the stored hash). Unknown ids are absent."""
-        raise NotImplementedError(f"{type(self).__name__} has no push yet")
 
+    @abc.abstractmethod
     def record_notifications(
         self, notifications: Sequence[ReceivedNotification], at: datetime
     ) -> list[int]:
@@ -376,7 +378,7 @@ class CrmGateway(abc.ABC):
         ``reauthorizationRequired`` to ``reauthorize``; ``missed`` only asks for a cycle.
         Notifications naming unknown subscriptions are ignored. Returns the account ids asked
         to sync, sorted, without repeats."""
-        raise NotImplementedError(f"{type(self).__name__} has no push yet")
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    @abc.abstractmethod
+    def close(self) -> None:
         """Release connections."""

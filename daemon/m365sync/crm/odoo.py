@@ -13,19 +13,12 @@ names), and returns the wire form of the result. Conventions that XML-RPC forces
 * refusals are ``UserError`` messages prefixed ``M365:UnknownAccount:``, ``M365:LeaseLost:``
   or ``M365:Conflict:``, mapped onto `UnknownAccount`, `LeaseLost` and `Conflict`.
 
-**Later parts of the addon.** The calendar (``store_event_page``, ``event_bindings``,
-``event_changes_to_push``, ``mark_event_pushed``, ``upcoming_events_for_partner``), the outbox
-(``outgoing_mail``, ``update_outgoing``) and Schedule Meeting's free/busy
-(``pending_free_busy``, ``store_free_busy``), then push (``request_sync``, ``subscriptions``,
-``save_subscription``, ``drop_subscription``, ``subscriptions_by_graph_id``,
-``record_notifications``), ``crm_settings`` and the claims of pending requests
-(``claim_connect``, ``claim_free_busy``) came with later addon versions.
-``supports_calendar``, ``supports_outbox`` and ``supports_push`` ask the server once, lazily (one
-read call for account 0: an answer or an unknown-account refusal means the method is there); an
-older addon keeps them False, so the daemon syncs mail and logs once what waits for an upgrade
-(an addon without ``crm_settings`` gives the defaults, said once; one without the claims
-answers every claim True, said once: the single-replica behaviour). Beside the plain wire
-form:
+**One addon version.** The daemon and the addon ship together: every gateway method is on the
+addon's ``m365.daemon.api``, with no probes or capability flags. An addon older than the
+daemon lacks a method, and the call fails with `AddonMethodMissing`, a sentence naming the
+method and saying to upgrade the addon.
+
+Beside the plain wire form:
 
 * in ``store_event_page`` each stored event also carries ``odoo_recurrence`` (a series
   master's ``calendar.recurrence`` values from `m365sync.sync.recurrence.to_odoo`, or null)
@@ -732,74 +725,6 @@ class OdooGateway(CrmGateway):
 
     def __init__(self, transport: OdooTransport) -> None:
         self.transport = transport
-        self._features: dict[str, bool] = {}
-        self._features_lock = threading.Lock()
-
-    # --- what the addon on the server offers ---
-    #
-    # The calendar and the outbox came in later addon versions. Each is probed once, lazily,
-    # by calling one of its read methods for account 0 (an answer or an UnknownAccount refusal
-    # means the method exists); a server without it keeps the flag False, so the daemon syncs
-    # mail and says once that the rest waits for an upgrade of the addon.
-
-    _PROBES: typing.ClassVar[dict[str, tuple[str, dict[str, Any], str]]] = {
-        "calendar": (
-            "event_bindings",
-            {"account_id": 0, "graph_ids": []},
-            "calendar sync is skipped",
-        ),
-        "outbox": (
-            "outgoing_mail",
-            {"account_id": 0, "limit": 1},
-            "Compose Email's outbox is not sent",
-        ),
-        "push": (
-            "subscriptions",
-            {"account_id": 0},
-            "Graph change notifications are off (accounts sync at the interval)",
-        ),
-    }
-
-    @property
-    def supports_calendar(self) -> bool:  # type: ignore[override]
-        return self._has("calendar")
-
-    @property
-    def supports_outbox(self) -> bool:  # type: ignore[override]
-        return self._has("outbox")
-
-    @property
-    def supports_push(self) -> bool:  # type: ignore[override]
-        return self._has("push")
-
-    def _has(self, feature: str) -> bool:
-        known = self._features.get(feature)
-        if known is not None:
-            return known
-        with self._features_lock:
-            if feature in self._features:
-                return self._features[feature]
-            method, payload, without = self._PROBES[feature]
-            try:
-                self.transport.call(method, payload)
-            except AddonMethodMissing:
-                log.warning(
-                    "The addon %s on Odoo at %s has no %s(): %s until it is upgraded.",
-                    ADDON,
-                    self.transport.url,
-                    method,
-                    without,
-                )
-                found = False
-            except (UnknownAccount, LeaseLost, Conflict):
-                found = True
-            except CrmError as error:  # unreachable, key refused...: ask again next time
-                log.info("could not ask Odoo whether it has %s(): %s", method, error)
-                return False
-            else:
-                found = True
-            self._features[feature] = found
-            return found
 
     @classmethod
     def from_config(
@@ -967,24 +892,7 @@ class OdooGateway(CrmGateway):
         )
 
     def _claim(self, method: str, **arguments: Any) -> bool:
-        """One claim RPC. An addon older than the claims has no such method: every request is
-        taken (one replica's behaviour before claims), said once, and not asked again."""
-        feature = f"claims:{method}"
-        if self._features.get(feature) is False:
-            return True
-        try:
-            answer = self._call(method, **arguments)
-        except AddonMethodMissing:
-            log.warning(
-                "The addon %s on Odoo at %s has no %s(): this daemon takes every pending "
-                "request itself; run one replica until the addon is upgraded.",
-                ADDON,
-                self.transport.url,
-                method,
-            )
-            self._features[feature] = False
-            return True
-        return bool(answer)
+        return bool(self._call(method, **arguments))
 
     # --- calendar ---
 
@@ -1070,20 +978,7 @@ class OdooGateway(CrmGateway):
     # --- free/busy for Schedule Meeting ---
 
     def pending_free_busy(self) -> list[FreeBusyRequest]:
-        if self._features.get("free_busy") is False:
-            return []
-        try:
-            answer = self._call("pending_free_busy")
-        except AddonMethodMissing:
-            log.warning(
-                "The addon %s on Odoo at %s has no pending_free_busy(): Schedule Meeting's "
-                "free/busy is not answered until it is upgraded.",
-                ADDON,
-                self.transport.url,
-            )
-            self._features["free_busy"] = False
-            return []
-        return read_answer(list[FreeBusyRequest], answer)
+        return read_answer(list[FreeBusyRequest], self._call("pending_free_busy"))
 
     def store_free_busy(
         self, request_id: int, results: Sequence[object], *, error: str | None = None
@@ -1093,20 +988,7 @@ class OdooGateway(CrmGateway):
     # --- settings the CRM's administrators set ---
 
     def crm_settings(self) -> CrmSettings:
-        if self._features.get("settings") is False:
-            return CrmSettings()
-        try:
-            answer = self._call("crm_settings")
-        except AddonMethodMissing:
-            log.warning(
-                "The addon %s on Odoo at %s has no crm_settings(): the daemon's own sync "
-                "interval and blocklist apply, and push stays off, until it is upgraded.",
-                ADDON,
-                self.transport.url,
-            )
-            self._features["settings"] = False
-            return CrmSettings()
-        return read_answer(CrmSettings, answer)
+        return read_answer(CrmSettings, self._call("crm_settings"))
 
     # --- push: Graph change notifications ---
 

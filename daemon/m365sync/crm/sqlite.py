@@ -29,7 +29,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from m365sync.crm.sqlite_calendar import (
     V6_SERIES_RESHAPED,
     CalendarStore,
 )
+from m365sync.crm.sqlite_forms import NoCrmForms
 from m365sync.crm.sqlite_outbox import V3_OUTBOX, OutboxStore
 from m365sync.crm.sqlite_push import V5_PUSH, PushStore
 from m365sync.crm.sqlite_time import dt_text as _dt_text
@@ -47,6 +48,7 @@ from m365sync.crm.sqlite_time import dt_value as _dt_value
 from m365sync.domain import (
     Account,
     AccountStatus,
+    Attachment,
     AutoCreate,
     Cursor,
     CursorKind,
@@ -67,8 +69,10 @@ from m365sync.sync.addresses import (
     address_key,
     domain_of_email,
     domain_of_website,
+    normalise_address,
     normalise_domain,
 )
+from m365sync.sync.mail import content_fingerprint
 
 __all__ = ["SCHEMA_VERSION", "SqliteGateway"]
 
@@ -266,6 +270,30 @@ UPDATE res_partner SET email_domain = m365_domain_of_email(email_normalized)
     WHERE email_domain LIKE '%xn--%';
 """
 
+# Issue #13: a Message-ID alone never merges two mails (its sender controls it). A message is
+# keyed by (internetMessageId, sender, content fingerprint); rows from before keep a NULL
+# fingerprint and are adopted by the first copy from the same sender.
+V8_MAIL_DEDUPE = """
+DROP INDEX IF EXISTS m365_mail_message_imid;
+CREATE INDEX IF NOT EXISTS m365_mail_message_imid_any ON m365_mail_message (internet_message_id)
+    WHERE internet_message_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS m365_mail_message_key (
+    message_id INTEGER PRIMARY KEY REFERENCES m365_mail_message (id) ON DELETE CASCADE,
+    internet_message_id TEXT NOT NULL,
+    sender_key TEXT NOT NULL DEFAULT '',
+    fingerprint TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS m365_mail_message_key_uniq
+    ON m365_mail_message_key (internet_message_id, sender_key, fingerprint);
+"""
+
+# What each privacy level withholds from what an account contributes to a message.
+_WITHHELD = {
+    Privacy.EVERYTHING: (),
+    Privacy.SUBJECT: ("body_html", "body_preview", "attachments", "headers"),
+    Privacy.METADATA: ("subject", "body_html", "body_preview", "attachments", "headers"),
+}
+
 _MIGRATIONS: tuple[str, ...] = (
     _V1,
     V2_CALENDAR,
@@ -274,6 +302,7 @@ _MIGRATIONS: tuple[str, ...] = (
     V5_PUSH,
     V6_SERIES_RESHAPED,
     V7_UNICODE_DOMAINS,
+    V8_MAIL_DEDUPE,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -344,6 +373,21 @@ def _fingerprint(stored: StoredMessage) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
+def _sender_key(msg: MailMessage) -> str:
+    return (normalise_address(msg.sender.address) or "") if msg.sender else ""
+
+
+def _store_key(conn: sqlite3.Connection, message_id: int, msg: MailMessage) -> None:
+    """The message's dedupe key (internetMessageId, sender, fingerprint); none without an id."""
+    conn.execute("DELETE FROM m365_mail_message_key WHERE message_id = ?", (message_id,))
+    if msg.internet_message_id is not None and msg.fingerprint is not None:
+        conn.execute(
+            "INSERT INTO m365_mail_message_key (message_id, internet_message_id, sender_key, "
+            "fingerprint) VALUES (?, ?, ?, ?)",
+            (message_id, msg.internet_message_id, _sender_key(msg), msg.fingerprint),
+        )
+
+
 def _translate(error: sqlite3.Error, path: Path) -> CrmError:
     """Turn a driver error into the contract's errors: unreachable vs. refused."""
     if isinstance(error, sqlite3.OperationalError):
@@ -411,17 +455,13 @@ class _Tally:
 # --- the gateway --------------------------------------------------------------------------
 
 
-class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
+class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGateway):
     """`CrmGateway` on one SQLite file. Safe to share between threads and processes.
 
     `PageResult` figures: ``created`` = messages inserted, ``updated`` = stored messages whose
     content changed, ``linked`` = (account, immutable id) links created or moved to another
     folder, ``removed`` = links deleted. A replayed page returns all zeros.
     """
-
-    supports_calendar = True
-    supports_outbox = True
-    supports_push = True
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
         self._path = Path(path).expanduser()
@@ -952,27 +992,97 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
         stored: StoredMessage,
         tally: _Tally,
     ) -> None:
+        """Upsert by (account, immutable id), and across folders and accounts by
+        (internetMessageId, sender, fingerprint): only what is provably one message merges.
+        A copy never blanks what another account contributed (see `_keep_others`)."""
         msg = stored.message
+        if msg.fingerprint is None:
+            msg = replace(msg, fingerprint=content_fingerprint(msg))
+            stored = StoredMessage(msg, stored.participants)
+        sender_key = _sender_key(msg)
         link = conn.execute(
             "SELECT id, message_id, folder_id, change_key FROM m365_mail_message_link "
             "WHERE account_id = ? AND graph_id = ?",
             (account_id, msg.graph_id),
         ).fetchone()
-        by_imid = None
+        message_id = None
         if msg.internet_message_id is not None:
             row = conn.execute(
-                "SELECT id FROM m365_mail_message WHERE internet_message_id = ?",
-                (msg.internet_message_id,),
+                "SELECT message_id AS id FROM m365_mail_message_key WHERE internet_message_id = ? "
+                "AND sender_key = ? AND fingerprint = ?",
+                (msg.internet_message_id, sender_key, msg.fingerprint),
             ).fetchone()
-            by_imid = row["id"] if row else None
-        message_id = by_imid if by_imid is not None else (link["message_id"] if link else None)
-        fingerprint = _fingerprint(stored)
+            if row is None:  # a row stored before fingerprints: the same sender adopts it
+                row = conn.execute(
+                    "SELECT id FROM m365_mail_message m WHERE internet_message_id = ? "
+                    "AND lower(from_address) IS ? AND NOT EXISTS (SELECT 1 FROM "
+                    "m365_mail_message_key k WHERE k.message_id = m.id) ORDER BY id LIMIT 1",
+                    (msg.internet_message_id, sender_key or None),
+                ).fetchone()
+            message_id = row["id"] if row else None
+        if message_id is None and link is not None:
+            # The same immutable id with new content: rewrite it in place when this link alone
+            # holds it, else the others keep theirs and this copy becomes its own message.
+            others = conn.execute(
+                "SELECT 1 FROM m365_mail_message_link WHERE message_id = ? AND id != ? LIMIT 1",
+                (link["message_id"], link["id"]),
+            ).fetchone()
+            message_id = None if others else link["message_id"]
+        fingerprint = None
+        if message_id is not None:
+            stored = self._keep_others(conn, account_id, message_id, stored)
+            fingerprint = _fingerprint(stored)
         if message_id is None:
-            message_id = self._insert_message(conn, stored, fingerprint)
+            message_id = self._insert_message(conn, stored, _fingerprint(stored))
             tally.created += 1
-        elif self._update_message(conn, message_id, stored, fingerprint):
-            tally.updated += 1
+        else:
+            if self._update_message(conn, message_id, stored, fingerprint):
+                tally.updated += 1
+            _store_key(conn, message_id, msg)
         self._link(conn, account_id, folder_id, msg, message_id, link, tally)
+
+    def _keep_others(
+        self, conn: sqlite3.Connection, account_id: int, message_id: int, stored: StoredMessage
+    ) -> StoredMessage:
+        """What this account's privacy withholds keeps its stored value while another account
+        holds the message: each mailbox's privacy limits its own contribution only."""
+        privacy = Privacy(
+            conn.execute("SELECT privacy FROM m365_account WHERE id = ?", (account_id,)).fetchone()[
+                "privacy"
+            ]
+        )
+        withheld = _WITHHELD[privacy]
+        if (
+            not withheld
+            or not conn.execute(
+                "SELECT 1 FROM m365_mail_message_link WHERE message_id = ? AND account_id != ? "
+                "LIMIT 1",
+                (message_id, account_id),
+            ).fetchone()
+        ):
+            return stored
+        row = conn.execute(
+            "SELECT subject, body_html, body_preview, headers FROM m365_mail_message WHERE id = ?",
+            (message_id,),
+        ).fetchone()
+        kept: dict[str, object] = {
+            "subject": row["subject"],
+            "body_html": row["body_html"],
+            "body_preview": row["body_preview"],
+            "headers": json.loads(row["headers"] or "{}"),
+            "attachments": tuple(
+                Attachment(r["name"], r["size"], r["content_type"])
+                for r in conn.execute(
+                    "SELECT name, size, content_type FROM m365_mail_attachment "
+                    "WHERE message_id = ? ORDER BY id",
+                    (message_id,),
+                )
+            ),
+        }
+        return StoredMessage(
+            replace(stored.message, **{name: kept[name] for name in withheld}),
+            stored.participants,
+        )
 
     def _link(
         self,
@@ -1030,6 +1140,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, CrmGateway):
             ),
         )
         message_id = cur.lastrowid
+        _store_key(conn, message_id, msg)
         self._replace_parts(conn, message_id, stored)
         return message_id
 

@@ -75,8 +75,6 @@ def _subscription(row: Any) -> Subscription:
 class PushStore:
     """The push half of `SqliteGateway` (see the module docstring)."""
 
-    supports_push = True
-
     _write: Any
     _read: Any
     _require_account: Any

@@ -59,6 +59,29 @@ RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
 _RECONNECT_ERRORS = frozenset(
     {"invalid_grant", "interaction_required", "login_required", "consent_required"}
 )
+#: The AADSTS answers to ``invalid_grant`` that mean the user's grant itself is gone (revoked,
+#: expired, consent or MFA needed): only these make an account "needs reconnect". Another
+#: code (a request Microsoft finds malformed, as a misconfigured authority or tenant gives)
+#: is a configuration failure: the grant is kept and retried once the setting is fixed.
+GRANT_GONE_CODES = frozenset(
+    {
+        50173,
+        700082,
+        70008,
+        70000,
+        65001,
+        50076,
+        50078,
+        50079,
+        50132,
+        50133,
+        70043,
+        700084,
+        50034,
+        50057,
+        50055,
+    }
+)
 _CLIENT_ERRORS = frozenset({"invalid_client"})
 _TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 #: What may fail below msal's error dicts: the network, a 5xx (MsalServiceError), a non-JSON
@@ -103,6 +126,15 @@ def error_from_msal(result: Mapping[str, Any]) -> GraphError:
     code = error_code(result)
     detail = _first_line(result)
     said = f" ({detail})" if detail else ""
+    codes = result.get("error_codes")
+    first = codes[0] if isinstance(codes, list) and codes and isinstance(codes[0], int) else None
+    if error == "invalid_grant" and first is not None and first not in GRANT_GONE_CODES:
+        return GraphError(
+            f"Microsoft refused the stored sign-in with {code}{said}, an answer that does not "
+            "mean the sign-in is gone: check the authority host and tenant in the daemon's "
+            "configuration (and Odoo's Settings > Microsoft 365). The sign-in is kept.",
+            code=code,
+        )
     if error in _RECONNECT_ERRORS:
         return NeedsReconnect(f"Microsoft refused the stored sign-in: {code}{said}", code=code)
     if error in _CLIENT_ERRORS:

@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 LEASE_GIVEN_UP = "stopped: this worker no longer holds the account's lease"
 
 
+EXTERNAL_OWNER = (
+    "Not synced: the owner is not an internal user of the CRM. Only internal users' mailboxes "
+    "are synced; an administrator should give the account to an internal user or delete it."
+)
+
+
 def policy_for(runtime: Runtime, account: Account) -> MailPolicy:
     own = set(account.own_domains) | set(runtime.config.sync.own_domains)
     if not own and "@" in account.address:
@@ -51,6 +57,11 @@ def sync_account_mail(
         run = SyncRun(account_id=account.id, started_at=started, finished_at=started)
         run.error = "paused"
         return run
+    if not account.owner_internal:
+        run = SyncRun(account_id=account.id, started_at=started, finished_at=started)
+        run.error = EXTERNAL_OWNER
+        _record(gateway, run, AccountStatus.FAILED, EXTERNAL_OWNER)
+        return run
     cfg = runtime.config.sync
     options = CycleOptions(
         folders=cfg.mail_folders,
@@ -66,9 +77,8 @@ def sync_account_mail(
             lease = gateway.renew_lease(lease, ttl_seconds=max(remaining, 1.0))
         gateway.set_account_status(account.id, AccountStatus.SYNCING, "Importing mail.")
         graph = runtime.graph_for(account)
-        if gateway.supports_outbox:
-            # Send first: the Sent Items copies then come in with this very cycle, linked once.
-            run.outbox = dict(send_outgoing(gateway, MailSender(graph), account))
+        # Send first: the Sent Items copies then come in with this very cycle, linked once.
+        run.outbox = dict(send_outgoing(gateway, MailSender(graph), account))
         reader = runtime.mail_reader_for(account, graph)
         policy = policy_for(runtime, account)
         auto_create = None
@@ -90,7 +100,7 @@ def sync_account_mail(
             on_page=on_page,
         )
         cycle.run(account, run)
-        if cfg.calendar and gateway.supports_calendar:
+        if cfg.calendar:
             CalendarCycle(
                 gateway,
                 graph,
@@ -136,13 +146,11 @@ def sync_account_mail(
 def _keep_push(runtime: Runtime, graph: GraphClient, account: Account, lease: Lease | None) -> str:
     """Subscriptions last: the cycle's data is stored whatever push does."""
     gateway = runtime.gateway
-    if not gateway.supports_push:
-        return ""
     cfg = runtime.config.sync
     target = push_target(
         runtime.config,
         runtime.crm_settings(),
-        calendar=cfg.calendar and gateway.supports_calendar,
+        calendar=cfg.calendar,
     )
     return keep_subscriptions(gateway, graph, account, target, lease=lease).sentence()
 

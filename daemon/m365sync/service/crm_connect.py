@@ -50,6 +50,13 @@ def redeem_pending_connects(runtime: Runtime) -> int:
     """Redeem every pending connect; returns how many became accounts."""
     connected = 0
     for pending in runtime.gateway.pending_connects():
+        if not pending.owner_internal:
+            # Never redeemed, however the request got there: the mail would be shared with the
+            # CRM's users on behalf of someone who is not one of them (issue #13).
+            runtime.gateway.finish_connect(
+                pending.id, error="Only internal users of the CRM may connect a mailbox."
+            )
+            continue
         if not runtime.gateway.claim_connect(pending.id, runtime.holder):
             continue  # another replica redeems it
         try:

@@ -298,9 +298,6 @@ class Service:
         push = self.runtime.config.notifications
         if push.listen_port < 0 or not push.enabled:
             return
-        if not self.runtime.gateway.supports_push:
-            log.warning("notifications.listen_port is set but this store keeps no subscriptions")
-            return
 
         def asked(account_ids: list[int]) -> None:
             self.metrics.notifications.labels(outcome="accepted").inc(len(account_ids))
@@ -370,7 +367,7 @@ class Service:
         in /metrics and logged once per episode, so an alert can fire on the silent case."""
         runtime = self.runtime
         gap = runtime.mail_interval_seconds()
-        if runtime.gateway.supports_push and runtime.config.notifications.enabled:
+        if runtime.config.notifications.enabled:
             gap = max(gap, runtime.config.notifications.safety_poll_seconds)
         threshold = stale_after(gap)
         now = self.now()
@@ -460,13 +457,12 @@ class Service:
             return "cycle"
         if (last.finished_at or last.started_at) + self._interval(account_id, now) <= now:
             return "cycle"
-        if gateway.supports_outbox:
-            mono = time.monotonic()
-            every = self.runtime.config.sync.outbox_interval_seconds
-            if mono - self._outbox_checked.get(account_id, 0.0) >= every:
-                self._outbox_checked[account_id] = mono
-                if gateway.outgoing_mail(account_id, limit=1):
-                    return "outbox"
+        mono = time.monotonic()
+        every = self.runtime.config.sync.outbox_interval_seconds
+        if mono - self._outbox_checked.get(account_id, 0.0) >= every:
+            self._outbox_checked[account_id] = mono
+            if gateway.outgoing_mail(account_id, limit=1):
+                return "outbox"
         return None
 
     def _interval(self, account_id: int, now: datetime) -> timedelta:
@@ -476,13 +472,10 @@ class Service:
             timedelta(seconds=self.runtime.mail_interval_seconds()),
             self._failures.get(account_id, 0),
         )
-        gateway = self.runtime.gateway
-        if not gateway.supports_push:
-            return normal
         target = push_target(
             self.runtime.config,
             self.runtime.crm_settings(),
-            calendar=self.runtime.config.sync.calendar and gateway.supports_calendar,
+            calendar=self.runtime.config.sync.calendar,
         )
         if target is None:
             return normal

@@ -210,8 +210,6 @@ class MailCycle:
     def _link_outbox(self, page: DeltaPage) -> None:
         """Sent Items copies of mail the CRM sent carry its outbox id in a header: the outbox
         record gets the stored message's ids (the copy itself was stored once, above)."""
-        if not self.gateway.supports_outbox:
-            return
         for message in page.messages:
             value = next(
                 (v for k, v in message.headers.items() if k.lower() == OUTBOX_HEADER), None

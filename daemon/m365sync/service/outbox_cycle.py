@@ -123,8 +123,6 @@ def send_all_outboxes(runtime: Runtime) -> Counter[str]:
     """The service's fast pass: every active account's queued mail, apart from the slower
     mail cycle (one account's failure never stops the others)."""
     total: Counter[str] = Counter()
-    if not runtime.gateway.supports_outbox:
-        return total
     for account in runtime.gateway.list_accounts():
         if account.status in (AccountStatus.PAUSED, AccountStatus.NEEDS_RECONNECT):
             continue

@@ -7,6 +7,9 @@ not even handed to the CRM) and the count of skipped messages by reason.
 
 from __future__ import annotations
 
+import hashlib
+import html
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -104,8 +107,24 @@ def page_domains(addresses: Iterable[str], policy: MailPolicy) -> set[str]:
     return {domain_of(a) for a in addresses if is_work_domain(domain_of(a), policy.own_domains)}
 
 
+def content_fingerprint(message: MailMessage) -> str:
+    """The message's sender, subject and body text, hashed: equal for two copies of one
+    message (another folder, another mailbox), different for a mail that reuses its
+    internetMessageId with other content. Markup and whitespace do not count."""
+    if message.body_html:
+        text = html.unescape(nh3.clean(message.body_html, tags=set()))
+    else:
+        text = message.body_preview or ""
+    sender = (normalise_address(message.sender.address) or "") if message.sender else ""
+    content = [sender, " ".join((message.subject or "").split()), " ".join(text.split())]
+    blob = json.dumps(content, ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
 def apply_privacy(message: MailMessage, privacy: Privacy) -> MailMessage:
-    """Drop what the account does not share, and sanitise the HTML we keep."""
+    """Drop what the account does not share, and sanitise the HTML we keep. The fingerprint
+    is taken first, from the whole message, so copies shared at any level still match."""
+    message = replace(message, fingerprint=message.fingerprint or content_fingerprint(message))
     if privacy is Privacy.METADATA:
         return replace(
             message, subject=None, body_html=None, body_preview=None, attachments=(), headers={}
