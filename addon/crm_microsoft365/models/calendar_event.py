@@ -313,6 +313,11 @@ class CalendarEvent(models.Model):
         # tombstone.
         return self.with_context(active_test=False).filtered(lambda e: e.sudo().m365_binding_ids)
 
+    def _m365_synced_from_outlook(self):
+        """Hook: the events one page from Outlook created or changed, after the page is stored
+        (the daemon's sudo env, ``m365_sync_origin`` set). Glue modules extend it."""
+        return True
+
     def _m365_extra_attendees(self):
         self.ensure_one()
         try:

@@ -532,6 +532,7 @@ class _EventPageWriter:
         self.Binding = env["m365.event.binding"]
         self.created = self.updated = self.linked = self.removed = 0
         self.touched_recurrences = env["calendar.recurrence"]
+        self.synced = env["calendar.event"]
 
     def result(self):
         return {
@@ -614,6 +615,7 @@ class _EventPageWriter:
                     }
                 )
         binding.write({"change_key": change_key or False, "pushed_version": event.m365_version})
+        self.synced |= event
 
     def _same_meeting(self, item):
         """The event another mailbox already brought (same iCalUId; Graph gives each occurrence
@@ -897,7 +899,8 @@ class _EventPageWriter:
         return values
 
     def finish(self):
-        """Each touched Odoo recurrence points at its first visible event."""
+        """Each touched Odoo recurrence points at its first visible event; the page's events
+        go through the ``_m365_synced_from_outlook`` hook."""
         for recurrence in self.touched_recurrences.exists():
             first = self.Event.with_context(active_test=True).search(
                 [("recurrence_id", "=", recurrence.id), ("m365_is_series_master", "=", False)],
@@ -906,3 +909,4 @@ class _EventPageWriter:
             )
             if first and recurrence.base_event_id != first:
                 recurrence.base_event_id = first
+        self.synced.exists()._m365_synced_from_outlook()
