@@ -8,9 +8,11 @@ Odoo holds neither the client secret nor any token, and a database dump reveals 
 
 import base64
 import hashlib
+import hmac
 import json
 import logging
 import secrets
+import time
 from urllib.parse import urlencode
 
 from odoo.http import request
@@ -24,6 +26,8 @@ _logger = logging.getLogger(__name__)
 
 SCOPES = "openid profile email offline_access User.Read Mail.Read Mail.Send Calendars.ReadWrite"
 SESSION_KEY = "m365_oauth"
+# A pending sign-in older than this is void (Microsoft's own sign-in page lapses sooner).
+PENDING_SECONDS = 15 * 60
 PURPOSE = "authorization-code"
 ALG = "ECDH-ES+A256KW"
 ENC = "A256GCM"
@@ -124,7 +128,45 @@ def seal_to_public_jwk(public_jwk, plaintext, purpose=PURPOSE):
     return token.serialize(compact=True)
 
 
+def pkce_verifier_for(state, uid, secret):
+    """The PKCE verifier of a sign-in, derived from its ``state`` with the database secret, so
+    the session holds only the state: an abandoned session keeps no verifier."""
+    message = f"m365-pkce:{uid}:{state}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return _b64url(digest + hashlib.sha256(digest).digest()[:16])  # 64 chars of base64url
+
+
+def _ascii_token(value):
+    """``state`` as bytes for a constant-time comparison, or None when it cannot be ours."""
+    if not isinstance(value, str) or not value or len(value) > 512:
+        return None
+    try:
+        return value.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+
+
 class M365OAuthController(http.Controller):
+    @staticmethod
+    def _internal_only():
+        """Only internal users connect a mailbox: its mail is shared with the CRM's users."""
+        return request.env.user._is_internal()
+
+    def _refused(self):
+        return self._page(
+            request.env._("Only internal users can connect a mailbox"),
+            request.env._(
+                "Connecting a Microsoft 365 mailbox is open to internal users only: the mail it "
+                "brings is shared with the CRM's users."
+            ),
+            status=403,
+        )
+
+    @staticmethod
+    def _verifier(state):
+        secret = request.env["ir.config_parameter"].sudo().get_param("database.secret") or ""
+        return pkce_verifier_for(state, request.env.uid, secret)
+
     def _settings(self):
         params = request.env["ir.config_parameter"].sudo()
         return {
@@ -154,6 +196,8 @@ class M365OAuthController(http.Controller):
 
     @http.route("/m365/connect", type="http", auth="user", methods=["GET"])
     def connect(self, **kwargs):
+        if not self._internal_only():
+            return self._refused()
         settings = self._settings()
         if not settings["client_id"]:
             return self._page(
@@ -165,10 +209,12 @@ class M365OAuthController(http.Controller):
             )
         if not newest_public_jwk(settings["daemon"].get("jwks")):
             return self._daemon_missing()
-        verifier, challenge = pkce_pair()
         state = secrets.token_urlsafe(32)
+        verifier = self._verifier(state)
+        challenge = _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
         # One pending authorization per session: a newer Connect click replaces an older one.
-        request.session[SESSION_KEY] = {"state": state, "verifier": verifier}
+        # Only the state and its time are kept: the verifier is derived again at the callback.
+        request.session[SESSION_KEY] = {"state": state, "at": int(time.time())}
         query = {
             "client_id": settings["client_id"],
             "response_type": "code",
@@ -189,10 +235,15 @@ class M365OAuthController(http.Controller):
 
     @http.route(REDIRECT_PATH, type="http", auth="user", methods=["GET"])
     def callback(self, state=None, code=None, error=None, error_description=None, **kwargs):
-        pending = request.session.pop(SESSION_KEY, None)  # one use, whatever the outcome
-        if not pending or not state or not secrets.compare_digest(
-            str(pending.get("state", "")), str(state)
-        ):
+        if not self._internal_only():
+            request.session.pop(SESSION_KEY, None)
+            return self._refused()
+        pending = request.session.get(SESSION_KEY) or {}
+        expected = _ascii_token(pending.get("state"))
+        given = _ascii_token(state)
+        fresh = time.time() - (pending.get("at") or 0) < PENDING_SECONDS
+        if not expected or not given or not hmac.compare_digest(expected, given):
+            # Not this session's sign-in: a junk or forged answer leaves the pending one alone.
             return self._page(
                 request.env._("This sign-in link is not valid any more"),
                 request.env._(
@@ -200,6 +251,13 @@ class M365OAuthController(http.Controller):
                     "browser session (it was used already, or the session changed). Start "
                     "again with Connect Microsoft Account."
                 ),
+                status=400,
+            )
+        request.session.pop(SESSION_KEY, None)  # one use, whatever the outcome
+        if not fresh:
+            return self._page(
+                request.env._("This sign-in took too long"),
+                request.env._("The sign-in was started too long ago. Start again with Connect Microsoft Account."),
                 status=400,
             )
         if error:
@@ -217,7 +275,7 @@ class M365OAuthController(http.Controller):
         payload = json.dumps(
             {
                 "code": code,
-                "code_verifier": pending["verifier"],
+                "code_verifier": self._verifier(state),
                 "redirect_uri": settings["redirect_uri"],
             }
         ).encode()

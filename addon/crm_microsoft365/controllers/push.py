@@ -13,9 +13,11 @@ the request's host), which is the database whose ``web.base.url`` made the URL.
   ignored (logged, without the values). The rest are applied exactly as the daemon's
   ``record_notifications`` does (``m365.subscription._apply_notifications``): the account is
   asked for a cycle, a lifecycle event (``lifecycleEvent`` instead of ``changeType``) sets the
-  subscription's state. The answer is 202, empty; a body that is not such JSON gets 400.
+  subscription's state. The answer is 202, empty; a body that is not such JSON (nested too
+  deep included) gets 400, one past MAX_BODY (whatever its framing: chunked too) 413.
 """
 
+import io
 import json
 import logging
 
@@ -48,7 +50,12 @@ class M365NotificationController(http.Controller):
             return request.make_response(token, headers=PLAIN, status=200)
         if request.httprequest.method != "POST":
             return request.make_response("", headers=PLAIN, status=405)
-        items = self._items()
+        body = self._read_body()
+        if body is None:
+            return request.make_response(
+                f"Payload too large: at most {MAX_BODY} bytes.", headers=PLAIN, status=413
+            )
+        items = self._items(body)
         if items is None:
             return request.make_response(
                 'Bad request: expected a JSON body {"value": [...]}.', headers=PLAIN, status=400
@@ -58,13 +65,34 @@ class M365NotificationController(http.Controller):
         return request.make_response("", headers=PLAIN, status=202)
 
     @staticmethod
-    def _items():
-        """The notification objects of the body, or None when it is not Graph's shape."""
+    def _read_body():
+        """The body, read up to the limit whatever its framing (Content-Length or chunked), or
+        None past it: never more than MAX_BODY + 1 bytes are read."""
         if (request.httprequest.content_length or 0) > MAX_BODY:
             return None
+        # werkzeug's own stream (Odoo's wrapper exposes get_data only, which reads it all):
+        # bounded by Content-Length, or the de-chunked input of a chunked body.
+        wrapped = getattr(request.httprequest, "_HTTPRequest__wrapped", None)
+        stream = wrapped.stream if wrapped is not None else io.BytesIO(
+            request.httprequest.get_data()
+        )
+        chunks, size = [], 0
+        while size <= MAX_BODY:
+            chunk = stream.read(min(65536, MAX_BODY + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        return b"".join(chunks)
+
+    @staticmethod
+    def _items(data):
+        """The notification objects of the body, or None when it is not Graph's shape."""
         try:
-            body = json.loads(request.httprequest.get_data() or b"")
-        except (ValueError, UnicodeDecodeError):
+            body = json.loads(data or b"")
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None
         if not isinstance(body, dict) or not isinstance(body.get("value"), list):
             return None

@@ -217,6 +217,14 @@ class M365Account(models.Model):
 
     def write(self, vals):
         self._check_daemon_fields(vals)
+        if "user_id" in vals and not self.env.su and not self.env.user.has_group(
+            "crm_microsoft365.group_m365_manager"
+        ) and not self.env.user.has_group(DAEMON_GROUP):
+            # The owner sends through the account and decides its privacy: handing it (and
+            # that right) to someone else is an administrator's decision.
+            raise AccessError(
+                self.env._("Only a Microsoft 365 administrator may change an account's owner.")
+            )
         if vals.get("own_domains"):
             vals["own_domains"] = self._clean_domains(vals["own_domains"])
         return super().write(vals)

@@ -33,3 +33,17 @@ class M365ConnectRequest(models.Model):
     # Which daemon replica redeems it (m365.daemon.api.claim_connect), and since when.
     claimed_by = fields.Char(groups=DAEMON_GROUP, copy=False, readonly=True)
     claimed_at = fields.Datetime(groups=DAEMON_GROUP, copy=False, readonly=True)
+
+    def _refuse_external_owner(self):
+        """A request whose owner is not an internal user (a portal user, say) is never
+        redeemed: its sealed code is dropped and the request says why."""
+        self.sudo().write(
+            {
+                "state": "failed",
+                "sealed": False,
+                "error": self.env._(
+                    "Only internal users may connect a mailbox: the owner of this request is "
+                    "not an internal user."
+                ),
+            }
+        )

@@ -23,6 +23,7 @@ import json
 from datetime import timedelta
 
 from odoo.exceptions import AccessError, UserError
+from odoo.tools import html2plaintext
 
 from odoo import api, fields, models
 
@@ -121,6 +122,9 @@ class M365DaemonApi(models.AbstractModel):
             "tenant_id": account.tenant_id or "",
             "object_id": account.object_id or "",
             "owner": account.user_id.login or "",
+            # An account without an owner is the daemon's own (embedded-store style); one whose
+            # owner is a portal or public user is never synced (lease_accounts).
+            "owner_internal": not account.user_id or account.user_id._is_internal(),
             "status": account.status,
             "status_detail": account.status_detail or "",
             "status_until": dt_to_wire(account.status_until),
@@ -265,6 +269,7 @@ class M365DaemonApi(models.AbstractModel):
         now = self._now(payload)
         expires = now + timedelta(seconds=float(payload["ttl_seconds"]))
         holder = payload["holder"]
+        self._fail_external_owners(env)
         env["m365.account"].flush_model()
         env.cr.execute(
             """
@@ -279,6 +284,7 @@ class M365DaemonApi(models.AbstractModel):
                     SELECT id FROM m365_account
                      WHERE status != 'paused'
                        AND (lease_holder IS NULL OR lease_expires_at <= %(now)s)
+                       AND (user_id IS NULL OR user_id IN (SELECT id FROM res_users WHERE NOT share))
                      ORDER BY last_sync_at IS NOT NULL, last_sync_at, id
                      LIMIT %(limit)s
                        FOR UPDATE SKIP LOCKED
@@ -307,6 +313,26 @@ class M365DaemonApi(models.AbstractModel):
             }
             for account_id, token in rows
         ]
+
+    @staticmethod
+    def _fail_external_owners(env):
+        """Accounts whose owner is not an internal user (it got there another way than the
+        connect flow, or the user became a portal user) are never leased; their status says why."""
+        accounts = env["m365.account"].search(
+            [("user_id.share", "=", True), ("status", "not in", ["failed", "paused"])]
+        )
+        if accounts:
+            accounts.write(
+                {
+                    "status": "failed",
+                    "status_detail": env._(
+                        "Not synced: the owner is not an internal user. Only internal users' "
+                        "mailboxes are synced; an administrator should give the account to an "
+                        "internal user or delete it."
+                    ),
+                    "status_until": False,
+                }
+            )
 
     def _check_lease(self, env, lease, account_id):
         """The token proves the claim (read under a row lock held to the end of the call): an
@@ -674,9 +700,11 @@ class M365DaemonApi(models.AbstractModel):
     def pending_connects(self, payload=None):
         env = self._daemon_env()
         requests = env["m365.connect.request"].search([("state", "=", "pending")], order="id")
+        external = requests.filtered(lambda r: not r.user_id._is_internal())
+        external._refuse_external_owner()
         return [
             {"id": r.id, "owner": r.user_id.login or "", "sealed": r.sealed or ""}
-            for r in requests
+            for r in requests - external  # only internal users' requests are ever redeemed
         ]
 
     @api.model
@@ -698,6 +726,30 @@ class M365DaemonApi(models.AbstractModel):
         return True
 
 
+# What each privacy level withholds from what an account contributes to a message.
+WITHHELD = {
+    "everything": (),
+    "subject": ("body_html", "body_preview", "attachments", "headers"),
+    "metadata": ("subject", "body_html", "body_preview", "attachments", "headers"),
+}
+
+
+def _with_dedupe_key(item):
+    """The item with its message's normalised sender and content fingerprint. The daemon
+    sends the fingerprint (taken before privacy, m365sync.sync.mail.content_fingerprint); an
+    older daemon does not, and one is made here from what it sent."""
+    msg = item["message"]
+    sender = _opt(msg.get("sender")) or {}
+    sender_key = normalize_email(sender.get("address")) or ""
+    fingerprint = _opt(msg.get("fingerprint"))
+    if not fingerprint:
+        body = html2plaintext(msg.get("body_html") or "") if _opt(msg.get("body_html")) else ""
+        text = body or _opt(msg.get("body_preview")) or ""
+        content = [sender_key, " ".join((_opt(msg.get("subject")) or "").split()), " ".join(text.split())]
+        fingerprint = "addon:" + hashlib.sha256(json.dumps(content).encode()).hexdigest()
+    return dict(item, message=dict(msg, sender_key=sender_key, fingerprint=fingerprint))
+
+
 class _PageWriter:
     """The writes of one ``store_mail_page`` call, batched. Mirrors the embedded store's
     sequential semantics (m365sync.crm.sqlite) while touching the database per page."""
@@ -709,6 +761,7 @@ class _PageWriter:
         self.Link = env["m365.mail.message.link"]
         self.Message = env["m365.mail.message"]
         self.Thread = env["m365.mail.thread"]
+        self.withheld = WITHHELD.get(env["m365.account"].browse(account_id).privacy, ())
         self.created = self.updated = self.linked = self.removed = 0
         self.maybe_orphans = set()
 
@@ -773,8 +826,13 @@ class _PageWriter:
     # upserts -------------------------------------------------------------------------------
 
     def upsert(self, items):
+        """Upsert by (account, immutable id), and across folders and accounts by
+        (internetMessageId, sender, fingerprint): the sender controls the Message-ID, so only
+        what is provably one message merges. A copy never blanks what another account
+        contributed: what this account's privacy withholds keeps its stored value."""
         if not items:
             return
+        items = [_with_dedupe_key(item) for item in items]
         graph_ids = list({item["message"]["graph_id"] for item in items})
         imids = list(
             {
@@ -790,34 +848,54 @@ class _PageWriter:
                 [("account_id", "=", self.account_id), ("graph_id", "in", graph_ids)]
             )
         }
-        by_imid = {
-            m.internet_message_id: m
-            for m in self.Message.search([("internet_message_id", "in", imids)])
-        } if imids else {}
+        candidates = self.Message.search([("internet_message_id", "in", imids)]) if imids else self.Message
+        by_key, legacy = {}, {}
+        for m in candidates:
+            if m.fingerprint:
+                by_key[(m.internet_message_id, m.sender_key or "", m.fingerprint)] = m.id
+            else:  # stored before fingerprints: the first copy from the same sender adopts it
+                legacy.setdefault((m.internet_message_id, normalize_email(m.from_address) or ""), m.id)
+        holders = {}  # message id -> {(account id, graph id)} of every link holding it
+        held = candidates | self.Message.browse([link.message_id.id for link in links.values()])
+        for link in self.Link.search([("message_id", "in", held.ids)]) if held else []:
+            holders.setdefault(link.message_id.id, set()).add((link.account_id.id, link.graph_id))
 
         # Plan sequentially (as the embedded store writes), touching no rows yet. A target is
         # an existing message id (int) or a new message's key ("new", n).
         new_content = {}  # key -> item (last content wins)
-        new_by_imid = {}
+        new_by_key = {}
         current_hash = {}  # target -> fingerprint after the items seen so far
         existing_content = {}  # message id -> item to write
         link_plan = {}  # graph id -> [link record or None, target, folder, change_key]
         for item in items:
             msg = item["message"]
             gid, imid = msg["graph_id"], _opt(msg.get("internet_message_id"))
-            fingerprint = _fingerprint(msg, item.get("participants") or [])
+            key = (imid, msg["sender_key"], msg["fingerprint"]) if imid else None
             planned = link_plan.get(gid)
             link = links.get(gid)
-            if imid and imid in by_imid:
-                target = by_imid[imid].id
-            elif imid and imid in new_by_imid:
-                target = new_by_imid[imid]
-            elif planned:
-                target = planned[1]
-            elif link:
-                target = link.message_id.id
-            else:
-                target = None
+            target = None
+            if key and key in new_by_key:
+                target = new_by_key[key]
+            elif key and key in by_key:
+                target = by_key[key]
+            elif key and (imid, msg["sender_key"]) in legacy:
+                target = legacy.pop((imid, msg["sender_key"]))
+                current_hash[target] = None  # store its key even if nothing else changed
+            if target is None:
+                previous = planned[1] if planned else (link.message_id.id if link else None)
+                if isinstance(previous, tuple) or (
+                    previous is not None
+                    and holders.get(previous, set()) <= {(self.account_id, gid)}
+                ):
+                    # The same immutable id with new content, held by this link alone:
+                    # rewritten in place. Held by others too, it becomes its own message.
+                    target = previous
+            if isinstance(target, int) and self.withheld and any(
+                account != self.account_id for account, _gid in holders.get(target, ())
+            ):
+                item = self._keep_others(item, self.Message.browse(target))
+                msg = item["message"]
+            fingerprint = _fingerprint(msg, item.get("participants") or [])
             if target is None:
                 target = ("new", len(new_content))
                 new_content[target] = item
@@ -833,8 +911,8 @@ class _PageWriter:
                         new_content[target] = item
                     else:
                         existing_content[target] = item
-            if imid and isinstance(target, tuple):
-                new_by_imid[imid] = target
+            if key:
+                (new_by_key if isinstance(target, tuple) else by_key)[key] = target
             if planned is None:
                 planned = [link, link.message_id.id if link else None, None, None]
                 if link:
@@ -846,6 +924,21 @@ class _PageWriter:
         self._update_messages(existing_content, current_hash)
         self._write_links(link_plan, ids)
         self._drop_orphans()
+
+    def _keep_others(self, item, message):
+        """The item with what this account withholds taken from the stored message."""
+        kept = {
+            "subject": message.subject or None,
+            "body_html": str(message.body_html) if message.body_html else None,
+            "body_preview": message.body_preview or None,
+            "headers": json_loads(message.headers) or {},
+            "attachments": [
+                {"name": a.name, "size": a.size, "content_type": a.content_type}
+                for a in message.attachment_ids
+            ],
+        }
+        msg = dict(item["message"], **{name: kept[name] for name in self.withheld})
+        return dict(item, message=msg)
 
     def _lock_keys(self, imids, items):
         """Serialise concurrent pages that share an internetMessageId or a conversation (two
@@ -904,6 +997,8 @@ class _PageWriter:
             "has_attachments": bool(msg.get("has_attachments")),
             "headers": json_dumps(_opt(msg.get("headers")) or {}),
             "content_hash": fingerprint,
+            "sender_key": msg.get("sender_key") or False,
+            "fingerprint": msg.get("fingerprint") or False,
         }
 
     def _create_messages(self, new_content):

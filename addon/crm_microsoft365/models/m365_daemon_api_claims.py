@@ -67,6 +67,14 @@ class M365DaemonApiClaims(models.AbstractModel):
 
     @api.model
     def claim_connect(self, payload):
+        env = self._daemon_env()
+        try:
+            request = env["m365.connect.request"].browse(int(payload.get("connect_id"))).exists()
+        except (TypeError, ValueError):
+            request = env["m365.connect.request"]
+        if request and request.state == "pending" and not request.user_id._is_internal():
+            request._refuse_external_owner()
+            return False
         return self._claim_pending(
             "m365.connect.request", payload.get("connect_id"), payload, CONNECT_TTL
         )

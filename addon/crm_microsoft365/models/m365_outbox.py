@@ -98,6 +98,21 @@ def split_addresses(text):
     return found
 
 
+# Characters that would end a display name or an address in a header or in split_addresses.
+_NAME_BREAKERS = re.compile(r'[\x00-\x1f\x7f"<>,;\\\u2028\u2029]+')
+
+
+def format_address(name, address):
+    """One recipient as text, from a (display name, address) pair: ``"Name" <address>``, or the
+    address alone. Whatever the name holds (quotes, brackets, commas, line breaks), the result
+    is exactly one recipient; an address that is not one valid address gives ``""``."""
+    address = (address or "").strip()
+    if not normalise_address(address) or _NAME_BREAKERS.search(address):
+        return ""
+    name = " ".join(_NAME_BREAKERS.sub(" ", name or "").split())
+    return f'"{name}" <{address}>' if name else address
+
+
 def invalid_addresses(text):
     """The pieces of ``text`` that are not one valid address each."""
     return [raw for _name, address, raw in split_addresses(text) if not normalise_address(address)]

@@ -33,6 +33,12 @@ class ResConfigSettings(models.TransientModel):
         help="https://login.microsoftonline.com, or a national cloud's sign-in host.",
     )
     m365_redirect_uri = fields.Char(string="Redirect URI", compute="_compute_m365_redirect_uri")
+    m365_mail_restricted = fields.Boolean(
+        string="Restrict Synced Mail",
+        help="Off (the default): every internal user reads the mail every account shares. On: "
+        "a message is read only by the owners of the mailboxes holding it, the salesperson of "
+        "a contact or company on it, and Microsoft 365 administrators.",
+    )
     m365_sync_interval = fields.Integer(
         string="Sync Interval (minutes)",
         config_parameter="crm_microsoft365.sync_interval",
@@ -104,3 +110,24 @@ class ResConfigSettings(models.TransientModel):
             settings.m365_daemon_kid = info.get("kid") or False
             settings.m365_client_secret_expires = expires or False
             settings.m365_client_secret_warning = warning
+
+    @api.model
+    def get_values(self):
+        values = super().get_values()
+        everyone = self.env.ref("crm_microsoft365.group_m365_mail_all", raise_if_not_found=False)
+        values["m365_mail_restricted"] = bool(everyone) and everyone not in self.env.ref(
+            "base.group_user"
+        ).implied_ids
+        return values
+
+    def set_values(self):
+        super().set_values()
+        everyone = self.env.ref("crm_microsoft365.group_m365_mail_all", raise_if_not_found=False)
+        if not everyone:
+            return
+        internal = self.env.ref("base.group_user").sudo()
+        if self.m365_mail_restricted and everyone in internal.implied_ids:
+            # Removes the implied group and takes it from every internal user.
+            internal._remove_group(everyone.sudo())
+        elif not self.m365_mail_restricted and everyone not in internal.implied_ids:
+            internal.write({"implied_ids": [fields.Command.link(everyone.id)]})

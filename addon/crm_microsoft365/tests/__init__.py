@@ -8,5 +8,6 @@ from . import test_wizards
 from . import test_calendar_api
 from . import test_push
 from . import test_claims
+from . import test_attacks
 from . import test_address_rules
 from . import test_partner_meetings

@@ -10,7 +10,12 @@ from odoo.exceptions import RedirectWarning, UserError
 
 from odoo import api, fields, models
 
-from ..models.m365_outbox import MAX_ATTACHMENT_BYTES, invalid_addresses, split_addresses
+from ..models.m365_outbox import (
+    MAX_ATTACHMENT_BYTES,
+    format_address,
+    invalid_addresses,
+    split_addresses,
+)
 from ..models.m365_tools import normalize_email
 
 # Accounts whose mail cannot go out now, and the words saying why.
@@ -153,14 +158,19 @@ class M365ComposeWizard(models.TransientModel):
 
     @staticmethod
     def _reply_recipients(message, account):
+        """To: the sender, or the recipients when the user sent it. Built from the stored
+        (name, address) pairs, one formatted address each: a display name is the sender's
+        text and never decides how many recipients there are (issue #13)."""
         own = normalize_email(account.address)
         sender = normalize_email(message.from_address)
         if sender and sender != own:
-            if message.from_name:
-                return f'"{message.from_name}" <{message.from_address}>'
-            return message.from_address
-        people = message.participant_ids.filtered(lambda p: p.role == "to" and p.address != own)
-        return ", ".join(p.address for p in people)
+            pairs = [(message.from_name, message.from_address)]
+        else:
+            people = message.participant_ids.filtered(
+                lambda p: p.role == "to" and p.address != own
+            )
+            pairs = [(p.name, p.address) for p in people]
+        return ", ".join(filter(None, (format_address(name, address) for name, address in pairs)))
 
     @api.onchange("partner_id")
     def _onchange_partner_id(self):
