@@ -215,3 +215,16 @@ class TestOdooPush(PushContract):
     @pytest.fixture
     def gateway(self, live_gateway: OdooGateway) -> CrmGateway:
         return live_gateway
+
+
+# --- the mail state machine, against the real addon ---------------------------------------
+
+from tests.contract.mail_machine import machine_for  # noqa: E402
+
+TestOdooMailSyncMachine = machine_for(
+    lambda: OdooGateway.from_config(odoo_config()),
+    lambda gateway, name, email: TestOdooContract.seed_partner(None, gateway, name, email),
+    close_gateway=lambda gateway: gateway.close(),
+    max_examples=12,
+    steps=25,
+)

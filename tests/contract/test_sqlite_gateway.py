@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import stat
+import tempfile
 import threading
 from dataclasses import replace
 from datetime import timedelta
@@ -501,3 +503,25 @@ class TestSqlitePush(PushContract):
             assert store.subscriptions(account.id) == []
         finally:
             store.close()
+
+
+# --- the mail state machine -----------------------------------------------------------------
+
+from tests.contract.mail_machine import machine_for  # noqa: E402
+
+
+def _fresh_store() -> SqliteGateway:
+    folder = Path(tempfile.mkdtemp(prefix="m365-machine-"))
+    return SqliteGateway(folder / "store.sqlite3")
+
+
+def _close_store(gateway: SqliteGateway) -> None:
+    gateway.close()
+    shutil.rmtree(gateway.path.parent, ignore_errors=True)
+
+
+TestMailSyncMachine = machine_for(
+    _fresh_store,
+    lambda gateway, name, email: gateway.add_partner(name, email, False, None, None),
+    close_gateway=_close_store,
+)
