@@ -210,10 +210,17 @@ class CrmLead(models.Model):
                 )
             )
             per_lead = {lead_id: set(thread_ids) for lead_id, thread_ids in rows}
-        # Visible ones only (the addon's record rules), in the threads' order: newest first.
-        threads = Thread.search([("id", "in", list(set().union(*per_lead.values())))]) if per_lead else Thread
+        # A form not saved yet shows the threads linked on it (Create Opportunity from a thread).
         for lead in self:
-            wanted = per_lead.get(self._m365_real_id(lead), set())
+            linked = set(lead.m365_linked_thread_ids._origin.ids)
+            if linked:
+                key = self._m365_real_id(lead) or lead.id
+                per_lead[key] = per_lead.get(key, set()) | linked
+        # Visible ones only (the addon's record rules), in the threads' order: newest first.
+        wanted_ids = set().union(*per_lead.values()) if per_lead else set()
+        threads = Thread.search([("id", "in", list(wanted_ids))]) if wanted_ids else Thread
+        for lead in self:
+            wanted = per_lead.get(self._m365_real_id(lead) or lead.id, set())
             mine = threads.filtered(lambda t, w=wanted: t.id in w)
             lead.m365_thread_ids = mine
             lead.m365_thread_count = len(mine)

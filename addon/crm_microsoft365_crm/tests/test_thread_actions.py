@@ -14,6 +14,7 @@ class TestThreadActions(GlueCase):
         self.assertEqual(form.partner_id, self.ann)  # the external contact, not the user
         self.assertEqual(form.email_from, "ann@acme.example")
         self.assertEqual(form.partner_name, "Acme Corp")
+        self.assertEqual(form.m365_thread_count, 1)  # the Emails tab shows it before saving
         lead = form.save()
         self.assertEqual(lead.type, "opportunity")
         self.assertEqual(lead.m365_linked_thread_ids, thread)
