@@ -195,10 +195,13 @@ def run_demo(console: Console, *, size: int = 5000, workdir: Path = Path(".demo"
         console.print(
             Panel.fit(
                 f"Full sync: {full_seconds:.1f} s, {full[0][1].imported} messages stored, "
-                f"{full_requests} HTTP requests to Graph and identity (JSON batches count once).\n"
+                f"{full_requests} HTTP requests to Graph and identity (JSON batches count once; "
+                f"the cycle: {full[0][1].graph_requests} to Graph, "
+                f"{full[0][1].token_requests} token requests).\n"
                 f"Incremental sync: {incremental_seconds:.1f} s, "
                 f"{incremental[0][1].imported} new, {incremental[0][1].removed} removed, "
-                f"{incremental_requests} requests.\n"
+                f"{incremental_requests} requests ({incremental[0][1].token_requests} token "
+                "requests).\n"
                 f"Messages in the CRM: {stored}. Store: {config.store.sqlite_path()}\n"
                 f"Demo total: {time.monotonic() - begin:.1f} s.",
                 title="Figures",

@@ -291,6 +291,10 @@ class SyncRun:
     outbox: dict[str, int] = field(default_factory=dict)
     # Push notifications after the cycle, in words ("" when push is not used).
     push: str = ""
+    # Round trips of the cycle: to Graph (a JSON batch counts once; retries and the 401
+    # retry count), and to the identity platform's token endpoint (refreshes).
+    graph_requests: int = 0
+    token_requests: int = 0
 
 
 # --- calendar -----------------------------------------------------------------------------

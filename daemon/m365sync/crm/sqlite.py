@@ -1309,6 +1309,8 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
             "skipped": run.skipped,
             "calendar": run.calendar,
             "outbox": run.outbox,
+            "graph_requests": run.graph_requests,
+            "token_requests": run.token_requests,
         }
         with self._write() as conn:
             self._require_account(conn, run.account_id)
@@ -1346,6 +1348,8 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
             error=row["error"],
             calendar=dict(figures.get("calendar", {})),
             outbox=dict(figures.get("outbox", {})),
+            graph_requests=figures.get("graph_requests", 0),
+            token_requests=figures.get("token_requests", 0),
         )
 
     # --- reading back -------------------------------------------------------------------------

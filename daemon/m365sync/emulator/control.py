@@ -116,6 +116,12 @@ def _route(request: Request, emu: Emulator, body: dict[str, Any]) -> Response:
             scopes = body.get("scopes")
             identity.grant_only(None if scopes is None else list(scopes))
             return Response(status=204)
+        if path == "/_emulator/identity/scope-form":
+            try:
+                identity.answer_scopes_as(str(body.get("form", "")))
+            except ValueError as error:
+                return graph_error(400, "BadRequest", str(error), request=request)
+            return Response(status=204)
         if path == "/_emulator/identity/access-token":
             scopes = body.get("scopes")
             kwargs = {} if scopes is None else {"scopes": list(scopes)}

@@ -17,6 +17,11 @@ Behaviour that follows reality on purpose:
   (`expire_access_tokens` simulates that moment).
 - Authorization codes live about ten minutes and redeem once (AADSTS54005 on reuse, 70008 when
   expired).
+- The token response's ``scope`` names the granted Graph scopes short (``Mail.Read``) by default,
+  or resource-qualified (``https://graph.microsoft.com/Mail.Read``) with
+  ``scope_form="qualified"``: Microsoft's own token-response samples show both forms
+  (v2-oauth2-auth-code-flow), and msal files the access token under the form it is answered
+  (``TokenCache.add`` keys it by the response's scope), so a client must cope with either.
 
 Deliberate strictness beyond Entra: PKCE with ``S256`` is required on every authorize request
 (Entra requires it only for SPAs), because the daemon must always use it.
@@ -59,6 +64,10 @@ DEMO_REDIRECT_URIS: tuple[str, ...] = (
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_RESOURCE = "https://graph.microsoft.com/"
+
+SCOPE_FORMS = ("short", "qualified")
+"""How the token response names the granted Graph scopes: ``Mail.Read`` or
+``https://graph.microsoft.com/Mail.Read`` (OIDC scopes stay short in both)."""
 
 GRAPH_SCOPES: tuple[str, ...] = (
     "User.Read",
@@ -210,6 +219,7 @@ class Identity:
         access_token_lifetime: int = 3599,
         code_lifetime: int = 600,
         base_url: str = "https://127.0.0.1",
+        scope_form: str = "short",
     ) -> None:
         self.mailbox = mailbox
         self.access_token_lifetime = access_token_lifetime
@@ -218,6 +228,8 @@ class Identity:
         self.kid = b64url(secrets.token_bytes(20))
         self.key = jwk.JWK.generate(kty="RSA", size=2048, kid=self.kid)
         self._lock = threading.RLock()
+        self.scope_form = "short"
+        self.answer_scopes_as(scope_form)
         self._apps: dict[str, App] = {}
         self._codes: dict[str, _Code] = {}
         self._refresh: dict[str, _RefreshToken] = {}
@@ -279,6 +291,13 @@ class Identity:
         """The next authorize request redirects back with this error instead of a code."""
         with self._lock:
             self._next_consent = _Consent(error, description, subcode)
+
+    def answer_scopes_as(self, form: str) -> None:
+        """Name the granted Graph scopes in token responses ``short`` or ``qualified``."""
+        if form not in SCOPE_FORMS:
+            raise ValueError(f"scope form must be one of {', '.join(SCOPE_FORMS)}, not {form!r}")
+        with self._lock:
+            self.scope_form = form
 
     def grant_only(self, scopes: Iterable[str] | None) -> None:
         """The user consents to at most these Graph scopes (None: to all asked).
@@ -602,7 +621,9 @@ class Identity:
             )
         access_token = self._issue_access_token(app.client_id, graph_scopes, None)
         lifetime = self.access_token_lifetime
-        shown = list(graph_scopes) + [s for s in ("profile", "openid", "email") if s in grant.oidc]
+        prefix = GRAPH_RESOURCE if self.scope_form == "qualified" else ""
+        shown = [prefix + s for s in graph_scopes]
+        shown += [s for s in ("profile", "openid", "email") if s in grant.oidc]
         body: dict[str, Any] = {
             "token_type": "Bearer",
             "scope": " ".join(shown),

@@ -104,6 +104,7 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         access_token_lifetime: int = 3599,
+        scope_form: str = "short",
         public_host: str | None = None,
         redirect_uris: Iterable[str] = (),
         allow_http_notifications: bool = False,
@@ -121,7 +122,9 @@ class Emulator:
         self.host = host
         self.port = port
         self.public_host = public_host
-        self.identity = Identity(mailbox, access_token_lifetime=access_token_lifetime)
+        self.identity = Identity(
+            mailbox, access_token_lifetime=access_token_lifetime, scope_form=scope_form
+        )
         self.identity.add_redirect_uris(redirect_uris)
         self.faults = FaultPlan(self.identity)
         self.request_log = RequestLog()

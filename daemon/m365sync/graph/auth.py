@@ -12,6 +12,17 @@ the cache object given then — so swapping ``app.token_cache`` would write rota
 tokens into the wrong account's cache. ``AccountTokens`` builds its application once and
 reuses it for every token it hands out.
 
+Why ``AccountTokens`` looks in msal's cache itself before asking msal: msal files an access
+token under the scopes the token response names (``TokenCache.add`` keys it by the response's
+``scope``; msal's PR #856 pins this) and finds it again only when every requested scope is
+literally among them (``TokenCache._is_matching``: a subset test on the strings). The identity
+platform may answer the granted Graph scopes resource-qualified
+(``https://graph.microsoft.com/Mail.Read``; Microsoft's v2-oauth2-auth-code-flow samples show
+that form), which never equals the ``Mail.Read`` we ask for: every call then missed the cache
+and refreshed (rotating, re-sealing and storing the refresh token each time). A bare scope means
+Microsoft Graph, so ``scope_key`` compares them without the Graph resource and case-insensitively,
+and a cached token is reused until five minutes before it expires (msal's own margin).
+
 Why ``instance_discovery=False`` off Microsoft hosts: msal otherwise asks
 ``login.microsoftonline.com/common/discovery/instance`` about any authority it does not know,
 which a national cloud proxy or our emulator cannot answer.
@@ -21,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +94,19 @@ GRANT_GONE_CODES = frozenset(
         50055,
     }
 )
+#: The resource prefixes of Microsoft Graph (global and national clouds, and its application
+#: id): a scope without one names Graph, so ``https://graph.microsoft.com/Mail.Read`` and
+#: ``Mail.Read`` are one permission.
+GRAPH_RESOURCE_PREFIXES = (
+    "https://graph.microsoft.com/",
+    "https://graph.microsoft.us/",
+    "https://dod-graph.microsoft.us/",
+    "https://microsoftgraph.chinacloudapi.cn/",
+    "https://graph.microsoft.de/",
+    "00000003-0000-0000-c000-000000000000/",
+)
+#: An access token with less than this left is refreshed (msal's own margin).
+REFRESH_MARGIN_SECONDS = 300
 _CLIENT_ERRORS = frozenset({"invalid_client"})
 _TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 #: What may fail below msal's error dicts: the network, a 5xx (MsalServiceError), a non-JSON
@@ -98,6 +123,37 @@ class ConnectedIdentity:
     tenant_id: str
     object_id: str
     token_cache: str = field(repr=False)
+
+
+def scope_key(scope: str) -> str:
+    """A Graph scope as the identity platform compares it: without the Graph resource prefix,
+    case-insensitive (``https://graph.microsoft.com/Mail.Read`` -> ``mail.read``)."""
+    lowered = scope.strip().lower()
+    for prefix in GRAPH_RESOURCE_PREFIXES:
+        if lowered.startswith(prefix):
+            return lowered[len(prefix) :]
+    return lowered
+
+
+class CountingHttpClient:
+    """msal's ``http_client`` for one account: the shared session, counting the POSTs msal
+    sends (token requests: redemptions and refreshes) for the cycle's figures."""
+
+    def __init__(self, session: requests.Session) -> None:
+        self._session = session
+        self._lock = threading.Lock()
+        self.token_requests = 0
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        with self._lock:
+            self.token_requests += 1
+        return self._session.post(url, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        return self._session.get(url, **kwargs)
+
+    def close(self) -> None:
+        """The session is shared: closing is its owner's business."""
 
 
 # --- error mapping --------------------------------------------------------------------------
@@ -200,13 +256,21 @@ class TokenBroker:
         self._flow_app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.Lock()
 
+    @property
+    def session(self) -> requests.Session:
+        return self._session
+
     def __repr__(self) -> str:  # never show the secret
         return f"TokenBroker(client_id={self.client_id!r}, authority={self.authority!r})"
 
     def new_app(
-        self, cache: msal.SerializableTokenCache | None = None
+        self,
+        cache: msal.SerializableTokenCache | None = None,
+        *,
+        http_client: Any | None = None,
     ) -> msal.ConfidentialClientApplication:
-        """An msal application bound to ``cache``; it fetches the authority's metadata once."""
+        """An msal application bound to ``cache``; it fetches the authority's metadata once.
+        ``http_client`` (default: the broker's session) carries msal's requests."""
         try:
             return msal.ConfidentialClientApplication(
                 self.client_id,
@@ -214,7 +278,7 @@ class TokenBroker:
                 authority=self.authority,
                 validate_authority=self._validate_authority,
                 instance_discovery=self._instance_discovery,
-                http_client=self._session,
+                http_client=http_client or self._session,
                 token_cache=cache,
             )
         except requests.exceptions.SSLError as exc:
@@ -356,11 +420,20 @@ class AccountTokens:
             self._cache.deserialize(serialized_cache)
         self._on_change = on_change
         self._app: msal.ConfidentialClientApplication | None = None
+        self._http = CountingHttpClient(broker.session)
         self._lock = threading.Lock()
+
+    @property
+    def token_requests(self) -> int:
+        """Requests this account sent to the token endpoint so far (refreshes, mostly)."""
+        return self._http.token_requests
 
     def access_token(self, force_refresh: bool = False) -> str:
         with self._lock:
             try:
+                cached = None if force_refresh else self._cached_token()
+                if cached is not None:
+                    return cached
                 result = self._acquire(force_refresh)
             finally:
                 self._persist()
@@ -368,9 +441,38 @@ class AccountTokens:
             return str(result["access_token"])
         raise error_from_msal(result)
 
+    def _cached_token(self, now: float | None = None) -> str | None:
+        """A cached access token for our scopes, whatever form the response named them in,
+        with more than `REFRESH_MARGIN_SECONDS` left (and not past msal's ``refresh_on``);
+        None leaves the decision (refresh, or the reason there is none) to msal."""
+        accounts = list(self._cache.search(msal.TokenCache.CredentialType.ACCOUNT))
+        if len(accounts) != 1:
+            return None
+        wanted = {scope_key(s) for s in self._broker.scopes}
+        now = time.time() if now is None else now
+        best: tuple[float, str] | None = None
+        for entry in self._cache.search(
+            msal.TokenCache.CredentialType.ACCESS_TOKEN,
+            query={
+                "client_id": self._broker.client_id,
+                "home_account_id": accounts[0].get("home_account_id"),
+            },
+        ):
+            if "key_id" in entry or "ext_cache_key" in entry:
+                continue  # bound to a key or a path: not a plain bearer token for us
+            granted = {scope_key(s) for s in str(entry.get("target", "")).split()}
+            left = int(entry.get("expires_on", 0)) - now
+            if not wanted <= granted or left < REFRESH_MARGIN_SECONDS:
+                continue
+            if "refresh_on" in entry and int(entry["refresh_on"]) < now:
+                continue
+            if best is None or left > best[0]:
+                best = (left, str(entry["secret"]))
+        return best[1] if best else None
+
     def _acquire(self, force_refresh: bool) -> Mapping[str, Any]:
         if self._app is None:
-            self._app = self._broker.new_app(self._cache)
+            self._app = self._broker.new_app(self._cache, http_client=self._http)
         try:
             accounts = self._app.get_accounts()
             if not accounts:

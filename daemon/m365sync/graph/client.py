@@ -206,6 +206,8 @@ class GraphClient:
         self._origin = (base.scheme.lower(), base.hostname, _port(base))
         self._tokens = token_provider
         self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._count_lock = threading.Lock()
+        self.requests_sent = 0  # HTTP requests sent to Graph (the cycle's figures)
         self._budget = retry_budget_seconds
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
@@ -359,6 +361,8 @@ class GraphClient:
         force_refresh: bool,
     ) -> requests.Response:
         token = self._tokens.access_token(force_refresh=force_refresh)
+        with self._count_lock:
+            self.requests_sent += 1
         merged = {**(headers or {})}
         merged["Authorization"] = f"Bearer {token}"
         merged.setdefault("client-request-id", str(uuid.uuid4()))

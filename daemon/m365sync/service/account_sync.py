@@ -70,6 +70,7 @@ def sync_account_mail(
         ignore_plus_tags=cfg.ignore_plus_tags,
     )
     run = SyncRun(account_id=account.id, started_at=started)
+    count_requests = runtime.request_counter(account.id, run)
     try:
         if lease is not None:
             # Prove the lease is still ours before writing anything (LeaseLost otherwise).
@@ -117,6 +118,7 @@ def sync_account_mail(
         # than leaving "Importing mail." until the next cycle.
         log.info("account %s: lease given up, this worker stops here", account.id)
         run.error = LEASE_GIVEN_UP
+        count_requests()
         try:
             if getattr(stop, "still_held", False):
                 gateway.set_account_status(
@@ -133,12 +135,14 @@ def sync_account_mail(
         if not isinstance(error, M365SyncError):
             log.exception("account %s: unexpected failure", account.id)
         advice = advice_for(error)
+        count_requests()
         log.warning("account %s: %s", account.id, advice.sentence)
         if advice.status is AccountStatus.NEEDS_RECONNECT:
             runtime.forget_tokens(account.id)
         run.error = advice.sentence
         _record(gateway, run, advice.status, advice.sentence, until=advice.until)
         return run
+    count_requests()
     _record(gateway, run, AccountStatus.ACTIVE, run_summary(run), synced_at=run.finished_at)
     return run
 

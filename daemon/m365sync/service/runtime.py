@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import requests
@@ -17,7 +18,7 @@ import requests
 from m365sync import __version__
 from m365sync.config import Config
 from m365sync.crm.gateway import CrmGateway
-from m365sync.domain import Account, CrmSettings
+from m365sync.domain import Account, CrmSettings, SyncRun
 from m365sync.errors import ConfigError, CrmError
 from m365sync.graph.auth import AccountTokens, TokenBroker
 from m365sync.graph.client import GraphClient
@@ -107,6 +108,28 @@ class Runtime:
 
             self._tokens[account.id] = AccountTokens(self.broker, cache, store)
         return self._tokens[account.id]
+
+    def request_counts(self, account_id: int) -> tuple[int, int]:
+        """(Graph requests, token requests) this process sent for the account so far."""
+        graph = self._graphs.get(account_id)
+        tokens = self._tokens.get(account_id)
+        return (
+            graph.requests_sent if graph is not None else 0,
+            tokens.token_requests if tokens is not None else 0,
+        )
+
+    def request_counter(self, account_id: int, run: SyncRun) -> Callable[[], None]:
+        """A call that writes the requests sent for the account since now into ``run``
+        (``graph_requests``, ``token_requests``): the cycle's figures."""
+        graph_before, token_before = self.request_counts(account_id)
+
+        def count() -> None:
+            graph, token = self.request_counts(account_id)
+            # A client forgotten mid-cycle (needs reconnect) restarts its count: never < 0.
+            run.graph_requests = max(0, graph - graph_before)
+            run.token_requests = max(0, token - token_before)
+
+        return count
 
     def graph_for(self, account: Account) -> GraphClient:
         """One client per mailbox in this process, so its cap of four concurrent requests
