@@ -307,6 +307,18 @@ class CalendarEvent(models.Model):
             (self.env.cr.now(), ids),
         )
         self.invalidate_recordset(["m365_version", "m365_modified_at"])
+        self._m365_request_push()
+
+    def _m365_request_push(self):
+        """Ask the daemon for a cycle of the accounts these events go to, so a meeting made or
+        changed in Odoo reaches Outlook within seconds (as Compose Email's mail does), not at
+        the next sync interval."""
+        # sudo: the owner account and bindings are the daemon's; the user's edit that calls
+        # this already passed the access checks.
+        events = self.sudo().with_context(active_test=False)
+        accounts = events.m365_owner_account_id | events.m365_binding_ids.account_id
+        if accounts:
+            accounts._request_sync()
 
     def _m365_bound(self):
         # sudo: bindings are the daemon's; whether one exists decides between delete and
@@ -341,7 +353,9 @@ class CalendarEvent(models.Model):
                 account = self._m365_account_of(user_id)
                 if account:
                     vals["m365_owner_account_id"] = account.id
-        return super().create(vals_list)
+        events = super().create(vals_list)
+        events._m365_request_push()
+        return events
 
     def write(self, vals):
         if self._m365_is_origin():

@@ -41,3 +41,34 @@ class TestPartnerMeetings(M365Case):
             {"partner_id": company.id, "since": iso(now)}
         )
         self.assertEqual([summary["subject"] for summary in rpc], ["Upcoming"])
+
+
+@tagged("post_install", "-at_install")
+class TestMeetingsReachOutlookPromptly(M365Case):
+    """A meeting made, changed or deleted in Odoo asks the daemon for a cycle of its account
+    at once (as Compose Email does), instead of waiting for the next sync interval."""
+
+    def test_create_change_and_delete_ask_for_a_cycle(self):
+        account = self.env["m365.account"].browse(self.account(owner="m365-test-a")["id"])
+        self.assertFalse(account.sync_requested_at)
+        event = (
+            self.env["calendar.event"]
+            .with_user(self.user_a)
+            .create({"name": "Demo", "start": SOON, "stop": SOON + timedelta(hours=1)})
+        )
+        self.assertEqual(event.m365_owner_account_id, account)
+        account.invalidate_recordset()
+        created = account.sync_requested_at
+        self.assertTrue(created)
+        account.sudo().write({"sync_requested_at": False})
+        event.with_user(self.user_a).write({"name": "Demo, moved"})
+        account.invalidate_recordset()
+        self.assertTrue(account.sync_requested_at)
+
+    def test_a_meeting_of_a_user_without_a_mailbox_asks_nothing(self):
+        account = self.env["m365.account"].browse(self.account(owner="m365-test-a")["id"])
+        self.env["calendar.event"].with_user(self.user_b).create(
+            {"name": "Lunch", "start": SOON, "stop": SOON + timedelta(hours=1)}
+        )
+        account.invalidate_recordset()
+        self.assertFalse(account.sync_requested_at)
