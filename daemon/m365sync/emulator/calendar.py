@@ -948,9 +948,10 @@ class Calendar:
                 )
             self.delete(ref)
 
-    def respond(self, ref: str, response: str) -> None:
+    def respond(self, ref: str, response: str) -> dict[str, Any]:
         """POST /me/events/{id}/accept | decline | tentativelyAccept (docs
-        `api/event-accept.md`): the invitee's answer lands in ``responseStatus``."""
+        `api/event-accept.md`): the invitee's answer lands in ``responseStatus``. Returns a
+        copy of the event (the caller tells the organizer when ``sendResponse`` asks it)."""
         with self.lock:
             event = self._find(ref)
             if event.get("isOrganizer", True):
@@ -971,6 +972,7 @@ class Calendar:
             # responseStatus is read-only for PATCH; only these actions change it.
             target["responseStatus"] = {"response": response, "time": stamp}
             self._stamp(target)
+            return copy.deepcopy(target)
 
     # ----------------------------------------------------------------- reads
 

@@ -224,6 +224,11 @@ def shape_event(
         value = copy.deepcopy(resource.get(name))
         if name in ("start", "end") and isinstance(value, dict):
             value = _converted(resource, name, zone_name)
+        if name == "recurrence" and isinstance(value, dict):
+            pattern = value.get("pattern")
+            if isinstance(pattern, dict) and not pattern.get("daysOfWeek"):
+                # A pattern without days (daily, absolute*) carries no daysOfWeek key at all.
+                pattern.pop("daysOfWeek", None)
         out[name] = value
     return out
 
@@ -551,14 +556,41 @@ def _respond(call: Call, ref: str, response: str) -> Response:
     graph._require(call, CAL_WRITE)
     _check_id(ref, graph)
     given = _json_body(call, graph)
+    send = given.get("sendResponse", True)
+    comment = given.get("comment")
+    if not isinstance(send, bool):
+        raise graph.GraphError(400, "BadRequest", "Invalid value for parameter 'sendResponse'.")
+    if comment is not None and not isinstance(comment, str):
+        raise graph.GraphError(400, "BadRequest", "Invalid value for parameter 'comment'.")
     calendar = _calendar(call)
     try:
-        calendar.respond(ref, response)
+        event = calendar.respond(ref, response)
     except cal.CalendarError as error:
         calendar.record_write("POST", call.request.path, given, error.status, ref)
         raise
     calendar.record_write("POST", call.request.path, given, 202, ref)
+    if send:
+        # sendResponse (default true): the organizer gets the answer, comment as its body;
+        # false answers silently (docs `api/event-accept.md`, `event-decline.md`).
+        call.mailbox.send_new(_response_message(event, response, comment), kind=response)
     return Response(status=202)
+
+
+_RESPONSE_SUBJECTS = {
+    "accepted": "Accepted",
+    "declined": "Declined",
+    "tentativelyAccepted": "Tentative",
+}
+
+
+def _response_message(event: dict[str, Any], response: str, comment: str | None) -> dict[str, Any]:
+    """The meeting response Outlook sends the organizer ("Accepted: <subject>")."""
+    organizer = copy.deepcopy((event.get("organizer") or {}).get("emailAddress") or {})
+    return {
+        "subject": f"{_RESPONSE_SUBJECTS[response]}: {event.get('subject') or ''}".rstrip(),
+        "body": {"contentType": "text", "content": comment or ""},
+        "toRecipients": [{"emailAddress": organizer}] if organizer.get("address") else [],
+    }
 
 
 def _cancel(call: Call, ref: str) -> Response:

@@ -63,7 +63,7 @@ from werkzeug.wrappers import Request, Response
 
 from m365sync.emulator import calendar_api, delta
 from m365sync.emulator.mailbox import Mailbox, html_to_text, is_well_formed_id
-from m365sync.emulator.wire import graph_error, json_response
+from m365sync.emulator.wire import action_parameters, graph_error, json_response
 
 DEFAULT_PAGE = 10
 MAX_PAGE = 1000
@@ -131,7 +131,6 @@ FOLDER_PROPERTIES = (
     "childFolderCount",
     "unreadItemCount",
     "totalItemCount",
-    "sizeInBytes",
     "isHidden",
 )
 MESSAGE_PROPERTIES = (
@@ -258,6 +257,8 @@ def _dispatch(
         prefer=_parse_prefer(request),
     )
     rest = _principal(call, tokens)
+    # Action parameter names are case-insensitive in Graph (the SDKs send PascalCase).
+    request = call.request = action_parameters(request, rest)
     mailbox.settle_sends()  # sent copies whose delay has passed reach Sent Items first
     from m365sync.emulator import send_api  # imports this module: load it after
 
