@@ -295,6 +295,10 @@ class SyncRun:
     # retry count), and to the identity platform's token endpoint (refreshes).
     graph_requests: int = 0
     token_requests: int = 0
+    # Each part the cycle ran (outbox, mail, calendar, push, in that order): None when it
+    # succeeded, else the sentence saying why it failed and what to do. One part's failure
+    # never hides another's success (issue #14); ``error`` then names the failed parts.
+    parts: dict[str, str | None] = field(default_factory=dict)
 
 
 # --- calendar -----------------------------------------------------------------------------
