@@ -17,6 +17,8 @@ ACCOUNT_STATUSES = [
     ("failed", "Failed"),
     ("paused", "Paused"),
 ]
+# The statuses in which someone must act (or wait for Microsoft): the list shows why.
+ATTENTION_STATUSES = ("needs_reconnect", "insufficient_permissions", "throttled", "failed")
 PRIVACY_LEVELS = [
     ("everything", "Share everything"),
     ("subject", "Subject only"),
@@ -76,6 +78,12 @@ class M365Account(models.Model):
         ACCOUNT_STATUSES, default="connected", required=True, readonly=True, index=True
     )
     status_detail = fields.Text(string="Last Message", readonly=True)
+    attention = fields.Text(
+        compute="_compute_attention",
+        string="Needs Attention",
+        help="What is wrong and what to do, for an account that needs someone; empty while it "
+        "syncs (the last cycle's summary is on the account's form).",
+    )
     status_until = fields.Datetime(string="Until", readonly=True)
     last_sync_at = fields.Datetime(string="Last Sync", readonly=True)
     privacy = fields.Selection(PRIVACY_LEVELS, default="everything", required=True)
@@ -187,6 +195,13 @@ class M365Account(models.Model):
         # sudo: subscription times only, to tell the daemon a cycle is wanted.
         times = [self.sync_requested_at, *self.sudo().subscription_ids.mapped("last_notified_at")]
         return max(filter(None, times), default=False)
+
+    @api.depends("status", "status_detail")
+    def _compute_attention(self):
+        for account in self:
+            account.attention = (
+                account.status_detail if account.status in ATTENTION_STATUSES else False
+            )
 
     def _compute_has_token(self):
         # sudo: only whether a sealed token exists is shown, never the value itself.

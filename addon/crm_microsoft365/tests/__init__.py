@@ -11,3 +11,4 @@ from . import test_claims
 from . import test_attacks
 from . import test_address_rules
 from . import test_partner_meetings
+from . import test_account_list
