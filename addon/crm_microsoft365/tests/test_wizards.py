@@ -220,7 +220,7 @@ class TestScheduleWizard(M365Case):
         form = Form(
             self.env["m365.schedule.wizard"]
             .with_user(user)
-            .with_context(default_partner_id=self.ann.id, **context)
+            .with_context(**{"default_partner_id": self.ann.id, **context})
         )
         return form
 
@@ -288,6 +288,77 @@ class TestScheduleWizard(M365Case):
             (action["res_model"], action["res_id"]), ("m365.schedule.wizard", wizard.id)
         )
         self.assertEqual(wizard.free_busy_request_id, request)  # a fresh answer is reused
+
+    def test_subject_names_the_person_and_their_company(self):
+        globex = self.partner("Globex", None, is_company=True)
+        ramirez = self.partner("Ann Ramirez", "ann.ramirez@globex.example")
+        ramirez.parent_id = globex
+        form = self.schedule(default_partner_id=ramirez.id)
+        self.assertEqual(form.subject, "Meeting with Ann Ramirez (Globex)")
+        form = self.schedule(default_partner_id=globex.id)
+        self.assertEqual(form.subject, "Meeting with Globex")
+
+    def busy(self, name, start, minutes):
+        return self.env["calendar.event"].create(
+            {
+                "name": name,
+                "start": start,
+                "stop": start + timedelta(minutes=minutes),
+                "user_id": self.user_a.id,
+                "partner_ids": [(6, 0, self.user_a.partner_id.ids)],
+            }
+        )
+
+    def test_the_proposed_slot_is_the_users_first_free_one(self):
+        # Busy 09:00-10:00, 10:00-11:30 and 12:00-13:00 (Berlin): the first free hour is 13:00,
+        # the first free half hour 11:30. A free (show as available) event does not count.
+        self.busy("Standup", berlin(self.day, 9), 60)
+        self.busy("Review", berlin(self.day, 10), 90)
+        self.busy("Lunch", berlin(self.day, 12), 60)
+        self.busy("Focus", berlin(self.day, 13), 60).show_as = "free"
+        form = self.schedule()
+        form.date = self.day
+        self.assertEqual(form.start_time, 13.0)
+        self.assertFalse(form.conflict)
+        form.duration = 0.5
+        form.date = self.day - timedelta(days=1)
+        self.assertEqual(form.start_time, 9.0)  # a free day: the start of working hours
+        form.date = self.day
+        self.assertEqual(form.start_time, 11.5)
+        # A day busy throughout its working hours keeps the time as it was.
+        self.busy("Offsite", berlin(self.day + timedelta(days=1), 8), 11 * 60)
+        form.date = self.day + timedelta(days=1)
+        self.assertEqual(form.start_time, 11.5)
+        self.assertIn("overlaps busy time of You", form.conflict)
+
+    def test_an_external_attendees_unknown_availability_in_words(self):
+        form = self.schedule()
+        form.date = self.day
+        form.start_time = 20.0  # the day's bar runs to 21:00
+        request = form.free_busy_request_id
+        self.api.store_free_busy(
+            {
+                "request_id": request.id,
+                "results": [
+                    {
+                        "address": "ann@example.com",
+                        "slots": [],
+                        "error": "Unable to resolve e-mail address ann@example.com to an Active "
+                        "Directory object.",
+                    },
+                ],
+            }
+        )
+        wizard = form.save()
+        wizard.invalidate_recordset()
+        html = str(wizard.availability_html)
+        self.assertIn("unknown: availability not shared outside your organisation", html)
+        self.assertNotIn("Active Directory", html)
+        # The name and the address each on their own line, in full; the hour labels at the
+        # bar's ends lean inwards.
+        self.assertIn('<div class="o_m365_name">Ann Example</div>', html)
+        self.assertIn('<div class="o_m365_address">ann@example.com</div>', html)
+        self.assertIn('<span class="o_m365_tick o_m365_tick_last" style="left:100.00%">21:00', html)
 
     def test_confirm_creates_the_event_owned_by_the_account(self):
         mails_before = self.env["mail.mail"].sudo().search_count([])

@@ -20,6 +20,12 @@ from ..models.m365_free_busy import day_window, zone_of
 from ..models.m365_tools import normalize_email
 from .m365_compose_wizard import check_own_usable_account, require_account
 
+# Working hours (local to the user) within which Schedule Meeting proposes a slot.
+WORK_HOURS = (9, 18)
+# Graph's answer for an address outside the tenant ("Unable to resolve e-mail address … to an
+# Active Directory object", responseCode 5009): its free/busy is not shared with us.
+UNRESOLVED = ("unable to resolve e-mail address", "active directory object")
+
 STATUS_WORDS = {
     "busy": "busy",
     "tentative": "tentative",
@@ -33,6 +39,28 @@ def _hours(moment, tz, day):
     local = moment.replace(tzinfo=timezone.utc).astimezone(tz)
     midnight = datetime.combine(day, time.min, tzinfo=tz)
     return (local - midnight).total_seconds() / 3600
+
+
+QUARTER = timedelta(minutes=15)
+
+
+def _naive(moment):
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _next_quarter(moment):
+    """An aware datetime rounded up to the quarter hour (every time zone's offset is a multiple
+    of 15 minutes, so it is on the quarter hour locally too)."""
+    seconds = moment.timestamp()
+    return datetime.fromtimestamp(-(-seconds // 900) * 900, timezone.utc)
+
+
+def _who(partner):
+    """A person with their company ("Ann Ramirez (Globex)"), a company or an individual alone."""
+    company = partner.commercial_company_name
+    if partner.is_company or not company or company == partner.name:
+        return partner.name or company or ""
+    return f"{partner.name} ({company})" if partner.name else company
 
 
 def _clock(hours):
@@ -111,10 +139,45 @@ class M365ScheduleWizard(models.TransientModel):
             values["account_id"] = require_account(self.env, self.env._("schedule meetings")).id
         partner = self.env["res.partner"].browse(values.get("partner_id") or [])
         if partner and not values.get("subject") and "subject" in fields_list:
-            values["subject"] = self.env._(
-                "Meeting with %(partner)s", partner=partner.commercial_company_name or partner.name
-            )
+            values["subject"] = self.env._("Meeting with %(partner)s", partner=_who(partner))
         return values
+
+    @api.onchange("date", "account_id")
+    def _onchange_propose_free_slot(self):
+        """Choosing a day (and the form's opening) proposes the first slot of it that is free in
+        the user's own calendar, within working hours."""
+        if self.env.context.get("default_start_time"):
+            return  # the caller chose the time
+        start = self._first_free_start()
+        if start is not None:
+            self.start_time = start
+
+    def _first_free_start(self):
+        """The first start (on the quarter hour, not in the past) of a meeting of the wizard's
+        duration that fits in the user's working hours (WORK_HOURS in the user's time zone) on
+        the chosen day without overlapping their busy times; None when there is none."""
+        if not self.date or not self.account_id or not (0 < (self.duration or 0) <= 24):
+            return None
+        tz = zone_of(self.time_zone)
+        user = self.account_id.user_id or self.env.user
+        user_tz = zone_of(user.tz or self.time_zone)
+        work_start, work_end = (
+            datetime.combine(self.date, time(hour), tzinfo=user_tz).astimezone(timezone.utc)
+            for hour in WORK_HOURS
+        )
+        candidate = _next_quarter(max(work_start, datetime.now(timezone.utc)))
+        length = timedelta(minutes=round(self.duration * 60))
+        busy = [
+            (s.replace(tzinfo=timezone.utc), e.replace(tzinfo=timezone.utc))
+            for s, e, _status, _name in self._own_busy(_naive(work_start), _naive(work_end))
+        ]
+        while candidate + length <= work_end:
+            clash = [e for s, e in busy if s < candidate + length and e > candidate]
+            if not clash:
+                return _hours(_naive(candidate), tz, self.date)
+            # On past the busy time in the way.
+            candidate = max(candidate + QUARTER, _next_quarter(max(clash)))
+        return None
 
     # --- the day's availability --------------------------------------------------------------
 
@@ -192,13 +255,7 @@ class M365ScheduleWizard(models.TransientModel):
             return False, False
         tz = zone_of(self.time_zone)
         start, end = day_window(self.date, self.time_zone)
-        rows = [
-            (
-                self.env._("You (%(address)s)", address=self.account_id.address),
-                self._own_busy(start, end),
-                None,
-            )
-        ]
+        rows = [(self.env._("You"), self.account_id.address, self._own_busy(start, end), None)]
         request = self.free_busy_request_id
         names = {}
         for partner in self._attendees():
@@ -208,33 +265,39 @@ class M365ScheduleWizard(models.TransientModel):
             for row in request.result_ids:
                 results.setdefault(row.address, []).append(row)
         for address in self._attendee_addresses():
-            label = f"{names.get(address) or address} ({address})"
+            label = (names.get(address) or address, address)
             if not request or request.state == "pending":
-                rows.append((label, [], self.env._("asking Outlook…")))
+                rows.append((*label, [], self.env._("asking Outlook…")))
                 continue
             if request.state == "failed":
-                rows.append((label, [], self.env._("unknown: %(error)s", error=request.error)))
+                rows.append((*label, [], self.env._("unknown: %(error)s", error=request.error)))
                 continue
             found = results.get(address)
             if not found:
-                rows.append((label, [], self.env._("unknown: Outlook gave no schedule")))
+                rows.append((*label, [], self.env._("unknown: Outlook gave no schedule")))
             elif found[0].error:
-                rows.append((label, [], self.env._("unknown: %(error)s", error=found[0].error)))
+                rows.append((*label, [], self._availability_error(found[0].error)))
             else:
                 slots = [
                     (r.start, r.end, (r.status or "busy").lower(), None)
                     for r in found
                     if r.start and r.end and (r.status or "").lower() != "free"
                 ]
-                rows.append((label, slots, None if slots else self.env._("free all day")))
+                rows.append((*label, slots, None if slots else self.env._("free all day")))
         return self._render(rows, tz, start, end)
+
+    def _availability_error(self, error):
+        """Why an attendee's free/busy is unknown, in the user's words."""
+        if all(part in (error or "").lower() for part in UNRESOLVED):
+            return self.env._("unknown: availability not shared outside your organisation")
+        return self.env._("unknown: %(error)s", error=error)
 
     def _render(self, rows, tz, start, end):
         """A day bar per person (busy blocks, the proposed meeting outlined) and the times in
         words underneath. Everything shown is escaped."""
         proposed = (self.start_time or 0.0, (self.start_time or 0.0) + (self.duration or 0.0))
         spans = [proposed]
-        for _label, slots, _note in rows:
+        for _name, _address, slots, _note in rows:
             spans += [
                 (_hours(s, tz, self.date), _hours(e, tz, self.date)) for s, e, _st, _n in slots
             ]
@@ -250,8 +313,12 @@ class M365ScheduleWizard(models.TransientModel):
         html = [Markup('<div class="o_m365_availability">')]
         ticks = [Markup('<div class="o_m365_ticks">')]
         for hour in range(first, last + 1, 2 if width > 12 else 1):
+            # The labels at the bar's ends lean inwards, so that none is cut off.
+            edge = " o_m365_tick_first" if hour == first else ""
+            edge = " o_m365_tick_last" if hour == last else edge
             ticks.append(
-                Markup('<span style="left:%.2f%%">%s</span>') % (pct(hour), f"{hour:02d}:00")
+                Markup('<span class="o_m365_tick%s" style="left:%.2f%%">%s</span>')
+                % (edge, pct(hour), f"{hour:02d}:00")
             )
         ticks.append(Markup("</div>"))
         html.append(
@@ -260,7 +327,7 @@ class M365ScheduleWizard(models.TransientModel):
         html.append(Markup('<div class="o_m365_bar o_m365_bar_ticks">'))
         html += ticks
         html.append(Markup("</div></div>"))
-        for label, slots, note in rows:
+        for label, address, slots, note in rows:
             blocks, words = [], []
             for s, e, status, name in slots:
                 a, b = _hours(s, tz, self.date), _hours(e, tz, self.date)
@@ -280,7 +347,13 @@ class M365ScheduleWizard(models.TransientModel):
                 elif status != "busy":
                     text += f" ({self.env._(STATUS_WORDS.get(status, status))})"  # pylint: disable=translation-not-lazy
                 words.append(escape(text))
-            html.append(Markup('<div class="o_m365_row"><div class="o_m365_who">%s</div>') % label)
+            html.append(
+                Markup(
+                    '<div class="o_m365_row"><div class="o_m365_who" title="%s">'
+                    '<div class="o_m365_name">%s</div><div class="o_m365_address">%s</div></div>'
+                )
+                % (f"{label} <{address}>", label, address)
+            )
             html.append(Markup('<div class="o_m365_bar">'))
             html += blocks
             html.append(
