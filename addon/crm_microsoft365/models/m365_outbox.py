@@ -109,8 +109,14 @@ def format_address(name, address):
     address = (address or "").strip()
     if not normalise_address(address) or _NAME_BREAKERS.search(address):
         return ""
-    name = " ".join(_NAME_BREAKERS.sub(" ", name or "").split())
+    name = clean_display_name(name)
     return f'"{name}" <{address}>' if name else address
+
+
+def clean_display_name(name):
+    """A display name without what would end it in a header (quotes, brackets, commas, line
+    breaks), its spaces collapsed."""
+    return " ".join(_NAME_BREAKERS.sub(" ", name or "").split())
 
 
 def invalid_addresses(text):

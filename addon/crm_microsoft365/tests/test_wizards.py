@@ -23,6 +23,12 @@ class TestComposeWizard(M365Case):
         )
         self.ann = self.partner("Ann Example", "ann@example.com")
 
+    def typed(self, text):
+        """What the To tags widget does with a typed new address (name_create, an address
+        required)."""
+        Partner = self.env["res.partner"].with_user(self.user_a).with_context(force_email=True)
+        return Partner.browse(Partner.name_create(text)[0])
+
     def compose(self, user=None, **context):
         user = user or self.user_a
         return Form(self.env["m365.compose.wizard"].with_user(user).with_context(**context))
@@ -30,6 +36,7 @@ class TestComposeWizard(M365Case):
     def test_compose_from_a_contact_queues_the_mail(self):
         form = self.compose(default_partner_id=self.ann.id)
         self.assertEqual(form.account_id, self.account_a.with_user(self.user_a))
+        self.assertEqual(form.recipient_ids[:], self.ann)
         self.assertEqual(form.email_to, '"Ann Example" <ann@example.com>')
         form.email_cc = "boss@contoso.example"
         form.subject = "Our offer"
@@ -78,9 +85,11 @@ class TestComposeWizard(M365Case):
 
     def test_compose_from_a_company_without_email(self):
         company = self.partner("Acme", None, is_company=True)
+        self.user_a.groups_id += self.env.ref("base.group_partner_manager")
         form = self.compose(active_model="res.partner", active_id=company.id)
-        self.assertFalse(form.email_to)
-        form.email_to = "sales@acme.example"
+        self.assertFalse(form.recipient_ids)
+        # A new address typed in To: the tags widget's quick create makes the contact.
+        form.recipient_ids.add(self.typed("sales@acme.example"))
         form.subject = "Hi"
         form.save().action_send()
         mail = self.env["m365.outbox"].search([("account_id", "=", self.account_a.id)])
@@ -95,14 +104,20 @@ class TestComposeWizard(M365Case):
 
     def test_bad_input_fails_with_words(self):
         form = self.compose(default_partner_id=self.ann.id)
-        form.email_to = "ann@example, bob@example.com"
+        form.recipient_ids.add(self.partner("Typo", "ann@example"))
+        form.recipient_ids.add(self.partner("Two", "a@example.com, b@example.com"))
+        form.email_cc = "ann@example, bob@example.com"
         wizard = form.save()
-        with self.assertRaisesRegex(UserError, "To: not a valid email address: 'ann@example'"):
+        with self.assertRaisesRegex(UserError, "To: Two, Typo has no single valid email address"):
             wizard.action_send()
-        wizard.email_to = False
+        wizard.recipient_ids = self.ann
+        with self.assertRaisesRegex(UserError, "Cc: not a valid email address: 'ann@example'"):
+            wizard.action_send()
+        wizard.recipient_ids = False
+        wizard.email_cc = False
         with self.assertRaisesRegex(UserError, "at least one recipient"):
             wizard.action_send()
-        wizard.email_to = "ann@example.com"
+        wizard.recipient_ids = self.ann
         big = (
             self.env["ir.attachment"]
             .with_user(self.user_a)
@@ -167,7 +182,8 @@ class TestComposeWizard(M365Case):
         thread = self.env["m365.mail.thread"].search([("conversation_id", "=", conversation)])
         form = self.compose(default_thread_id=thread.id)
         self.assertEqual(form.reply_to_graph_id, "AAMkNew")
-        self.assertEqual(form.email_to, '"Ann" <ann@example.com>')
+        self.assertEqual(form.recipient_ids[:], self.ann)  # the contact holding the address
+        self.assertEqual(form.email_to, '"Ann Example" <ann@example.com>')
         self.assertEqual(form.subject, "RE: Prices")
         self.assertEqual(form.partner_id, self.ann)
         form.body_html = "<p>Agreed.</p>"
@@ -200,7 +216,66 @@ class TestComposeWizard(M365Case):
         )
         thread = self.env["m365.mail.thread"].search([("conversation_id", "=", conversation)])
         form = self.compose(default_thread_id=thread.id)
-        self.assertEqual((form.reply_to_graph_id, form.email_to), ("AAMkMine2", "ann@example.com"))
+        self.assertEqual(
+            (form.reply_to_graph_id, form.email_to),
+            ("AAMkMine2", '"Ann Example" <ann@example.com>'),
+        )
+
+    def test_to_is_built_from_each_contacts_name_and_address(self):
+        """To holds contacts; the outbox's email_to (the daemon's wire) is one formatted address
+        per contact, whatever its name holds."""
+        self.user_a.groups_id += self.env.ref("base.group_partner_manager")
+        tricky = self.partner('Eve "Boss" <x@evil.example>, Bcc:\r\nz@evil.example', "eve@client.example")
+        form = self.compose(default_partner_id=self.ann.id)
+        form.recipient_ids.add(tricky)
+        form.recipient_ids.add(self.typed("Carl Jones <carl@new.example>"))
+        form.subject = "Offer"
+        form.save().action_send()
+        carl = self.env["res.partner"].search([("email", "=", "carl@new.example")])
+        self.assertEqual(carl.name, "Carl Jones")
+        mail = self.env["m365.outbox"].search([("account_id", "=", self.account_a.id)])
+        self.assertEqual(
+            mail.email_to,
+            '"Ann Example" <ann@example.com>, "Carl Jones" <carl@new.example>, '
+            '"Eve Boss x@evil.example Bcc: z@evil.example" <eve@client.example>',
+        )
+        self.assertNotIn("\r", mail.email_to)
+        wire = self.api.outgoing_mail({"account_id": self.account_a.id})[0]
+        self.assertEqual(
+            [a["address"] for a in wire["to"]],
+            ["ann@example.com", "carl@new.example", "eve@client.example"],
+        )
+
+    def test_a_reply_to_an_unknown_sender_makes_the_contact(self):
+        conversation = unique("conv-")
+        msg = wire_message(
+            "AAMkStranger",
+            "<stranger@example.net>",
+            conversation=conversation,
+            subject="Hello",
+            sender="dora@stranger.example",
+            to=("a@contoso.example",),
+        )
+        msg["sender"]["name"] = 'Dora "D" <spoof@evil.example>'
+        self.api.store_mail_page(
+            {"page": wire_page(self.account_a.id, INBOX, [wire_stored(msg, {})])}
+        )
+        thread = self.env["m365.mail.thread"].search([("conversation_id", "=", conversation)])
+        # Without the right to create contacts: To stays empty and a note says why.
+        form = self.compose(default_thread_id=thread.id)
+        self.assertFalse(form.recipient_ids)
+        self.assertIn(
+            '"Dora D spoof@evil.example" <dora@stranger.example>: not a contact, and you cannot '
+            "create contacts",
+            form.reply_note,
+        )
+        self.assertFalse(self.env["res.partner"].search([("email", "=", "dora@stranger.example")]))
+        self.user_a.groups_id += self.env.ref("base.group_partner_manager")
+        form = self.compose(default_thread_id=thread.id)
+        self.assertFalse(form.reply_note)
+        dora = form.recipient_ids[:]
+        self.assertEqual((dora.name, dora.email), ("Dora D spoof@evil.example", "dora@stranger.example"))
+        self.assertEqual(form.email_to, '"Dora D spoof@evil.example" <dora@stranger.example>')
 
 
 @tagged("post_install", "-at_install")
@@ -426,5 +501,9 @@ class TestComposeTour(HttpCase):
             (mail.state, mail.partner_id, mail.subject, mail.email_cc, mail.requested_by),
             ("queued", ann, "Tour offer", "colleague@contoso.example", user.login),
         )
-        self.assertIn("ann@tour-acme.example", mail.email_to)
+        self.assertEqual(
+            mail.email_to, '"Bo Buyer" <bo@tour-acme.example>, "Tour Ann" <ann@tour-acme.example>'
+        )  # in the contacts' order
+        bo = self.env["res.partner"].search([("email", "=", "bo@tour-acme.example")])
+        self.assertEqual(bo.name, "Bo Buyer")  # the new address became a contact
         self.assertIn("Hello Ann, here is our offer.", mail.body_html)

@@ -7,16 +7,18 @@ seconds (``sync.outbox_interval_seconds``) and links the Sent Items copy back.
 
 from markupsafe import Markup
 from odoo.exceptions import RedirectWarning, UserError
+from odoo.tools import email_normalize
 
-from odoo import api, fields, models
+from odoo import Command, api, fields, models
 
 from ..models.m365_outbox import (
     MAX_ATTACHMENT_BYTES,
+    clean_display_name,
     format_address,
     invalid_addresses,
     split_addresses,
 )
-from ..models.m365_tools import normalize_email
+from ..models.m365_tools import normalise_address, normalize_email
 
 # Accounts whose mail cannot go out now, and the words saying why.
 UNUSABLE = {
@@ -88,7 +90,16 @@ class M365ComposeWizard(models.TransientModel):
     thread_id = fields.Many2one("m365.mail.thread", string="Reply In")
     reply_to_graph_id = fields.Char(readonly=True)
     reply_note = fields.Char(readonly=True)
-    email_to = fields.Char(string="To")
+    # To: contacts, as Odoo's own composer has them (a new address typed there becomes a
+    # contact). The outbox gets them as text built from each one's (name, address) pair.
+    recipient_ids = fields.Many2many(
+        "res.partner",
+        "m365_compose_wizard_recipient_rel",
+        "wizard_id",
+        "partner_id",
+        string="To",
+    )
+    email_to = fields.Char(string="To (addresses)", compute="_compute_email_to")
     email_cc = fields.Char(string="Cc")
     email_bcc = fields.Char(string="Bcc")
     subject = fields.Char()
@@ -119,9 +130,63 @@ class M365ComposeWizard(models.TransientModel):
             values.update(reply)
         else:
             values["account_id"] = account.id
-            if partner.email and "email_to" not in values:
-                values["email_to"] = partner.email_formatted
+            # default_email_to: addresses a caller prefills (an opportunity's email_from).
+            prefill = self.env.context.get("default_email_to")
+            if prefill:
+                pairs = [(name, address) for name, address, _raw in split_addresses(prefill)]
+                values.update(self._recipient_values(pairs))
+            elif partner.email and "recipient_ids" not in values:
+                values["recipient_ids"] = [Command.set(partner.ids)]
         return values
+
+    @api.model
+    def _recipient_values(self, pairs):
+        """To for (display name, address) pairs: the contact holding each address, or a new one
+        (its name cleaned as format_address cleans it) when the user may create contacts; a
+        note names those left out. Invalid addresses are left out."""
+        Partner = self.env["res.partner"]
+        may_create = Partner.has_access("create")
+        found, left_out = Partner, []
+        for name, address in pairs:
+            if not format_address("", address):
+                continue
+            address = address.strip()
+            partner = Partner.search([("email_normalized", "=", email_normalize(address))], limit=1)
+            if not partner and may_create:
+                name = clean_display_name(name)
+                partner = Partner.create({"name": name or address, "email": address})
+            if partner:
+                found |= partner
+            else:
+                left_out.append(format_address(name, address))
+        values = {"recipient_ids": [Command.set(found.ids)]}
+        if left_out:
+            values["reply_note"] = self.env._(
+                "%(addresses)s: not a contact, and you cannot create contacts. Add them to Cc, "
+                "or ask an administrator for the Contact Creation right.",
+                addresses=", ".join(left_out),
+            )
+        return values
+
+    @api.depends("recipient_ids", "recipient_ids.name", "recipient_ids.email")
+    def _compute_email_to(self):
+        for wizard in self:
+            wizard.email_to = ", ".join(
+                text for _partner, text in wizard._recipient_addresses() if text
+            )
+
+    def _recipient_addresses(self):
+        """[(partner, text)]: each contact of To as one formatted address from its (name,
+        address) pair, or "" when its email is not exactly one valid address."""
+        found = []
+        for partner in self.recipient_ids:
+            pieces = split_addresses(partner.email or "")
+            address = pieces[0][1] if len(pieces) == 1 else ""
+            name = partner.name or ""
+            if normalise_address(name) and normalise_address(name) == normalise_address(address):
+                name = ""  # a contact named after its address: the address alone
+            found.append((partner, format_address(name, address)))
+        return found
 
     def _reply_values(self, thread, account):
         """Reply to the thread's newest message held by one of the user's accounts (its
@@ -141,14 +206,16 @@ class M365ComposeWizard(models.TransientModel):
             if link:
                 values["account_id"] = link.account_id.id
                 values["reply_to_graph_id"] = link.graph_id
-                values["email_to"] = self._reply_recipients(message, link.account_id)
+                values.update(self._reply_recipients(message, link.account_id))
                 break
         else:
             values["reply_note"] = self.env._(
                 "None of your mailboxes holds this thread: the mail goes out as a new message."
             )
             if messages:
-                values["email_to"] = self._reply_recipients(messages[0], account)
+                note = values["reply_note"]
+                values.update(self._reply_recipients(messages[0], account))
+                values["reply_note"] = " ".join(filter(None, (note, values.get("reply_note"))))
         subject = thread.subject or ""
         if subject and not subject.lower().startswith(("re:", "aw:", "sv:")):
             subject = f"RE: {subject}"
@@ -156,11 +223,10 @@ class M365ComposeWizard(models.TransientModel):
         values["partner_id"] = thread.partner_ids.filtered(lambda p: not p.is_company)[:1].id
         return values
 
-    @staticmethod
-    def _reply_recipients(message, account):
-        """To: the sender, or the recipients when the user sent it. Built from the stored
-        (name, address) pairs, one formatted address each: a display name is the sender's
-        text and never decides how many recipients there are (issue #13)."""
+    def _reply_recipients(self, message, account):
+        """To: the sender, or the recipients when the user sent it, as contacts found or made
+        from the stored (name, address) pairs: a display name is the sender's text and never
+        decides how many recipients there are (issue #13)."""
         own = normalize_email(account.address)
         sender = normalize_email(message.from_address)
         if sender and sender != own:
@@ -170,12 +236,12 @@ class M365ComposeWizard(models.TransientModel):
                 lambda p: p.role == "to" and p.address != own
             )
             pairs = [(p.name, p.address) for p in people]
-        return ", ".join(filter(None, (format_address(name, address) for name, address in pairs)))
+        return self._recipient_values(pairs)
 
     @api.onchange("partner_id")
     def _onchange_partner_id(self):
-        if self.partner_id.email and not self.email_to and not self.thread_id:
-            self.email_to = self.partner_id.email_formatted
+        if self.partner_id.email and not self.recipient_ids and not self.thread_id:
+            self.recipient_ids = self.partner_id
 
     # --- send -------------------------------------------------------------------------------
 
@@ -186,7 +252,15 @@ class M365ComposeWizard(models.TransientModel):
             self.account_id,
             self.env._("You can only send through your own Microsoft 365 account."),
         )
-        for field, label in (("email_to", "To"), ("email_cc", "Cc"), ("email_bcc", "Bcc")):
+        unusable = [partner for partner, text in self._recipient_addresses() if not text]
+        if unusable:
+            raise UserError(
+                self.env._(
+                    "To: %(names)s has no single valid email address.",
+                    names=", ".join(p.display_name for p in unusable[:3]),
+                )
+            )
+        for field, label in (("email_cc", "Cc"), ("email_bcc", "Bcc")):
             bad = invalid_addresses(self[field])
             if bad:
                 raise UserError(

@@ -74,11 +74,15 @@ class TestOpportunityMail(GlueCase):
         self.assertEqual(form.email_to, '"Ann Acme" <ann@acme.example>')
         self.assertEqual(form.subject, "Acme rollout")
         # Sent to someone the opportunity does not know: the thread shows because it was sent from it.
-        form.email_to = "procurement@elsewhere.example"
+        # (To holds contacts: a typed new address is made one by the tags widget's quick create.)
+        Partner = self.env["res.partner"].with_user(self.sales).with_context(force_email=True)
+        form.recipient_ids.clear()
+        form.recipient_ids.add(Partner.browse(Partner.name_create("procurement@elsewhere.example")[0]))
         form.body_html = "<p>Our offer</p>"
         form.save().action_send()
         mail = self.env["m365.outbox"].search([("m365_lead_id", "=", lead.id)])
         self.assertEqual((len(mail), mail.partner_id), (1, self.ann))
+        self.assertEqual(mail.email_to, "procurement@elsewhere.example")
         self.assertFalse(lead.m365_thread_ids)
         sent = wire_message(
             "AAMkSent1",

@@ -10,8 +10,22 @@ registry.category("web_tour.tours").add("crm_microsoft365_compose_email", {
             run: "click",
         },
         {
-            content: "The contact is the recipient",
-            trigger: ".modal .o_field_widget[name=email_to] input:value(ann@tour-acme.example)",
+            content: "The contact is the recipient, as a tag",
+            trigger: ".modal .o_field_widget[name=recipient_ids] .o_tag:contains(Tour Ann)",
+        },
+        {
+            content: "Type a new address in To",
+            trigger: ".modal .o_field_widget[name=recipient_ids] input",
+            run: "edit Bo Buyer <bo@tour-acme.example>",
+        },
+        {
+            content: "Create it as a contact",
+            trigger: ".o-autocomplete--dropdown-menu .o_m2o_dropdown_option_create a",
+            run: "click",
+        },
+        {
+            content: "Both are recipients",
+            trigger: ".modal .o_field_widget[name=recipient_ids] .o_tag:contains(Bo Buyer)",
         },
         {
             content: "Sent from the user's own mailbox",
@@ -43,7 +57,7 @@ registry.category("web_tour.tours").add("crm_microsoft365_compose_email", {
         },
         {
             content: "The dialog closed",
-            trigger: "body:not(:has(.modal .o_field_widget[name=email_to]))",
+            trigger: "body:not(:has(.modal .o_field_widget[name=recipient_ids]))",
         },
     ],
 });
