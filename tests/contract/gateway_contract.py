@@ -790,6 +790,8 @@ class GatewayContract:
     # --- sync runs ----------------------------------------------------------------------------
 
     def test_sync_runs(self, gateway: CrmGateway, account: Account) -> None:
+        """A cycle's figures come back whole, every part's included: the status and the
+        sync log show what the calendar, the outbox and the token reuse did (#14)."""
         assert gateway.last_sync_run(account.id) is None
         older = SyncRun(account.id, T0, T0 + timedelta(seconds=30), pages=2, imported=10)
         newer = SyncRun(
@@ -802,6 +804,11 @@ class GatewayContract:
             removed=3,
             skipped={"internal": 4, "blocklisted": 1},
             error="Microsoft Graph failed for now",
+            calendar={"new": 2, "updated": 1, "removed": 0, "pushed": 3},
+            outbox={"sent": 1, "failed": 0, "pending": 2},
+            graph_requests=17,
+            token_requests=1,
+            parts={"outbox": None, "mail": None, "calendar": "Microsoft Graph failed for now"},
         )
         gateway.record_sync_run(newer)
         gateway.record_sync_run(older)

@@ -560,6 +560,11 @@ class M365DaemonApi(models.AbstractModel):
                 "removed": run.get("removed") or 0,
                 "skipped": json_dumps(_opt(run.get("skipped")) or {}),
                 "error": _opt(run.get("error")) or False,
+                "calendar_figures": json_dumps(_opt(run.get("calendar")) or {}),
+                "outbox_figures": json_dumps(_opt(run.get("outbox")) or {}),
+                "parts": json_dumps(_opt(run.get("parts")) or {}),
+                "graph_requests": run.get("graph_requests") or 0,
+                "token_requests": run.get("token_requests") or 0,
             }
         )
         return True
@@ -585,6 +590,11 @@ class M365DaemonApi(models.AbstractModel):
                 "removed": run.removed,
                 "skipped": json_loads(run.skipped),
                 "error": run.error or None,
+                "calendar": json_loads(run.calendar_figures),
+                "outbox": json_loads(run.outbox_figures),
+                "parts": json_loads(run.parts),
+                "graph_requests": run.graph_requests,
+                "token_requests": run.token_requests,
             }
         )
 

@@ -22,6 +22,17 @@ class M365SyncRun(models.Model):
     skipped = fields.Text(string="Skipped (JSON)", default="{}", readonly=True, help="Skipped items by reason (JSON).")
     skipped_summary = fields.Char(compute="_compute_skipped_summary", string="Skipped")
     error = fields.Text(readonly=True)
+    # The other parts of the same cycle, as the daemon reports them (JSON objects): the
+    # calendar's pulled/pushed counts, the outbox's sent/failed/pending, and each part's
+    # failure sentence (null when it succeeded), so one part's failure is told apart.
+    calendar_figures = fields.Text(string="Calendar (JSON)", default="{}", readonly=True)
+    outbox_figures = fields.Text(string="Outbox (JSON)", default="{}", readonly=True)
+    parts = fields.Text(string="Parts (JSON)", default="{}", readonly=True)
+    failed_parts = fields.Char(compute="_compute_failed_parts", string="Failed Parts")
+    # Round trips of the cycle: to Microsoft Graph (a JSON batch counts once) and to the
+    # identity platform's token endpoint (a healthy cycle makes none: the token is reused).
+    graph_requests = fields.Integer(string="Graph Requests", readonly=True)
+    token_requests = fields.Integer(string="Token Requests", readonly=True)
     state = fields.Selection(
         [("running", "Running"), ("done", "Done"), ("failed", "Failed")],
         compute="_compute_state",
@@ -33,6 +44,13 @@ class M365SyncRun(models.Model):
             counts = json_loads(run.skipped)
             run.skipped_summary = ", ".join(
                 f"{reason}: {count}" for reason, count in sorted(counts.items())
+            )
+
+    @api.depends("parts")
+    def _compute_failed_parts(self):
+        for run in self:
+            run.failed_parts = ", ".join(
+                sorted(part for part, failure in json_loads(run.parts).items() if failure)
             )
 
     @api.depends("finished_at", "error")

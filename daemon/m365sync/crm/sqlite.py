@@ -1311,6 +1311,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
             "outbox": run.outbox,
             "graph_requests": run.graph_requests,
             "token_requests": run.token_requests,
+            "parts": run.parts,
         }
         with self._write() as conn:
             self._require_account(conn, run.account_id)
@@ -1350,6 +1351,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
             outbox=dict(figures.get("outbox", {})),
             graph_requests=figures.get("graph_requests", 0),
             token_requests=figures.get("token_requests", 0),
+            parts=dict(figures.get("parts", {})),
         )
 
     # --- reading back -------------------------------------------------------------------------
