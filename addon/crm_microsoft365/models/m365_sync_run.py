@@ -28,11 +28,11 @@ class M365SyncRun(models.Model):
     calendar_figures = fields.Text(string="Calendar (JSON)", default="{}", readonly=True)
     outbox_figures = fields.Text(string="Outbox (JSON)", default="{}", readonly=True)
     parts = fields.Text(string="Parts (JSON)", default="{}", readonly=True)
-    failed_parts = fields.Char(compute="_compute_failed_parts", string="Failed Parts")
+    failed_parts = fields.Char(compute="_compute_failed_parts")
     # Round trips of the cycle: to Microsoft Graph (a JSON batch counts once) and to the
     # identity platform's token endpoint (a healthy cycle makes none: the token is reused).
-    graph_requests = fields.Integer(string="Graph Requests", readonly=True)
-    token_requests = fields.Integer(string="Token Requests", readonly=True)
+    graph_requests = fields.Integer(readonly=True)
+    token_requests = fields.Integer(readonly=True)
     state = fields.Selection(
         [("running", "Running"), ("done", "Done"), ("failed", "Failed")],
         compute="_compute_state",
