@@ -65,6 +65,7 @@ from msgraph_core import GraphClientFactory
 
 from m365sync.emulator.server import Emulator, EmulatorSession
 from tests.emulator.test_identity import SCOPE, get_code, redeem
+from tests.invitations import add_invitation
 
 
 class EmulatorCredential:
@@ -280,25 +281,4 @@ def emulator_json(emulator: Emulator, path: str) -> dict[str, Any]:
 
 def _invitation(emulator: Emulator, subject: str, days: int) -> dict[str, Any]:
     start = datetime.combine(date.today() + timedelta(days=days + 5), datetime.min.time())
-    start = start.replace(hour=14, tzinfo=UTC)
-    owner = emulator.mailbox.user
-    return emulator.mailbox.calendar.add_event(
-        {
-            "subject": subject,
-            "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-            "end": {
-                "dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
-                "timeZone": "UTC",
-            },
-            "isOrganizer": False,
-            "organizer": {"emailAddress": {"address": "anna.lidman@fabrikam.com", "name": "Anna"}},
-            "attendees": [
-                {
-                    "emailAddress": {"address": owner["mail"], "name": owner["displayName"]},
-                    "type": "required",
-                    "status": {"response": "none", "time": "0001-01-01T00:00:00Z"},
-                }
-            ],
-            "responseStatus": {"response": "notResponded", "time": "0001-01-01T00:00:00Z"},
-        }
-    )
+    return add_invitation(emulator.mailbox, subject, start.replace(hour=14, tzinfo=UTC))

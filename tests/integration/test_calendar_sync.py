@@ -23,6 +23,7 @@ from m365sync.emulator.mailbox import Mailbox
 from m365sync.service.account_sync import sync_account_mail
 from m365sync.service.connect import connect_account
 from tests.integration.conftest import build_stack
+from tests.invitations import add_invitation
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -545,24 +546,7 @@ def _owner_response(stack, subject):
 
 def _invitation(cal, subject="Invitation from Anna"):
     start = (NOW + timedelta(days=8)).replace(minute=0, second=0)
-    owner = cal.emulator.mailbox.user
-    return cal.emulator.mailbox.calendar.add_event(
-        {
-            "subject": subject,
-            "start": dtz(start),
-            "end": dtz(start + timedelta(hours=1)),
-            "isOrganizer": False,
-            "organizer": {"emailAddress": {"address": "anna.lidman@fabrikam.com", "name": "Anna"}},
-            "attendees": [
-                {
-                    "emailAddress": {"address": owner["mail"], "name": owner["displayName"]},
-                    "type": "required",
-                    "status": {"response": "none", "time": "0001-01-01T00:00:00Z"},
-                }
-            ],
-            "responseStatus": {"response": "notResponded", "time": "0001-01-01T00:00:00Z"},
-        }
-    )
+    return add_invitation(cal.emulator.mailbox, subject, start)
 
 
 def test_an_answer_given_in_outlook_reaches_the_crm(cal):
