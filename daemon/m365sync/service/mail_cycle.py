@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
@@ -20,6 +20,7 @@ from urllib.parse import quote
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import (
     Account,
+    Attachment,
     Cursor,
     CursorKind,
     DeltaPage,
@@ -31,8 +32,8 @@ from m365sync.domain import (
     StoredMessage,
     SyncRun,
 )
-from m365sync.errors import GraphError, NotFound, SyncStateGone
-from m365sync.graph.attachments import fetch_attachment_metadata
+from m365sync.errors import GraphError, MalformedResponse, NotFound, SyncStateGone
+from m365sync.graph.attachments import fetch_attachment_metadata, folder_attachment_index
 from m365sync.graph.batch import batch_get
 from m365sync.graph.client import GraphClient
 from m365sync.graph.mail import PARTIAL_UPDATE, MailDeltaReader
@@ -100,6 +101,8 @@ class MailCycle:
         self.on_page = on_page or (lambda _progress: None)
         self.now = now
         self._deleted_items_id: str | None = None
+        # A folder's initial round: attachment metadata of its messages, read in bulk.
+        self._attachment_index: dict[str, tuple[Attachment, ...]] = {}
 
     def run(self, account: Account, run: SyncRun | None = None) -> SyncRun:
         """Sync every folder; ``run`` collects the figures as pages are stored, so a cycle
@@ -148,6 +151,39 @@ class MailCycle:
         pages = self.reader.pages(
             folder.graph_id, resume_link=cursor.link if cursor else None, received_since=since
         )
+        if cursor is None or cursor.kind is CursorKind.NEXT:
+            self._index_attachments(folder)
+        try:
+            self._follow_pages(account, folder, pages, run, skipped)
+        finally:
+            self._attachment_index.clear()
+
+    def _index_attachments(self, folder: MailFolder) -> None:
+        """An initial round (or one resumed mid-way) stores most of the folder: read the
+        attachment metadata of all its messages with attachments in a few list requests
+        (graph/attachments.py) instead of one batched request per message."""
+        if self.policy.privacy.value != "everything":
+            return
+        since = None
+        if self.options.window_days:
+            since = self.now() - timedelta(days=self.options.window_days)
+        try:
+            self._attachment_index = folder_attachment_index(
+                self.graph, folder.graph_id, received_since=since
+            )
+        except (NotFound, MalformedResponse) as error:
+            # Not knowing in bulk only costs requests: each message is then asked alone.
+            log.info("folder %s: attachment index not read (%s)", folder.display_name, error)
+            self._attachment_index = {}
+
+    def _follow_pages(
+        self,
+        account: Account,
+        folder: MailFolder,
+        pages: Iterable[DeltaPage],
+        run: SyncRun,
+        skipped: Counter[str],
+    ) -> None:
         for page in pages:
             stored = self._store_page(account, folder, page, skipped)
             run.pages += 1
@@ -238,14 +274,20 @@ class MailCycle:
         return PartnerLookups(by_email, companies)
 
     def _with_attachments(self, upserts: list[StoredMessage]) -> list[StoredMessage]:
-        """Attachment names, sizes and types (never content), in batches of 20 per request.
+        """Attachment names, sizes and types (never content) of the messages stored with
+        ``hasAttachments``: from the folder's index in an initial round, else (and for any
+        message the index lacks) in batches of 20 per request.
 
         Only where the account shares everything: apply_privacy already emptied the others.
         """
         wanted = [s.message.graph_id for s in upserts if s.message.has_attachments]
         if not wanted or self.policy.privacy.value != "everything":
             return upserts
-        found = fetch_attachment_metadata(self.graph, wanted)
+        index = self._attachment_index
+        found = {gid: index[gid] for gid in wanted if gid in index}
+        rest = [gid for gid in wanted if gid not in found]
+        if rest:
+            found.update(fetch_attachment_metadata(self.graph, rest))
         return [
             StoredMessage(replace(s.message, attachments=found[s.message.graph_id]), s.participants)
             if s.message.graph_id in found
