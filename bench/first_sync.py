@@ -12,11 +12,12 @@ loopback) is set for each block of runs. Strategies:
   floor a full cycle is measured against;
 - ``ours``: a full mail cycle into the embedded store (sync_account_mail; calendar off).
 
-Printed per run: wall time, Graph round trips (HTTP requests to /v1.0, a ``$batch`` envelope
-counting once), requests counted against the mailbox (every Graph request, each request inside
-a batch counting on its own and the envelope not at all: Graph evaluates "requests in a batch
-individually against the applicable throttling limits"), token requests, messages, and the
-process's peak resident memory during the run.
+Printed per run: wall time, this process's CPU time (the client's own work, which other
+processes on a shared machine slow less than the wall time), Graph round trips (HTTP requests
+to /v1.0, a ``$batch`` envelope counting once), requests counted against the mailbox (every
+Graph request, each request inside a batch counting on its own and the envelope not at all:
+Graph evaluates "requests in a batch individually against the applicable throttling limits"),
+token requests, messages, and the process's peak resident memory during the run.
 
 Usage: python bench/first_sync.py [--sizes 10000] [--latency 300:2 --latency 0:0]
        [--page-sizes 100,500] [--strategies peer,read,ours]
@@ -91,9 +92,9 @@ class Bench:
             before = len(self.control("GET", "requests")["value"])
             sampler = RssSampler()
             sampler.start()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             messages = self._strategy(strategy, runtime, store, account)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             sampler.stop()
             records = self.control("GET", "requests")["value"][before:]
         finally:
@@ -103,6 +104,7 @@ class Bench:
             "strategy": strategy,
             "page_size": PEER_PAGE_SIZE if strategy == "peer" else config.sync.page_size,
             "seconds": seconds,
+            "cpu": cpu,
             "round_trips": sum(1 for r in graph if not r.get("in_batch")),
             "quota": sum(1 for r in graph if r.get("in_batch") or r["path"] != "/v1.0/$batch"),
             "tokens": sum(1 for r in records if r["path"].endswith(TOKEN_PATH)),
@@ -156,8 +158,9 @@ def main() -> None:
                         f"{latency_ms:g} ms per request + {per_item_ms:g} ms per item"
                     )
                     print(
-                        f"{'strategy':<10} {'page':>5} {'wall s':>8} {'round trips':>11} "
-                        f"{'mailbox req':>11} {'token req':>9} {'messages':>8} {'RSS MB':>7}"
+                        f"{'strategy':<10} {'page':>5} {'wall s':>8} {'CPU s':>6} "
+                        f"{'round trips':>11} {'mailbox req':>11} {'token req':>9} "
+                        f"{'messages':>8} {'RSS MB':>7}"
                     )
                     for strategy in strategies:
                         sizes = [None] if strategy == "peer" else page_sizes
@@ -166,7 +169,8 @@ def main() -> None:
                             row = bench.run(strategy, page_size, run_id)
                             print(
                                 f"{row['strategy']:<10} {row['page_size']:>5} "
-                                f"{row['seconds']:>8.1f} {row['round_trips']:>11} "
+                                f"{row['seconds']:>8.1f} {row['cpu']:>6.1f} "
+                                f"{row['round_trips']:>11} "
                                 f"{row['quota']:>11} {row['tokens']:>9} {row['messages']:>8} "
                                 f"{row['rss_peak_mb']:>7.0f}",
                                 flush=True,
