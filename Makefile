@@ -32,7 +32,11 @@ test: $(VENV)/.installed-test
 odoo: $(VENV)/.installed-run
 	PYTHONPATH=tools $(BIN)/python -m odoo_harness
 
+# BENCH_SIZES: mailbox sizes of the first-sync comparison (add 100000 for the large one: the
+# peer's strategy alone then takes over half an hour under the latency model).
+BENCH_SIZES ?= 10000
 bench: $(VENV)/.installed-run
+	$(BIN)/python bench/first_sync.py --sizes $(BENCH_SIZES) --latency 300:2 --latency 0:0
 	$(BIN)/python bench/mail_sync.py
 	$(BIN)/python bench/push_latency.py
 

@@ -583,3 +583,46 @@ def test_delta_over_https(emulator: Any) -> None:
         f"{emulator.graph_url}/me", headers=headers, verify=str(emulator.ca_path), timeout=10
     )
     assert me.json()["userPrincipalName"] == emulator.mailbox.user["userPrincipalName"]
+
+
+def test_list_messages_expands_attachments_with_a_nested_select(
+    client: Client, mailbox: Mailbox
+) -> None:
+    """List messages (not delta) honours ``$expand=attachments($select=...)`` and
+    ``$filter=hasAttachments eq true``, alone or with a date clause."""
+    flagged = {m["id"] for m in mailbox.messages_in("inbox") if m.get("hasAttachments")}
+    assert flagged
+    path = (
+        "/v1.0/me/mailFolders/inbox/messages?$select=id&$top=1000"
+        "&$filter=hasAttachments eq true and receivedDateTime ge 2000-01-01T00:00:00Z"
+        "&$expand=attachments($select=name,size,contentType,isInline)"
+    )
+    answer = client.get(path)
+    assert answer.status_code == 200, answer.json
+    items = answer.json["value"]
+    assert {item["id"] for item in items} == flagged
+    for item in items:
+        assert {k for k in item if not k.startswith("@odata")} == {"id", "attachments"}
+        assert [a["name"] for a in item["attachments"]] == [
+            a["name"] for a in mailbox.attachments(item["id"])
+        ]
+        for attachment in item["attachments"]:
+            assert "contentBytes" not in attachment
+            assert set(attachment) == {
+                "@odata.type",
+                "id",
+                "name",
+                "size",
+                "contentType",
+                "isInline",
+            }
+    whole = client.get("/v1.0/me/mailFolders/inbox/messages?$select=id&$expand=attachments&$top=5")
+    assert whole.status_code == 200
+    files = [a for item in whole.json["value"] for a in item["attachments"]]
+    assert all("contentBytes" in a for a in files if a["@odata.type"].endswith("fileAttachment"))
+    bad = client.get("/v1.0/me/mailFolders/inbox/messages?$expand=attachments($select=contentId)")
+    assert bad.status_code == 400 and "contentId" in bad.json["error"]["message"]
+    other = client.get("/v1.0/me/mailFolders/inbox/messages?$expand=singleValueExtendedProperties")
+    assert other.status_code == 400
+    odd = client.get("/v1.0/me/mailFolders/inbox/messages?$filter=isRead eq true")
+    assert odd.status_code == 400

@@ -4,6 +4,7 @@ throttled, 410, crash and resume."""
 from __future__ import annotations
 
 from collections import Counter
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -136,3 +137,76 @@ def test_malformed_items_are_counted_and_the_page_is_stored(stack, account):
     assert run.error is None
     assert run.skipped.get("malformed item") == 2
     assert run.imported > 0
+
+
+class RecordingCrash(CrashAfter):
+    """CrashAfter that keeps the cursor of each page write it let through, in order."""
+
+    def __init__(self, inner, pages: int) -> None:
+        super().__init__(inner, pages)
+        self.cursors: list[str] = []
+
+    def store_mail_page(self, page, *, lease=None):
+        result = super().store_mail_page(page, lease=lease)
+        self.cursors.append(page.cursor.link)
+        return result
+
+
+def test_a_crash_between_prefetch_and_store_stores_no_cursor_early(stack, account, tmp_path):
+    """Page N+1 is fetched while page N is stored (service/prefetch.py). The store dies on
+    page 3 after page 4 was already read: the cursor is page 2's, nothing of pages 3 and 4
+    is stored, and resuming stores exactly what an uninterrupted sync stores."""
+    from m365sync.crm.sqlite import SqliteGateway
+    from m365sync.demo import seed_crm
+    from m365sync.service.runtime import Runtime
+
+    reference = sync(stack, account)
+    expected = stack.gateway.message_ids_for_account(account.id)
+    gateway = SqliteGateway(tmp_path / "second.sqlite3")
+    seed_crm(gateway, stack.emulator.mailbox, share=1.0)
+    runtime = Runtime.build(stack.config, gateway)
+    second = connect_account(runtime, browser="follow")
+    crashing = RecordingCrash(gateway, pages=2)
+    runtime.gateway = crashing
+    stack.emulator.request_log.clear()
+    crashed = sync_account_mail(runtime, gateway.get_account(second.id))
+    assert crashed.error and "CRM could not be reached" in crashed.error
+    inbox = folder_ids(stack)[0]
+    pages_read = [r for r in stack.emulator.requests if DELTA in r.path and inbox in r.path]
+    # Pages 1-3 were read for storing, page 4 ahead of the store that failed on page 3.
+    assert len(pages_read) == 4
+    assert len(crashing.cursors) == 2
+    stored = gateway.get_cursor(second.id, inbox)
+    assert stored.kind is CursorKind.NEXT and stored.link == crashing.cursors[-1]
+    # Page 2's cursor is the link page 3 was read from: nothing beyond page 2 was stored.
+    assert pages_read[2].query == urlsplit(stored.link).query
+    page_size = stack.config.sync.page_size
+    assert gateway.count_messages(second.id) <= 2 * page_size < reference.imported
+    runtime.gateway = gateway
+    resumed = sync_account_mail(runtime, gateway.get_account(second.id))
+    assert resumed.error is None
+    assert gateway.message_ids_for_account(second.id) == expected
+    runtime.close()
+
+
+def test_pages_smaller_than_asked_are_followed(stack, account, monkeypatch):
+    """Graph may send fewer messages per page than odata.maxpagesize asks for: the cycle
+    follows its links and stores the same as with full pages."""
+    import math
+
+    from m365sync.emulator import graph_api
+
+    monkeypatch.setattr(graph_api, "MAX_PAGE", 17)
+    run = sync(stack, account)
+    assert run.error is None
+    mailbox = stack.emulator.mailbox
+    for name, folder in zip(("inbox", "sentitems"), folder_ids(stack), strict=True):
+        asked = [r for r in stack.emulator.requests if DELTA in r.path and folder in r.path]
+        assert all("odata.maxpagesize=50" in (r.prefer or "") for r in asked)  # asked for 50
+        assert len(asked) == math.ceil(len(mailbox.messages_in(name)) / 17)
+    monkeypatch.undo()
+    for folder in folder_ids(stack):
+        stack.gateway.reset_folder(account.id, folder)
+    again = sync(stack, account)
+    assert again.error is None and again.imported == 0  # full pages: the same messages
+    assert stack.gateway.count_messages(account.id) == run.imported

@@ -8,6 +8,7 @@ and read the request log and the mail the daemon sent exactly as in-process test
 counters), ``/_emulator/subscriptions/{id}/lifecycle`` (POST ``{"event"}``),
 ``/_emulator/subscriptions/{id}/expire`` (POST), ``/_emulator/notifications`` (GET the delivery
 log, DELETE to forget it) and ``/_emulator/notifications/pause`` (POST ``{"paused"}``).
+``/_emulator/latency`` (POST ``{"latency_ms", "per_item_ms"}``) sets the latency model.
 Control requests are not faulted and not logged.
 """
 
@@ -23,6 +24,7 @@ from werkzeug.wrappers import Request, Response
 
 from m365sync.emulator.calendar import CalendarError
 from m365sync.emulator.delta import parse_instant
+from m365sync.emulator.latency import LatencyModel
 from m365sync.emulator.wire import graph_error, json_response
 
 if TYPE_CHECKING:
@@ -126,6 +128,11 @@ def _route(request: Request, emu: Emulator, body: dict[str, Any]) -> Response:
             scopes = body.get("scopes")
             kwargs = {} if scopes is None else {"scopes": list(scopes)}
             return json_response({"access_token": identity.mint_access_token(**kwargs)})
+        if path == "/_emulator/latency":
+            emu.latency = LatencyModel(
+                float(body.get("latency_ms", 0)), float(body.get("per_item_ms", 0))
+            )
+            return Response(status=204)
         if path == "/_emulator/sync-states/drop":
             return json_response({"dropped": mailbox.drop_sync_states()})
     return graph_error(404, "NotFound", f"No control endpoint {method} {path}.", request=request)

@@ -625,22 +625,20 @@ def _get_message(call: Call, mid: str) -> Response:
 _LIST_FILTER = re.compile(
     r"^\s*(receivedDateTime|sentDateTime)\s+(ge|gt)\s+(\S+)\s*$", re.IGNORECASE
 )
+_HAS_ATTACHMENTS = re.compile(r"^\s*hasAttachments\s+eq\s+(true|false)\s*$", re.IGNORECASE)
+_EXPAND_ATTACHMENTS = re.compile(r"^\s*attachments\s*(?:\(\s*\$select=([^)]*)\))?\s*$", re.I)
 
 
-def _list_messages(call: Call, chain: list[str]) -> Response:
-    """GET /me/mailFolders/{id}/messages (docs `api/mailfolder-list-messages.md`): default
-    page 10, ``$top`` up to 1000, ``$skip``, ``$select``, and here only the date ``$filter``s
-    a client needs (received or sent since)."""
-    _require(call, MAIL_READ)
-    _allow(call, "select", "filter", "top", "skip")
-    chosen = _select(call, MESSAGE_PROPERTIES, "microsoft.graph.message", "RequestBroker--ParseUri")
-    _id_type(call)
-    body_type = _body_type(call)
-    top = _int_option(call, "top", 1, 1000) or 10
-    skip = _int_option(call, "skip", 0, 10**9) or 0
-    test = None
-    if "filter" in call.options:
-        match = _LIST_FILTER.match(call.options["filter"])
+def _list_test(text: str) -> Callable[[dict[str, Any]], bool]:
+    """A list ``$filter`` of clauses joined by ``and``: ``receivedDateTime|sentDateTime ge|gt
+    {instant}`` and ``hasAttachments eq true|false`` (what clients of this emulator send)."""
+    tests: list[Callable[[dict[str, Any]], bool]] = []
+    for clause in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
+        if has := _HAS_ATTACHMENTS.match(clause):
+            wanted = has.group(1).lower() == "true"
+            tests.append(lambda m, wanted=wanted: bool(m.get("hasAttachments")) is wanted)
+            continue
+        match = _LIST_FILTER.match(clause)
         if not match:
             raise GraphError(400, "ErrorInvalidUrlQuery", "The '$filter' value is not supported.")
         field_name, op, value = match.groups()
@@ -650,6 +648,50 @@ def _list_messages(call: Call, chain: list[str]) -> Response:
         def test(message: dict[str, Any], key: str = key, op: str = op, bound: str = bound) -> bool:
             stamp = str(message.get(key) or "")
             return bool(stamp) and (stamp >= bound if op.lower() == "ge" else stamp > bound)
+
+        tests.append(test)
+    return lambda message: all(t(message) for t in tests)
+
+
+def _expand_attachments(call: Call) -> tuple[str, ...] | bool | None:
+    """``$expand=attachments`` (False: no expansion, None: every property) or its nested
+    ``$select`` of base attachment properties (list messages honours it; delta does not)."""
+    raw = call.options.get("expand")
+    if raw is None:
+        return False
+    match = _EXPAND_ATTACHMENTS.match(raw)
+    if not match:
+        raise GraphError(400, "BadRequest", "Only '$expand=attachments' is supported here.")
+    if not match.group(1):
+        return None
+    canonical = {name.lower(): name for name in ATTACHMENT_PROPERTIES}
+    chosen: list[str] = []
+    for item in match.group(1).split(","):
+        name = item.strip()
+        if name.lower() not in canonical:
+            raise GraphError(
+                400,
+                "RequestBroker--ParseUri",
+                f"Could not find a property named '{name}' on type 'microsoft.graph.attachment'.",
+            )
+        chosen.append(canonical[name.lower()])
+    return tuple(chosen)
+
+
+def _list_messages(call: Call, chain: list[str]) -> Response:
+    """GET /me/mailFolders/{id}/messages (docs `api/mailfolder-list-messages.md`): default
+    page 10, ``$top`` up to 1000, ``$skip``, ``$select``, ``$expand=attachments`` with a nested
+    ``$select`` (honoured on this path, unlike delta: msgraph-sdk-dotnet-core#437), and here
+    only the ``$filter``s a client needs (received or sent since, hasAttachments)."""
+    _require(call, MAIL_READ)
+    _allow(call, "select", "filter", "top", "skip", "expand")
+    chosen = _select(call, MESSAGE_PROPERTIES, "microsoft.graph.message", "RequestBroker--ParseUri")
+    expand = _expand_attachments(call)
+    _id_type(call)
+    body_type = _body_type(call)
+    top = _int_option(call, "top", 1, 1000) or 10
+    skip = _int_option(call, "skip", 0, 10**9) or 0
+    test = _list_test(call.options["filter"]) if "filter" in call.options else None
 
     with call.mailbox.lock:
         fid = _folder_id(call, chain)
@@ -662,6 +704,12 @@ def _list_messages(call: Call, chain: list[str]) -> Response:
         "/messages",
         "value": [shape_message(m, chosen, body_type) for m in page],
     }
+    if expand is not False:
+        with call.mailbox.lock:
+            for shaped in body["value"]:
+                shaped["attachments"] = [
+                    shape_attachment(a, expand) for a in call.mailbox.attachments(shaped["id"])
+                ]
     if skip + top < len(views):
         args = dict(call.request.args)
         args["$skip"] = str(skip + top)

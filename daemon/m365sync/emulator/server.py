@@ -44,6 +44,7 @@ from m365sync.emulator.faults import (
     RequestRecord,
 )
 from m365sync.emulator.identity import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Identity
+from m365sync.emulator.latency import LatencyModel
 from m365sync.emulator.wire import graph_error
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,9 @@ class Emulator:
     CA bundle https notification URLs are verified against (default: the system's);
     ``validation_timeout``, ``notification_timeout`` and ``notification_retry_delays`` default
     to Graph's 10 s, 3 s and a short backoff (0.5, 1, 2, 4 s).
+
+    ``latency`` (latency.py) holds each Graph answer as long as real Graph would take; it can
+    be changed while serving (attribute, or ``POST /_emulator/latency``).
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class Emulator:
         validation_timeout: float = subscriptions.VALIDATION_TIMEOUT,
         notification_timeout: float = subscriptions.DELIVERY_TIMEOUT,
         notification_retry_delays: Iterable[float] = subscriptions.RETRY_DELAYS,
+        latency: LatencyModel | None = None,
     ) -> None:
         if mailbox is None:
             from m365sync.emulator.mailbox import Mailbox
@@ -136,6 +141,7 @@ class Emulator:
             delivery_timeout=notification_timeout,
             retry_delays=notification_retry_delays,
         )
+        self.latency = latency or LatencyModel()
         self.ca_path = self.state_dir / CA_FILENAME
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
@@ -311,6 +317,9 @@ class Emulator:
                     duration=time.monotonic() - started,
                 )
             )
+        latency = self.latency
+        if latency.active and request.path.startswith("/v1.0/"):
+            time.sleep(latency.seconds_for(response.get_data(), response.mimetype))
         return response(environ, start_response)
 
     def _graph(self, request: Request, scopes: Any, app_id: str | None) -> Response:

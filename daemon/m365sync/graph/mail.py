@@ -320,7 +320,7 @@ def _int(value: Any) -> int:
 # --- the reader -----------------------------------------------------------------------------
 
 
-def _filter_since(received_since: datetime) -> str:
+def received_since_filter(received_since: datetime) -> str:
     when = received_since if received_since.tzinfo else received_since.replace(tzinfo=UTC)
     return f"receivedDateTime ge {when.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
@@ -399,7 +399,7 @@ class MailDeltaReader:
         else:
             params = {"$select": MESSAGE_SELECT}
             if received_since is not None:
-                params["$filter"] = _filter_since(received_since)
+                params["$filter"] = received_since_filter(received_since)
             start = (
                 f"/me/mailFolders/{quote(folder_id, safe='')}/messages/delta?{odata_query(params)}"
             )

@@ -3,7 +3,8 @@
 Change notifications: ``--allow-http-notifications`` lets plain-http notification URLs on
 loopback through (Graph itself takes https only) and ``--notification-ca`` is the CA bundle
 https notification URLs are verified against. `add_emulator_arguments` adds both options to
-the ``emulator`` sub-command's parser; until the CLI calls it, the environment variable
+the ``emulator`` sub-command's parser, with the latency model's ``--latency-ms`` and
+``--per-item-ms`` (emulator/latency.py); until the CLI calls it, the environment variable
 ``M365SYNC_EMULATOR_ALLOW_HTTP_NOTIFICATIONS=1`` does the same as the flag.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from m365sync.emulator.latency import LatencyModel
 from m365sync.emulator.mailbox import Mailbox
 from m365sync.emulator.seed import SEED_MAX_SIZE, MailboxFileError
 from m365sync.emulator.server import Emulator
@@ -69,6 +71,18 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="CA bundle to verify https notification URLs (default: the system's)",
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="hold each Graph answer this long, as real Graph's round trip (default 0)",
+    )
+    parser.add_argument(
+        "--per-item-ms",
+        type=float,
+        default=0.0,
+        help="and this long more per item it returns (messages of a page...; default 0)",
+    )
 
 
 def load_mailbox(args: argparse.Namespace) -> Mailbox:
@@ -98,6 +112,9 @@ def run_emulator(args: argparse.Namespace, console: Console) -> int:
         allow_http_notifications=bool(getattr(args, "allow_http_notifications", False))
         or os.environ.get("M365SYNC_EMULATOR_ALLOW_HTTP_NOTIFICATIONS") == "1",
         notification_ca=getattr(args, "notification_ca", None),
+        latency=LatencyModel(
+            getattr(args, "latency_ms", 0.0) or 0.0, getattr(args, "per_item_ms", 0.0) or 0.0
+        ),
     )
     emulator.start()
     stop = threading.Event()

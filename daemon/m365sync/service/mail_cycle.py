@@ -6,13 +6,20 @@ the page and its cursor in one transaction. Graph sees the delta page, plus JSON
 items each) for attachment metadata and for checking where removed items went. A crash
 anywhere resumes from the last stored link: nothing lost, and the replayed page is an
 idempotent upsert.
+
+Overlap (issue #16): the next delta page is fetched while a page is planned and stored, and a
+folder's attachment index (initial rounds) is read beside the first pages
+(service/prefetch.py); pages are still stored one after another in Graph's order, each with
+its cursor, and every request goes through the account's one Graph client and its cap.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
@@ -20,6 +27,7 @@ from urllib.parse import quote
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import (
     Account,
+    Attachment,
     Cursor,
     CursorKind,
     DeltaPage,
@@ -31,12 +39,13 @@ from m365sync.domain import (
     StoredMessage,
     SyncRun,
 )
-from m365sync.errors import GraphError, NotFound, SyncStateGone
-from m365sync.graph.attachments import fetch_attachment_metadata
+from m365sync.errors import GraphError, MalformedResponse, NotFound, SyncStateGone
+from m365sync.graph.attachments import fetch_attachment_metadata, folder_attachment_index
 from m365sync.graph.batch import batch_get
 from m365sync.graph.client import GraphClient
 from m365sync.graph.mail import PARTIAL_UPDATE, MailDeltaReader
 from m365sync.graph.send import OUTBOX_HEADER, OUTBOX_PREFIX
+from m365sync.service.prefetch import ahead
 from m365sync.sync.autocreate import AutoCreatePolicy, merge_created, partners_to_create
 from m365sync.sync.mail import (
     MailPolicy,
@@ -100,6 +109,8 @@ class MailCycle:
         self.on_page = on_page or (lambda _progress: None)
         self.now = now
         self._deleted_items_id: str | None = None
+        # A folder's initial round: attachment metadata of its messages, read in bulk.
+        self._index: Future[dict[str, tuple[Attachment, ...]]] | None = None
 
     def run(self, account: Account, run: SyncRun | None = None) -> SyncRun:
         """Sync every folder; ``run`` collects the figures as pages are stored, so a cycle
@@ -148,6 +159,41 @@ class MailCycle:
         pages = self.reader.pages(
             folder.graph_id, resume_link=cursor.link if cursor else None, received_since=since
         )
+        # Two workers: the next delta page, and (initial round) the attachment index, each
+        # in flight while this thread plans and stores a page (service/prefetch.py).
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mail-ahead") as pool:
+            if cursor is None or cursor.kind is CursorKind.NEXT:
+                self._index = pool.submit(self._read_index, folder)
+            try:
+                with closing(ahead(pages, pool)) as ordered:
+                    self._follow_pages(account, folder, ordered, run, skipped)
+            finally:
+                self._index = None
+
+    def _read_index(self, folder: MailFolder) -> dict[str, tuple[Attachment, ...]]:
+        """An initial round (or one resumed mid-way) stores most of the folder: read the
+        attachment metadata of all its messages with attachments in a few list requests
+        (graph/attachments.py) instead of one batched request per message."""
+        if self.policy.privacy.value != "everything":
+            return {}
+        since = None
+        if self.options.window_days:
+            since = self.now() - timedelta(days=self.options.window_days)
+        try:
+            return folder_attachment_index(self.graph, folder.graph_id, received_since=since)
+        except (NotFound, MalformedResponse) as error:
+            # Not knowing in bulk only costs requests: each message is then asked alone.
+            log.info("folder %s: attachment index not read (%s)", folder.display_name, error)
+            return {}
+
+    def _follow_pages(
+        self,
+        account: Account,
+        folder: MailFolder,
+        pages: Iterable[DeltaPage],
+        run: SyncRun,
+        skipped: Counter[str],
+    ) -> None:
         for page in pages:
             stored = self._store_page(account, folder, page, skipped)
             run.pages += 1
@@ -238,14 +284,20 @@ class MailCycle:
         return PartnerLookups(by_email, companies)
 
     def _with_attachments(self, upserts: list[StoredMessage]) -> list[StoredMessage]:
-        """Attachment names, sizes and types (never content), in batches of 20 per request.
+        """Attachment names, sizes and types (never content) of the messages stored with
+        ``hasAttachments``: from the folder's index in an initial round, else (and for any
+        message the index lacks) in batches of 20 per request.
 
         Only where the account shares everything: apply_privacy already emptied the others.
         """
         wanted = [s.message.graph_id for s in upserts if s.message.has_attachments]
         if not wanted or self.policy.privacy.value != "everything":
             return upserts
-        found = fetch_attachment_metadata(self.graph, wanted)
+        index = self._index.result() if self._index is not None else {}
+        found = {gid: index[gid] for gid in wanted if gid in index}
+        rest = [gid for gid in wanted if gid not in found]
+        if rest:
+            found.update(fetch_attachment_metadata(self.graph, rest))
         return [
             StoredMessage(replace(s.message, attachments=found[s.message.graph_id]), s.participants)
             if s.message.graph_id in found

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import unicodedata
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 # Public mail providers never identify a company (a gmail.com sender is a person, not Google).
@@ -77,6 +78,13 @@ def normalise_address(raw: str | None) -> str | None:
     """The comparable form of an address, or None when it is not a usable address."""
     if not raw or not isinstance(raw, str):
         return None
+    return _normalise(raw)
+
+
+@lru_cache(maxsize=16384)
+def _normalise(raw: str) -> str | None:
+    """Memoised: a page's planning, auto-creation and store each ask about the same few
+    addresses (about 8 calls per message), and the answer depends on the text alone."""
     text = unicodedata.normalize("NFC", raw.strip()).strip("<>").strip()
     if text.lower().startswith("mailto:"):
         text = text[7:]

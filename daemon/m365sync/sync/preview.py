@@ -28,7 +28,9 @@ If nothing new is left (a forward without a comment) the preview is the start of
 text instead: a forwarded mail's own header is more useful than nothing. Whitespace is
 collapsed, and the result is cut at a word boundary with "…", so it is at most ``limit + 1``
 characters. Work is bounded: parsing stops once enough text is collected, and a body the
-parser cannot read falls back to nh3's tag stripping; the function does not raise.
+parser cannot read falls back to nh3's tag stripping; the function does not raise. Plain,
+well-formed bodies are read by `preview_scan.scan` (same callbacks, several times faster),
+the others by the standard parser.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import re
 from html.parser import HTMLParser
 
 import nh3
+
+from m365sync.sync.preview_scan import scan
 
 ELLIPSIS = "…"
 # Only this much HTML is parsed. Parsing stops far earlier once the preview is decided; the
@@ -336,9 +340,16 @@ def text_preview(body_html: str | None, *, limit: int = 255) -> str | None:
     if not body_html or not isinstance(body_html, str):
         return None
     budget = _budget(limit)
+    body = body_html[:MAX_HTML_CHARS]
     parser = _PreviewParser(budget)
     try:
-        parser.read(body_html[:MAX_HTML_CHARS])
+        try:
+            plain = scan(parser, body)
+        except _Enough:
+            plain = True
+        if not plain:  # the standard parser, from the start, on a fresh handler
+            parser = _PreviewParser(budget)
+            parser.read(body)
     except Exception:  # the parser's own assertions on hostile markup: strip tags instead
         return _fallback(body_html, limit)
     return _finish("".join(parser.new), "".join(parser.whole), limit)
