@@ -249,7 +249,7 @@ class Soak:
             (1, self.expire_tokens),
             (1, self.revoke_or_reconnect),
             (2, self.kill),
-            (1, self.crm_misbehaves),
+            (getattr(self.crm, "misbehaviour_weight", 1), self.crm_misbehaves),
         ]
         weights = [w for w, _ in actions]
         (_, action) = self.rng.choices(actions, weights)[0]

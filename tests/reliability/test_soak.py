@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from .embedded import embedded_world
 from .harness import Soak, seeded_mailbox
+from .odoo_crm import odoo_world
 from .truth import Figures
 
 RUNS = int(os.environ.get("RELIABILITY_RUNS") or 2)
@@ -24,6 +26,8 @@ REGRESSIONS = {
     100: "a second embedded-store gateway in one process dropped the first one's SQLite locks "
     "(crm/sqlite.py, _prepare_file)",
 }
+
+ODOO_REGRESSIONS: dict[int, str] = {}
 
 
 def seeds(regressions: dict[int, str]) -> list[int]:
@@ -40,6 +44,12 @@ def replay(seed: int, test: str) -> str:
         f"RELIABILITY_SEED={seed} .venv/bin/python -m pytest -q tests/reliability/test_soak.py "
         f"-k {test}"
     )
+
+
+def progress(capsys: pytest.CaptureFixture, seed: int, figures: Figures, store: str) -> None:
+    """One line per run as it ends (a long soak shows where it is)."""
+    with capsys.disabled():
+        print(f"\nseed {seed}: {figures.line(store)}", end="", flush=True)
 
 
 def report(figures: Figures, store: str, failures: list[tuple[int, Figures, str]], test: str,
@@ -70,7 +80,36 @@ def test_soak_embedded_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     total, failures = Figures(), []
     for seed in seeds(REGRESSIONS):
         figures, tail = soak_embedded(seed, tmp_path / f"run-{seed}")
+        progress(capsys, seed, figures, "embedded")
         total.add(figures)
         if figures.bad():
             failures.append((seed, figures, tail))
     report(total, "embedded", failures, "embedded", capsys)
+
+
+def soak_odoo(seed: int, tmp_path: Path, served: Counter[str]) -> tuple[Figures, str]:
+    emulator, crm, daemon, proxy = odoo_world(tmp_path, seeded_mailbox(seed))
+    try:
+        figures = Soak(seed, emulator, crm, daemon).run()
+        return figures, daemon.tail()
+    finally:
+        served.update(proxy.served)
+        daemon.kill()
+        proxy.stop()
+        emulator.stop()
+        if not os.environ.get("ODOO_KEEP_TEST_DATA"):
+            crm.clean_up()
+
+
+@pytest.mark.odoo
+def test_soak_odoo_store(odoo_live, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    total, failures, served = Figures(), [], Counter()
+    for seed in seeds(ODOO_REGRESSIONS):
+        figures, tail = soak_odoo(seed, tmp_path / f"run-{seed}", served)
+        progress(capsys, seed, figures, "odoo")
+        total.add(figures)
+        if figures.bad():
+            failures.append((seed, figures, tail))
+    with capsys.disabled():
+        print("\nodoo calls met by the proxy's faults:", dict(sorted(served.items())))
+    report(total, "odoo", failures, "odoo", capsys)
