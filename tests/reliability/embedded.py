@@ -8,6 +8,7 @@ import random
 import sqlite3
 import threading
 import time
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ class EmbeddedCrm:
         return self.stack.new_runtime()
 
     def _rows(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        with sqlite3.connect(self.path, timeout=30) as raw:
+        with closing(sqlite3.connect(self.path, timeout=30)) as raw:
             raw.row_factory = sqlite3.Row
             return [dict(r) for r in raw.execute(sql, args)]
 
@@ -107,7 +108,7 @@ class EmbeddedCrm:
         seconds = rng.uniform(0.3, 2.5)
 
         def hold() -> None:
-            with sqlite3.connect(self.path, timeout=30, isolation_level=None) as raw:
+            with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as raw:
                 raw.execute("BEGIN IMMEDIATE")
                 time.sleep(seconds)
                 raw.execute("COMMIT")

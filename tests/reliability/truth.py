@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -98,7 +99,7 @@ def expected_mail(mailbox: Any, gateway: CrmGateway, policy: MailPolicy) -> dict
 
 def stored_mail(store_path: str, account_id: int) -> list[dict[str, Any]]:
     """The embedded store's messages of the account (graph id, internetMessageId, subject)."""
-    with sqlite3.connect(store_path) as raw:
+    with closing(sqlite3.connect(store_path, timeout=30)) as raw:
         raw.row_factory = sqlite3.Row
         return [
             dict(row)
@@ -191,7 +192,7 @@ def outlook_series(calendar: Any, low: datetime, high: datetime) -> dict[str, Co
 def crm_series(store_path: str, account_id: int, low: datetime, high: datetime) -> dict:
     """The CRM's occurrences in the window grouped by series, the same way."""
     groups: dict[str, Counter] = {}
-    with sqlite3.connect(store_path) as raw:
+    with closing(sqlite3.connect(store_path, timeout=30)) as raw:
         raw.row_factory = sqlite3.Row
         rows = raw.execute(
             "SELECT DISTINCT e.* FROM crm_calendar_event e LEFT JOIN m365_event_binding b "
