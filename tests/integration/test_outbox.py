@@ -127,6 +127,16 @@ def test_a_throttled_send_is_queued_again_and_goes_out_once(stack, account):
     assert stack.gateway.outbox_item(mail_id).internet_message_id
 
 
+def test_a_contact_at_an_internationalised_domain_gets_the_mail(stack, account):
+    # Found by the reliability soak: the Unicode domain went to Graph as it was, and the send
+    # failed with ErrorInvalidRecipients; its A-labels are what mail servers resolve.
+    mail_id = queue(stack, account, to=[EmailAddress("juergen@bäckerei-müller.de", "Jürgen")])
+    assert send(stack, account) == {"sent": 1}
+    (sent,) = stack.emulator.mailbox.sent()
+    assert sent["recipients"] == ["juergen@xn--bckerei-mller-bfb28a.de"]
+    assert stack.gateway.outbox_item(mail_id).state is OutboxState.SENT
+
+
 def test_an_unconfirmable_send_fails_with_words_and_is_never_resent(stack, account, monkeypatch):
     from m365sync.service import outbox_cycle
 
