@@ -103,9 +103,9 @@ class EmbeddedCrm:
 
     def misbehave(self, rng: random.Random) -> str | None:
         """The store holds its write lock for a while (a long transaction elsewhere)."""
+        seconds = rng.uniform(0.3, 2.5)  # drawn first: the schedule never depends on timing
         if self._holder is not None and self._holder.is_alive():
             return None
-        seconds = rng.uniform(0.3, 2.5)
 
         def hold() -> None:
             with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as raw:

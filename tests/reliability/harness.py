@@ -53,6 +53,7 @@ PATHS = {
     "any": r"^/v1\.0/",
 }
 CURSORS = ("mail delta", "calendar delta")
+CURSOR_QUERY = r"[$](delta|skip)token="  # a nextLink or deltaLink of a round
 
 
 class Crm(Protocol):
@@ -195,7 +196,11 @@ class Soak:
         log: Callable[[str], None] = lambda _text: None,
     ) -> None:
         self.seed = seed
+        # The schedule (which step, which fault where, when to kill, pauses) comes from ``rng``
+        # and never depends on what the stores hold; which record a change picks, and its
+        # details, come from ``pick``, so a replay runs the same schedule whatever the timing.
         self.rng = random.Random(seed)
+        self.pick = random.Random(f"{seed}-pick")
         self.emulator = emulator
         self.mailbox = emulator.mailbox
         self.crm = crm
@@ -263,14 +268,14 @@ class Soak:
         return sorted(mid for ref in refs for mid in self.mailbox.message_ids_in(ref))
 
     def outlook_mail(self) -> None:
-        rng = self.rng
+        rng, pick = self.rng, self.pick
         kind = rng.choice(["add", "add", "edit", "move", "archive", "delete", "purge"])
         synced = self._message_ids("inbox", "sentitems")
         self.figures.changes += 1
         if kind == "add" or not synced:
             self.serial += 1
-            _pid, email, name = rng.choice(self.people)
-            known = rng.random() < 0.8
+            _pid, email, name = pick.choice(self.people)
+            known = pick.random() < 0.8
             sender = email if known else f"stranger{self.serial}@unknown-{self.serial}.example"
             self.mailbox.add_message(
                 "inbox",
@@ -282,11 +287,11 @@ class Soak:
                 },
             )
             return
-        mid = rng.choice(synced)
+        mid = pick.choice(synced)
         if kind == "edit":
             subject = self.mailbox.get_message(mid).get("subject") or ""
-            changes: dict[str, Any] = {"isRead": rng.random() < 0.5, "categories": ["Soak"]}
-            if rng.random() < 0.5:
+            changes: dict[str, Any] = {"isRead": pick.random() < 0.5, "categories": ["Soak"]}
+            if pick.random() < 0.5:
                 changes["subject"] = f"{subject} (edited)"
             self.mailbox.update_message(mid, changes)
         elif kind == "move":
@@ -311,19 +316,19 @@ class Soak:
         return tag
 
     def _slot(self) -> datetime:
-        return self.now + DAY * self.rng.randint(1, 20) + timedelta(hours=self.rng.randint(0, 10))
+        return self.now + DAY * self.pick.randint(1, 20) + timedelta(hours=self.pick.randint(0, 10))
 
     def _attendees(self) -> list[tuple[int, str, str]]:
-        return self.rng.sample(self.people, self.rng.randint(1, 2))
+        return self.pick.sample(self.people, self.pick.randint(1, 2))
 
     def outlook_event(self) -> None:
-        rng = self.rng
+        rng, pick = self.rng, self.pick
         calendar = self.mailbox.calendar
         events = [e for e in calendar.events() if (e.get("subject") or "")[:1] == "E"]
         kind = rng.choice(["create", "create", "edit", "exception", "cancel", "delete"])
         self.figures.changes += 1
         if kind == "create" or not events:
-            start, count = self._slot(), rng.choice([1, 1, 3, 4])
+            start, count = self._slot(), pick.choice([1, 1, 3, 4])
             body: dict[str, Any] = {
                 "subject": f"{self._tag()} call from Outlook",
                 "start": graph_when(start),
@@ -337,14 +342,14 @@ class Soak:
                 body["recurrence"] = daily(start, count)
             calendar.create(body)
             return
-        event = rng.choice(events)
+        event = pick.choice(events)
         tag = event["subject"].split(" ")[0]
         if kind == "edit":
-            start = self._slot() if rng.random() < 0.4 else None
+            start = self._slot() if pick.random() < 0.4 else None
             changes: dict[str, Any] = {"subject": f"{tag} edited in Outlook {self.serial}"}
             if start is not None and event.get("type") != "seriesMaster":
                 changes["start"], changes["end"] = graph_when(start), graph_when(start + DAY / 24)
-            if rng.random() < 0.4:
+            if pick.random() < 0.4:
                 changes["attendees"] = [
                     {"emailAddress": {"address": e, "name": n}, "type": "required"}
                     for _p, e, n in self._attendees()
@@ -379,25 +384,25 @@ class Soak:
     # --- the CRM ------------------------------------------------------------------------------
 
     def crm_meeting(self) -> None:
-        rng = self.rng
+        rng, pick = self.rng, self.pick
         rows = [r for r in self.crm.meetings() if (r["subject"] or "")[:1] == "E"]
         kind = rng.choice(["create", "create", "edit", "occurrence", "delete"])
         self.figures.changes += 1
         if kind == "create" or not rows:
-            count = rng.choice([1, 1, 1, 3])
+            count = pick.choice([1, 1, 1, 3])
             start = self._slot()
             self.crm.create_meeting(
                 f"{self._tag()} meeting from the CRM", start, 1, count, self._attendees()
             )
             return
-        row = rng.choice(rows)
+        row = pick.choice(rows)
         tag = row["subject"].split(" ")[0]
         if kind == "edit" and not row["series_id"]:
             changes: dict[str, Any] = {"subject": f"{tag} edited in the CRM {self.serial}"}
-            if rng.random() < 0.5:
+            if pick.random() < 0.5:
                 start = self._slot()
                 changes.update(start=start, end=start + timedelta(hours=1))
-            if rng.random() < 0.4:
+            if pick.random() < 0.4:
                 changes["attendees"] = self._attendees()
             self.crm.edit_meeting(row, changes)
         elif kind == "occurrence" and row["series_id"] and not row["is_series_master"]:
@@ -413,7 +418,7 @@ class Soak:
         self.serial += 1
         self.figures.changes += 1
         self.queued.append(
-            self.crm.queue_mail(self.rng.choice(self.people), f"Q{self.serial} our proposal")
+            self.crm.queue_mail(self.pick.choice(self.people), f"Q{self.serial} our proposal")
         )
 
     def crm_misbehaves(self) -> None:
@@ -445,7 +450,7 @@ class Soak:
         elif kind == "slow":
             faults.slow(path, rng.uniform(0.3, 2.5), times=times)
         elif kind == "gone":
-            faults.gone(path, times=1)
+            faults.gone(path, times=1, query=CURSOR_QUERY)  # a request carrying a cursor
         else:
             faults.add(kind, path, times=times)
         self.figures.faults += 1
