@@ -20,7 +20,6 @@ import time
 import xmlrpc.client
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from email.utils import formataddr
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -275,7 +274,7 @@ class OdooCrm:
         return self.user.execute_kw(
             "m365.outbox", "create",
             [{"account_id": self.account_id, "partner_id": pid,
-              "email_to": formataddr((name, email)), "subject": subject,
+              "email_to": f'"{name.replace(chr(34), "")}" <{email}>', "subject": subject,
               "body_html": f"<p>{subject}: the figures you asked for.</p>"}],
         )  # fmt: skip
 
