@@ -525,3 +525,30 @@ TestMailSyncMachine = machine_for(
     lambda gateway, name, email: gateway.add_partner(name, email, False, None, None),
     close_gateway=_close_store,
 )
+
+
+def test_opening_the_store_again_never_touches_the_files_descriptors(tmp_path, monkeypatch):
+    """Found by the reliability soak (RELIABILITY_SEED=100): a second gateway on a store this
+    process already had open used to open and close a descriptor of the file; closing any
+    descriptor drops every POSIX lock the process holds on the file, so the daemon, stopping,
+    found itself the last user, checkpointed and removed the WAL under the first gateway, whose
+    next read said "file is not a database"."""
+    path = tmp_path / "store.sqlite3"
+    first = SqliteGateway(path)
+    first.add_partner("Ann", email="ann@fabrikam.example")
+    opened: list[str] = []
+    real_open = os.open
+
+    def watching_open(file, *args, **kwargs):
+        opened.append(os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", watching_open)
+    second = SqliteGateway(path)
+    try:
+        assert os.fspath(path) not in opened
+        assert second.find_partners_by_emails(["ann@fabrikam.example"])
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        second.close()
+        first.close()

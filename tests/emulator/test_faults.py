@@ -90,6 +90,15 @@ def test_gone_410_sync_state_not_found(emulator, graph):
     assert "innerError" not in error
 
 
+def test_a_fault_can_aim_at_requests_carrying_a_cursor(emulator, graph):
+    emulator.faults.gone(r"/delta", query=r"\$(delta|skip)token=", times=None)
+    first = graph.get("/me/mailFolders/inbox/messages/delta")
+    assert first.status_code == 200  # no cursor yet: answered
+    link = first.json().get("@odata.nextLink") or first.json()["@odata.deltaLink"]
+    assert graph.get(link).status_code == 410  # the cursor's request: gone
+    assert emulator.faults.rules[0].hits == 1
+
+
 def test_html_error_page(emulator, graph):
     emulator.faults.html_error(ME, status=502)
     response = graph.get("/me")

@@ -113,6 +113,30 @@ def test_a_crash_between_graph_and_the_crm_never_sends_twice(stack, account):
     assert stack.gateway.outbox_item(mail_id).internet_message_id
 
 
+def test_a_throttled_send_is_queued_again_and_goes_out_once(stack, account):
+    # Found by the reliability soak: a 429 on sendMail failed the mail, though Graph carried
+    # nothing out and asks for the request again after Retry-After.
+    mail_id = queue(stack, account)
+    stack.emulator.faults.throttle(r"/sendMail$", times=1, retry_after="0.2")
+    assert send(stack, account) == {"pending": 1}
+    item = stack.gateway.outbox_item(mail_id)
+    assert item.state is OutboxState.QUEUED and not item.error
+    assert stack.emulator.mailbox.sent() == []
+    assert send(stack, account) == {"sent": 1}
+    assert len(stack.emulator.mailbox.sent()) == 1
+    assert stack.gateway.outbox_item(mail_id).internet_message_id
+
+
+def test_a_contact_at_an_internationalised_domain_gets_the_mail(stack, account):
+    # Found by the reliability soak: the Unicode domain went to Graph as it was, and the send
+    # failed with ErrorInvalidRecipients; its A-labels are what mail servers resolve.
+    mail_id = queue(stack, account, to=[EmailAddress("juergen@bäckerei-müller.de", "Jürgen")])
+    assert send(stack, account) == {"sent": 1}
+    (sent,) = stack.emulator.mailbox.sent()
+    assert sent["recipients"] == ["juergen@xn--bckerei-mller-bfb28a.de"]
+    assert stack.gateway.outbox_item(mail_id).state is OutboxState.SENT
+
+
 def test_an_unconfirmable_send_fails_with_words_and_is_never_resent(stack, account, monkeypatch):
     from m365sync.service import outbox_cycle
 

@@ -12,6 +12,7 @@ from m365sync.sync.addresses import (
     is_work_domain,
     matches_blocklist,
     normalise_address,
+    wire_address,
 )
 
 
@@ -77,3 +78,18 @@ def test_blocklist_forms():
     assert matches_blocklist("boss@fabrikam.com", patterns)
     assert not matches_blocklist("anna@fabrikam.com", patterns)
     assert not matches_blocklist("x@example.com", patterns)
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("juergen@bäckerei-müller.de", "juergen@xn--bckerei-mller-bfb28a.de"),
+        ("Ann@Example.com", "Ann@Example.com"),  # ASCII: exactly as given
+        ("ann@xn--bckerei-mller-bfb28a.de", "ann@xn--bckerei-mller-bfb28a.de"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_wire_address_sends_unicode_domains_as_a_labels(given, sent):
+    assert wire_address(given) == sent
+    if "@" in given:
+        assert normalise_address(sent) == normalise_address(given)  # still the same contact

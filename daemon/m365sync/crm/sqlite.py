@@ -22,6 +22,7 @@ come back as aware UTC datetimes. The file holds sealed tokens, so it is created
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -489,8 +490,13 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
         the umask), and say which path is at fault when that is impossible."""
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
+            # Never open (and close) a descriptor of an existing store: closing any descriptor
+            # of a file drops every POSIX lock this process holds on it, so another gateway of
+            # this process would lose its SQLite locks, and another process could checkpoint
+            # and remove the WAL under it ("file is not a database").
+            if not self._path.exists():
+                with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+                    os.close(os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
             if self._path.stat().st_mode & 0o077:
                 os.chmod(self._path, 0o600)
         except OSError as error:

@@ -5,8 +5,10 @@ decimal ``Retry-After`` (``TooManyRequests`` or ``ApplicationThrottled`` for the
 concurrency limit), 503 ``UnknownError`` and 504 mid-round, 410 ``SyncStateNotFound`` with the
 real bare body (no innerError), HTML error pages where JSON was expected, slow answers, and a
 TCP connection closed without any answer. Each rule matches a path regex (``re.search`` on the
-request path, e.g. ``/v1.0/me/mailFolders/[^/]+/messages/delta``) and optionally a method, and
-applies ``times`` times (``None``: forever). The first matching rule with uses left wins.
+request path, e.g. ``/v1.0/me/mailFolders/[^/]+/messages/delta``), optionally a method and a
+``query`` regex on the (URL-decoded) query string -- ``query=r"[$](delta|skip)token="`` makes a
+410 hit only requests that carry a cursor -- and applies ``times`` times (``None``: forever).
+The first matching rule with uses left wins.
 
 The server consults the plan for identity and Graph requests (after authentication for Graph),
 never for the control API. The request log never records Authorization headers or bodies.
@@ -19,6 +21,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
@@ -60,11 +63,14 @@ class FaultRule:
     times: int | None = 1
     params: dict[str, Any] = field(default_factory=dict)
     hits: int = 0
+    query: str | None = None
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, query: str = "") -> bool:
         if self.times is not None and self.hits >= self.times:
             return False
         if self.method and self.method.upper() != method.upper():
+            return False
+        if self.query is not None and re.search(self.query, query) is None:
             return False
         return re.search(self.path, path) is not None
 
@@ -90,6 +96,7 @@ class FaultPlan:
         *,
         method: str | None = None,
         times: int | None = 1,
+        query: str | None = None,
         **params: Any,
     ) -> FaultRule:
         """Add a rule of any kind (the control API's entry point)."""
@@ -99,7 +106,9 @@ class FaultPlan:
         if unknown:
             raise TypeError(f"fault {kind!r} takes no {sorted(unknown)}")
         re.compile(path)  # fail now, not on the next request
-        rule = FaultRule(kind, path, method, times, {**DEFAULTS[kind], **params})
+        if query is not None:
+            re.compile(query)
+        rule = FaultRule(kind, path, method, times, {**DEFAULTS[kind], **params}, query=query)
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -168,9 +177,12 @@ class FaultPlan:
         *,
         method: str | None = None,
         generation: int = 7,
+        query: str | None = None,
     ) -> FaultRule:
         """410 ``SyncStateNotFound`` with the real, innerError-less body."""
-        return self.add("gone", path, method=method, times=times, generation=generation)
+        return self.add(
+            "gone", path, method=method, times=times, query=query, generation=generation
+        )
 
     def html_error(
         self, path: str, status: int = 500, times: int | None = 1, *, method: str | None = None
@@ -217,11 +229,11 @@ class FaultPlan:
 
     # --- applying rules -----------------------------------------------------------------------
 
-    def take(self, method: str, path: str) -> FaultRule | None:
+    def take(self, method: str, path: str, query: str = "") -> FaultRule | None:
         """Atomically consume one use of the first matching rule, if any."""
         with self._lock:
             for rule in self._rules:
-                if rule.matches(method, path):
+                if rule.matches(method, path, query):
                     rule.hits += 1
                     return rule
         return None
@@ -231,7 +243,8 @@ class FaultPlan:
 
         Raises `DropConnection` when the connection must be closed without an answer.
         """
-        rule = self.take(request.method, request.path)
+        query = unquote(request.query_string.decode("latin-1"))
+        rule = self.take(request.method, request.path, query)
         if rule is None:
             return None
         request.environ["m365sync.emulator.fault"] = rule.kind

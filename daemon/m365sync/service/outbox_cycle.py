@@ -2,6 +2,7 @@
 
 For each queued mail: check it (`sync.outbox.problem_with`), record ``sending`` with the time,
 send it (``sendMail`` or ``reply``, carrying the ``x-m365sync-outbox`` header), record ``sent``.
+A 429 is Graph refusing the request without carrying it out: the mail is queued again.
 A mail found ``sending`` is one whose outcome is unknown (the daemon stopped, or the answer was
 lost): it is looked for in Sent Items by its header and never sent again blindly; if it does
 not show up within a grace period, it fails with words telling the person to check Sent Items
@@ -17,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import Account, AccountStatus, OutboxState, OutgoingMail
-from m365sync.errors import M365SyncError, Transient, advice_for
+from m365sync.errors import M365SyncError, Throttled, Transient, advice_for
 from m365sync.graph.send import MailSender
 from m365sync.service.runtime import Runtime
 from m365sync.sync.outbox import problem_with
@@ -62,6 +63,12 @@ def _send_one(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> st
         gateway.update_outgoing(mail.id, OutboxState.SENDING, send_started_at=started)
         try:
             sender.send(mail)
+        except Throttled as error:
+            # 429: Graph refused the request without carrying it out and asks for it again
+            # after Retry-After (docs `concepts/throttling.md`): queued again, not failed.
+            gateway.update_outgoing(mail.id, OutboxState.QUEUED)
+            log.warning("outbox %s: %s; not sent, the next pass sends it", mail.id, error)
+            return "pending"
         except Transient as error:
             log.warning(
                 "outbox %s: %s; confirming from Sent Items before anything else", mail.id, error

@@ -74,6 +74,22 @@ def _domain_to_unicode(domain: str) -> str:
     return ".".join(labels)
 
 
+def wire_address(address: str) -> str:
+    """An address as mail servers take it without SMTPUTF8: the domain's Unicode labels as
+    their A-labels (``bäckerei-müller.de`` -> ``xn--bckerei-mller-bfb28a.de``, RFC 5890); the
+    rest as given. Anything IDNA cannot encode is left as it is, for the server to judge."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    labels = []
+    for label in domain.split("."):
+        if not label.isascii():
+            with contextlib.suppress(UnicodeError):
+                label = label.encode("idna").decode("ascii")
+        labels.append(label)
+    return f"{local}@{'.'.join(labels)}"
+
+
 def normalise_address(raw: str | None) -> str | None:
     """The comparable form of an address, or None when it is not a usable address."""
     if not raw or not isinstance(raw, str):
