@@ -20,3 +20,4 @@ from . import m365_daemon_api_calendar
 from . import m365_daemon_api_outbox
 from . import m365_daemon_api_push
 from . import m365_daemon_api_claims
+from . import res_users

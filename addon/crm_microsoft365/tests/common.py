@@ -109,7 +109,8 @@ class M365Case(TransactionCase):
         cls.daemon_user = new_test_user(
             cls.env,
             login="m365-test-daemon",
-            groups="base.group_user,crm_microsoft365.group_m365_daemon",
+            # As the addon's own technical user: the daemon's group only, not an internal user.
+            groups="crm_microsoft365.group_m365_daemon",
         )
         cls.user_a = new_test_user(
             cls.env, login="m365-test-a", groups="base.group_user", email="a@contoso.example"

@@ -2,6 +2,7 @@
 after the attack. The daemon-side cases live in the repository's tests/security/."""
 
 import json
+import xmlrpc.client
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from jwcrypto import jwk
@@ -217,6 +218,64 @@ class TestAttacksOnStoredMail(M365Case):
         self.env["res.config.settings"].create({"m365_mail_restricted": False}).execute()
         self.env.invalidate_all()
         self.assertEqual(readers(), everyone)
+
+
+    def test_restricted_mail_keeps_its_people_and_attachments_from_other_users(self):
+        """With mail restricted, a user who cannot read a message cannot read its
+        participants' addresses nor its attachments' names either, by searching those models
+        directly."""
+        salesperson = new_test_user(self.env, login=unique("sales"), groups="base.group_user")
+        client = self.partner("Client", f"{unique('c')}@client.example", user_id=salesperson.id)
+        account = self.account(owner=self.user_a.login)
+        msg = wire_message(unique("g"), sender=client.email, to=(f"{unique('secret')}@partner.example",))
+        msg["has_attachments"] = True
+        msg["attachments"] = [{"name": "merger-terms.pdf", "size": 1234, "content_type": "application/pdf"}]
+        self.api.store_mail_page(
+            {"page": wire_page(account["id"], upserts=[wire_stored(msg, {client.email.casefold(): client})])}
+        )
+        message = self.Message.search([("internet_message_id", "=", msg["internet_message_id"])])
+        self.assertTrue(message.participant_ids and message.attachment_ids)
+
+        def seen(user):
+            people = self.env["m365.mail.participant"].with_user(user).search([("message_id", "=", message.id)])
+            files = self.env["m365.mail.attachment"].with_user(user).search([("message_id", "=", message.id)])
+            return len(people), len(files)
+
+        everything = (len(message.participant_ids), len(message.attachment_ids))
+        self.assertEqual(seen(self.user_b), everything)  # the default: every internal user
+        self.env["res.config.settings"].create({"m365_mail_restricted": True}).execute()
+        self.env.invalidate_all()
+        self.assertEqual(seen(self.user_b), (0, 0))
+        with self.assertRaises(AccessError):
+            message.participant_ids[0].with_user(self.user_b).read(["address"])
+        with self.assertRaises(AccessError):
+            message.attachment_ids[0].with_user(self.user_b).read(["name"])
+        for reader in (self.user_a, salesperson):  # the mailbox's owner, the salesperson
+            self.assertEqual(seen(reader), everything)
+
+
+@tagged("post_install", "-at_install")
+class TestAttacksWithTheDaemonsKey(HttpCase):
+    """The daemon's API key (its technical user ``m365sync``) reaches the daemon API and
+    nothing else: not users, contacts, chatter, calendars, the CRM, nor the synced mail."""
+
+    def test_the_daemons_key_cannot_read_users_contacts_chatter_or_the_crm(self):
+        daemon = self.env.ref("crm_microsoft365.user_m365_daemon")
+        self.assertFalse(daemon._is_internal())
+        self.assertEqual(daemon.groups_id, self.env.ref("crm_microsoft365.group_m365_daemon"))
+        key = self.env["res.users.apikeys"].with_user(daemon).sudo()._generate("rpc", "attack test", None)
+        db = self.env.cr.dbname
+        uid = self.xmlrpc_common.authenticate(db, daemon.login, key, {})
+        self.assertEqual(uid, daemon.id)
+        accounts = self.xmlrpc_object.execute_kw(db, uid, key, "m365.daemon.api", "list_accounts", [{}])
+        self.assertIsInstance(accounts, list)  # the key works, for the daemon API
+        models = ["res.users", "res.partner", "mail.message", "calendar.event", "m365.mail.message", "m365.account"]
+        if "crm.lead" in self.env:
+            models.append("crm.lead")
+        for model in models:
+            with self.subTest(model=model), self.assertRaises(xmlrpc.client.Fault) as refused:
+                self.xmlrpc_object.execute_kw(db, uid, key, model, "search_read", [[]], {"fields": ["id"], "limit": 1})
+            self.assertIn("You are not allowed to access", refused.exception.faultString)
 
 
 @tagged("post_install", "-at_install")
