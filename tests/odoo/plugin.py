@@ -322,6 +322,14 @@ def leftovers(live: LiveOdoo, baseline: dict[str, int]) -> dict[str, list[int]]:
     return left
 
 
+def served_log() -> str | None:
+    """What the served Odoo wrote so far (its access log included: one line per request, with
+    the URL) when it is this run's private one; None for a contributor's own Odoo."""
+    if _STACK is None or _STACK.live is None or not _STACK.live.private or _STACK.tree is None:
+        return None
+    return _STACK.tree.served_log(_STACK.live.db)
+
+
 def serve_addon_db(stack: OdooStack, db: str) -> LiveOdoo:
     """``db``: a copy of the CRM template with the addon installed, served, with an API key
     for the daemon's technical user."""

@@ -5,6 +5,7 @@ import json
 import xmlrpc.client
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import requests
 from jwcrypto import jwk
 from odoo.exceptions import AccessError
 from odoo.tests import Form, HttpCase, new_test_user, tagged
@@ -13,7 +14,7 @@ from ..controllers.main import REDIRECT_PATH, SESSION_KEY
 from ..controllers.push import MAX_BODY
 from ..models.m365_outbox import split_addresses, wire_addresses
 from ..models.res_config_settings import NOTIFICATION_PATH
-from .common import M365Case, unique, wire_message, wire_page, wire_stored
+from .common import M365Case, microsoft_answers, unique, wire_message, wire_page, wire_stored
 
 IBAN_DE = "<p>Please pay to IBAN DE00 1234 5678</p>"
 IBAN_GB = "<p>Our bank changed: new IBAN GB99 9999 9999</p>"
@@ -301,8 +302,8 @@ class TestAttacksOverHttp(HttpCase):
         self.assertIn(response.status_code, (302, 303), response.text)
         return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
 
-    def callback(self, **query):
-        return self.url_open(f"{REDIRECT_PATH}?{urlencode(query)}", allow_redirects=False)
+    def callback(self, **fields):
+        return microsoft_answers(self, **fields)
 
     def requests_of(self, user):
         return self.env["m365.connect.request"].sudo().search([("user_id", "=", user.id)])
@@ -383,3 +384,58 @@ class TestAttacksOverHttp(HttpCase):
         pending = self.session_values().get(SESSION_KEY)
         self.assertTrue(pending)
         self.assertNotIn("verifier", json.dumps(pending))
+
+    def test_the_authorization_code_is_in_no_url(self):
+        """Microsoft posts the code (form_post): the POST keeps it server-side, sealed, and
+        sends the browser on with the state only, so no access log, proxy log or browser
+        history holds a code; the POST sets no cookie, so the user stays signed in."""
+        self.authenticate("m365-atk", "m365-atk")
+        query = self.start()
+        self.assertEqual(query["response_mode"], "form_post")
+        code = "M.C507_BAY.2.U.secret-authorization-code"
+        posted = requests.post(
+            self.base_url() + REDIRECT_PATH,
+            data={"code": code, "state": query["state"]},
+            allow_redirects=False,
+            timeout=12,
+        )
+        self.assertEqual(posted.status_code, 303)
+        self.assertNotIn("Set-Cookie", posted.headers)
+        location = posted.headers["Location"]
+        self.assertEqual(parse_qs(urlsplit(location).query), {"state": [query["state"]]})
+        waiting = self.env["m365.oauth.callback"].sudo().search([])
+        self.assertEqual(len(waiting), 1)
+        self.assertNotIn(code, json.dumps(waiting.read()[0], default=str))  # sealed, not kept in clear
+        landed = self.url_open(location, allow_redirects=False)
+        self.assertEqual(landed.status_code, 200, landed.text)
+        self.assertEqual(len(self.requests_of(self.user)), 1)
+        self.assertFalse(self.env["m365.oauth.callback"].sudo().search([]))  # taken once
+
+    def test_a_code_in_the_query_string_is_not_accepted(self):
+        """An old-style GET with ``?code=`` (already in the access log) does not connect."""
+        self.authenticate("m365-atk", "m365-atk")
+        query = self.start()
+        answer = self.url_open(
+            f"{REDIRECT_PATH}?{urlencode({'state': query['state'], 'code': 'in-a-url'})}",
+            allow_redirects=False,
+        )
+        self.assertEqual(answer.status_code, 400)
+        self.assertFalse(self.requests_of(self.user))
+
+    def test_an_answer_left_waiting_past_its_lifetime_is_dropped(self):
+        self.authenticate("m365-atk", "m365-atk")
+        query = self.start()
+        posted = requests.post(
+            self.base_url() + REDIRECT_PATH,
+            data={"code": "late-code", "state": query["state"]},
+            allow_redirects=False,
+            timeout=12,
+        )
+        self.assertEqual(posted.status_code, 303)
+        self.env.cr.execute(
+            "UPDATE m365_oauth_callback SET create_date = now() at time zone 'utc' - interval '16 minutes'"
+        )
+        answer = self.url_open(posted.headers["Location"], allow_redirects=False)
+        self.assertEqual(answer.status_code, 400)
+        self.assertFalse(self.requests_of(self.user))
+        self.assertFalse(self.env["m365.oauth.callback"].sudo().search([]))
