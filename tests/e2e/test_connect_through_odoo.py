@@ -1,7 +1,10 @@
 """Connect Microsoft Account, clicked in Odoo: the addon's OAuth controller sends the browser
-to the emulator's authorize endpoint, the emulator sends it back to the addon's callback with
-a code, the callback seals the code to the daemon's published key, and the daemon's
-``redeem_pending_connects`` turns it into an account owned by the user who clicked.
+to the emulator's authorize endpoint, the emulator answers with an auto-submitting form that
+posts the code to the addon's callback (``response_mode=form_post``, as Microsoft does: the
+cross-site POST carries no Odoo cookie), the callback seals the code to the daemon's published
+key and sends the browser on to a GET with the state only, where its session is matched, and
+the daemon's ``redeem_pending_connects`` turns it into an account owned by the user who
+clicked. The code is in no URL, so not in Odoo's access log (read when Odoo is this run's own).
 
 The browser is a `requests.Session` that signs in on Odoo's login page as an ordinary user and
 carries Odoo's session cookie, as a browser does. The addon's settings (client id, authority
@@ -11,12 +14,13 @@ for the test and are restored afterwards, as is the daemon info the test's daemo
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 import requests
@@ -24,6 +28,7 @@ import requests
 from m365sync.domain import AccountStatus
 from m365sync.emulator.mailbox import Mailbox
 from m365sync.service.crm_connect import publish_daemon_info, redeem_pending_connects
+from tests.odoo.plugin import served_log
 
 from .conftest import OdooStack, odoo_stack_for
 from .test_calendar_outbox_to_odoo import odoo_user
@@ -75,6 +80,14 @@ def odoo_on_the_emulator(stack: OdooStack) -> Iterator[str]:
             set_param(stack, key, value or False)
 
 
+def auto_submitted_form(page: str) -> tuple[str, dict[str, str]]:
+    """The action and hidden fields of a form_post answer page (what the browser submits)."""
+    action = re.search(r'<form[^>]*action="([^"]*)"', page)
+    assert action, "the answer page has no form"
+    fields = re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)"', page)
+    return html.unescape(action.group(1)), {html.unescape(k): html.unescape(v) for k, v in fields}
+
+
 def sign_in(base: str, login: str, password: str) -> requests.Session:
     """Odoo's login form, as a browser fills it in."""
     browser = requests.Session()
@@ -92,6 +105,41 @@ def sign_in(base: str, login: str, password: str) -> requests.Session:
     return browser
 
 
+def connect_request_through_the_callback(stack: OdooStack) -> int:
+    """A pending connect request of the administrator, made the one way Odoo makes one:
+    Connect Microsoft Account, then Microsoft's form_post answer with a made-up code (nobody
+    redeems it), then the browser's GET. The daemon's key cannot create one itself."""
+    base = os.environ["ODOO_URL"].rstrip("/")
+    login = os.environ.get("ODOO_ADMIN_USER") or "admin"
+    saved = {key: get_param(stack, key) for key in SETTINGS}
+    try:
+        set_param(stack, "crm_microsoft365.client_id", stack.emulator.client_id)
+        publish_daemon_info(stack.runtime)
+        browser = sign_in(base, login, os.environ.get("ODOO_ADMIN_PASSWORD") or "admin")
+        start = browser.get(f"{base}/m365/connect", allow_redirects=False, timeout=30)
+        assert start.status_code in (302, 303), start.text[:500]
+        state = parse_qs(urlsplit(start.headers["Location"]).query)["state"][0]
+        answer = requests.post(
+            base + REDIRECT_PATH,
+            data={"code": "never-redeemed", "state": state},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert answer.status_code == 303, answer.text[:500]
+        landed = browser.get(urljoin(base, answer.headers["Location"]), timeout=30)
+        assert landed.status_code == 200, landed.text[:500]
+    finally:
+        for key, value in saved.items():
+            set_param(stack, key, value or False)
+    (admin_id,) = stack.admin.execute_kw("res.users", "search", [[("login", "=", login)]])
+    return stack.admin.execute_kw(
+        "m365.connect.request",
+        "search",
+        [[("user_id", "=", admin_id), ("state", "=", "pending")]],
+        {"order": "id desc", "limit": 1},
+    )[0]
+
+
 def test_connect_through_the_addons_oauth_controller(stack: OdooStack, odoo_on_the_emulator):
     base = odoo_on_the_emulator
     publish_daemon_info(stack.runtime)  # the key the callback seals codes to
@@ -107,20 +155,35 @@ def test_connect_through_the_addons_oauth_controller(stack: OdooStack, odoo_on_t
     assert asked["client_id"] == [stack.emulator.client_id]
     assert asked["redirect_uri"] == [base + REDIRECT_PATH]
     assert asked["code_challenge_method"] == ["S256"]
+    assert asked["response_mode"] == ["form_post"]
 
-    # The identity platform (the emulator) lets the user consent and sends the browser back.
+    # The identity platform (the emulator) lets the user consent and answers, as Microsoft
+    # does with form_post, with a page whose form posts the code to Odoo's redirect URI.
     consent = requests.get(
         authorize, allow_redirects=False, timeout=30, verify=str(stack.emulator.ca_path)
     )
-    assert consent.status_code in (302, 303)
-    callback = consent.headers["Location"]
-    assert callback.startswith(base + REDIRECT_PATH)
-    assert "code" in parse_qs(urlsplit(callback).query)
+    assert consent.status_code == 200, consent.text[:500]
+    action, posted = auto_submitted_form(consent.text)
+    assert action == base + REDIRECT_PATH
+    code = posted["code"]
+    assert code and posted["state"] == asked["state"][0]
 
-    # The callback, with the user's session cookie, seals the code for the daemon.
-    landed = browser.get(callback, allow_redirects=False, timeout=30)
+    # The form's POST is cross-site: the browser sends it without Odoo's SameSite=Lax cookie.
+    answer = requests.post(action, data=posted, allow_redirects=False, timeout=30)
+    assert answer.status_code == 303, answer.text[:500]
+    assert "Set-Cookie" not in answer.headers  # the user's own session cookie stays
+    callback = answer.headers["Location"]
+    assert code not in callback and parse_qs(urlsplit(callback).query) == {"state": asked["state"]}
+
+    # The GET it is sent on to carries the session: the code, sealed, becomes the request.
+    landed = browser.get(urljoin(base, callback), allow_redirects=False, timeout=30)
     assert landed.status_code == 200, landed.text[:500]
+    assert "Microsoft 365 Accounts" in landed.text
     fields = ["state", "account_id", "error"]
+    log = served_log()
+    if log is not None:  # this run's own Odoo: its access log has the callback, not the code
+        assert f"POST {REDIRECT_PATH}" in log and f"GET {REDIRECT_PATH}?state=" in log
+        assert code not in log
     (request,) = stack.read("m365.connect.request", [("user_id", "=", user_id)], fields)
     assert request["state"] == "pending"
     # The sealed code is for the daemon's group only: read it as the daemon does.

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from m365sync.crm.odoo import OdooGateway, XmlRpcTransport
+from m365sync.crm.odoo import OdooGateway
 from m365sync.domain import Subscription, SubscriptionKind, SyncRun
 from m365sync.emulator.calendar import Calendar
 from m365sync.emulator.mailbox import Mailbox
@@ -42,6 +42,7 @@ from m365sync.service.daemon import Service, ServiceOptions
 from tests.contract.gateway_contract import spec
 
 from .conftest import OdooStack, admin_rpc, odoo_stack_for
+from .test_connect_through_odoo import connect_request_through_the_callback
 
 pytestmark = [pytest.mark.odoo, pytest.mark.slow]
 
@@ -268,14 +269,7 @@ def test_two_replicas_claim_a_pending_request_once(odoo_stack: OdooStack) -> Non
     try:
         account = first.upsert_account(spec())
         odoo_stack.account_ids.append(account.id)
-        daemon = first.transport
-        assert isinstance(daemon, XmlRpcTransport)
-        (admin_id,) = odoo_stack.admin.execute_kw(
-            "res.users", "search", [[("login", "=", os.environ.get("ODOO_ADMIN_USER") or "admin")]]
-        )
-        connect_id = daemon.execute_kw(
-            "m365.connect.request", "create", [{"user_id": admin_id, "sealed": "eyJ.x"}]
-        )
+        connect_id = connect_request_through_the_callback(odoo_stack)
         request_id = odoo_stack.admin.execute_kw(  # the owner asks, in Schedule Meeting
             "m365.free.busy.request",
             "create",

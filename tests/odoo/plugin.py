@@ -268,8 +268,6 @@ TRACKED_MODELS = (
     "res.users",
     "res.partner",
 )
-#: Models only the daemon's technical user may delete.
-DAEMON_MODELS = ("m365.daemon.heartbeat", "m365.connect.request")
 
 
 def _call(live: LiveOdoo, login: str, secret: str, model: str, method: str, *args, **kw):
@@ -280,9 +278,7 @@ def _call(live: LiveOdoo, login: str, secret: str, model: str, method: str, *arg
 
 
 def _as_owner(live: LiveOdoo, model: str, method: str, *args, **kw):
-    """As the administrator, or the daemon's user for what only it may delete."""
-    if model in DAEMON_MODELS:
-        return _call(live, live.user, live.api_key, model, method, *args, **kw)
+    """As the administrator (the daemon's key reaches the daemon API only)."""
     return _call(live, live.admin_user, live.admin_password, model, method, *args, **kw)
 
 
@@ -306,10 +302,9 @@ def sweep(live: LiveOdoo, baseline: dict[str, int]) -> None:
     """Delete what the run made, model by model: only records newer than the run's start and
     created by the run's own users (the administrator it seeds with, the daemon's user), so
     a contributor's database keeps what other people made meanwhile."""
-    creators = {
-        _call(live, login, secret, "res.users", "search", [("login", "=", login)])[0]
-        for login, secret in ((live.admin_user, live.admin_password), (live.user, live.api_key))
-    }
+    creators = set(
+        _as_owner(live, "res.users", "search", [("login", "in", [live.admin_user, live.user])])
+    )
     creators.update(_made_since(live, "res.users", baseline["res.users"]))  # users it made
     for model in TRACKED_MODELS:
         domain = [("id", ">", baseline[model]), ("create_uid", "in", sorted(creators))]
@@ -325,6 +320,14 @@ def leftovers(live: LiveOdoo, baseline: dict[str, int]) -> dict[str, list[int]]:
         if ids := _made_since(live, model, last):
             left[model] = ids
     return left
+
+
+def served_log() -> str | None:
+    """What the served Odoo wrote so far (its access log included: one line per request, with
+    the URL) when it is this run's private one; None for a contributor's own Odoo."""
+    if _STACK is None or _STACK.live is None or not _STACK.live.private or _STACK.tree is None:
+        return None
+    return _STACK.tree.served_log(_STACK.live.db)
 
 
 def serve_addon_db(stack: OdooStack, db: str) -> LiveOdoo:

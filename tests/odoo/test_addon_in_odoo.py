@@ -113,7 +113,8 @@ def counts(stack: OdooStack, db: str, script: str) -> dict[str, int]:
 
 def test_an_upgrade_in_place_keeps_synced_mail_meetings_and_outbox(private_odoo: OdooStack) -> None:
     """``-u crm_microsoft365`` on a CRM database holding a synced mailbox, meetings and
-    outbox rows: no error or warning of ours, and every record is still there."""
+    outbox rows: no error or warning of ours, and every record is still there; from a version
+    before 18.0.0.4.0 the daemon's technical user loses the internal user's groups."""
     tree = private_odoo.start()
     db = "m365_tests_upgrade"
     with private_odoo.timed("upgrade in place"):
@@ -131,4 +132,9 @@ def upgrade_in_place(private_odoo: OdooStack, tree, db: str) -> None:
     upgrade.check(f"upgrading {MODULE} in place")
     ours = [w for w in upgrade.warnings() if MODULE in w or "m365" in w]
     assert not ours, "\n".join(ours)
-    assert counts(private_odoo, db, COUNT) == before
+    after = counts(private_odoo, db, COUNT)
+    group_user, daemon_group = "base.group_user", "crm_microsoft365.group_m365_daemon"
+    assert group_user in before.pop("daemon user's groups")  # as versions before 18.0.0.4.0
+    # The upgrade step leaves the daemon's technical user in its own group only.
+    assert after.pop("daemon user's groups") == [daemon_group]
+    assert after == before

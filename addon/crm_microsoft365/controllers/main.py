@@ -4,6 +4,15 @@ Odoo builds the authorization request and receives the code; it never redeems it
 and the PKCE verifier are sealed (JWE) to the daemon's published public key and stored as an
 ``m365.connect.request``; the daemon, the only holder of the client secret, redeems them. So
 Odoo holds neither the client secret nor any token, and a database dump reveals no grant.
+
+Microsoft answers with ``response_mode=form_post`` so the code is never in a URL, hence never
+in Odoo's (or a proxy's) access log nor the browser's history. That POST is cross-site and
+Odoo's session cookie is SameSite=Lax, so it arrives without the user's session: it seals the
+code at once, keeps it for minutes keyed by a hash of ``state`` (m365.oauth.callback), saves no
+session (its answer must not replace the user's cookie) and answers 303 to a GET of the same
+route carrying only the state. That GET has the session: the pending sign-in is matched as
+before (state compared in constant time, as bytes) and the sealed code becomes the user's
+connect request.
 """
 
 import base64
@@ -19,6 +28,7 @@ from odoo.http import request
 
 from odoo import http
 
+from ..models.m365_oauth_callback import LIFETIME
 from ..models.m365_tools import json_loads
 from ..models.res_config_settings import DAEMON_INFO_KEY, DEFAULT_AUTHORITY, REDIRECT_PATH
 
@@ -27,7 +37,10 @@ _logger = logging.getLogger(__name__)
 SCOPES = "openid profile email offline_access User.Read Mail.Read Mail.Send Calendars.ReadWrite"
 SESSION_KEY = "m365_oauth"
 # A pending sign-in older than this is void (Microsoft's own sign-in page lapses sooner).
-PENDING_SECONDS = 15 * 60
+PENDING_SECONDS = int(LIFETIME.total_seconds())
+# Microsoft's authorization codes are about 1-2 KB; anything far longer is not one.
+MAX_CODE = 8192
+MAX_DESCRIPTION = 2000
 PURPOSE = "authorization-code"
 ALG = "ECDH-ES+A256KW"
 ENC = "A256GCM"
@@ -128,10 +141,11 @@ def seal_to_public_jwk(public_jwk, plaintext, purpose=PURPOSE):
     return token.serialize(compact=True)
 
 
-def pkce_verifier_for(state, uid, secret):
+def pkce_verifier_for(state, secret):
     """The PKCE verifier of a sign-in, derived from its ``state`` with the database secret, so
-    the session holds only the state: an abandoned session keeps no verifier."""
-    message = f"m365-pkce:{uid}:{state}".encode()
+    the session holds only the state (an abandoned session keeps no verifier) and Microsoft's
+    sessionless POST can seal the code with its verifier."""
+    message = f"m365-pkce:{state}".encode()
     digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
     return _b64url(digest + hashlib.sha256(digest).digest()[:16])  # 64 chars of base64url
 
@@ -165,7 +179,7 @@ class M365OAuthController(http.Controller):
     @staticmethod
     def _verifier(state):
         secret = request.env["ir.config_parameter"].sudo().get_param("database.secret") or ""
-        return pkce_verifier_for(state, request.env.uid, secret)
+        return pkce_verifier_for(state, secret)
 
     def _settings(self):
         params = request.env["ir.config_parameter"].sudo()
@@ -219,11 +233,8 @@ class M365OAuthController(http.Controller):
             "client_id": settings["client_id"],
             "response_type": "code",
             "redirect_uri": settings["redirect_uri"],
-            # response_mode=query, not form_post: Odoo's session cookie is SameSite=Lax, so a
-            # cross-site POST from login.microsoftonline.com would arrive without the session
-            # and the state could not be checked against it. A top-level GET redirect carries
-            # the cookie.
-            "response_mode": "query",
+            # form_post: the code comes in a POST body, never in a logged URL (callback_post).
+            "response_mode": "form_post",
             "scope": SCOPES,
             "state": state,
             "code_challenge": challenge,
@@ -233,10 +244,59 @@ class M365OAuthController(http.Controller):
         url = f"{settings['authority']}/{settings['tenant']}/oauth2/v2.0/authorize?{urlencode(query)}"
         return request.redirect(url, local=False)
 
+    @http.route(
+        REDIRECT_PATH, type="http", auth="public", methods=["POST"], csrf=False, save_session=False
+    )
+    def callback_post(self, state=None, code=None, error=None, error_description=None, **kwargs):
+        """Microsoft's form_post answer: cross-site, so without the user's session (and no
+        session is saved: a new cookie here would sign the user out). The code is sealed for
+        the daemon and kept server-side under a hash of the state, never logged; the browser
+        goes on to a GET of this route with the state only."""
+        given = _ascii_token(state)
+        if not given or len(code or "") > MAX_CODE:
+            return self._invalid_answer()
+        values = {
+            "error": (error or "")[:200] or False,
+            "error_description": (error_description or "")[:MAX_DESCRIPTION] or False,
+        }
+        if code and not error:
+            public_jwk = newest_public_jwk(self._settings()["daemon"].get("jwks"))
+            if public_jwk:
+                payload = {
+                    "code": code,
+                    "code_verifier": self._verifier(state),
+                    "redirect_uri": self._settings()["redirect_uri"],
+                }
+                values["sealed"] = seal_to_public_jwk(public_jwk, json.dumps(payload).encode(), PURPOSE)
+        if not request.env["m365.oauth.callback"]._keep(given, values):
+            return self._page(
+                request.env._("Too many sign-ins in progress"),
+                request.env._("Odoo is holding too many unfinished sign-ins. Try again in a few minutes."),
+                status=429,
+            )
+        return request.redirect(f"{REDIRECT_PATH}?{urlencode({'state': state})}", code=303)
+
+    def _invalid_answer(self):
+        return self._page(
+            request.env._("This sign-in link is not valid any more"),
+            request.env._(
+                "The answer from Microsoft does not belong to a sign-in started from this "
+                "browser session (it was used already, or the session changed). Start "
+                "again with Connect Microsoft Account."
+            ),
+            status=400,
+        )
+
     @http.route(REDIRECT_PATH, type="http", auth="user", methods=["GET"])
-    def callback(self, state=None, code=None, error=None, error_description=None, **kwargs):
+    def callback(self, state=None, error=None, error_description=None, **kwargs):
+        """The browser, with its session, after callback_post: match the pending sign-in, then
+        hand the sealed code to the daemon as this user's connect request. A code in the query
+        (response_mode=query) is ignored: codes are accepted from the POST body only."""
         if not self._internal_only():
             request.session.pop(SESSION_KEY, None)
+            given = _ascii_token(state)
+            if given:
+                request.env["m365.oauth.callback"]._take(given)
             return self._refused()
         pending = request.session.get(SESSION_KEY) or {}
         expected = _ascii_token(pending.get("state"))
@@ -244,46 +304,30 @@ class M365OAuthController(http.Controller):
         fresh = time.time() - (pending.get("at") or 0) < PENDING_SECONDS
         if not expected or not given or not hmac.compare_digest(expected, given):
             # Not this session's sign-in: a junk or forged answer leaves the pending one alone.
-            return self._page(
-                request.env._("This sign-in link is not valid any more"),
-                request.env._(
-                    "The answer from Microsoft does not belong to a sign-in started from this "
-                    "browser session (it was used already, or the session changed). Start "
-                    "again with Connect Microsoft Account."
-                ),
-                status=400,
-            )
+            return self._invalid_answer()
         request.session.pop(SESSION_KEY, None)  # one use, whatever the outcome
+        answer = request.env["m365.oauth.callback"]._take(given) or {}
         if not fresh:
             return self._page(
                 request.env._("This sign-in took too long"),
                 request.env._("The sign-in was started too long ago. Start again with Connect Microsoft Account."),
                 status=400,
             )
+        error = answer.get("error") or error
         if error:
-            return self._error_page(error, error_description or "")
-        if not code:
+            return self._error_page(error, answer.get("error_description") or error_description or "")
+        if not answer.get("sealed"):
+            if answer and not newest_public_jwk(self._settings()["daemon"].get("jwks")):
+                return self._daemon_missing()
             return self._page(
                 request.env._("No authorization received"),
                 request.env._("Microsoft sent no authorization code. Start again with Connect Microsoft Account."),
                 status=400,
             )
-        settings = self._settings()
-        public_jwk = newest_public_jwk(settings["daemon"].get("jwks"))
-        if not public_jwk:
-            return self._daemon_missing()
-        payload = json.dumps(
-            {
-                "code": code,
-                "code_verifier": self._verifier(state),
-                "redirect_uri": settings["redirect_uri"],
-            }
-        ).encode()
-        sealed = seal_to_public_jwk(public_jwk, payload, PURPOSE)
         # sudo: the sealed field is readable by the daemon's group only, and users do not
         # create connect requests through RPC; the owner is the signed-in user.
         request.env["m365.connect.request"].sudo().create(
-            {"user_id": request.env.uid, "sealed": sealed}
+            {"user_id": request.env.uid, "sealed": answer["sealed"]}
         )
         _logger.info("Microsoft 365 connect request stored for user %s", request.env.uid)
         action = request.env.ref("crm_microsoft365.m365_account_action")

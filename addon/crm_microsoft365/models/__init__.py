@@ -8,6 +8,7 @@ from . import m365_mail_participant
 from . import m365_mail_attachment
 from . import m365_sync_run
 from . import m365_connect_request
+from . import m365_oauth_callback
 from . import m365_outbox
 from . import m365_free_busy
 from . import res_config_settings
@@ -20,3 +21,4 @@ from . import m365_daemon_api_calendar
 from . import m365_daemon_api_outbox
 from . import m365_daemon_api_push
 from . import m365_daemon_api_claims
+from . import res_users

@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from odoo.exceptions import AccessError, UserError
 
@@ -174,7 +174,7 @@ class M365Account(models.Model):
         if not self.ids:
             return
         # Microseconds kept (raw SQL): compared by the daemon with a cycle's start.
-        at = at or datetime.now(UTC).replace(tzinfo=None)
+        at = at or datetime.now(timezone.utc).replace(tzinfo=None)
         self.flush_model(["sync_requested_at"])
         self.env.cr.execute(
             "UPDATE m365_account SET sync_requested_at = %s WHERE id IN %s "

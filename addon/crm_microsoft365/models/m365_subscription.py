@@ -9,7 +9,7 @@ only its SHA-256 (hex).
 
 import hashlib
 import hmac
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from odoo import api, fields, models
 
@@ -109,7 +109,7 @@ class M365Subscription(models.Model):
         daemon's group, or the clientState); this runs in sudo."""
         # Microseconds kept (raw SQL below): the daemon compares this with a cycle's start,
         # and fields.Datetime.now() would round a notification down to before that start.
-        at = dt_from_wire(at) or datetime.now(UTC).replace(tzinfo=None)
+        at = dt_from_wire(at) or datetime.now(timezone.utc).replace(tzinfo=None)
         wanted = {}
         for item in notifications:
             graph_id = item.get("subscription_id") or ""

@@ -3,7 +3,10 @@ as the daemon's Odoo adapter sends them (m365sync.crm.wire)."""
 
 import uuid
 
+import requests
 from odoo.tests.common import TransactionCase, new_test_user
+
+from ..controllers.main import REDIRECT_PATH
 
 T0 = "2025-03-01T09:00:00+00:00"
 INBOX = "AAMkInbox"
@@ -109,7 +112,8 @@ class M365Case(TransactionCase):
         cls.daemon_user = new_test_user(
             cls.env,
             login="m365-test-daemon",
-            groups="base.group_user,crm_microsoft365.group_m365_daemon",
+            # As the addon's own technical user: the daemon's group only, not an internal user.
+            groups="crm_microsoft365.group_m365_daemon",
         )
         cls.user_a = new_test_user(
             cls.env, login="m365-test-a", groups="base.group_user", email="a@contoso.example"
@@ -124,3 +128,19 @@ class M365Case(TransactionCase):
 
     def partner(self, name, email=None, **values):
         return self.env["res.partner"].create({"name": name, "email": email, **values})
+
+
+def microsoft_answers(case, **fields):
+    """Microsoft's ``form_post`` answer as a browser delivers it: a cross-site POST of
+    ``fields`` that carries no Odoo cookie (SameSite=Lax), then, when Odoo answers 303, the
+    GET it points to with the browser's session (``case.url_open``). Returns the last answer;
+    checks on the way that the code is in no URL and that the POST set no cookie (a new session
+    cookie there would sign the user out)."""
+    posted = requests.post(case.base_url() + REDIRECT_PATH, data=fields, allow_redirects=False, timeout=12)
+    if posted.status_code != 303:
+        return posted
+    case.assertNotIn("Set-Cookie", posted.headers)
+    location = posted.headers["Location"]
+    if fields.get("code"):
+        case.assertNotIn(fields["code"], location)
+    return case.url_open(location, allow_redirects=False)

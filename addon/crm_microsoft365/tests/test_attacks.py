@@ -2,8 +2,10 @@
 after the attack. The daemon-side cases live in the repository's tests/security/."""
 
 import json
+import xmlrpc.client
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import requests
 from jwcrypto import jwk
 from odoo.exceptions import AccessError
 from odoo.tests import Form, HttpCase, new_test_user, tagged
@@ -12,7 +14,7 @@ from ..controllers.main import REDIRECT_PATH, SESSION_KEY
 from ..controllers.push import MAX_BODY
 from ..models.m365_outbox import split_addresses, wire_addresses
 from ..models.res_config_settings import NOTIFICATION_PATH
-from .common import M365Case, unique, wire_message, wire_page, wire_stored
+from .common import M365Case, microsoft_answers, unique, wire_message, wire_page, wire_stored
 
 IBAN_DE = "<p>Please pay to IBAN DE00 1234 5678</p>"
 IBAN_GB = "<p>Our bank changed: new IBAN GB99 9999 9999</p>"
@@ -219,6 +221,64 @@ class TestAttacksOnStoredMail(M365Case):
         self.assertEqual(readers(), everyone)
 
 
+    def test_restricted_mail_keeps_its_people_and_attachments_from_other_users(self):
+        """With mail restricted, a user who cannot read a message cannot read its
+        participants' addresses nor its attachments' names either, by searching those models
+        directly."""
+        salesperson = new_test_user(self.env, login=unique("sales"), groups="base.group_user")
+        client = self.partner("Client", f"{unique('c')}@client.example", user_id=salesperson.id)
+        account = self.account(owner=self.user_a.login)
+        msg = wire_message(unique("g"), sender=client.email, to=(f"{unique('secret')}@partner.example",))
+        msg["has_attachments"] = True
+        msg["attachments"] = [{"name": "merger-terms.pdf", "size": 1234, "content_type": "application/pdf"}]
+        self.api.store_mail_page(
+            {"page": wire_page(account["id"], upserts=[wire_stored(msg, {client.email.casefold(): client})])}
+        )
+        message = self.Message.search([("internet_message_id", "=", msg["internet_message_id"])])
+        self.assertTrue(message.participant_ids and message.attachment_ids)
+
+        def seen(user):
+            people = self.env["m365.mail.participant"].with_user(user).search([("message_id", "=", message.id)])
+            files = self.env["m365.mail.attachment"].with_user(user).search([("message_id", "=", message.id)])
+            return len(people), len(files)
+
+        everything = (len(message.participant_ids), len(message.attachment_ids))
+        self.assertEqual(seen(self.user_b), everything)  # the default: every internal user
+        self.env["res.config.settings"].create({"m365_mail_restricted": True}).execute()
+        self.env.invalidate_all()
+        self.assertEqual(seen(self.user_b), (0, 0))
+        with self.assertRaises(AccessError):
+            message.participant_ids[0].with_user(self.user_b).read(["address"])
+        with self.assertRaises(AccessError):
+            message.attachment_ids[0].with_user(self.user_b).read(["name"])
+        for reader in (self.user_a, salesperson):  # the mailbox's owner, the salesperson
+            self.assertEqual(seen(reader), everything)
+
+
+@tagged("post_install", "-at_install")
+class TestAttacksWithTheDaemonsKey(HttpCase):
+    """The daemon's API key (its technical user ``m365sync``) reaches the daemon API and
+    nothing else: not users, contacts, chatter, calendars, the CRM, nor the synced mail."""
+
+    def test_the_daemons_key_cannot_read_users_contacts_chatter_or_the_crm(self):
+        daemon = self.env.ref("crm_microsoft365.user_m365_daemon")
+        self.assertFalse(daemon._is_internal())
+        self.assertEqual(daemon.groups_id, self.env.ref("crm_microsoft365.group_m365_daemon"))
+        key = self.env["res.users.apikeys"].with_user(daemon).sudo()._generate("rpc", "attack test", None)
+        db = self.env.cr.dbname
+        uid = self.xmlrpc_common.authenticate(db, daemon.login, key, {})
+        self.assertEqual(uid, daemon.id)
+        accounts = self.xmlrpc_object.execute_kw(db, uid, key, "m365.daemon.api", "list_accounts", [{}])
+        self.assertIsInstance(accounts, list)  # the key works, for the daemon API
+        models = ["res.users", "res.partner", "mail.message", "calendar.event", "m365.mail.message", "m365.account"]
+        if "crm.lead" in self.env:
+            models.append("crm.lead")
+        for model in models:
+            with self.subTest(model=model), self.assertRaises(xmlrpc.client.Fault) as refused:
+                self.xmlrpc_object.execute_kw(db, uid, key, model, "search_read", [[]], {"fields": ["id"], "limit": 1})
+            self.assertIn("You are not allowed to access", refused.exception.faultString)
+
+
 @tagged("post_install", "-at_install")
 class TestAttacksOverHttp(HttpCase):
     @classmethod
@@ -242,8 +302,8 @@ class TestAttacksOverHttp(HttpCase):
         self.assertIn(response.status_code, (302, 303), response.text)
         return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
 
-    def callback(self, **query):
-        return self.url_open(f"{REDIRECT_PATH}?{urlencode(query)}", allow_redirects=False)
+    def callback(self, **fields):
+        return microsoft_answers(self, **fields)
 
     def requests_of(self, user):
         return self.env["m365.connect.request"].sudo().search([("user_id", "=", user.id)])
@@ -324,3 +384,58 @@ class TestAttacksOverHttp(HttpCase):
         pending = self.session_values().get(SESSION_KEY)
         self.assertTrue(pending)
         self.assertNotIn("verifier", json.dumps(pending))
+
+    def test_the_authorization_code_is_in_no_url(self):
+        """Microsoft posts the code (form_post): the POST keeps it server-side, sealed, and
+        sends the browser on with the state only, so no access log, proxy log or browser
+        history holds a code; the POST sets no cookie, so the user stays signed in."""
+        self.authenticate("m365-atk", "m365-atk")
+        query = self.start()
+        self.assertEqual(query["response_mode"], "form_post")
+        code = "M.C507_BAY.2.U.secret-authorization-code"
+        posted = requests.post(
+            self.base_url() + REDIRECT_PATH,
+            data={"code": code, "state": query["state"]},
+            allow_redirects=False,
+            timeout=12,
+        )
+        self.assertEqual(posted.status_code, 303)
+        self.assertNotIn("Set-Cookie", posted.headers)
+        location = posted.headers["Location"]
+        self.assertEqual(parse_qs(urlsplit(location).query), {"state": [query["state"]]})
+        waiting = self.env["m365.oauth.callback"].sudo().search([])
+        self.assertEqual(len(waiting), 1)
+        self.assertNotIn(code, json.dumps(waiting.read()[0], default=str))  # sealed, not kept in clear
+        landed = self.url_open(location, allow_redirects=False)
+        self.assertEqual(landed.status_code, 200, landed.text)
+        self.assertEqual(len(self.requests_of(self.user)), 1)
+        self.assertFalse(self.env["m365.oauth.callback"].sudo().search([]))  # taken once
+
+    def test_a_code_in_the_query_string_is_not_accepted(self):
+        """An old-style GET with ``?code=`` (already in the access log) does not connect."""
+        self.authenticate("m365-atk", "m365-atk")
+        query = self.start()
+        answer = self.url_open(
+            f"{REDIRECT_PATH}?{urlencode({'state': query['state'], 'code': 'in-a-url'})}",
+            allow_redirects=False,
+        )
+        self.assertEqual(answer.status_code, 400)
+        self.assertFalse(self.requests_of(self.user))
+
+    def test_an_answer_left_waiting_past_its_lifetime_is_dropped(self):
+        self.authenticate("m365-atk", "m365-atk")
+        query = self.start()
+        posted = requests.post(
+            self.base_url() + REDIRECT_PATH,
+            data={"code": "late-code", "state": query["state"]},
+            allow_redirects=False,
+            timeout=12,
+        )
+        self.assertEqual(posted.status_code, 303)
+        self.env.cr.execute(
+            "UPDATE m365_oauth_callback SET create_date = now() at time zone 'utc' - interval '16 minutes'"
+        )
+        answer = self.url_open(posted.headers["Location"], allow_redirects=False)
+        self.assertEqual(answer.status_code, 400)
+        self.assertFalse(self.requests_of(self.user))
+        self.assertFalse(self.env["m365.oauth.callback"].sudo().search([]))
