@@ -19,6 +19,10 @@ internetMessageId
 cursor
     Where a folder's delta round stands: the last ``@odata.nextLink`` stored (a round in
     progress) or the ``@odata.deltaLink`` (round finished). Opaque, copied whole.
+full round
+    A delta round started without a cursor (the first sync, or again after a 410): it lists
+    every message of the folder (within the initial window), not changes. What it does not
+    list is no longer in the folder, which is decided once the round completes.
 lease
     A time-limited claim of one account by one worker, proven by a lease token.
 """
@@ -145,6 +149,29 @@ class MailFolder:
 class Cursor:
     link: str
     kind: CursorKind
+    # A next link of a full round still open (not of a round of changes): the pages that
+    # follow keep listing the folder, and its last page reconciles (`RoundMark`).
+    full_round: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoundMark:
+    """What a page of a full round tells the store besides its data (`sync.rounds` decides).
+
+    ``starts``: the round's first page; the store opens a new round of the folder (numbered
+    by the store), with the round's window ``since`` (None: the whole folder), and the
+    folder's skip tally starts again from this page's skips (one round's count, never two).
+    ``listed_ids``: every id the page lists as present, stored or skipped; the store marks the
+    account's links to this folder among them as seen by the round.
+    ``completes``: the round's last page (its cursor is the delta link); the store closes the
+    round. What the round did not list is in this same page's ``removed_ids`` / ``moved``:
+    the reconciliation commits with the delta link, or not at all.
+    """
+
+    starts: bool = False
+    since: datetime | None = None
+    listed_ids: tuple[str, ...] = ()
+    completes: bool = False
 
 
 @dataclass(slots=True)
@@ -236,6 +263,8 @@ class PageWrite:
     # Removed from this folder but still in the mailbox (archived, moved to an unsynced
     # folder): graph id -> the folder it lives in now. Kept, not deleted.
     moved: dict[str, str] = field(default_factory=dict)
+    # Set on the pages of a full round (None on a round of changes): see `RoundMark`.
+    round: RoundMark | None = None
 
 
 @dataclass(frozen=True, slots=True)

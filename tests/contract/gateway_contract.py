@@ -38,6 +38,7 @@ from m365sync.domain import (
     Partner,
     PartnerDraft,
     Privacy,
+    RoundMark,
     StoredMessage,
     SyncRun,
 )
@@ -136,6 +137,39 @@ def page(
     )
 
 
+def round_page(
+    account: Account,
+    folder: str,
+    upserts: Sequence[MailMessage],
+    *,
+    starts: bool = False,
+    completes: bool = False,
+    since: datetime | None = None,
+    skipped_ids: Sequence[str] = (),
+    removed: Sequence[str] = (),
+    moved: dict[str, str] | None = None,
+    skipped: dict[str, int] | None = None,
+) -> PageWrite:
+    """A page of a full round: it lists its upserts and ``skipped_ids`` (listed, not stored)."""
+    written = page(
+        account,
+        folder,
+        upserts,
+        removed,
+        kind=CursorKind.DELTA if completes else CursorKind.NEXT,
+    )
+    written.cursor = Cursor(written.cursor.link, written.cursor.kind, full_round=not completes)
+    written.round = RoundMark(
+        starts=starts,
+        since=since,
+        listed_ids=tuple(m.graph_id for m in upserts) + tuple(skipped_ids),
+        completes=completes,
+    )
+    written.moved = dict(moved or {})
+    written.skipped = dict(skipped or {})
+    return written
+
+
 def spec(**overrides: object) -> AccountSpec:
     base = AccountSpec(
         address=f"{unique('user')}@contoso.example",
@@ -176,6 +210,10 @@ class GatewayContract:
 
     def crm_resume(self, gateway: CrmGateway, account: Account) -> None:
         """The owner's Resume in the CRM."""
+        raise NotImplementedError  # pragma: no cover - the adapter's module provides it
+
+    def folder_skips(self, gateway: CrmGateway, account: Account, folder: str) -> dict[str, int]:
+        """The folder's skip tally as the CRM shows it (not part of the daemon's interface)."""
         raise NotImplementedError  # pragma: no cover - the adapter's module provides it
 
     @pytest.fixture
@@ -786,6 +824,110 @@ class GatewayContract:
         restarted = gateway.store_mail_page(page(account, INBOX, msgs))
         assert restarted.created == 0
         assert gateway.count_messages(account.id) == 4
+
+    # --- mail: full rounds (issue #14) --------------------------------------------------------
+
+    def test_a_full_round_settles_what_it_no_longer_lists_when_it_completes(
+        self, gateway: CrmGateway, account: Account
+    ) -> None:
+        a, b, c, d = (message(unique("g")) for _ in range(4))
+        gateway.store_mail_page(round_page(account, INBOX, [a, b], starts=True))
+        assert gateway.get_cursor(account.id, INBOX).full_round
+        gateway.store_mail_page(round_page(account, INBOX, [c, d], completes=True))
+        cursor = gateway.get_cursor(account.id, INBOX)
+        assert (cursor.kind, cursor.full_round) == (CursorKind.DELTA, False)
+        assert gateway.unlisted_in_round(account.id, INBOX) == []  # no round open
+        # A 410: the fresh round lists a (stored) and b (skipped now, still in the folder).
+        gateway.reset_folder(account.id, INBOX)
+        gateway.store_mail_page(
+            round_page(account, INBOX, [a], starts=True, skipped_ids=[b.graph_id])
+        )
+        assert gateway.get_cursor(account.id, INBOX).full_round
+        assert sorted(gateway.unlisted_in_round(account.id, INBOX)) == sorted(
+            [c.graph_id, d.graph_id]
+        )
+        assert len(gateway.message_ids_for_account(account.id)) == 4  # nothing goes before the end
+        # The last page lists d; what the round did not list (c) goes with the delta link.
+        result = gateway.store_mail_page(
+            round_page(account, INBOX, [d], completes=True, removed=[c.graph_id])
+        )
+        assert result.removed == 1
+        assert set(gateway.message_ids_for_account(account.id)) == {
+            a.graph_id,
+            b.graph_id,
+            d.graph_id,
+        }
+        assert gateway.get_cursor(account.id, INBOX).kind is CursorKind.DELTA
+        assert gateway.unlisted_in_round(account.id, INBOX) == []
+
+    def test_an_interrupted_round_removes_nothing_and_a_new_one_lists_afresh(
+        self, gateway: CrmGateway, account: Account
+    ) -> None:
+        a, b, c = (message(unique("g")) for _ in range(3))
+        gateway.store_mail_page(page(account, INBOX, [a, b, c]))
+        gateway.reset_folder(account.id, INBOX)
+        gateway.store_mail_page(round_page(account, INBOX, [a, b], starts=True))
+        assert gateway.unlisted_in_round(account.id, INBOX) == [c.graph_id]
+        # The round dies half-way (a crash, a kill, a failure): nothing was removed. Another
+        # 410 starts a new round, which must list b again: the old round's marks do not count.
+        gateway.reset_folder(account.id, INBOX)
+        assert not gateway.get_cursor(account.id, INBOX)
+        gateway.store_mail_page(round_page(account, INBOX, [a], starts=True))
+        assert sorted(gateway.unlisted_in_round(account.id, INBOX)) == sorted(
+            [b.graph_id, c.graph_id]
+        )
+        assert len(gateway.message_ids_for_account(account.id)) == 3
+
+    def test_mail_older_than_the_rounds_window_is_never_unlisted(
+        self, gateway: CrmGateway, account: Account
+    ) -> None:
+        old = message(unique("g"), at=T0 - timedelta(days=40))
+        recent = message(unique("g"), at=T0)
+        gateway.store_mail_page(page(account, INBOX, [old, recent]))
+        gateway.reset_folder(account.id, INBOX)
+        gateway.store_mail_page(
+            round_page(account, INBOX, [], starts=True, since=T0 - timedelta(days=30))
+        )
+        assert gateway.unlisted_in_round(account.id, INBOX) == [recent.graph_id]
+
+    def test_a_link_entering_the_folder_during_its_round_counts_as_seen(
+        self, gateway: CrmGateway, account: Account
+    ) -> None:
+        stays, arrives = message(unique("g")), message(unique("g"), folder=SENT)
+        gateway.store_mail_page(page(account, INBOX, [stays]))
+        gateway.store_mail_page(page(account, SENT, [arrives]))
+        gateway.reset_folder(account.id, INBOX)
+        gateway.store_mail_page(round_page(account, INBOX, [stays], starts=True))
+        # Moved into the Inbox after the round's pages went past: not there to be listed.
+        moving = page(account, SENT)
+        moving.moved = {arrives.graph_id: INBOX}
+        gateway.store_mail_page(moving)
+        assert gateway.unlisted_in_round(account.id, INBOX) == []
+
+    def test_skip_tallies_count_one_round_whatever_ran_before(
+        self, gateway: CrmGateway, account: Account
+    ) -> None:
+        def full_round() -> None:
+            gateway.store_mail_page(
+                round_page(account, INBOX, [], starts=True, skipped={"internal": 2})
+            )
+            gateway.store_mail_page(
+                round_page(account, INBOX, [], completes=True, skipped={"internal": 1})
+            )
+
+        full_round()
+        assert self.folder_skips(gateway, account, INBOX) == {"internal": 3}
+        later = page(account, INBOX)
+        later.skipped = {"no matching contact": 1}
+        gateway.store_mail_page(later)
+        gateway.store_mail_page(later)  # a replay (the same cursor) counts once
+        assert self.folder_skips(gateway, account, INBOX) == {
+            "internal": 3,
+            "no matching contact": 1,
+        }
+        gateway.reset_folder(account.id, INBOX)  # a 410: the fresh round counts afresh
+        full_round()
+        assert self.folder_skips(gateway, account, INBOX) == {"internal": 3}
 
     # --- sync runs ----------------------------------------------------------------------------
 

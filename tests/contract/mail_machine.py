@@ -9,7 +9,10 @@ folders (the immutable id stays), deletions. The sync's side: a folder's changes
 last stored cursor as one page; a crash after planning and before storing (nothing stored,
 the cursor stays, the same changes come again); a page replayed after it was stored (the
 cursor was not confirmed); a 410 (the folder's cursor is gone: `reset_folder`, then the whole
-folder as a fresh round). The checks: each mailbox's stored messages are its Outlook messages
+folder as a fresh full round in two pages, which lists no removals: what it no longer holds is
+found by the product's reconciliation, `m365sync.sync.rounds`, when its last page is stored),
+possibly interrupted after its first page (nothing may go then; the folder's next cycle
+completes the round). The checks: each mailbox's stored messages are its Outlook messages
 (immutable id -> internetMessageId), the same mail seen by both mailboxes is stored once, and
 a mail deleted from every mailbox is gone from the CRM.
 
@@ -37,6 +40,7 @@ from m365sync.domain import (
     PageWrite,
     Partner,
     Privacy,
+    RoundMark,
 )
 from m365sync.sync.mail import (
     MailPolicy,
@@ -45,6 +49,7 @@ from m365sync.sync.mail import (
     page_domains,
     plan_page,
 )
+from m365sync.sync.rounds import settle_unlisted, still_open, to_check
 
 from .gateway_contract import INBOX, SENT, T0, spec, unique
 
@@ -69,9 +74,14 @@ class Mailbox:
     messages: dict[str, OutlookMessage] = field(default_factory=dict)  # immutable id ->
     changed: dict[str, set[str]] = field(default_factory=lambda: {f: set() for f in FOLDERS})
     removed: dict[str, set[str]] = field(default_factory=lambda: {f: set() for f in FOLDERS})
+    open_rounds: set[str] = field(default_factory=set)  # folders whose full round was cut short
 
     def settled(self) -> bool:
-        return not any(self.changed.values()) and not any(self.removed.values())
+        return (
+            not any(self.changed.values())
+            and not any(self.removed.values())
+            and not self.open_rounds
+        )
 
 
 class MailSyncMachine(RuleBasedStateMachine):
@@ -160,7 +170,14 @@ class MailSyncMachine(RuleBasedStateMachine):
             change_key=f"ck{message.change}",
         )
 
-    def _page(self, box: Mailbox, folder: str, graph_ids: set[str], removed: set[str]) -> PageWrite:
+    def _page(
+        self,
+        box: Mailbox,
+        folder: str,
+        graph_ids: set[str],
+        removed: set[str],
+        mark: RoundMark | None = None,
+    ) -> PageWrite:
         """What the mail cycle writes for one delta page: the product's own plan."""
         messages = [self._mail(box, g) for g in sorted(graph_ids)]
         policy = MailPolicy.build(["contoso.example"], Privacy.EVERYTHING)
@@ -174,15 +191,31 @@ class MailSyncMachine(RuleBasedStateMachine):
         link = f"https://graph.example/delta?token={next(self.cursors)}"
         # As the mail cycle does: an id gone from this folder but still in the mailbox moved.
         moved = {g: box.messages[g].folder for g in removed if g in box.messages}
+        kind = CursorKind.NEXT if still_open(mark) else CursorKind.DELTA
         return PageWrite(
             account_id=box.account.id,
             folder_id=folder,
             upserts=plan.upserts,
             removed_ids=sorted(set(removed) - set(moved)),
-            cursor=Cursor(link, CursorKind.DELTA),
+            cursor=Cursor(link, kind, still_open(mark)),
             skipped={},
             moved=moved,
+            round=mark,
         )
+
+    def _last_round_page(self, box: Mailbox, folder: str) -> PageWrite:
+        """A full round's last page: it lists the rest of the folder, and what the round did
+        not list is settled as the mail cycle settles it (asking "Graph" where each id is)."""
+        ids = {g for g, m in box.messages.items() if m.folder == folder}
+        mark = RoundMark(listed_ids=tuple(sorted(ids)), completes=True)
+        unlisted = to_check(self.gateway.unlisted_in_round(box.account.id, folder), mark)
+        where = {g: box.messages[g].folder if g in box.messages else None for g in unlisted}
+        settled = settle_unlisted(where, folder, None)
+        assert not settled.kept, settled.kept  # a round that lists everything misses nothing
+        written = self._page(box, folder, ids, set(), mark)
+        written.removed_ids = settled.removed
+        written.moved = settled.moved
+        return written
 
     @rule(
         box_index=st.integers(0, 1),
@@ -196,7 +229,10 @@ class MailSyncMachine(RuleBasedStateMachine):
         """One sync cycle of a mailbox: a page per folder, in order, until one crashes."""
         box = self.boxes[box_index]
         for folder, outcome in zip(FOLDERS, outcomes, strict=True):
-            page = self._page(box, folder, box.changed[folder], box.removed[folder])
+            if folder in box.open_rounds:  # a cut-short full round resumes: its last page
+                page = self._last_round_page(box, folder)
+            else:
+                page = self._page(box, folder, box.changed[folder], box.removed[folder])
             if outcome == "crash before storing":
                 return  # nothing stored, the cursor stays: the same changes come again
             self.gateway.store_mail_page(page)
@@ -204,19 +240,34 @@ class MailSyncMachine(RuleBasedStateMachine):
                 self.gateway.store_mail_page(replace(page))
             box.changed[folder].clear()
             box.removed[folder].clear()
+            box.open_rounds.discard(folder)
 
-    @rule(box_index=st.integers(0, 1), folder=st.sampled_from(FOLDERS))
-    def resync_after_410(self, box_index: int, folder: str) -> None:
-        """The folder's cursor is gone: `reset_folder`, then the whole folder as a fresh round.
-        A fresh round lists no removals; telling which stored messages it no longer holds is
-        the mail cycle's reconciliation (issue #14), so the deletions the lost cursor would
-        have brought are handed over here as that reconciliation will."""
+    @rule(
+        box_index=st.integers(0, 1),
+        folder=st.sampled_from(FOLDERS),
+        share=st.floats(0, 1),
+        cut_short=st.booleans(),
+    )
+    def resync_after_410(self, box_index: int, folder: str, share: float, cut_short: bool) -> None:
+        """The folder's cursor is gone: `reset_folder`, then the whole folder as a fresh full
+        round in two pages (``share`` of the folder on the first). A fresh round lists no
+        removals: what it no longer holds is found when its last page is stored. Cut short
+        after its first page, the round has removed nothing; the folder's next cycle ends it."""
         box = self.boxes[box_index]
+        before = set(self.gateway.message_ids_for_account(box.account.id))
         self.gateway.reset_folder(box.account.id, folder)
-        everything = {g for g, m in box.messages.items() if m.folder == folder}
-        self.gateway.store_mail_page(self._page(box, folder, everything, box.removed[folder]))
+        everything = sorted(g for g, m in box.messages.items() if m.folder == folder)
+        first = set(everything[: int(len(everything) * share)])
+        mark = RoundMark(starts=True, listed_ids=tuple(sorted(first)))
+        self.gateway.store_mail_page(self._page(box, folder, first, set(), mark))
+        assert before <= set(self.gateway.message_ids_for_account(box.account.id))
+        if cut_short:
+            box.open_rounds.add(folder)
+            return
+        self.gateway.store_mail_page(self._last_round_page(box, folder))
         box.changed[folder].clear()
         box.removed[folder].clear()
+        box.open_rounds.discard(folder)
 
     # --- what must hold ----------------------------------------------------------------------
 

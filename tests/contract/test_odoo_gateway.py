@@ -120,6 +120,17 @@ class TestOdooContract(GatewayContract):
         partner_id = admin_rpc_cached().execute_kw("res.partner", "create", [values])
         return Partner(partner_id, name, email, is_company, parent_id, website)
 
+    def folder_skips(self, gateway, account, folder):
+        import json
+
+        (row,) = admin_rpc_cached().execute_kw(
+            "m365.account.folder",
+            "search_read",
+            [[("account_id", "=", account.id), ("folder_id", "=", folder)]],
+            {"fields": ["skipped"]},
+        )
+        return json.loads(row["skipped"] or "{}")
+
     def crm_pause(self, gateway, account):
         admin_rpc_cached().execute_kw("m365.account", "action_pause", [[account.id]])
 

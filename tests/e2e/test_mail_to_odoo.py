@@ -195,3 +195,42 @@ def test_odoo_down_loses_nothing_and_says_where(
     resumed = sync_account_mail(stack.runtime, stack.gateway.get_account(account.id))
     assert resumed.error is None and resumed.imported == 1
     assert stack.gateway.get_account(account.id).status is AccountStatus.ACTIVE
+
+
+def test_a_resync_after_410_removes_in_odoo_what_was_deleted_meanwhile(
+    odoo_stack: OdooStack,
+) -> None:
+    """Issue #14 through the real addon: mail deleted while the delta state was lost goes
+    from Odoo once the fresh round completes, and the folders' skip tallies stay one round's."""
+    stack = odoo_stack
+    seed_contacts(stack, synced_contacts(stack.mailbox))
+    account = connect(stack)
+    assert sync_account_mail(stack.runtime, stack.gateway.get_account(account.id)).error is None
+
+    def tallies() -> dict[str, str]:
+        rows = stack.read(
+            "m365.account.folder", [("account_id", "=", account.id)], ["folder_id", "skipped"]
+        )
+        return {row["folder_id"]: row["skipped"] for row in rows}
+
+    before = stack.gateway.message_ids_for_account(account.id)
+    skipped = tallies()
+    imids = list(before.values())
+    doomed = [
+        m["id"]
+        for m in stack.mailbox.messages_in("inbox")
+        if m["id"] in before and imids.count(before[m["id"]]) == 1
+    ][:3]
+    assert len(doomed) == 3
+    for graph_id in doomed:
+        stack.mailbox.delete_message(graph_id)
+    stack.mailbox.drop_sync_states()
+
+    resync = sync_account_mail(stack.runtime, stack.gateway.get_account(account.id))
+
+    assert resync.error is None and resync.removed == 3
+    links = stack.read("m365.mail.message.link", [("account_id", "=", account.id)], ["graph_id"])
+    assert {row["graph_id"] for row in links} == set(before) - set(doomed)
+    gone = [before[g] for g in doomed]
+    assert not stack.read("m365.mail.message", [("internet_message_id", "in", gone)], ["id"])
+    assert tallies() == skipped

@@ -496,6 +496,9 @@ class _OdooAdapterContract(GatewayContract):
     def crm_resume(self, gateway, account):
         gateway.fake_store.crm_resume(account.id)  # type: ignore[attr-defined]
 
+    def folder_skips(self, gateway, account, folder):
+        return gateway.fake_store.folder_skips(account.id, folder)  # type: ignore[attr-defined]
+
 
 def own_property_test():
     """A fresh @given function around the contract's property, for one class."""
@@ -689,6 +692,11 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
             {"page": to_wire(written), "lease": WIRE_LEASE},
         ),
         ("reset_folder", lambda g: g.reset_folder(3, INBOX), {"account_id": 3, "folder_id": INBOX}),
+        (
+            "unlisted_in_round",
+            lambda g: g.unlisted_in_round(3, INBOX),
+            {"account_id": 3, "folder_id": INBOX},
+        ),
         ("record_sync_run", lambda g: g.record_sync_run(run), {"run": to_wire(run)}),
         ("last_sync_run", lambda g: g.last_sync_run(3), {"account_id": 3}),
         ("count_messages", lambda g: g.count_messages(), {"account_id": None}),
@@ -847,6 +855,7 @@ ANSWERS: dict[str, Any] = {
     "create_partners": [PARTNER],
     "get_cursor": False,
     "store_mail_page": {"created": 1, "updated": 0, "linked": 1, "removed": 0},
+    "unlisted_in_round": ["g7"],
     "last_sync_run": False,
     "count_messages": 4,
     "message_ids_for_account": {"g1": "<g1@example.com>", "draft": False},

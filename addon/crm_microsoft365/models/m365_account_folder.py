@@ -20,6 +20,12 @@ class M365AccountFolder(models.Model):
         [("next", "Round in progress"), ("delta", "Round finished")], groups=DAEMON_GROUP
     )
     skipped = fields.Text(string="Skipped (JSON)", default="{}", help="Items skipped in this folder, by reason (JSON).")
+    # Full rounds (a delta round from no cursor: the first sync, or again after a 410) are
+    # numbered; while one is open its pages mark the links they list, and its last page
+    # settles the links it did not list (the daemon decides how, this only stores).
+    round_number = fields.Integer(default=0, groups=DAEMON_GROUP)
+    round_open = fields.Boolean(default=False, groups=DAEMON_GROUP)
+    round_since = fields.Datetime(groups=DAEMON_GROUP, help="The open round's initial window.")
     skipped_summary = fields.Char(compute="_compute_skipped_summary", string="Skipped")
 
     _sql_constraints = [

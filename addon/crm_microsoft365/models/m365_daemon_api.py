@@ -506,7 +506,11 @@ class M365DaemonApi(models.AbstractModel):
         )
         if not folder or not folder.cursor_link:
             return False
-        return {"link": folder.cursor_link, "kind": folder.cursor_kind}
+        return {
+            "link": folder.cursor_link,
+            "kind": folder.cursor_kind,
+            "full_round": folder.cursor_kind == "next" and folder.round_open,
+        }
 
     @api.model
     def store_mail_page(self, payload):
@@ -528,21 +532,49 @@ class M365DaemonApi(models.AbstractModel):
         else:
             self._account(env, account_id, lock=True)
         writer = _PageWriter(env, account_id, folder_id)
+        mark = _opt(page.get("round"))
+        writer.open_round(mark)
         writer.remove(page.get("removed_ids") or [])
         writer.move(page.get("moved") or {})
         writer.upsert(page.get("upserts") or [])
-        writer.store_cursor(page["cursor"], page.get("skipped") or {})
+        writer.mark_listed(mark)
+        writer.store_cursor(page["cursor"], page.get("skipped") or {}, mark)
         return writer.result()
 
     @api.model
     def reset_folder(self, payload):
-        """Forget the folder's cursor (after a 410), keeping its messages."""
+        """Forget the folder's cursor (after a 410), keeping its messages; the round it was
+        in is abandoned (the next page starts a new one)."""
         env = self._daemon_env()
         account = self._account(env, payload["account_id"])
         env["m365.account.folder"].search(
             [("account_id", "=", account.id), ("folder_id", "=", payload["folder_id"])]
-        ).write({"cursor_link": False, "cursor_kind": False})
+        ).write({"cursor_link": False, "cursor_kind": False, "round_open": False})
         return True
+
+    @api.model
+    def unlisted_in_round(self, payload):
+        """Graph ids linked to the folder that no stored page of its open full round listed,
+        among messages received within the round's window (see the gateway's docstring)."""
+        env = self._daemon_env()
+        account = self._account(env, payload["account_id"])
+        env["m365.mail.message.link"].flush_model()
+        env["m365.account.folder"].flush_model()
+        env.cr.execute(
+            """
+            SELECT l.graph_id FROM m365_mail_message_link l
+              JOIN m365_account_folder f
+                ON f.account_id = l.account_id AND f.folder_id = l.folder_id
+              JOIN m365_mail_message m ON m.id = l.message_id
+             WHERE l.account_id = %s AND l.folder_id = %s AND f.round_open
+               AND COALESCE(l.round_seen, 0) < COALESCE(f.round_number, 0)
+               AND m.received_at IS NOT NULL
+               AND (f.round_since IS NULL OR m.received_at >= f.round_since)
+             ORDER BY l.graph_id
+            """,
+            (account.id, payload["folder_id"]),
+        )
+        return [row[0] for row in env.cr.fetchall()]
 
     @api.model
     def record_sync_run(self, payload):
@@ -774,6 +806,7 @@ class _PageWriter:
         self.withheld = WITHHELD.get(env["m365.account"].browse(account_id).privacy, ())
         self.created = self.updated = self.linked = self.removed = 0
         self.maybe_orphans = set()
+        self.round_number = 0
 
     def result(self):
         return {
@@ -782,6 +815,46 @@ class _PageWriter:
             "linked": self.linked,
             "removed": self.removed,
         }
+
+    # full rounds ---------------------------------------------------------------------------
+
+    def _folder(self, folder_id=None):
+        return self.env["m365.account.folder"].search(
+            [("account_id", "=", self.account_id), ("folder_id", "=", folder_id or self.folder_id)],
+            limit=1,
+        )
+
+    def open_round(self, mark):
+        """The folder's current full round, after opening a new one if the page starts it."""
+        folder = self._folder()
+        self.round_number = folder.round_number if folder else 0
+        if not mark or not mark.get("starts"):
+            return
+        self.round_number += 1
+        values = {
+            "round_number": self.round_number,
+            "round_open": True,
+            "round_since": dt_from_wire(_opt(mark.get("since"))) or False,
+        }
+        if folder:
+            folder.write(values)
+        else:
+            self.env["m365.account.folder"].create(
+                values | {"account_id": self.account_id, "folder_id": self.folder_id}
+            )
+
+    def mark_listed(self, mark):
+        """The account's links to this folder that the page lists are seen by the round."""
+        listed = list(set((mark or {}).get("listed_ids") or []))
+        if not listed:
+            return
+        self.Link.search(
+            [
+                ("account_id", "=", self.account_id),
+                ("folder_id", "=", self.folder_id),
+                ("graph_id", "in", listed),
+            ]
+        ).write({"round_seen": self.round_number})
 
     # removals and moves --------------------------------------------------------------------
 
@@ -810,8 +883,15 @@ class _PageWriter:
                 ("graph_id", "in", list(moved)),
             ]
         )
+        rounds = {
+            f.folder_id: f.round_number
+            for f in self.env["m365.account.folder"].search(
+                [("account_id", "=", self.account_id), ("folder_id", "in", list(set(moved.values())))]
+            )
+        }
         for link in links:
-            link.folder_id = moved[link.graph_id]
+            target = moved[link.graph_id]
+            link.write({"folder_id": target, "round_seen": rounds.get(target, 0)})
         self.linked += len(links)
 
     def _drop_orphans(self):
@@ -1108,6 +1188,7 @@ class _PageWriter:
                         "folder_id": folder,
                         "graph_id": graph_id,
                         "change_key": change_key or False,
+                        "round_seen": self.round_number,
                     }
                 )
             elif (link.message_id.id, link.folder_id, link.change_key or None) != (
@@ -1115,29 +1196,31 @@ class _PageWriter:
                 folder,
                 change_key,
             ):
-                link.write(
-                    {"message_id": target, "folder_id": folder, "change_key": change_key or False}
-                )
+                values = {"message_id": target, "folder_id": folder, "change_key": change_key or False}
+                if link.folder_id != folder:  # entering the folder: seen by its current round
+                    values["round_seen"] = self.round_number
+                link.write(values)
         if creates:
             self.Link.create(creates)
 
     # cursor --------------------------------------------------------------------------------
 
-    def store_cursor(self, cursor, skipped):
-        """The cursor, and the page's skips added to the folder's tally unless the page is a
-        replay (same cursor as stored), so a replay does not count twice."""
+    def store_cursor(self, cursor, skipped, mark=None):
+        """The cursor, the round's state, and the page's skips: a full round's first page
+        restarts the folder's tally (one round's count, however many rounds ran), other pages
+        add theirs unless the page is a replay (same cursor as stored)."""
         Folder = self.env["m365.account.folder"]
-        folder = Folder.search(
-            [("account_id", "=", self.account_id), ("folder_id", "=", self.folder_id)], limit=1
-        )
-        tally = json_loads(folder.skipped) if folder else {}
-        if not folder or folder.cursor_link != cursor["link"]:
+        folder = self._folder()
+        starts = bool(mark and mark.get("starts"))
+        tally = json_loads(folder.skipped) if folder and not starts else {}
+        if starts or not folder or folder.cursor_link != cursor["link"]:
             for reason, count in (skipped or {}).items():
                 tally[reason] = tally.get(reason, 0) + int(count)
         values = {
             "cursor_link": cursor["link"],
             "cursor_kind": cursor["kind"],
             "skipped": json_dumps(tally),
+            "round_open": bool(mark) and not mark.get("completes"),
         }
         if folder:
             folder.write(values)

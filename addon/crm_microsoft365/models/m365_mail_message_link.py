@@ -13,9 +13,12 @@ class M365MailMessageLink(models.Model):
         "m365.mail.message", required=True, ondelete="cascade", index=True
     )
     account_id = fields.Many2one("m365.account", required=True, ondelete="cascade", index=True)
-    folder_id = fields.Char(string="Graph Folder ID", required=True)
+    folder_id = fields.Char(string="Graph Folder ID", required=True, index=True)
     graph_id = fields.Char(string="Immutable ID", required=True)
     change_key = fields.Char()
+    # The last full round of its folder that listed it (or that was open when it entered the
+    # folder): a completed round settles the links it left behind.
+    round_seen = fields.Integer(default=0)
 
     _sql_constraints = [
         (

@@ -97,7 +97,7 @@ class TestDaemonApi(M365Case):
         self.assertEqual(result, {"created": 2, "updated": 0, "linked": 2, "removed": 0})
         self.assertEqual(
             self.api.get_cursor({"account_id": account["id"], "folder_id": INBOX}),
-            {"link": "https://g/next?1", "kind": "next"},
+            {"link": "https://g/next?1", "kind": "next", "full_round": False},
         )
         self.assertIs(self.api.get_cursor({"account_id": account["id"], "folder_id": SENT}), False)
         before = self.api.count_messages({"account_id": None})
@@ -195,6 +195,46 @@ class TestDaemonApi(M365Case):
         self.assertEqual(folder.skipped, '{"internal": 2}')
         self.api.reset_folder({"account_id": account["id"], "folder_id": INBOX})
         self.assertIs(self.api.get_cursor({"account_id": account["id"], "folder_id": INBOX}), False)
+
+    def _round_page(self, account, upserts=(), *, starts=False, completes=False, removed=(), skipped=None):
+        page = wire_page(
+            account["id"], INBOX, upserts, removed, kind="delta" if completes else "next"
+        )
+        page["cursor"]["full_round"] = not completes
+        page["round"] = {
+            "starts": starts,
+            "since": None,
+            "listed_ids": [m["graph_id"] for m in upserts],
+            "completes": completes,
+        }
+        page["skipped"] = skipped or {}
+        return page
+
+    def test_a_full_round_settles_what_it_did_not_list_on_its_last_page(self):
+        """Issue #14: after a 410 the fresh round marks what it lists; the links it did not
+        list are named by unlisted_in_round and go only with the round's last page."""
+        account = self.account()
+        a, b, c = (wire_message(unique("g")) for _ in range(3))
+        self.api.store_mail_page({"page": wire_page(account["id"], INBOX, [a, b, c])})
+        self.api.reset_folder({"account_id": account["id"], "folder_id": INBOX})
+        self.api.store_mail_page({"page": self._round_page(account, [a], starts=True, skipped={"internal": 1})})
+        where = {"account_id": account["id"], "folder_id": INBOX}
+        self.assertTrue(self.api.get_cursor(where)["full_round"])
+        self.assertEqual(self.api.unlisted_in_round(where), sorted([b["graph_id"], c["graph_id"]]))
+        self.assertEqual(self.api.count_messages({"account_id": account["id"]}), 3)
+        last = self._round_page(account, [b], completes=True, removed=[c["graph_id"]], skipped={"internal": 1})
+        self.assertEqual(self.api.store_mail_page({"page": last})["removed"], 1)
+        self.assertEqual(
+            set(self.api.message_ids_for_account({"account_id": account["id"]})),
+            {a["graph_id"], b["graph_id"]},
+        )
+        self.assertEqual(self.api.unlisted_in_round(where), [])
+        self.assertFalse(self.api.get_cursor(where)["full_round"])
+        # Another full round counts its own skips: one round's tally, never two.
+        self.api.reset_folder(where)
+        self.api.store_mail_page({"page": self._round_page(account, [a, b], starts=True, skipped={"internal": 2})})
+        folder = self.env["m365.account.folder"].search([("account_id", "=", account["id"])])
+        self.assertEqual(folder.skipped, '{"internal": 2}')
 
     # --- partners, threads, counts ----------------------------------------------------------
 

@@ -189,12 +189,30 @@ class CrmGateway(abc.ABC):
 
         ``PageResult``: created = messages inserted, updated = stored messages whose content
         changed, linked = links created or moved, removed = links deleted; a replayed page
-        gives zeros."""
+        gives zeros.
+
+        ``round`` (a page of a full round, `domain.RoundMark`; the sync decides, the store
+        executes): ``starts`` opens a new round of the folder with its window and restarts
+        the folder's skip tally from this page's skips; ``listed_ids`` marks the account's
+        links to this folder among them as seen by the open round (a link that enters the
+        folder while a round is open counts as seen: it was not there to be listed);
+        ``completes`` closes the round. The cursor is stored with ``full_round`` true while
+        the round stays open. Without ``round`` (a round of changes) the page's skips are
+        added to the folder's tally, unless the page is a replay (its cursor is the one
+        stored)."""
+
+    @abc.abstractmethod
+    def unlisted_in_round(self, account_id: int, folder_id: str) -> list[str]:
+        """Immutable ids linked to the folder for the account that no stored page of the
+        folder's open full round listed, among messages received within the round's window
+        (a message older than the window, or without a received time, is never unlisted):
+        what the round's last page must settle. Empty when no round is open."""
 
     @abc.abstractmethod
     def reset_folder(self, account_id: int, folder_id: str) -> None:
         """Forget the folder's cursor (after a 410), keeping its messages: the restarted round
-        upserts them again without duplicates."""
+        upserts them again without duplicates, and reconciles what it no longer lists when
+        it completes (see `store_mail_page`'s ``round``)."""
 
     @abc.abstractmethod
     def record_sync_run(self, run: SyncRun) -> None:

@@ -840,6 +840,10 @@ class OdooGateway(CrmGateway):
     def reset_folder(self, account_id: int, folder_id: str) -> None:
         self._call("reset_folder", account_id=account_id, folder_id=folder_id)
 
+    def unlisted_in_round(self, account_id: int, folder_id: str) -> list[str]:
+        answer = self._call("unlisted_in_round", account_id=account_id, folder_id=folder_id)
+        return read_answer(list[str], answer)
+
     def record_sync_run(self, run: SyncRun) -> None:
         self._call("record_sync_run", run=run)
 

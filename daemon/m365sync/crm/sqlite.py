@@ -288,6 +288,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS m365_mail_message_key_uniq
     ON m365_mail_message_key (internet_message_id, sender_key, fingerprint);
 """
 
+# Issue #14: a full round (first sync, or after a 410) reconciles what it no longer lists.
+# A folder numbers its full rounds; a link remembers the last round of its folder that listed
+# it (or that was open when it entered the folder). Existing links start at round 0, so the
+# first full round after the upgrade must list them to keep them.
+V9_FULL_ROUNDS = """
+ALTER TABLE m365_account_folder ADD COLUMN round_number INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE m365_account_folder ADD COLUMN round_open INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE m365_account_folder ADD COLUMN round_since TEXT;
+ALTER TABLE m365_mail_message_link ADD COLUMN round_seen INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS m365_mail_message_link_folder
+    ON m365_mail_message_link (account_id, folder_id);
+"""
+
 # What each privacy level withholds from what an account contributes to a message.
 _WITHHELD = {
     Privacy.EVERYTHING: (),
@@ -304,6 +317,7 @@ _MIGRATIONS: tuple[str, ...] = (
     V6_SERIES_RESHAPED,
     V7_UNICODE_DOMAINS,
     V8_MAIL_DEDUPE,
+    V9_FULL_ROUNDS,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -955,13 +969,14 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
     def get_cursor(self, account_id: int, folder_id: str) -> Cursor | None:
         with self._read() as conn:
             row = conn.execute(
-                "SELECT cursor_link, cursor_kind FROM m365_account_folder "
+                "SELECT cursor_link, cursor_kind, round_open FROM m365_account_folder "
                 "WHERE account_id = ? AND folder_id = ?",
                 (account_id, folder_id),
             ).fetchone()
         if row is None or row["cursor_link"] is None:
             return None
-        return Cursor(row["cursor_link"], CursorKind(row["cursor_kind"]))
+        kind = CursorKind(row["cursor_kind"])
+        return Cursor(row["cursor_link"], kind, kind is CursorKind.NEXT and bool(row["round_open"]))
 
     def store_mail_page(self, page: PageWrite, *, lease: Lease | None = None) -> PageResult:
         """Removals first, then upserts, then the cursor, in one ``BEGIN IMMEDIATE``.
@@ -977,18 +992,72 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
                 self._check_lease(conn, lease, page.account_id)
             else:
                 self._require_account(conn, page.account_id)
+            round_number = self._round_number(conn, page)
             for graph_id in page.removed_ids:
                 tally.removed += self._unlink(conn, page.account_id, page.folder_id, graph_id)
             for graph_id, new_folder in page.moved.items():
                 tally.linked += conn.execute(
-                    "UPDATE m365_mail_message_link SET folder_id = ? "
-                    "WHERE account_id = ? AND graph_id = ? AND folder_id = ?",
-                    (new_folder, page.account_id, graph_id, page.folder_id),
+                    "UPDATE m365_mail_message_link SET folder_id = ?, round_seen = COALESCE("
+                    "(SELECT round_number FROM m365_account_folder WHERE account_id = ? AND "
+                    "folder_id = ?), 0) WHERE account_id = ? AND graph_id = ? AND folder_id = ?",
+                    (
+                        new_folder,
+                        page.account_id,
+                        new_folder,
+                        page.account_id,
+                        graph_id,
+                        page.folder_id,
+                    ),
                 ).rowcount
             for stored in page.upserts:
-                self._upsert_message(conn, page.account_id, page.folder_id, stored, tally)
+                self._upsert_message(
+                    conn, page.account_id, page.folder_id, stored, tally, round_number
+                )
+            if page.round is not None:
+                listed = list(page.round.listed_ids)
+                for chunk in _chunks(listed):
+                    conn.execute(
+                        "UPDATE m365_mail_message_link SET round_seen = ? "  # noqa: S608
+                        f"WHERE account_id = ? AND folder_id = ? AND graph_id IN ({_marks(chunk)})",
+                        (round_number, page.account_id, page.folder_id, *chunk),
+                    )
             self._store_cursor(conn, page)
         return tally.result()
+
+    @staticmethod
+    def _round_number(conn: sqlite3.Connection, page: PageWrite) -> int:
+        """The folder's current full round, after opening a new one if the page starts it."""
+        row = conn.execute(
+            "SELECT round_number FROM m365_account_folder WHERE account_id = ? AND folder_id = ?",
+            (page.account_id, page.folder_id),
+        ).fetchone()
+        number = row["round_number"] if row else 0
+        if page.round is None or not page.round.starts:
+            return number
+        number += 1
+        conn.execute(
+            "INSERT INTO m365_account_folder (account_id, folder_id, round_number, round_open, "
+            "round_since) VALUES (?, ?, ?, 1, ?) ON CONFLICT (account_id, folder_id) DO UPDATE "
+            "SET round_number = excluded.round_number, round_open = 1, "
+            "round_since = excluded.round_since",
+            (page.account_id, page.folder_id, number, _dt_text(page.round.since)),
+        )
+        return number
+
+    def unlisted_in_round(self, account_id: int, folder_id: str) -> list[str]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT l.graph_id FROM m365_mail_message_link l "
+                "JOIN m365_account_folder f ON f.account_id = l.account_id "
+                "AND f.folder_id = l.folder_id "
+                "JOIN m365_mail_message m ON m.id = l.message_id "
+                "WHERE l.account_id = ? AND l.folder_id = ? AND f.round_open = 1 "
+                "AND l.round_seen < f.round_number AND m.received_at IS NOT NULL "
+                "AND (f.round_since IS NULL OR m.received_at >= f.round_since) "
+                "ORDER BY l.graph_id",
+                (account_id, folder_id),
+            ).fetchall()
+        return [row["graph_id"] for row in rows]
 
     def _upsert_message(
         self,
@@ -997,6 +1066,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
         folder_id: str,
         stored: StoredMessage,
         tally: _Tally,
+        round_number: int = 0,
     ) -> None:
         """Upsert by (account, immutable id), and across folders and accounts by
         (internetMessageId, sender, fingerprint): only what is provably one message merges.
@@ -1045,7 +1115,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
             if self._update_message(conn, message_id, stored, fingerprint):
                 tally.updated += 1
             _store_key(conn, message_id, msg)
-        self._link(conn, account_id, folder_id, msg, message_id, link, tally)
+        self._link(conn, account_id, folder_id, msg, message_id, link, tally, round_number)
 
     def _keep_others(
         self, conn: sqlite3.Connection, account_id: int, message_id: int, stored: StoredMessage
@@ -1099,14 +1169,16 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
         message_id: int,
         link: sqlite3.Row | None,
         tally: _Tally,
+        round_number: int,
     ) -> None:
         """Create the (account, immutable id) link, or follow the item to its new folder (and,
-        should its internetMessageId now name another stored message, to that message)."""
+        should its internetMessageId now name another stored message, to that message). A
+        link entering the folder counts as seen by the folder's current round."""
         if link is None:
             conn.execute(
                 "INSERT INTO m365_mail_message_link (message_id, account_id, folder_id, "
-                "graph_id, change_key) VALUES (?, ?, ?, ?, ?)",
-                (message_id, account_id, folder_id, msg.graph_id, msg.change_key),
+                "graph_id, change_key, round_seen) VALUES (?, ?, ?, ?, ?, ?)",
+                (message_id, account_id, folder_id, msg.graph_id, msg.change_key, round_number),
             )
             tally.linked += 1
             return
@@ -1123,6 +1195,10 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
             (message_id, folder_id, msg.change_key, link["id"]),
         )
         if link["folder_id"] != folder_id:
+            conn.execute(
+                "UPDATE m365_mail_message_link SET round_seen = ? WHERE id = ?",
+                (round_number, link["id"]),
+            )
             tally.linked += 1
         if link["message_id"] != message_id:
             self._drop_if_orphan(conn, link["message_id"])
@@ -1263,28 +1339,33 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
 
     @staticmethod
     def _store_cursor(conn: sqlite3.Connection, page: PageWrite) -> None:
-        """The cursor, and the page's skips added to the folder's tally unless the page is a
-        replay (same cursor as stored), so a replay does not count twice."""
+        """The cursor, the round's state, and the page's skips: a full round's first page
+        restarts the folder's tally (one round's count, however many rounds ran), other pages
+        add theirs unless the page is a replay (same cursor as stored)."""
         row = conn.execute(
             "SELECT cursor_link, skipped FROM m365_account_folder "
             "WHERE account_id = ? AND folder_id = ?",
             (page.account_id, page.folder_id),
         ).fetchone()
-        skipped: dict[str, int] = json.loads(row["skipped"]) if row else {}
-        if row is None or row["cursor_link"] != page.cursor.link:
+        mark = page.round
+        starts = mark is not None and mark.starts
+        skipped: dict[str, int] = json.loads(row["skipped"]) if row and not starts else {}
+        if starts or row is None or row["cursor_link"] != page.cursor.link:
             for reason, count in page.skipped.items():
                 skipped[reason] = skipped.get(reason, 0) + count
         conn.execute(
             "INSERT INTO m365_account_folder (account_id, folder_id, cursor_link, cursor_kind, "
-            "skipped) VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, folder_id) DO UPDATE SET "
-            "cursor_link = excluded.cursor_link, cursor_kind = excluded.cursor_kind, "
-            "skipped = excluded.skipped",
+            "skipped, round_open) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, folder_id) "
+            "DO UPDATE SET cursor_link = excluded.cursor_link, "
+            "cursor_kind = excluded.cursor_kind, skipped = excluded.skipped, "
+            "round_open = excluded.round_open",
             (
                 page.account_id,
                 page.folder_id,
                 page.cursor.link,
                 CursorKind(page.cursor.kind).value,
                 json.dumps(skipped, sort_keys=True),
+                int(mark is not None and not mark.completes),
             ),
         )
 
@@ -1301,8 +1382,8 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGatewa
         with self._write() as conn:
             self._require_account(conn, account_id)
             conn.execute(
-                "UPDATE m365_account_folder SET cursor_link = NULL, cursor_kind = NULL "
-                "WHERE account_id = ? AND folder_id = ?",
+                "UPDATE m365_account_folder SET cursor_link = NULL, cursor_kind = NULL, "
+                "round_open = 0 WHERE account_id = ? AND folder_id = ?",
                 (account_id, folder_id),
             )
 

@@ -36,10 +36,11 @@ from m365sync.domain import (
     OutboxState,
     PageResult,
     PageWrite,
+    RoundMark,
     StoredMessage,
     SyncRun,
 )
-from m365sync.errors import GraphError, MalformedResponse, NotFound, SyncStateGone
+from m365sync.errors import GraphError, MalformedResponse, NotFound, SyncStateGone, Transient
 from m365sync.graph.attachments import fetch_attachment_metadata, folder_attachment_index
 from m365sync.graph.batch import batch_get
 from m365sync.graph.client import GraphClient
@@ -53,6 +54,13 @@ from m365sync.sync.mail import (
     page_addresses,
     page_domains,
     plan_page,
+)
+from m365sync.sync.rounds import (
+    Reconciliation,
+    round_mark,
+    settle_unlisted,
+    still_open,
+    to_check,
 )
 from m365sync.sync.senders import strip_plus_tag
 
@@ -137,17 +145,22 @@ class MailCycle:
     def _sync_folder(
         self, account: Account, folder: MailFolder, run: SyncRun, skipped: Counter[str]
     ) -> None:
+        folder_skips: Counter[str] = Counter()
         try:
-            self._follow(account, folder, run, skipped)
+            self._follow(account, folder, run, folder_skips)
         except SyncStateGone as gone:
-            # Invariant 2: a 410 restarts the folder from scratch; upserts make it idempotent.
+            # Invariant 2: a 410 restarts the folder from scratch; upserts make it idempotent,
+            # and the fresh (full) round reconciles what it no longer lists when it completes.
             log.warning(
                 "delta state of folder %s expired (%s): restarting it from scratch",
                 folder.display_name,
                 gone.code,
             )
             self.gateway.reset_folder(account.id, folder.graph_id)
-            self._follow(account, folder, run, skipped)
+            folder_skips.clear()  # the fresh round counts its own skips: one round's, not two
+            self._follow(account, folder, run, folder_skips)
+        finally:
+            skipped.update(folder_skips)
 
     def _follow(
         self, account: Account, folder: MailFolder, run: SyncRun, skipped: Counter[str]
@@ -166,7 +179,7 @@ class MailCycle:
                 self._index = pool.submit(self._read_index, folder)
             try:
                 with closing(ahead(pages, pool)) as ordered:
-                    self._follow_pages(account, folder, ordered, run, skipped)
+                    self._follow_pages(account, folder, ordered, run, skipped, cursor, since)
             finally:
                 self._index = None
 
@@ -193,9 +206,15 @@ class MailCycle:
         pages: Iterable[DeltaPage],
         run: SyncRun,
         skipped: Counter[str],
+        cursor: Cursor | None,
+        since: datetime | None,
     ) -> None:
+        """Store each page in order; ``cursor`` and ``since`` say which round the pages
+        belong to (a full round marks what it lists and reconciles on its last page)."""
         for page in pages:
-            stored = self._store_page(account, folder, page, skipped)
+            mark = round_mark(cursor, page, since)
+            stored = self._store_page(account, folder, page, skipped, mark)
+            cursor = _cursor_of(page, mark)
             run.pages += 1
             run.imported += stored.created
             run.updated += stored.updated
@@ -211,7 +230,12 @@ class MailCycle:
             )
 
     def _store_page(
-        self, account: Account, folder: MailFolder, page: DeltaPage, skipped: Counter[str]
+        self,
+        account: Account,
+        folder: MailFolder,
+        page: DeltaPage,
+        skipped: Counter[str],
+        mark: RoundMark | None = None,
     ) -> PageResult:
         lookups = self._lookups(page)
         if self.auto_create is not None:
@@ -233,12 +257,11 @@ class MailCycle:
             page_skips[SKIP_MALFORMED] += 1
         upserts = self._with_attachments(plan.upserts)
         deleted, moved = self._where_removed_went(folder, page.removed_ids)
-        if page.delta_link:
-            cursor = Cursor(page.delta_link, CursorKind.DELTA)
-        elif page.next_link:
-            cursor = Cursor(page.next_link, CursorKind.NEXT)
-        else:  # parse_delta_page refuses such pages; keep the invariant explicit anyway
-            raise AssertionError("a delta page without a link cannot be stored")
+        cursor = _cursor_of(page, mark)
+        if mark is not None and mark.completes:
+            settled = self._reconcile(account, folder, mark, set(deleted) | set(moved))
+            deleted = sorted(set(deleted) | set(settled.removed))
+            moved = {**moved, **settled.moved}
         write = PageWrite(
             account_id=account.id,
             folder_id=folder.graph_id,
@@ -247,6 +270,7 @@ class MailCycle:
             cursor=cursor,
             skipped=dict(page_skips),
             moved=moved,
+            round=mark,
         )
         result = self.gateway.store_mail_page(write, lease=self.lease)
         skipped.update(page_skips)  # counted once the page is stored, not before
@@ -337,7 +361,70 @@ class MailCycle:
             deleted.append(graph_id)
         return deleted, moved
 
+    def _reconcile(
+        self, account: Account, folder: MailFolder, mark: RoundMark, settled: set[str]
+    ) -> Reconciliation:
+        """What the completing full round did not list (`sync.rounds`), settled by asking
+        Graph where each id lives now; it is written with the round's delta link."""
+        unlisted = [
+            graph_id
+            for graph_id in to_check(
+                self.gateway.unlisted_in_round(account.id, folder.graph_id), mark
+            )
+            if graph_id not in settled
+        ]
+        if not unlisted:
+            return Reconciliation()
+        where = self._locate(folder, unlisted)
+        result = settle_unlisted(where, folder.graph_id, self._deleted_items())
+        log.info(
+            "full round of folder %s complete: %d stored messages no longer there, %d moved to "
+            "other folders, %d still there though the round did not list them (kept)",
+            folder.display_name,
+            len(result.removed),
+            len(result.moved),
+            len(result.kept),
+        )
+        return result
+
+    def _locate(self, folder: MailFolder, graph_ids: list[str]) -> dict[str, str | None]:
+        """Where each id lives now (its parentFolderId), None when Graph does not find it.
+
+        Any other failure raises: not knowing is not "deleted", so the round's last page is
+        not stored and the next cycle asks again. A found message without a parent folder
+        counts as still in this folder (kept).
+        """
+        paths = {
+            graph_id: f"/me/messages/{quote(graph_id, safe='')}?$select=id,parentFolderId"
+            for graph_id in graph_ids
+        }
+        answers = batch_get(self.graph, list(paths.values()), headers=IMMUTABLE_IDS)
+        where: dict[str, str | None] = {}
+        for graph_id, path in paths.items():
+            answer = answers.get(path)
+            if isinstance(answer, dict):
+                now_in = answer.get("parentFolderId")
+                where[graph_id] = now_in if isinstance(now_in, str) and now_in else folder.graph_id
+            elif isinstance(answer, NotFound):
+                where[graph_id] = None
+            elif isinstance(answer, GraphError):
+                raise answer
+            else:
+                raise Transient(f"Graph's batch gave no answer for message {graph_id}")
+        return where
+
     def _deleted_items(self) -> str:
         if self._deleted_items_id is None:
             self._deleted_items_id = self.reader.resolve_folder("deleteditems").graph_id
         return self._deleted_items_id
+
+
+def _cursor_of(page: DeltaPage, mark: RoundMark | None) -> Cursor:
+    """The cursor a page is stored with: its delta link (round finished) or its next link,
+    marked as continuing a full round while one is open."""
+    if page.delta_link:
+        return Cursor(page.delta_link, CursorKind.DELTA)
+    if page.next_link:
+        return Cursor(page.next_link, CursorKind.NEXT, still_open(mark))
+    # parse_delta_page refuses such pages; keep the invariant explicit anyway
+    raise AssertionError("a delta page without a link cannot be stored")
