@@ -2,7 +2,7 @@
     "name": "Microsoft 365 for Odoo CRM",
     "summary": "Outlook mail threads and Microsoft calendars on your contacts, "
     "kept in sync by the m365sync daemon",
-    "version": "18.0.0.3.0",
+    "version": "18.0.0.4.0",
     "category": "Sales/CRM",
     "license": "LGPL-3",
     "author": "Microsoft 365 for Odoo CRM contributors",
