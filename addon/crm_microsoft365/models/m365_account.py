@@ -132,7 +132,7 @@ class M365Account(models.Model):
     folder_ids = fields.One2many("m365.account.folder", "account_id", string="Folders")
     mail_folder_choice = fields.Selection(
         FOLDER_CHOICES,
-        string="Mail Folders",
+        string="Folders to Sync",
         default="inbox_sent",
         required=True,
         help="Which folders of the mailbox are synced. 'All mail folders' leaves out Deleted "
