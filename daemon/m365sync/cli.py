@@ -140,6 +140,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_folders(args: argparse.Namespace) -> int:
+    from m365sync.service.folders_cmd import folders_command
+    from m365sync.service.runtime import Runtime
+
+    runtime = Runtime.build(_config(args))
+    try:
+        return folders_command(
+            runtime,
+            console,
+            account_id=args.account,
+            choose=args.choose,
+            folders=tuple(args.folder or ()),
+        )
+    finally:
+        runtime.close()
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from m365sync.service.keys import keys_command
 
@@ -291,6 +308,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--health-port", type=int, help="loopback port of /healthz and /metrics")
     run.add_argument("--lease-ttl", type=float, help="seconds a lease lasts unrenewed")
     add("status", cmd_status, "show the connected accounts and their state")
+    folders = add(
+        "folders", cmd_folders, "list an account's mail folders (ids, counts, which are synced)"
+    )
+    folders.add_argument("--account", type=int, help="account id (when several are connected)")
+    folders.add_argument(
+        "--choose",
+        choices=("inbox_sent", "all", "chosen", "config"),
+        help="store the account's folder choice (embedded store; config = follow the config)",
+    )
+    folders.add_argument(
+        "--folder",
+        action="append",
+        help="with --choose chosen: a well-known name, a path (Inbox/Key accounts) or an id",
+    )
     keys = add("keys", cmd_keys, "list, create or rotate the daemon's sealing keys")
     keys.add_argument(
         "action", choices=("list", "rotate", "reseal", "public"), nargs="?", default="list"

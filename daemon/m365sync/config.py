@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from m365sync.domain import AutoCreate, Privacy
+from m365sync.domain import AutoCreate, FolderChoice, Privacy
 from m365sync.errors import ConfigError
 
 ENV_PREFIX = "M365SYNC_"
@@ -112,6 +112,12 @@ class OdooConfig:
 
 @dataclass(frozen=True, slots=True)
 class SyncConfig:
+    # Which mail folders an account without a choice of its own syncs: inbox_sent (Inbox
+    # and Sent Items), all (every mail folder but Deleted Items, Junk Email, Drafts, Outbox,
+    # Conversation History and search folders) or chosen (``mail_folders``). Left empty, it
+    # is chosen when ``mail_folders`` differs from the default, else inbox_sent.
+    mail_folder_choice: str = ""
+    # Well-known names (inbox), display paths (Inbox/Key accounts) or folder ids.
     mail_folders: tuple[str, ...] = ("inbox", "sentitems")
     include_child_folders: bool = False
     initial_window_days: int = 90  # 0 = everything
@@ -133,6 +139,14 @@ class SyncConfig:
     calendar: bool = True
     calendar_days_back: int = 365
     calendar_days_ahead: int = 730
+
+    def folder_choice(self) -> FolderChoice:
+        """The folder choice of accounts that have none of their own."""
+        if self.mail_folder_choice:
+            return FolderChoice(self.mail_folder_choice)
+        if self.mail_folders == ("inbox", "sentitems"):
+            return FolderChoice.INBOX_SENT
+        return FolderChoice.CHOSEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +274,13 @@ class Config:
                     f"sync.{key} must be 1 second or more, not {getattr(self.sync, key)}: "
                     "it is the pause between two cycles."
                 )
-        if not self.sync.mail_folders:
+        choices = [c.value for c in FolderChoice]
+        if self.sync.mail_folder_choice and self.sync.mail_folder_choice not in choices:
+            raise ConfigError(
+                f"sync.mail_folder_choice is {self.sync.mail_folder_choice!r}: use one of "
+                f"{', '.join(choices)}."
+            )
+        if self.sync.folder_choice() is FolderChoice.CHOSEN and not self.sync.mail_folders:
             raise ConfigError("sync.mail_folders is empty: list at least one folder, e.g. inbox.")
         self._validate_notifications()
         return self

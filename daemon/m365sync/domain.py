@@ -63,6 +63,14 @@ class AutoCreate(enum.StrEnum):
     SENT_AND_RECEIVED = "sent_and_received"
 
 
+class FolderChoice(enum.StrEnum):
+    """Which mail folders an account syncs (issue #14)."""
+
+    INBOX_SENT = "inbox_sent"  # Inbox and Sent Items: the default
+    ALL = "all"  # every mail folder of the tree but trash, junk, drafts, outbox, chats, searches
+    CHOSEN = "chosen"  # the folders listed (well-known name, display path or id)
+
+
 class CursorKind(enum.StrEnum):
     NEXT = "next"  # a round in progress: resume from this @odata.nextLink
     DELTA = "delta"  # a finished round: the next round starts from this @odata.deltaLink
@@ -137,12 +145,34 @@ class DeltaPage:
 
 @dataclass(frozen=True, slots=True)
 class MailFolder:
+    """A mail folder as Graph lists it. ``path`` is its display names from the top of the
+    mailbox joined by ``/`` (``Inbox/Key accounts``), filled when the tree was walked."""
+
     graph_id: str
     display_name: str
     parent_id: str | None = None
     well_known_name: str | None = None
     total_items: int = 0
     child_folder_count: int = 0
+    unread_items: int = 0
+    path: str = ""
+    # A mailSearchFolder: a saved search whose members live in other folders (never synced).
+    is_search: bool = False
+    is_hidden: bool = False
+
+    @property
+    def label(self) -> str:
+        """How a sentence names the folder: its path, else its name, else its id."""
+        return self.path or self.display_name or self.graph_id
+
+
+@dataclass(frozen=True, slots=True)
+class KnownFolder:
+    """A folder of the tree the last cycle listed, as the CRM keeps it, and whether that cycle
+    synced it."""
+
+    folder: MailFolder
+    synced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +225,13 @@ class Account:
     # When someone (Sync now, a Graph change notification) last asked for a cycle; a cycle
     # that started after it answers it, so nothing ever has to clear it.
     sync_requested_at: datetime | None = None
+    # The account's own folder choice; None follows the daemon's configuration
+    # (``sync.mail_folder_choice`` / ``sync.mail_folders``). ``mail_folders`` are the chosen
+    # folders (well-known names, display paths or ids) when the choice is CHOSEN.
+    folder_choice: FolderChoice | None = None
+    mail_folders: tuple[str, ...] = ()
+    # How the CRM last saw each chosen id (its path), so a sentence can name a folder gone.
+    mail_folder_labels: dict[str, str] = field(default_factory=dict)
     # False when the CRM says the owner is not an internal user (a portal user, say): such an
     # account is never synced, however its row got there (issue #13).
     owner_internal: bool = True
@@ -328,6 +365,9 @@ class SyncRun:
     # succeeded, else the sentence saying why it failed and what to do. One part's failure
     # never hides another's success (issue #14); ``error`` then names the failed parts.
     parts: dict[str, str | None] = field(default_factory=dict)
+    # Mail folders that could not be synced this cycle: the folder's label -> the sentence.
+    # The other folders synced; the account's line says which folder needs attention.
+    folder_problems: dict[str, str] = field(default_factory=dict)
 
 
 # --- calendar -----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from m365sync.domain import (
     CursorKind,
     EmailAddress,
     Lease,
+    MailFolder,
     MailMessage,
     PageWrite,
     ParticipantLink,
@@ -567,6 +568,32 @@ class GatewayContract:
         assert list(gateway.get_partners([ann.id, *range(-2500, 0)])) == [ann.id]
 
     # --- mail: pages --------------------------------------------------------------------------
+
+    def test_the_folder_tree_is_kept_and_replaced_by_id(
+        self, gateway: CrmGateway, account: Account
+    ) -> None:
+        """Issue #14: the tree a cycle listed, with which folders it synced; the next tree
+        replaces it (a folder gone leaves, a renamed or moved one keeps its row by id)."""
+        inbox = MailFolder(INBOX, "Inbox", "ROOT", total_items=7, unread_items=2, path="Inbox")
+        key = MailFolder("F-KEY", "Key accounts", INBOX, total_items=3, path="Inbox/Key accounts")
+        old = MailFolder("F-OLD", "Old", "ROOT", path="Old")
+        search = MailFolder("F-S", "Digests", INBOX, path="Inbox/Digests", is_search=True)
+        gateway.store_mail_folders(account.id, [inbox, key, old, search], frozenset({INBOX}))
+        first = {k.folder.graph_id: k for k in gateway.list_mail_folders(account.id)}
+        assert set(first) == {INBOX, "F-KEY", "F-OLD", "F-S"}
+        assert first[INBOX].synced and not first["F-KEY"].synced
+        assert first[INBOX].folder.total_items == 7 and first[INBOX].folder.unread_items == 2
+        assert first["F-KEY"].folder.path == "Inbox/Key accounts"
+        assert first["F-KEY"].folder.parent_id == INBOX and first["F-S"].folder.is_search
+
+        moved = MailFolder("F-KEY", "Strategic", "F-OLD2", total_items=4, path="Old2/Strategic")
+        gateway.store_mail_folders(account.id, [inbox, moved], frozenset({INBOX, "F-KEY"}))
+        second = {k.folder.graph_id: k for k in gateway.list_mail_folders(account.id)}
+        assert set(second) == {INBOX, "F-KEY"}
+        assert second["F-KEY"].synced and second["F-KEY"].folder.path == "Old2/Strategic"
+        assert second["F-KEY"].folder.total_items == 4
+        with pytest.raises(UnknownAccount):
+            gateway.list_mail_folders(2**31 - 7)
 
     def test_cursor_is_none_before_the_first_page(
         self, gateway: CrmGateway, account: Account

@@ -219,7 +219,8 @@ def test_folder_fields_and_counts(client: Client, mailbox: Mailbox) -> None:
     }  # no sizeInBytes: it is a beta property, not in v1.0's mailFolder (issue #14)
     assert inbox["totalItemCount"] == len(mailbox.messages_in("inbox"))
     assert inbox["unreadItemCount"] == sum(not m["isRead"] for m in mailbox.messages_in("inbox"))
-    assert inbox["childFolderCount"] == 1 and inbox["isHidden"] is False
+    # Newsletters, Key accounts and the search folder Weekly digests.
+    assert inbox["childFolderCount"] == 3 and inbox["isHidden"] is False
     by_id = client.get(f"/v1.0/me/mailFolders/{inbox['id']}").json
     by_key = client.get(f"/v1.0/me/mailFolders('{inbox['id']}')").json
     assert by_id["id"] == by_key["id"] == inbox["id"]
@@ -228,7 +229,21 @@ def test_folder_fields_and_counts(client: Client, mailbox: Mailbox) -> None:
 
 def test_child_folders(client: Client) -> None:
     page = client.get("/v1.0/me/mailFolders/inbox/childFolders").json
-    assert [f["displayName"] for f in page["value"]] == ["Newsletters"]
+    names = [f["displayName"] for f in page["value"]]
+    assert names == ["Newsletters", "Key accounts", "Weekly digests"]
+    # A mailSearchFolder in a mailFolder collection carries its derived type and its query
+    # (docs `api/user-list-mailfolders.md`, example 1; `resources/mailsearchfolder.md`).
+    search = page["value"][2]
+    assert search["@odata.type"] == "#microsoft.graph.mailSearchFolder"
+    assert search["sourceFolderIds"] == [search["parentFolderId"]]
+    assert {"isSupported", "includeNestedFolders", "filterQuery"} <= set(search)
+    assert "@odata.type" not in page["value"][0]
+    selected = client.get("/v1.0/me/mailFolders/inbox/childFolders?$select=displayName").json
+    assert selected["value"][2] == {
+        "@odata.type": "#microsoft.graph.mailSearchFolder",
+        "id": search["id"],
+        "displayName": "Weekly digests",
+    }
     customers = next(
         f
         for f in client.get("/v1.0/me/mailFolders").json["value"]

@@ -23,11 +23,8 @@ def box() -> Mailbox:
 
 
 def everything(mailbox: Mailbox) -> list[dict]:
-    return [
-        m
-        for name in ("inbox", "sentitems", "drafts", "archive", "junkemail")
-        for m in mailbox.messages_in(name)
-    ]
+    """Every message, the user folders' included (Inbox/Key accounts, Inbox/Newsletters)."""
+    return [m for folder in mailbox.folders() for m in mailbox.messages_in(folder["id"])]
 
 
 def test_same_seed_same_mailbox() -> None:

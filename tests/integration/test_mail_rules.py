@@ -199,9 +199,12 @@ def test_archived_mail_stays_and_deleted_mail_goes(stack):
     assert trashed["id"] not in ids and purged["id"] not in ids
     assert run.removed == 2
     assert stack.gateway.count_messages(account.id) == before - 2
-    # The Graph lookups went out as one JSON batch, not one request per removed item.
+    # The Graph lookups went out as one JSON batch, not one request per removed item; the
+    # cycle's other batch resolves the well-known folders (issue #14).
     batches = [r for r in stack.emulator.requests if r.path == "/v1.0/$batch"]
-    assert len(batches) == 1
+    assert len(batches) == 2
+    lookups = [r for r in stack.emulator.requests if r.path.startswith("/v1.0/me/messages/")]
+    assert len(lookups) == 3 and all(r.in_batch for r in lookups)
 
 
 def test_auto_creation_from_sent_and_received_mail(tmp_path):
@@ -322,7 +325,9 @@ def test_crm_round_trips_per_page_are_bounded(stack):
     assert counting.calls["unlisted_in_round"] == 2  # Inbox and Sent Items
     per_round = ("unlisted_in_round",)
     fixed = sum(n for name, n in counting.calls.items() if name not in per_page + per_round)
-    assert fixed <= 10  # status, cursors per folder, the run record: not per message
+    # Status, cursors per folder, the folder tree (issue #14), the run record: not per message.
+    assert counting.calls["store_mail_folders"] == 1
+    assert fixed <= 11
 
 
 def test_a_lost_lease_leaves_the_status_to_the_new_holder(stack):

@@ -66,6 +66,7 @@ from m365sync.domain import (
     EventBinding,
     EventType,
     Lease,
+    MailFolder,
     OutboxState,
     OutgoingAttachment,
     OutgoingMail,
@@ -634,6 +635,7 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
     events_wire = to_wire(events)
     events_wire["upserts"][0] |= {"odoo_recurrence": None, "odoo_recurrence_note": None}
     busy = Availability("ann@example.com", (BusySlot(T0, T0 + timedelta(hours=1), "busy"),))
+    folder = MailFolder(INBOX, "Inbox", "ROOT", total_items=4, path="Inbox")
     return [
         (
             "upsert_account",
@@ -697,6 +699,12 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
             lambda g: g.unlisted_in_round(3, INBOX),
             {"account_id": 3, "folder_id": INBOX},
         ),
+        (
+            "store_mail_folders",
+            lambda g: g.store_mail_folders(3, [folder], frozenset({INBOX})),
+            {"account_id": 3, "folders": [to_wire(folder)], "synced": [INBOX]},
+        ),
+        ("list_mail_folders", lambda g: g.list_mail_folders(3), {"account_id": 3}),
         ("record_sync_run", lambda g: g.record_sync_run(run), {"run": to_wire(run)}),
         ("last_sync_run", lambda g: g.last_sync_run(3), {"account_id": 3}),
         ("count_messages", lambda g: g.count_messages(), {"account_id": None}),
@@ -859,6 +867,13 @@ ANSWERS: dict[str, Any] = {
     "last_sync_run": False,
     "count_messages": 4,
     "message_ids_for_account": {"g1": "<g1@example.com>", "draft": False},
+    "list_mail_folders": [
+        {
+            "folder": {"graph_id": "F1", "display_name": "Key accounts", "parent_id": False,
+                       "well_known_name": False, "path": "Inbox/Key accounts", "total_items": 2},
+            "synced": True,
+        }
+    ],
     "threads_for_partner": [],
     "mail_counts_by_partner": [[PARTNER, 2, 3]],
     "pending_connects": [{"id": 9, "owner": "megan", "sealed": "eyJ.x"}],
@@ -904,6 +919,9 @@ def test_answers_follow_odoos_conventions() -> None:
     assert gateway.last_sync_run(3) is None
     assert gateway.count_messages() == 4
     assert gateway.message_ids_for_account(3) == {"g1": "<g1@example.com>", "draft": None}
+    [known] = gateway.list_mail_folders(3)
+    assert known.synced and known.folder.path == "Inbox/Key accounts"
+    assert known.folder.parent_id is None and known.folder.total_items == 2
     assert gateway.mail_counts_by_partner() == [(Partner(5, "Ann", "ann@example.com"), 2, 3)]
     assert gateway.pending_connects() == [PendingConnect(9, "megan", "eyJ.x")]
     assert gateway.lease_accounts("w", limit=1, ttl_seconds=1) == [LEASE]

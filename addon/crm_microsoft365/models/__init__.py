@@ -1,6 +1,7 @@
 from . import m365_account
 from . import m365_subscription
 from . import m365_account_folder
+from . import m365_mail_folder
 from . import m365_mail_thread
 from . import m365_mail_message
 from . import m365_mail_message_link

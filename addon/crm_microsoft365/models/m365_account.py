@@ -52,6 +52,13 @@ DAEMON_FIELDS = frozenset(
 )
 
 
+FOLDER_CHOICES = [
+    ("inbox_sent", "Inbox and Sent Items"),
+    ("all", "All mail folders"),
+    ("chosen", "Chosen folders"),
+]
+
+
 class M365Account(models.Model):
     _name = "m365.account"
     _description = "Microsoft 365 Account"
@@ -123,6 +130,18 @@ class M365Account(models.Model):
     lease_expires_at = fields.Datetime(groups=DAEMON_GROUP, copy=False)
     lease_attempts = fields.Integer(groups=DAEMON_GROUP, copy=False)
     folder_ids = fields.One2many("m365.account.folder", "account_id", string="Folders")
+    mail_folder_choice = fields.Selection(
+        FOLDER_CHOICES,
+        string="Folders to Sync",
+        default="inbox_sent",
+        required=True,
+        help="Which folders of the mailbox are synced. 'All mail folders' leaves out Deleted "
+        "Items, Junk Email, Drafts, Outbox, Conversation History and search folders; new "
+        "folders are picked up at the next cycle.",
+    )
+    mail_folder_ids = fields.One2many(
+        "m365.mail.folder", "account_id", string="Mailbox Folders"
+    )
     sync_run_ids = fields.One2many("m365.sync.run", "account_id", string="Sync Log")
     message_count = fields.Integer(compute="_compute_message_count", string="Messages")
     has_token = fields.Boolean(compute="_compute_has_token", string="Connected Grant")
@@ -232,6 +251,9 @@ class M365Account(models.Model):
 
     def write(self, vals):
         self._check_daemon_fields(vals)
+        if "mail_folder_choice" in vals and not self.env.user.has_group(DAEMON_GROUP):
+            # Another set of folders: ask for a cycle now rather than at the next interval.
+            self._request_sync()
         if "user_id" in vals and not self.env.su and not self.env.user.has_group(
             "crm_microsoft365.group_m365_manager"
         ) and not self.env.user.has_group(DAEMON_GROUP):

@@ -115,6 +115,7 @@ class M365DaemonApi(models.AbstractModel):
 
     @staticmethod
     def _account_wire(account):
+        chosen = account.mail_folder_ids.filtered("chosen")
         return {
             "id": account.id,
             "address": account.address or "",
@@ -134,6 +135,11 @@ class M365DaemonApi(models.AbstractModel):
             "own_domains": account.own_domain_list(),
             "sealed_token_cache": account.sealed_token_cache or None,
             "sync_requested_at": dt_to_wire(account._effective_sync_request()),
+            # The owner's folder choice (issue #14); ticked folders by their constant ids,
+            # with the path Odoo last saw so a sentence can name a folder that is gone.
+            "folder_choice": account.mail_folder_choice or "inbox_sent",
+            "mail_folders": chosen.mapped("graph_id"),
+            "mail_folder_labels": {f.graph_id: f.path or f.graph_id for f in chosen},
         }
 
     @staticmethod
@@ -575,6 +581,60 @@ class M365DaemonApi(models.AbstractModel):
             (account.id, payload["folder_id"]),
         )
         return [row[0] for row in env.cr.fetchall()]
+
+    @api.model
+    def store_mail_folders(self, payload):
+        """The tree the daemon's cycle listed (issue #14): rows upserted by Graph id (a folder
+        renamed or moved keeps its row and its tick), folders gone deleted, ``synced`` set."""
+        env = self._daemon_env()
+        account = self._account(env, payload["account_id"])
+        synced = set(payload.get("synced") or [])
+        folders = [f for f in payload.get("folders") or [] if f.get("graph_id")]
+        existing = {f.graph_id: f for f in account.mail_folder_ids}
+        listed = {f["graph_id"] for f in folders}
+        account.mail_folder_ids.filtered(lambda f: f.graph_id not in listed).unlink()
+        creates = []
+        for folder in folders:
+            path = _opt(folder.get("path")) or _opt(folder.get("display_name")) or ""
+            vals = {
+                "parent_graph_id": _opt(folder.get("parent_id")) or False,
+                "name": _opt(folder.get("display_name")) or folder["graph_id"],
+                "path": path,
+                "path_key": path.casefold(),
+                "depth": path.count("/"),
+                "total_items": folder.get("total_items") or 0,
+                "unread_items": folder.get("unread_items") or 0,
+                "is_search": bool(folder.get("is_search")),
+                "synced": folder["graph_id"] in synced,
+            }
+            row = existing.get(folder["graph_id"])
+            if row is None:
+                creates.append({"account_id": account.id, "graph_id": folder["graph_id"], **vals})
+            elif any(row[k] != v for k, v in vals.items()):
+                row.write(vals)
+        if creates:
+            env["m365.mail.folder"].create(creates)
+        return True
+
+    @api.model
+    def list_mail_folders(self, payload):
+        env = self._daemon_env()
+        account = self._account(env, payload["account_id"])
+        return [
+            {
+                "folder": {
+                    "graph_id": f.graph_id,
+                    "display_name": f.name or "",
+                    "parent_id": f.parent_graph_id or None,
+                    "path": f.path or "",
+                    "total_items": f.total_items,
+                    "unread_items": f.unread_items,
+                    "is_search": f.is_search,
+                },
+                "synced": f.synced,
+            }
+            for f in account.mail_folder_ids.sorted(lambda f: (f.path_key or "", f.id))
+        ]
 
     @api.model
     def record_sync_run(self, payload):

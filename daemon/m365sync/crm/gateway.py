@@ -39,7 +39,9 @@ from m365sync.domain import (
     EventBinding,
     EventPageWrite,
     EventSummary,
+    KnownFolder,
     Lease,
+    MailFolder,
     OutboxState,
     OutgoingMail,
     PageResult,
@@ -213,6 +215,20 @@ class CrmGateway(abc.ABC):
         """Forget the folder's cursor (after a 410), keeping its messages: the restarted round
         upserts them again without duplicates, and reconciles what it no longer lists when
         it completes (see `store_mail_page`'s ``round``)."""
+
+    @abc.abstractmethod
+    def store_mail_folders(
+        self, account_id: int, folders: list[MailFolder], synced: frozenset[str]
+    ) -> None:
+        """Keep the mailbox's folder tree as this cycle listed it, and which folders it synced
+        (ids in ``synced``), replacing the last one: a folder deleted in Outlook leaves, a
+        renamed or moved one keeps its row (its id is constant), and with it the owner's
+        choice of it. The CRM shows the tree (the account's folder choice); it never decides.
+        Raises ``UnknownAccount``."""
+
+    @abc.abstractmethod
+    def list_mail_folders(self, account_id: int) -> list[KnownFolder]:
+        """The folder tree last stored for the account, by path."""
 
     @abc.abstractmethod
     def record_sync_run(self, run: SyncRun) -> None:

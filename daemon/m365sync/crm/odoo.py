@@ -124,7 +124,9 @@ from m365sync.domain import (
     EventPageWrite,
     EventSummary,
     EventType,
+    KnownFolder,
     Lease,
+    MailFolder,
     OutboxState,
     OutgoingMail,
     PageResult,
@@ -843,6 +845,18 @@ class OdooGateway(CrmGateway):
     def unlisted_in_round(self, account_id: int, folder_id: str) -> list[str]:
         answer = self._call("unlisted_in_round", account_id=account_id, folder_id=folder_id)
         return read_answer(list[str], answer)
+
+    def store_mail_folders(
+        self, account_id: int, folders: list[MailFolder], synced: frozenset[str]
+    ) -> None:
+        self._call(
+            "store_mail_folders", account_id=account_id, folders=folders, synced=sorted(synced)
+        )
+
+    def list_mail_folders(self, account_id: int) -> list[KnownFolder]:
+        return read_answer(
+            list[KnownFolder], self._call("list_mail_folders", account_id=account_id)
+        )
 
     def record_sync_run(self, run: SyncRun) -> None:
         self._call("record_sync_run", run=run)

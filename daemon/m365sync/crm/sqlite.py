@@ -41,6 +41,12 @@ from m365sync.crm.sqlite_calendar import (
     V6_SERIES_RESHAPED,
     CalendarStore,
 )
+from m365sync.crm.sqlite_folders import (
+    CHOICE_COLUMNS,
+    V10_MAIL_FOLDERS,
+    FolderStore,
+    folder_choice_of,
+)
 from m365sync.crm.sqlite_forms import NoCrmForms
 from m365sync.crm.sqlite_outbox import V3_OUTBOX, OutboxStore
 from m365sync.crm.sqlite_push import V5_PUSH, PushStore
@@ -318,6 +324,7 @@ _MIGRATIONS: tuple[str, ...] = (
     V7_UNICODE_DOMAINS,
     V8_MAIL_DEDUPE,
     V9_FULL_ROUNDS,
+    V10_MAIL_FOLDERS,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -418,12 +425,13 @@ def _translate(error: sqlite3.Error, path: Path) -> CrmError:
 _ACCOUNT_COLUMNS = (
     "id, address, display_name, tenant_id, object_id, owner, status, status_detail, "
     "status_until, last_sync_at, privacy, auto_create, own_domains, sealed_token_cache, "
-    "sync_requested_at"
+    "sync_requested_at, " + CHOICE_COLUMNS
 )
 _PARTNER_COLUMNS = "id, name, email, is_company, parent_id, website"
 
 
 def _account(row: sqlite3.Row) -> Account:
+    choice, folders = folder_choice_of(row)
     return Account(
         id=row["id"],
         address=row["address"],
@@ -440,6 +448,8 @@ def _account(row: sqlite3.Row) -> Account:
         own_domains=tuple(json.loads(row["own_domains"])),
         sealed_token_cache=row["sealed_token_cache"],
         sync_requested_at=_dt_value(row["sync_requested_at"]),
+        folder_choice=choice,
+        mail_folders=folders,
     )
 
 
@@ -470,7 +480,7 @@ class _Tally:
 # --- the gateway --------------------------------------------------------------------------
 
 
-class SqliteGateway(CalendarStore, OutboxStore, PushStore, NoCrmForms, CrmGateway):
+class SqliteGateway(CalendarStore, OutboxStore, PushStore, FolderStore, NoCrmForms, CrmGateway):
     """`CrmGateway` on one SQLite file. Safe to share between threads and processes.
 
     `PageResult` figures: ``created`` = messages inserted, ``updated`` = stored messages whose

@@ -9,6 +9,9 @@ counters), ``/_emulator/subscriptions/{id}/lifecycle`` (POST ``{"event"}``),
 ``/_emulator/subscriptions/{id}/expire`` (POST), ``/_emulator/notifications`` (GET the delivery
 log, DELETE to forget it) and ``/_emulator/notifications/pause`` (POST ``{"paused"}``).
 ``/_emulator/latency`` (POST ``{"latency_ms", "per_item_ms"}``) sets the latency model.
+Mail folders: ``/_emulator/mailbox/folders`` (GET; POST ``{"displayName", "parent"?,
+"hidden"?, "search"?}``) and ``/_emulator/mailbox/folders/{id}`` (PATCH ``{"displayName"?,
+"parent"?}`` renames or moves, DELETE deletes for good).
 Control requests are not faulted and not logged.
 """
 
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from m365sync.emulator.server import Emulator
 
 _MESSAGE = re.compile(r"^/_emulator/mailbox/messages/(?P<id>[^/]+)(?P<move>/move)?$")
+_FOLDER = re.compile(r"^/_emulator/mailbox/folders/(?P<id>[^/]+)$")
 _SUBSCRIPTION = re.compile(r"^/_emulator/subscriptions/(?P<id>[^/]+)/(?P<action>lifecycle|expire)$")
 _EVENT = re.compile(r"^/_emulator/calendar/events/(?P<id>[^/]+)(?P<tail>/cancel|/instances)?$")
 
@@ -57,6 +61,20 @@ def _route(request: Request, emu: Emulator, body: dict[str, Any]) -> Response:
         return json_response(emu.info())
     if path == "/_emulator/mailbox/folders" and method == "GET":
         return json_response({"value": mailbox.folders()})
+    if path == "/_emulator/mailbox/folders" and method == "POST":
+        return json_response(_add_folder(mailbox, body), 201)
+    if match := _FOLDER.match(path):
+        folder_id = match["id"]
+        if method == "PATCH":
+            if "parent" in body:
+                mailbox.move_folder(folder_id, str(body["parent"]))
+            if "displayName" in body:
+                mailbox.rename_folder(folder_id, str(body["displayName"]))
+            return json_response(mailbox.resolve_folder(folder_id))
+        if method == "DELETE":
+            mailbox.delete_folder(folder_id)
+            return Response(status=204)
+        return _not_allowed(request)
     if path == "/_emulator/mailbox/messages" and method == "POST":
         folder = body.get("folder", "inbox")
         if "raw" in body:
@@ -283,6 +301,23 @@ def _add_fault(emu: Emulator, body: dict[str, Any]) -> Response:
     options = {k: v for k, v in body.items() if k not in {"kind", "path"}}
     rule = emu.faults.add(kind, _required(body, "path"), **options)
     return json_response(rule.describe(), 201)
+
+
+def _add_folder(mailbox: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """POST ``{"displayName", "parent"?, "hidden"?}``, or with ``"search": {"sourceFolders",
+    "filterQuery", "includeNested"?}`` a mailSearchFolder."""
+    name = str(_required(body, "displayName"))
+    parent = body.get("parent")
+    search = body.get("search")
+    if isinstance(search, dict):
+        return mailbox.add_search_folder(
+            name,
+            parent,
+            source_folders=[str(f) for f in search.get("sourceFolders", ["inbox"])],
+            filter_query=str(search.get("filterQuery", "")),
+            include_nested=bool(search.get("includeNested", True)),
+        )
+    return mailbox.add_folder(name, parent, hidden=bool(body.get("hidden", False)))
 
 
 def _required(body: dict[str, Any], name: str) -> Any:

@@ -14,6 +14,9 @@ Routes (segments are case-insensitive, ``/users/{id|upn}`` works like ``/me`` fo
   ``$skip`` with a default page of 10 ("If a collection exceeds the default page size (10
   items), the @odata.nextLink property is returned", docs `api/user-list-mailfolders.md`).
 * ``GET /me/mailFolders/{id|well-known}`` and ``.../childFolders`` (paged the same way).
+  A mailSearchFolder comes with its ``@odata.type`` (docs `resources/mailsearchfolder.md`);
+  hidden folders only with ``includeHiddenFolders=true``; ``searchfolders`` and
+  ``recoverableitemsdeletions`` resolve by name but sit outside the listed tree.
 * ``GET /me/mailFolders/{id}/messages/delta`` -- docs `api/message-delta.md`,
   `concepts/delta-query-messages.md`; sync states in delta.py.
 * ``GET /me/messages/{id}`` (``$select``; honours ``outlook.body-content-type``).
@@ -133,6 +136,7 @@ FOLDER_PROPERTIES = (
     "totalItemCount",
     "isHidden",
 )
+SEARCH_FOLDER_PROPERTIES = ("isSupported", "includeNestedFolders", "sourceFolderIds", "filterQuery")
 MESSAGE_PROPERTIES = (
     "id",
     "createdDateTime",
@@ -506,9 +510,21 @@ def _folder_id(call: Call, chain: list[str]) -> str:
 
 
 def _shape_folder(folder: dict[str, Any], chosen: tuple[str, ...] | None) -> dict[str, Any]:
+    """A mailFolder, or a mailSearchFolder with its ``@odata.type`` first (the derived type
+    is annotated in a base-type collection, with or without ``$select``; docs
+    `api/user-list-mailfolders.md`, example 1) and, without ``$select``, its own properties."""
     if not chosen:
-        return {name: folder[name] for name in FOLDER_PROPERTIES}
-    return {name: folder[name] for name in FOLDER_PROPERTIES if name in chosen or name == "id"}
+        shaped = {name: folder[name] for name in FOLDER_PROPERTIES}
+    else:
+        shaped = {
+            name: folder[name] for name in FOLDER_PROPERTIES if name in chosen or name == "id"
+        }
+    if "@odata.type" not in folder:
+        return shaped
+    shaped = {"@odata.type": folder["@odata.type"], **shaped}
+    if not chosen:
+        shaped.update({name: folder[name] for name in SEARCH_FOLDER_PROPERTIES})
+    return shaped
 
 
 def _get_folder(call: Call, chain: list[str]) -> Response:

@@ -52,7 +52,17 @@ STANDARD_FOLDERS: tuple[tuple[str, str, bool], ...] = (
     ("sentitems", "Sent Items", False),
 )
 ROOT = "msgfolderroot"
-WELL_KNOWN_NAMES = frozenset([ROOT, *(name for name, _, _ in STANDARD_FOLDERS)])
+# Well-known folders outside the message folder tree ("Top of Information Store"): listing
+# /me/mailFolders never shows them, their well-known names still resolve. "searchfolders" is
+# the parent of the search folders Outlook defines (EWS calls it the Finder).
+OUTSIDE_TREE: tuple[tuple[str, str], ...] = (
+    ("searchfolders", "Finder"),
+    ("recoverableitemsdeletions", "Deletions"),
+)
+WELL_KNOWN_NAMES = frozenset(
+    [ROOT, *(name for name, _, _ in STANDARD_FOLDERS), *(name for name, _ in OUTSIDE_TREE)]
+)
+SEARCH_FOLDER_TYPE = "#microsoft.graph.mailSearchFolder"
 
 _ID_CHARS = re.compile(r"^[A-Za-z0-9+/_=-]+$")
 _TAG = re.compile(r"<[^>]+>")
@@ -245,6 +255,9 @@ class Mailbox:
         for name, display, hidden in STANDARD_FOLDERS:
             folder = self._new_folder(display, parent=root["id"], hidden=hidden)
             self._wellknown[name] = folder["id"]
+        for name, display in OUTSIDE_TREE:
+            folder = self._new_folder(display, parent=None, hidden=False)
+            self._wellknown[name] = folder["id"]
 
     def _new_folder(
         self, display_name: str, *, parent: str | None, hidden: bool, folder_id: str | None = None
@@ -295,6 +308,7 @@ class Mailbox:
             "totalItemCount": len(members),
             "sizeInBytes": sum(self._size.get(mid, 0) for mid in members),
             "isHidden": record["isHidden"],
+            **copy.deepcopy(record.get("search", {})),
         }
 
     def folders(self) -> list[dict[str, Any]]:
@@ -338,6 +352,97 @@ class Mailbox:
                 display_name, parent=parent, hidden=hidden, folder_id=folder_id
             )
             return self._folder_resource(record["id"])
+
+    def add_search_folder(
+        self,
+        display_name: str,
+        parent_ref: str | None = None,
+        *,
+        source_folders: list[str],
+        filter_query: str,
+        include_nested: bool = True,
+    ) -> dict[str, Any]:
+        """A mailSearchFolder (docs `resources/mailsearchfolder.md`): a saved query over
+        ``source_folders``; listed among its parent's children with its ``@odata.type``. It
+        holds no messages of its own here."""
+        created = self.add_folder(display_name, parent_ref or "searchfolders")
+        return self.make_search_folder(
+            created["id"],
+            source_folders=source_folders,
+            filter_query=filter_query,
+            include_nested=include_nested,
+        )
+
+    def make_search_folder(
+        self,
+        ref: str,
+        *,
+        source_folders: list[str],
+        filter_query: str,
+        include_nested: bool = True,
+    ) -> dict[str, Any]:
+        """Turn an (empty) folder into a mailSearchFolder (loading one from a JSON file)."""
+        with self.lock:
+            fid = self._require_folder(ref)
+            self._folders[fid]["search"] = {
+                "@odata.type": SEARCH_FOLDER_TYPE,
+                "isSupported": True,
+                "includeNestedFolders": include_nested,
+                "sourceFolderIds": [self._require_folder(f) for f in source_folders],
+                "filterQuery": filter_query,
+            }
+            return self._folder_resource(fid)
+
+    def rename_folder(self, ref: str, display_name: str) -> dict[str, Any]:
+        """Rename a folder in place (its id does not change)."""
+        with self.lock:
+            fid = self._require_folder(ref)
+            parent = self._folders[fid]["parentFolderId"]
+            self._check_free_name(parent, display_name, but=fid)
+            self._folders[fid]["displayName"] = display_name
+            return self._folder_resource(fid)
+
+    def move_folder(self, ref: str, parent_ref: str) -> dict[str, Any]:
+        """Move a folder (and what it holds) under another one; ids do not change, and each
+        folder's messages and change log go with it, as in Outlook."""
+        with self.lock:
+            fid = self._require_folder(ref)
+            parent = self._require_folder(parent_ref)
+            if fid in self._wellknown.values():
+                raise ValueError("a well-known folder cannot be moved")
+            if parent in self._subtree(fid):
+                raise ValueError("a folder cannot be moved under itself")
+            self._check_free_name(parent, self._folders[fid]["displayName"], but=fid)
+            self._folders[fid]["parentFolderId"] = parent
+            return self._folder_resource(fid)
+
+    def delete_folder(self, ref: str) -> None:
+        """Delete a folder for good, with its subfolders and their messages (Outlook's
+        "delete permanently"); a delta on it then answers 404."""
+        with self.lock:
+            fid = self._require_folder(ref)
+            if fid in self._wellknown.values():
+                raise ValueError("a well-known folder cannot be deleted")
+            for gone in self._subtree(fid):
+                for mid in list(self._members[gone]):
+                    self.delete_message(mid)
+                del self._folders[gone]
+                del self._members[gone]
+                del self._log[gone]
+
+    def _subtree(self, fid: str) -> list[str]:
+        found, pending = [], [fid]
+        while pending:
+            current = pending.pop()
+            found.append(current)
+            pending.extend(c for c, r in self._folders.items() if r["parentFolderId"] == current)
+        return found
+
+    def _check_free_name(self, parent: str, display_name: str, *, but: str) -> None:
+        for cid, record in self._folders.items():
+            same_place = cid != but and record["parentFolderId"] == parent
+            if same_place and record["displayName"].lower() == display_name.lower():
+                raise ValueError(f"a folder named {display_name!r} already exists there")
 
     def rekey_folder(self, old_id: str, new_id: str) -> None:
         """Give a folder another id (to adopt ids from a JSON file); only while it is empty."""

@@ -40,6 +40,7 @@ from typing import Any
 from m365sync.emulator.calendar import CalendarError, parse_local, zone
 from m365sync.emulator.mailbox import (
     ROOT,
+    SEARCH_FOLDER_TYPE,
     LazyRow,
     Mailbox,
     body_preview,
@@ -80,10 +81,19 @@ F_ATTACH, F_READ, F_HIGH, F_FLAGGED = 1, 2, 4, 8
 class SeedSource:
     """Plans a seeded mailbox and builds each message resource on demand."""
 
-    def __init__(self, mailbox: Mailbox, size: int, seed: int, anchor: datetime) -> None:
+    def __init__(
+        self,
+        mailbox: Mailbox,
+        size: int,
+        seed: int,
+        anchor: datetime,
+        user_folders: dict[str, str] | None = None,
+    ) -> None:
         self.seed = seed
         self.key = mailbox.key
         self.folder_ids = {name: mailbox.resolve_folder(name)["id"] for name in _FOLDERS}  # type: ignore[index]
+        # Folders a salesperson files mail into (key -> id): see `_filed`.
+        self.folder_ids.update(user_folders or {})
         self.people = people_for(mailbox.user)
         self.threads: list[tuple[str, str]] = []  # (kind, subject)
         self.specs: list[tuple[Any, ...]] = []
@@ -164,7 +174,8 @@ class SeedSource:
     ) -> None:
         thread = len(self.threads)
         self.threads.append((kind, subject))
-        for pos, (folder, sender, to, cc, when, _) in enumerate(plan):
+        for pos, (planned, sender, to, cc, when, _) in enumerate(plan):
+            folder = self._filed(planned, kind, thread)
             flags = 0
             if kind != "bulk" and rng.random() < 0.12:
                 flags |= F_ATTACH
@@ -177,6 +188,18 @@ class SeedSource:
             if kind != "bulk" and rng.random() < 0.04:
                 flags |= F_FLAGGED
             self.specs.append((thread, pos, folder, sender, tuple(to), tuple(cc), when, flags))
+
+    def _filed(self, folder: str, kind: str, thread: int) -> str:
+        """Where the owner filed a received message: some customer threads in Inbox/Key
+        accounts, some newsletters in Inbox/Newsletters (no random draw, so the plan of a
+        seed stays what it was; only the folder changes)."""
+        if folder != "inbox":
+            return folder
+        if kind == "external" and thread % 7 == 3 and "keyaccounts" in self.folder_ids:
+            return "keyaccounts"
+        if kind == "bulk" and thread % 5 == 1 and "newsletters" in self.folder_ids:
+            return "newsletters"
+        return folder
 
     def rows(self) -> list[LazyRow]:
         """What the mailbox stores per planned message."""
@@ -401,9 +424,24 @@ def build_mailbox(size: int = 200, seed: int = 1, anchor: datetime | None = None
     customers = mailbox.add_folder("Customers")
     mailbox.add_folder("Projects")
     mailbox.add_folder("Receipts")
-    mailbox.add_folder("Newsletters", inbox)
+    newsletters = mailbox.add_folder("Newsletters", inbox)
+    key_accounts = mailbox.add_folder("Key accounts", inbox)
     mailbox.add_folder("Fabrikam", customers["id"])
-    source = SeedSource(mailbox, size, seed, anchor)
+    # A search folder as in Microsoft's list-mailFolders example (a mailSearchFolder under
+    # the Inbox); "all mail folders" must leave it out, its mail lives in the Inbox.
+    mailbox.add_search_folder(
+        "Weekly digests",
+        inbox,
+        source_folders=[inbox],
+        filter_query="contains(subject, 'weekly digest')",
+    )
+    source = SeedSource(
+        mailbox,
+        size,
+        seed,
+        anchor,
+        {"keyaccounts": key_accounts["id"], "newsletters": newsletters["id"]},
+    )
     mailbox.add_lazy_messages(source, source.rows())
     for event in build_events(mailbox.key, source.people, anchor):
         mailbox.add_event(event)
@@ -632,6 +670,18 @@ def _adopt_folders(mailbox: Mailbox, folders: list[dict[str, Any]]) -> None:
             progressed = True
         if not progressed:
             raise ValueError("mailFolders has a parent cycle")
+    for folder in folders:  # search folders once every folder they search exists
+        if folder.get("@odata.type") == SEARCH_FOLDER_TYPE and folder.get("id"):
+            mailbox.make_search_folder(
+                str(folder["id"]),
+                source_folders=[
+                    rename.get(f, f)
+                    for f in folder.get("sourceFolderIds") or []
+                    if mailbox.resolve_folder(rename.get(f, f)) is not None
+                ],
+                filter_query=str(folder.get("filterQuery") or ""),
+                include_nested=bool(folder.get("includeNestedFolders", True)),
+            )
 
 
 def mailbox_from_document(
@@ -711,6 +761,10 @@ def write_document(mailbox: Mailbox, path: str | Path) -> None:
         folders = []
         for folder in mailbox.folders():
             record = {k: folder[k] for k in ("id", "displayName", "parentFolderId", "isHidden")}
+            if folder.get("@odata.type") == SEARCH_FOLDER_TYPE:
+                record = {"@odata.type": SEARCH_FOLDER_TYPE, **record}
+                for key in ("sourceFolderIds", "filterQuery", "includeNestedFolders"):
+                    record[key] = folder[key]
             name = mailbox.well_known_name(folder["id"])
             if name:
                 record["wellKnownName"] = name

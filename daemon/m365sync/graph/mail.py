@@ -69,7 +69,10 @@ TRUNCATION_MARK = "…"
 PARTIAL_UPDATE = "partial update"
 
 _CONTENT_KEYS = ("internetMessageId", "receivedDateTime", "subject", "from", "body")
-_FOLDER_SELECT = "id,displayName,parentFolderId,childFolderCount,totalItemCount"
+FOLDER_SELECT = (
+    "id,displayName,parentFolderId,childFolderCount,totalItemCount,unreadItemCount,isHidden"
+)
+SEARCH_FOLDER_TYPE = "#microsoft.graph.mailSearchFolder"
 
 
 class BadItem(ValueError):
@@ -305,6 +308,11 @@ def parse_folder(item: Mapping[str, Any], well_known_name: str | None = None) ->
         well_known_name=well_known_name or _opt_wkn(item),
         total_items=_int(item.get("totalItemCount")),
         child_folder_count=_int(item.get("childFolderCount")),
+        unread_items=_int(item.get("unreadItemCount")),
+        # A derived type in a mailFolder collection carries its @odata.type (docs
+        # `api/user-list-mailfolders.md`, example 1: a mailSearchFolder in the list).
+        is_search=item.get("@odata.type") == SEARCH_FOLDER_TYPE,
+        is_hidden=item.get("isHidden") is True,
     )
 
 
@@ -366,7 +374,7 @@ class MailDeltaReader:
         return found
 
     def _list(self, path: str) -> list[MailFolder]:
-        query = odata_query({"$select": _FOLDER_SELECT, "$top": "100"})
+        query = odata_query({"$select": FOLDER_SELECT, "$top": "100"})
         return [
             parse_folder(item)
             for page in self._client.iter_pages(f"{path}?{query}")

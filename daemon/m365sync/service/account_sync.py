@@ -30,6 +30,7 @@ from m365sync.graph.client import GraphClient
 from m365sync.graph.send import MailSender
 from m365sync.service.calendar_cycle import CalendarCycle
 from m365sync.service.mail_cycle import CycleOptions, MailCycle, PageProgress
+from m365sync.service.mail_folders import settings_for
 from m365sync.service.outbox_cycle import send_outgoing
 from m365sync.service.push_cycle import keep_subscriptions, push_target
 from m365sync.service.runtime import Runtime
@@ -77,9 +78,10 @@ def sync_account_mail(
         return run
     cfg = runtime.config.sync
     options = CycleOptions(
-        folders=cfg.mail_folders,
+        folders=settings_for(
+            account, cfg.folder_choice(), cfg.mail_folders, cfg.include_child_folders
+        ),
         window_days=cfg.initial_window_days,
-        include_child_folders=cfg.include_child_folders,
         ignore_plus_tags=cfg.ignore_plus_tags,
     )
     run = SyncRun(account_id=account.id, started_at=started)
@@ -104,8 +106,7 @@ def sync_account_mail(
                     policy,
                     account.auto_create,
                     owner_addresses=[account.address],
-                    sent_folder_ids=[reader.resolve_folder("sentitems").graph_id],
-                )
+                )  # the cycle adds Sent Items' id once it has resolved the folders
             MailCycle(
                 gateway,
                 graph,
@@ -117,6 +118,9 @@ def sync_account_mail(
                 on_page=on_page,
             ).run(account, run)
             parts.mail_synced_at = run.finished_at
+        if run.folder_problems:
+            # The other folders synced: the mail part needs attention for those folders only.
+            parts.needs_attention("mail", " ".join(run.folder_problems.values()))
         if cfg.calendar:
             with parts.part("calendar"):
                 CalendarCycle(
@@ -212,6 +216,8 @@ class _Parts:
         self.run = run
         self.statuses: dict[str, AccountStatus] = {}
         self.mail_synced_at: datetime | None = None
+        # Parts that did their work but need attention for a piece of it (a mail folder).
+        self.partial: set[str] = set()
 
     @contextlib.contextmanager
     def part(self, name: str) -> Iterator[None]:
@@ -236,6 +242,12 @@ class _Parts:
         self.run.parts[name] = advice.sentence
         self.statuses[name] = advice.status
 
+    def needs_attention(self, name: str, sentence: str) -> None:
+        """The part ran, but part of it (a folder) needs the owner: say so, keep its figures."""
+        self.run.parts[name] = sentence
+        self.statuses[name] = AccountStatus.FAILED
+        self.partial.add(name)
+
     def failed(self) -> dict[str, str]:
         return {part: why for part, why in self.run.parts.items() if why is not None}
 
@@ -248,11 +260,14 @@ class _Parts:
 
     def failure_sentence(self) -> str:
         """The run's error: each failed part by name, with what to do."""
-        return " ".join(f"{PART_NAMES[part]} failed: {why}" for part, why in self.failed().items())
+        return " ".join(
+            f"{PART_NAMES[part]} {'needs attention' if part in self.partial else 'failed'}: {why}"
+            for part, why in self.failed().items()
+        )
 
     def done_clause(self) -> str:
         """What the parts that succeeded before a stop did (" Mail synced: Imported ...")."""
-        done = [part for part, why in self.run.parts.items() if why is None]
+        done = [part for part, why in self.run.parts.items() if why is None or part in self.partial]
         if not done:
             return ""
         names = _join([PART_NAMES[part].lower() for part in done])

@@ -46,8 +46,10 @@ from m365sync.graph.batch import batch_get
 from m365sync.graph.client import GraphClient
 from m365sync.graph.mail import PARTIAL_UPDATE, MailDeltaReader
 from m365sync.graph.send import OUTBOX_HEADER, OUTBOX_PREFIX
+from m365sync.service.mail_folders import FolderSettings, plan_folders
 from m365sync.service.prefetch import ahead
 from m365sync.sync.autocreate import AutoCreatePolicy, merge_created, partners_to_create
+from m365sync.sync.folders import not_found_sentence
 from m365sync.sync.mail import (
     MailPolicy,
     PartnerLookups,
@@ -85,9 +87,8 @@ class PageProgress:
 class CycleOptions:
     """The configuration a cycle needs, apart from the account's own policies."""
 
-    folders: tuple[str, ...]
+    folders: FolderSettings
     window_days: int
-    include_child_folders: bool = False
     ignore_plus_tags: bool = False
 
 
@@ -126,21 +127,36 @@ class MailCycle:
         run = run or SyncRun(account_id=account.id, started_at=self.now())
         skipped: Counter[str] = Counter(run.skipped)
         try:
-            for folder in self._resolve_folders():
-                self._sync_folder(account, folder, run, skipped)
+            for folder in self._plan(account, run):
+                try:
+                    self._sync_folder(account, folder, run, skipped)
+                except NotFound as gone:
+                    # The folder went between the listing and its delta (deleted in Outlook):
+                    # that folder's problem, never the account's; the others still sync.
+                    log.warning("mail folder %s is gone: %s", folder.label, gone)
+                    run.folder_problems[folder.label] = not_found_sentence(folder.label)
         finally:
             run.skipped = dict(skipped)
             run.finished_at = self.now()
         return run
 
-    def _resolve_folders(self) -> list[MailFolder]:
-        folders = [self.reader.resolve_folder(ref) for ref in self.options.folders]
-        if self.options.include_child_folders:
-            folders = self.reader.with_child_folders(folders)
-        seen: dict[str, MailFolder] = {}
-        for folder in folders:
-            seen.setdefault(folder.graph_id, folder)
-        return list(seen.values())
+    def _plan(self, account: Account, run: SyncRun) -> list[MailFolder]:
+        """The folders of this cycle (`service.mail_folders`); the tree goes to the CRM, so
+        the account's folder list shows what Outlook has now."""
+        plan = plan_folders(self.graph, self.reader, self.options.folders)
+        self._deleted_items_id = plan.well_known_id("deleteditems") or ""
+        sent = plan.well_known_id("sentitems")
+        if self.auto_create is not None and sent:
+            self.auto_create = replace(
+                self.auto_create, sent_folder_ids=self.auto_create.sent_folder_ids | {sent}
+            )
+        self.gateway.store_mail_folders(
+            account.id, plan.tree, frozenset(f.graph_id for f in plan.folders)
+        )
+        for label, sentence in plan.problems.items():
+            log.warning("account %s: %s", account.id, sentence)
+            run.folder_problems[label] = sentence
+        return plan.folders
 
     def _sync_folder(
         self, account: Account, folder: MailFolder, run: SyncRun, skipped: Counter[str]
