@@ -11,7 +11,12 @@ from odoo import Command
 
 from .common import M365Case, unique
 
-SOON = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None) + timedelta(days=3)
+# Three days ahead at 10:00 UTC: the same weekday in UTC and in the events' zone
+# (Europe/Paris), whatever the hour the suite runs (at 23:00 UTC "now + 3 days" fell on the
+# next day in Paris, and the series' weekday no longer matched its pattern).
+SOON = (datetime.now(timezone.utc) + timedelta(days=3)).replace(
+    hour=10, minute=0, second=0, microsecond=0, tzinfo=None
+)
 CALENDAR = "calendarView-2025-01"
 WEEKLY_ODOO = {
     "rrule_type": "weekly",
