@@ -117,6 +117,11 @@ class Conflict(CrmError):
     """A concurrent writer changed the record first."""
 
 
+class StalePlan(Conflict):
+    """The CRM's state is no longer the one a plan was made from (an event bound, edited or
+    deleted since): the store wrote nothing of it; plan again from fresh state."""
+
+
 class UnknownAccount(CrmError):
     """No account with that id (or the caller may not see it)."""
 

@@ -15,23 +15,29 @@ from m365sync.domain import (
     EmailAddress,
     EventBinding,
     EventType,
+    MeetingCandidate,
     Partner,
     Privacy,
     Recurrence,
     ResponseStatus,
     Sensitivity,
+    StoredEvent,
 )
 from m365sync.graph.calendar import event_body
 from m365sync.sync.calendar import (
     SKIP_CRM_NEWER,
     SKIP_ECHO,
+    SKIP_REPEATED,
     ForgetDeleted,
     PushCreate,
     PushDelete,
     PushUpdate,
     event_addresses,
+    is_echo,
+    place,
     plan_inbound,
     plan_outbound,
+    same_meeting,
 )
 from m365sync.sync.mail import MailPolicy, PartnerLookups
 
@@ -288,3 +294,99 @@ def test_a_single_event_is_always_patched_whole():
 def test_deleting_a_whole_series_deletes_its_master():
     (action,) = plan_outbound([_series_change(reshapes=False, deleted=True)], now=NOW)
     assert isinstance(action, PushDelete) and action.change.event.graph_id == "m1"
+
+
+# --- where an item goes: echo, same meeting, the plan's preconditions ------------------------
+
+
+def candidate(crm_id, **fields) -> MeetingCandidate:
+    values = {
+        "crm_event_id": crm_id,
+        "version": 3,
+        "ical_uid": "uid",
+        "is_series_master": False,
+        "deleted": False,
+        "series_master_id": None,
+        "bound_graph_id": None,
+        "is_all_day": False,
+        "start": NOW + timedelta(days=1),
+        "start_date": None,
+    }
+    return MeetingCandidate(**(values | fields))
+
+
+def test_an_echo_is_only_our_own_change_key_on_a_bound_item():
+    assert is_echo(meeting(change_key="ck1"), binding(change_key="ck1"))
+    assert not is_echo(meeting(change_key="ck2"), binding(change_key="ck1"))
+    assert not is_echo(meeting(change_key="ck1"), None)
+    assert not is_echo(meeting(change_key=None), binding(change_key=None))
+
+
+def test_same_meeting_by_ical_uid_never_a_deleted_one_nor_a_master_for_an_occurrence():
+    item = meeting()
+    assert same_meeting(item, [candidate(9), candidate(4)]).crm_event_id == 4
+    assert same_meeting(item, [candidate(4, deleted=True), candidate(9)]).crm_event_id == 9
+    assert same_meeting(item, [candidate(4, is_series_master=True)]) is None
+    assert same_meeting(replace(item, ical_uid=None), [candidate(4, ical_uid=None)]) is None
+
+
+def test_same_meeting_by_slot_in_a_series_the_crm_holds():
+    """An occurrence of a series made in the CRM comes back from Outlook with its own
+    iCalUId: the CRM occurrence of that series in the same slot, not yet bound here."""
+    slot = NOW + timedelta(days=7)
+    item = replace(
+        meeting(start=slot),
+        ical_uid="outlook-occurrence",
+        event_type=EventType.OCCURRENCE,
+        series_master_id="m1",
+        original_start=slot,
+    )
+    crm = [
+        candidate(5, ical_uid=None, series_master_id=2, start=slot, bound_graph_id="other"),
+        candidate(6, ical_uid=None, series_master_id=2, start=slot),
+        candidate(7, ical_uid=None, series_master_id=2, start=slot + timedelta(days=7)),
+        candidate(8, ical_uid=None, series_master_id=3, start=slot),
+    ]
+    assert same_meeting(item, crm, series_master=2).crm_event_id == 6
+    assert same_meeting(item, crm, series_master=None) is None
+    day = replace(item, is_all_day=True, start=None, start_date=slot.date(), original_start=None)
+    all_day = [
+        candidate(11, ical_uid=None, series_master_id=2, is_all_day=True, start_date=slot.date())
+    ]
+    assert same_meeting(day, all_day, series_master=2).crm_event_id == 11
+
+
+def test_place_carries_the_version_the_plan_saw_and_keeps_details_of_private_copies():
+    bound = StoredEvent(meeting("g1"), [])
+    private = StoredEvent(replace(meeting("g2"), sensitivity=Sensitivity.PRIVATE), [])
+    new = StoredEvent(replace(meeting("g3"), ical_uid="other"), [])
+    placed = place([bound, private, new], {"g1": binding(version=5)}, [candidate(9)])
+    assert [(p.crm_event_id, p.expected_version, p.keep_details) for p in placed] == [
+        (7, 5, False),
+        (9, 3, True),
+        (None, None, False),
+    ]
+
+
+def test_place_puts_an_occurrence_on_the_series_its_master_was_placed_on_in_the_page():
+    slot = NOW + timedelta(days=7)
+    master = replace(meeting("m1"), ical_uid="series", event_type=EventType.SERIES_MASTER)
+    occurrence = replace(
+        meeting("o1", start=slot),
+        ical_uid="occ",
+        event_type=EventType.OCCURRENCE,
+        series_master_id="m1",
+    )
+    crm = [
+        candidate(2, ical_uid="series", is_series_master=True),
+        candidate(6, ical_uid=None, series_master_id=2, start=slot),
+    ]
+    placed = place([StoredEvent(master, []), StoredEvent(occurrence, [])], {}, crm)
+    assert [p.crm_event_id for p in placed] == [2, 6]
+
+
+def test_a_graph_id_repeated_in_a_page_is_planned_once_with_its_last_state():
+    first, last = meeting(change_key="a"), replace(meeting(change_key="b"), subject="Later")
+    plan = plan_inbound([first, last], {}, LOOKUPS, POLICY)
+    (stored,) = plan.upserts
+    assert stored.event.subject == "Later" and plan.skipped[SKIP_REPEATED] == 1

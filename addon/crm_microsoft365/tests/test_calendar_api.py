@@ -9,7 +9,7 @@ from odoo.tools import mute_logger
 
 from odoo import Command
 
-from .common import M365Case, unique
+from .common import M365Case, placed_page, unique
 
 SOON = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None) + timedelta(days=3)
 CALENDAR = "calendarView-2025-01"
@@ -122,9 +122,8 @@ class TestCalendarApi(M365Case):
     # --- helpers ----------------------------------------------------------------------------
 
     def store(self, account, *items, removed=()):
-        return self.api.store_event_page(
-            {"page": event_page(account["id"], items, removed), "lease": None}
-        )
+        page = placed_page(self.api, event_page(account["id"], items, removed))
+        return self.api.store_event_page({"page": page, "lease": None})
 
     def upcoming(self, partner=None, since=None):
         return self.api.upcoming_events_for_partner(
