@@ -122,6 +122,11 @@ class StalePlan(Conflict):
     deleted since): the store wrote nothing of it; plan again from fresh state."""
 
 
+class CrmHasForms(CrmError):
+    """A command-line CRM action (`m365sync send`, `meet`) asked of a CRM whose users act in
+    its own forms; the message names the form."""
+
+
 class UnknownAccount(CrmError):
     """No account with that id (or the caller may not see it)."""
 

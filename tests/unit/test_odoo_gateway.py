@@ -86,6 +86,7 @@ from m365sync.domain import (
 from m365sync.errors import (
     Conflict,
     CrmError,
+    CrmHasForms,
     CrmUnavailable,
     LeaseLost,
     StalePlan,
@@ -885,10 +886,30 @@ ANSWERS: dict[str, Any] = {
 }
 
 
+COMMAND_LINE_ACTIONS = {"queue_mail", "create_meeting", "busy_times"}
+
+
 def test_every_gateway_method_is_in_the_table() -> None:
     named = {name for name, _, _ in call_table()}
-    # Every method of the contract is one RPC, except closing the connections.
-    assert set(CrmGateway.__abstractmethods__) - {"close"} == named
+    # Every method of the contract is one RPC, except closing the connections and the
+    # command line's own CRM actions, which Odoo refuses (its users act in its forms).
+    assert set(CrmGateway.__abstractmethods__) - {"close", *COMMAND_LINE_ACTIONS} == named
+
+
+@pytest.mark.parametrize(
+    "invoke",
+    [
+        lambda g: g.queue_mail(3, to=[EmailAddress("a@b.example")], subject="s", body_html=""),
+        lambda g: g.create_meeting(3, calendar_contract.event(""), []),
+        lambda g: g.busy_times(3, T0, T0 + timedelta(hours=1)),
+    ],
+    ids=sorted(COMMAND_LINE_ACTIONS),
+)
+def test_odoo_refuses_the_command_lines_crm_actions_with_words_and_no_rpc(invoke) -> None:
+    transport = FakeTransport()
+    with pytest.raises(CrmHasForms, match="in Odoo use the wizards"):
+        invoke(OdooGateway(transport))
+    assert transport.calls == []
 
 
 @pytest.mark.parametrize(("method", "invoke", "payload"), call_table(), ids=lambda v: "")

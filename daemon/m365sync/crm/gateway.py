@@ -33,15 +33,19 @@ from m365sync.domain import (
     Account,
     AccountStatus,
     AutoCreate,
+    CalendarEvent,
     CrmEventChange,
     CrmSettings,
     Cursor,
+    EmailAddress,
     EventBinding,
+    EventLink,
     EventPageWrite,
     EventSummary,
     Lease,
     MeetingCandidate,
     OutboxState,
+    OutgoingAttachment,
     OutgoingMail,
     PageResult,
     PageWrite,
@@ -400,6 +404,37 @@ class CrmGateway(abc.ABC):
         ``reauthorizationRequired`` to ``reauthorize``; ``missed`` only asks for a cycle.
         Notifications naming unknown subscriptions are ignored. Returns the account ids asked
         to sync, sorted, without repeats."""
+
+    # --- the command line's own CRM actions (`m365sync send`, `m365sync meet`) --------------
+    #
+    # What a CRM user does in the CRM's own forms (Compose Email, Schedule Meeting), for a
+    # CRM without forms. A CRM whose users act in its forms, under their own rights, refuses
+    # them with `CrmHasForms` (the sentence names the form to use instead).
+
+    @abc.abstractmethod
+    def queue_mail(
+        self,
+        account_id: int,
+        *,
+        to: Sequence[EmailAddress],
+        subject: str,
+        body_html: str,
+        cc: Sequence[EmailAddress] = (),
+        attachments: Sequence[OutgoingAttachment] = (),
+        reply_to_graph_id: str | None = None,
+    ) -> int:
+        """Record an outgoing mail in the account's outbox (queued); its id."""
+
+    @abc.abstractmethod
+    def create_meeting(
+        self, account_id: int, event: CalendarEvent, attendees: Sequence[EventLink]
+    ) -> int:
+        """Record a meeting the account's owner organizes (pushed by the next calendar
+        cycle, which sends the invitations); its CRM event id."""
+
+    @abc.abstractmethod
+    def busy_times(self, account_id: int, start: datetime, end: datetime) -> list[EventSummary]:
+        """The account's own meetings overlapping [start, end), from the synced calendar."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -122,13 +122,16 @@ from m365sync.domain import (
     CrmEventChange,
     CrmSettings,
     Cursor,
+    EmailAddress,
     EventBinding,
+    EventLink,
     EventPageWrite,
     EventSummary,
     EventType,
     Lease,
     MeetingCandidate,
     OutboxState,
+    OutgoingAttachment,
     OutgoingMail,
     PageResult,
     PageWrite,
@@ -144,6 +147,7 @@ from m365sync.domain import (
 from m365sync.errors import (
     Conflict,
     CrmError,
+    CrmHasForms,
     CrmUnavailable,
     LeaseLost,
     StalePlan,
@@ -1042,8 +1046,37 @@ class OdooGateway(CrmGateway):
         answer = self._call("record_notifications", notifications=list(notifications), at=at)
         return sorted({int(account_id) for account_id in answer or []})
 
+    # --- the command line's CRM actions: Odoo's users act in its forms ---
+
+    def queue_mail(
+        self,
+        account_id: int,
+        *,
+        to: Sequence[EmailAddress],
+        subject: str,
+        body_html: str,
+        cc: Sequence[EmailAddress] = (),
+        attachments: Sequence[OutgoingAttachment] = (),
+        reply_to_graph_id: str | None = None,
+    ) -> int:
+        raise CrmHasForms(_USE_THE_FORMS)
+
+    def create_meeting(
+        self, account_id: int, event: CalendarEvent, attendees: Sequence[EventLink]
+    ) -> int:
+        raise CrmHasForms(_USE_THE_FORMS)
+
+    def busy_times(self, account_id: int, start: datetime, end: datetime) -> list[EventSummary]:
+        raise CrmHasForms(_USE_THE_FORMS)
+
     def close(self) -> None:
         self.transport.close()
+
+
+_USE_THE_FORMS = (
+    "`send` and `meet` work on the embedded store; in Odoo use the wizards (Compose Email, "
+    "Schedule Meeting), which act under the user's own rights."
+)
 
 
 # --- recurrence: Graph's patternedRecurrence <-> Odoo's calendar.recurrence --------------------
