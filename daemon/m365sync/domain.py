@@ -509,8 +509,9 @@ class CrmEventChange:
     version: int
     deleted: bool = False
     attendee_addresses: tuple[str, ...] = ()
-    # False for a meeting someone else organizes: the account may only answer it.
-    organized_by_account: bool = True
+    # The event was made in the CRM for this account (its owner account). Whether the account
+    # organizes it, or may only answer it, is `sync.calendar.organizes`.
+    owned_by_account: bool = True
     my_response: ResponseStatus = ResponseStatus.NONE
     # A series master's change: False when only its details changed (not its pattern, start or
     # end), so the PATCH leaves those out and Outlook keeps the series' exceptions.

@@ -318,7 +318,8 @@ class CalendarSyncMachine(RuleBasedStateMachine):
     def _push(self, index: int, *, crash_after_create: bool) -> None:
         box = self.boxes[index]
         account = box.account
-        for action in plan_outbound(self.gateway.event_changes_to_push(account.id), now=START):
+        changes = self.gateway.event_changes_to_push(account.id)
+        for action in plan_outbound(changes, now=START, account_address=account.address):
             change = action.change
             graph_id = change.event.graph_id
             if isinstance(action, PushCreate):

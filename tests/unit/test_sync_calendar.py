@@ -34,6 +34,7 @@ from m365sync.sync.calendar import (
     PushUpdate,
     event_addresses,
     is_echo,
+    organizes,
     place,
     plan_inbound,
     plan_outbound,
@@ -42,6 +43,7 @@ from m365sync.sync.calendar import (
 from m365sync.sync.mail import MailPolicy, PartnerLookups
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+ME = "me@contoso.com"  # the account whose changes are planned
 ANNA = Partner(id=1, name="Anna", email="anna@fabrikam.com", parent_id=10)
 FABRIKAM = Partner(id=10, name="Fabrikam", is_company=True)
 LOOKUPS = PartnerLookups({"anna@fabrikam.com": ANNA}, {"fabrikam.com": FABRIKAM})
@@ -164,6 +166,7 @@ def test_outbound_actions():
             change(5, end=NOW - timedelta(days=2)),  # in the past: never created
         ],
         now=NOW,
+        account_address=ME,
     )
     kinds = [(type(a).__name__, a.change.crm_event_id) for a in actions]
     assert kinds == [("PushCreate", 1), ("PushUpdate", 2), ("PushDelete", 3), ("ForgetDeleted", 4)]
@@ -183,7 +186,7 @@ def test_all_day_events_in_the_past_are_not_created():
         start_date=date(2026, 11, 20),
         end_date=date(2026, 11, 21),
     )
-    assert plan_outbound([CrmEventChange(9, item, 1)], now=NOW) == []
+    assert plan_outbound([CrmEventChange(9, item, 1)], now=NOW, account_address=ME) == []
 
 
 @given(st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(-3, 3)), max_size=20))
@@ -194,13 +197,14 @@ def test_every_change_gets_at_most_one_action_and_creates_have_stable_ids(rows):
         )
         for i, (in_outlook, deleted, days) in enumerate(rows)
     ]
-    actions = plan_outbound(changes, now=NOW)
+    actions = plan_outbound(changes, now=NOW, account_address=ME)
     assert len({a.change.crm_event_id for a in actions}) == len(actions)
     for action in actions:
         if isinstance(action, PushCreate):
             assert not action.change.event.graph_id
             assert (
-                action.transaction_id == plan_outbound([action.change], now=NOW)[0].transaction_id
+                action.transaction_id
+                == plan_outbound([action.change], now=NOW, account_address=ME)[0].transaction_id
             )
         if isinstance(action, PushDelete | PushUpdate):
             assert action.change.event.graph_id
@@ -217,7 +221,7 @@ def test_private_crm_events_go_to_outlook_whole_and_marked_private():
         CrmEventChange(3, item, 1, attendee_addresses=addresses),
         CrmEventChange(4, replace(item, graph_id="g4"), 2, attendee_addresses=addresses),
     ):
-        (action,) = plan_outbound([change], now=NOW)
+        (action,) = plan_outbound([change], now=NOW, account_address=ME)
         assert isinstance(action, PushCreate | PushUpdate)
         pushed = action.change.event
         assert (pushed.subject, pushed.body_html, pushed.location) == (
@@ -242,14 +246,14 @@ def test_an_invitation_is_only_ever_answered():
         4,
         replace(item, graph_id="g4"),
         2,
-        organized_by_account=False,
+        owned_by_account=False,
         my_response=ResponseStatus.ACCEPTED,
     )
-    unanswered = CrmEventChange(5, replace(item, graph_id="g5"), 2, organized_by_account=False)
+    unanswered = CrmEventChange(5, replace(item, graph_id="g5"), 2, owned_by_account=False)
     deleted = CrmEventChange(
-        6, replace(item, graph_id="g6"), 2, deleted=True, organized_by_account=False
+        6, replace(item, graph_id="g6"), 2, deleted=True, owned_by_account=False
     )
-    actions = plan_outbound([answered, unanswered, deleted], now=NOW)
+    actions = plan_outbound([answered, unanswered, deleted], now=NOW, account_address=ME)
     assert [type(a).__name__ for a in actions] == ["PushResponse", "ForgetDeleted", "ForgetDeleted"]
 
 
@@ -269,7 +273,7 @@ def _series_change(*, reshapes: bool, deleted: bool = False) -> CrmEventChange:
 
 
 def test_a_series_edit_of_details_patches_the_master_without_its_shape():
-    (action,) = plan_outbound([_series_change(reshapes=False)], now=NOW)
+    (action,) = plan_outbound([_series_change(reshapes=False)], now=NOW, account_address=ME)
     assert isinstance(action, PushUpdate) and action.details_only
     body = event_body(action.change.event, details_only=action.details_only)
     assert not {"start", "end", "isAllDay", "recurrence"} & set(body)
@@ -277,7 +281,7 @@ def test_a_series_edit_of_details_patches_the_master_without_its_shape():
 
 
 def test_a_series_edit_of_pattern_or_times_patches_the_whole_master():
-    (action,) = plan_outbound([_series_change(reshapes=True)], now=NOW)
+    (action,) = plan_outbound([_series_change(reshapes=True)], now=NOW, account_address=ME)
     assert isinstance(action, PushUpdate) and not action.details_only
     body = event_body(action.change.event, details_only=action.details_only)
     assert body["recurrence"]["pattern"]["daysOfWeek"] == ["thursday"]
@@ -287,12 +291,14 @@ def test_a_series_edit_of_pattern_or_times_patches_the_whole_master():
 def test_a_single_event_is_always_patched_whole():
     # reshapes_series only speaks of series masters.
     change = CrmEventChange(7, meeting("g7"), 2, reshapes_series=False)
-    (action,) = plan_outbound([change], now=NOW)
+    (action,) = plan_outbound([change], now=NOW, account_address=ME)
     assert isinstance(action, PushUpdate) and not action.details_only
 
 
 def test_deleting_a_whole_series_deletes_its_master():
-    (action,) = plan_outbound([_series_change(reshapes=False, deleted=True)], now=NOW)
+    (action,) = plan_outbound(
+        [_series_change(reshapes=False, deleted=True)], now=NOW, account_address=ME
+    )
     assert isinstance(action, PushDelete) and action.change.event.graph_id == "m1"
 
 
@@ -390,3 +396,15 @@ def test_a_graph_id_repeated_in_a_page_is_planned_once_with_its_last_state():
     plan = plan_inbound([first, last], {}, LOOKUPS, POLICY)
     (stored,) = plan.upserts
     assert stored.event.subject == "Later" and plan.skipped[SKIP_REPEATED] == 1
+
+
+def test_who_organizes_is_one_rule_over_the_owner_and_the_organizer():
+    """The account changes what it owns (made in the CRM for it), what has no organizer,
+    and what its mailbox's owner organizes (addresses compared as the mail rules do); of
+    anything else it may only answer."""
+    invitation = replace(meeting(), organizer=EmailAddress("MeganB@contoso.com"))
+    assert not organizes(CrmEventChange(1, invitation, 1, owned_by_account=False), ME)
+    assert organizes(CrmEventChange(1, invitation, 1, owned_by_account=True), ME)
+    assert organizes(CrmEventChange(1, invitation, 1, owned_by_account=False), "meganb@CONTOSO.com")
+    nobody = replace(invitation, organizer=None)
+    assert organizes(CrmEventChange(1, nobody, 1, owned_by_account=False), ME)

@@ -42,7 +42,6 @@ import json
 from datetime import datetime, time, timedelta
 
 import pytz
-
 from odoo.exceptions import UserError
 
 from odoo import Command, api, fields, models
@@ -283,12 +282,6 @@ class M365DaemonApiCalendar(models.AbstractModel):
     def _change_wire(self, env, account, event, binding, odoo_series):
         owner_address = account.address_normalized or normalize_email(account.address)
         organizer = self._organizer(event)
-        owner = event.m365_owner_account_id
-        organized = (
-            owner == account
-            or not organizer
-            or normalize_email(organizer["address"]) == owner_address
-        )
         attendees = self._attendees_wire(event, account, organizer)
         mine = event.attendee_ids.filtered(
             lambda a: a.partner_id == account.user_id.partner_id
@@ -301,7 +294,9 @@ class M365DaemonApiCalendar(models.AbstractModel):
             "version": event.m365_version,
             "deleted": bool(event.m365_deleted),
             "attendee_addresses": [a["address"] for a in attendees],
-            "organized_by_account": bool(organized),
+            # Whether the account organizes it is the daemon's rule
+            # (m365sync.sync.calendar.organizes): the event's owner account and organizer.
+            "owned_by_account": event.m365_owner_account_id == account,
             "my_response": my_response,
         }
         recurrence = odoo_series

@@ -325,7 +325,7 @@ class TestCalendarApi(M365Case):
         self.assertEqual(change["version"], 1)
         self.assertFalse(change["deleted"])
         self.assertEqual(change["event"]["graph_id"], "")
-        self.assertTrue(change["organized_by_account"])
+        self.assertTrue(change["owned_by_account"])
         self.assertEqual(change["attendee_addresses"], [self.anna.email.lower()])
         self.assertEqual(change["event"]["organizer"]["address"], "a@contoso.example")
         graph_id, uid = unique("g"), unique("uid")
@@ -407,7 +407,8 @@ class TestCalendarApi(M365Case):
         self.assertEqual(self.changes(account, event), [])
         mine.with_user(self.user_a).do_accept()
         (change,) = self.changes(account, event)
-        self.assertFalse(change["organized_by_account"])
+        self.assertFalse(change["owned_by_account"])  # an invitation: Megan organizes it
+        self.assertEqual(change["event"]["organizer"]["address"], "meganb@contoso.example")
         self.assertEqual(change["my_response"], "accepted")
 
     def test_an_odoo_series_is_pushed_once_and_bound_as_outlook_sends_it_back(self):
@@ -804,7 +805,7 @@ class TestCalendarApi(M365Case):
         self.assertEqual((change["crm_event_id"], change["event"]["graph_id"]), (master.id, master_id))
         self.assertEqual(change["event"]["recurrence"], pattern)  # Outlook's own pattern
         self.assertIs(change["reshapes_series"], False)
-        self.assertTrue(change["organized_by_account"])
+        self.assertEqual(change["event"]["organizer"]["address"], account["address"].lower())
 
     def test_this_and_following_of_an_outlook_series_in_odoo(self):
         account, master, _master_id, _pattern, occurrences = self.outlook_series(None)
@@ -829,4 +830,6 @@ class TestCalendarApi(M365Case):
         changes = self.changes(account)
         self.assertNotIn(master.id, [c["crm_event_id"] for c in changes])
         self.assertTrue(changes)
-        self.assertFalse(any(c["organized_by_account"] for c in changes))
+        self.assertFalse(any(c["owned_by_account"] for c in changes))
+        self.assertEqual({c["event"]["organizer"]["address"] for c in changes},
+                         {"meganb@contoso.example"})

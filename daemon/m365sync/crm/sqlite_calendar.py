@@ -462,12 +462,11 @@ class CalendarStore:
             if account is None:
                 return []
             since = account["connected_at"] or ""
-            # The account pushes the events it owns (created in the CRM by its user) or
-            # organizes; of an invitation it holds, only its user's answer goes back.
+            # The account's events: those it owns (created in the CRM by its user) and those
+            # bound to it; which it organizes is `sync.calendar.organizes`.
             rows = conn.execute(
                 "SELECT e.*, b.graph_id, b.change_key, COALESCE(b.pushed_version, 0) AS pushed, "
-                "(e.owner_account_id = :account OR lower(e.organizer_address) = :address "
-                "OR e.organizer_address IS NULL) AS organized "
+                "COALESCE(e.owner_account_id = :account, 0) AS owned "
                 "FROM crm_calendar_event e LEFT JOIN m365_event_binding b "
                 "ON b.crm_event_id = e.id AND b.account_id = :account "
                 "WHERE (e.owner_account_id = :account OR b.id IS NOT NULL) "
@@ -516,7 +515,7 @@ class CalendarStore:
             version=row["version"],
             deleted=bool(row["deleted"]),
             attendee_addresses=tuple(a["address"] for a in attendees if a["role"] != "organizer"),
-            organized_by_account=bool(row["organized"]),
+            owned_by_account=bool(row["owned"]),
             my_response=next(
                 (ResponseStatus(a["response"]) for a in attendees if a["address"] == owner),
                 ResponseStatus.NONE,

@@ -277,7 +277,7 @@ class CalendarCycle:
 
     def push(self, account: Account, figures: Counter[str], skipped: Counter[str]) -> None:
         changes = self.gateway.event_changes_to_push(account.id)
-        for action in plan_outbound(changes, now=self.now()):
+        for action in plan_outbound(changes, now=self.now(), account_address=account.address):
             change = action.change
             try:
                 if isinstance(action, PushCreate):

@@ -374,8 +374,19 @@ def _ended(item: CalendarEvent, now: datetime) -> bool:
     return item.end is not None and item.end <= now
 
 
-def plan_outbound(changes: Iterable[CrmEventChange], *, now: datetime) -> list[PushAction]:
-    """What to do in Outlook for each pending CRM change.
+def organizes(change: CrmEventChange, account_address: str) -> bool:
+    """Whether the account organizes the CRM's event (it may change and delete it in Outlook)
+    or only attends it (it may only answer): an event made in the CRM for the account, one
+    with no organizer, or one its mailbox's owner organizes. The one copy of this rule."""
+    if change.owned_by_account or change.event.organizer is None:
+        return True
+    return normalise_address(change.event.organizer.address) == normalise_address(account_address)
+
+
+def plan_outbound(
+    changes: Iterable[CrmEventChange], *, now: datetime, account_address: str
+) -> list[PushAction]:
+    """What to do in Outlook for each pending CRM change of the account ``account_address``.
 
     A CRM event marked private goes to Outlook whole (subject, body, location, attendees: the
     invitations go out) with its sensitivity, ``private``: Outlook's own privacy. The owner and
@@ -390,7 +401,7 @@ def plan_outbound(changes: Iterable[CrmEventChange], *, now: datetime) -> list[P
     actions: list[PushAction] = []
     for change in changes:
         in_outlook = bool(change.event.graph_id)
-        if not change.organized_by_account:
+        if not organizes(change, account_address):
             # An invitation: its details belong to its organizer; our user may only answer.
             if in_outlook and not change.deleted and change.my_response in ANSWERS:
                 actions.append(PushResponse(change, change.my_response))
