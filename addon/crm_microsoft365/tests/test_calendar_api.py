@@ -11,7 +11,12 @@ from odoo import Command
 
 from .common import M365Case, placed_page, unique
 
-SOON = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None) + timedelta(days=3)
+# Noon UTC, three days ahead: the same weekday in UTC and in Europe/Paris (the series' zone),
+# whatever the hour the suite runs at (from 23:00 UTC Paris is already the next day, and an
+# Odoo series split "this and following" then lost its weekday).
+SOON = datetime.now(timezone.utc).replace(
+    hour=12, minute=0, second=0, microsecond=0, tzinfo=None
+) + timedelta(days=3)
 CALENDAR = "calendarView-2025-01"
 WEEKLY_ODOO = {
     "rrule_type": "weekly",
