@@ -408,3 +408,12 @@ def test_who_organizes_is_one_rule_over_the_owner_and_the_organizer():
     assert organizes(CrmEventChange(1, invitation, 1, owned_by_account=False), "meganb@CONTOSO.com")
     nobody = replace(invitation, organizer=None)
     assert organizes(CrmEventChange(1, nobody, 1, owned_by_account=False), ME)
+
+
+def test_an_event_bound_to_an_item_of_the_page_is_not_taken_by_another():
+    """Two items of one page with one iCalUId: the bound one keeps its event, the other is
+    a new one (never two Outlook items of one mailbox on one CRM event)."""
+    bound = StoredEvent(meeting("g1"), [])
+    twin = StoredEvent(meeting("g9"), [])
+    placed = place([twin, bound], {"g1": binding(version=5)}, [candidate(7)])
+    assert [(p.crm_event_id, p.expected_version) for p in placed] == [(None, None), (7, 5)]

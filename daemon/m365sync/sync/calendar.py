@@ -227,12 +227,15 @@ def place(
     master and puts it first in the page), so an occurrence finds the CRM event its master
     is bound to, or was placed on in this very page."""
     pool = list(candidates)
+    items = list(upserts)
     masters: dict[str, int] = {
         graph_id: binding.crm_event_id for graph_id, binding in bindings.items()
     }
-    taken: set[int] = set()
+    # One Outlook item per CRM event and account: an event bound to an item of this page is
+    # not the same meeting as another of its items.
+    taken = {bindings[s.event.graph_id].crm_event_id for s in items if s.event.graph_id in bindings}
     placed: list[StoredEvent] = []
-    for stored in upserts:
+    for stored in items:
         item = stored.event
         binding = bindings.get(item.graph_id)
         target: int | None = None
