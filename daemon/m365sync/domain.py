@@ -500,11 +500,19 @@ class StoredEvent:
     ``keep_details``: a private Outlook event already bound to a CRM event. The event comes
     reduced to busy time, so the store updates only what is not its details (times, time zone,
     all-day, show-as, sensitivity, recurrence, change key) and keeps the CRM's subject, body,
-    location, online meeting and attendees."""
+    location, online meeting and attendees.
+
+    ``crm_event_id`` and ``expected_version`` are the plan's verdict on where it goes
+    (`sync.calendar.place`): the CRM event it updates (the one bound to it, or the same meeting
+    another mailbox brought) and the version the plan saw of that event; None, None: a new
+    CRM event. A store whose state no longer matches (another binding, another version)
+    raises `StalePlan` and writes nothing of the page."""
 
     event: CalendarEvent
     attendees: list[EventLink]
     keep_details: bool = False
+    crm_event_id: int | None = None
+    expected_version: int | None = None
 
 
 @dataclass(slots=True)
@@ -540,6 +548,27 @@ class EventBinding:
     crm_modified_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class MeetingCandidate:
+    """A CRM event an unbound Outlook item may be the same meeting as (`sync.calendar.
+    same_meeting` decides), as the store reports it for one account.
+
+    ``series_master_id`` is the CRM event holding its series (None for a single event or a
+    master); ``bound_graph_id`` the graph id this account's binding gives it (None: unbound
+    here). ``start`` / ``start_date`` are its slot (timed / all-day)."""
+
+    crm_event_id: int
+    version: int
+    ical_uid: str | None
+    is_series_master: bool
+    deleted: bool
+    series_master_id: int | None
+    bound_graph_id: str | None
+    is_all_day: bool
+    start: datetime | None
+    start_date: date | None
+
+
 @dataclass(slots=True)
 class CrmEventChange:
     """A CRM-side change waiting to go to Outlook (created, edited or deleted in the CRM)."""
@@ -549,8 +578,9 @@ class CrmEventChange:
     version: int
     deleted: bool = False
     attendee_addresses: tuple[str, ...] = ()
-    # False for a meeting someone else organizes: the account may only answer it.
-    organized_by_account: bool = True
+    # The event was made in the CRM for this account (its owner account). Whether the account
+    # organizes it, or may only answer it, is `sync.calendar.organizes`.
+    owned_by_account: bool = True
     my_response: ResponseStatus = ResponseStatus.NONE
     # A series master's change: False when only its details changed (not its pattern, start or
     # end), so the PATCH leaves those out and Outlook keeps the series' exceptions.

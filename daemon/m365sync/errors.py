@@ -117,6 +117,16 @@ class Conflict(CrmError):
     """A concurrent writer changed the record first."""
 
 
+class StalePlan(Conflict):
+    """The CRM's state is no longer the one a plan was made from (an event bound, edited or
+    deleted since): the store wrote nothing of it; plan again from fresh state."""
+
+
+class CrmHasForms(CrmError):
+    """A command-line CRM action (`m365sync send`, `meet`) asked of a CRM whose users act in
+    its own forms; the message names the form."""
+
+
 class UnknownAccount(CrmError):
     """No account with that id (or the caller may not see it)."""
 

@@ -23,11 +23,14 @@ from m365sync.domain import (
     EventLink,
     EventPageWrite,
     EventType,
+    PageResult,
     Recurrence,
     ResponseStatus,
     Sensitivity,
     StoredEvent,
 )
+from m365sync.errors import StalePlan
+from m365sync.sync.calendar import crm_event_of, is_echo, organizes, place
 from tests.contract.gateway_contract import spec, unique
 
 SOON = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
@@ -77,6 +80,29 @@ def page(account: Account, upserts, removed=(), link="https://graph/delta?1") ->
     )
 
 
+def planned(gateway: CrmGateway, write: EventPageWrite) -> EventPageWrite:
+    """The page as the daemon hands it over: echoes dropped and each item placed by the
+    product's own rules (`sync.calendar.is_echo`, `place` over the store's bindings and
+    meeting candidates), as `CalendarCycle` does."""
+    items = [s.event for s in write.upserts]
+    # The cycle's page carries the series masters of its occurrences: their bindings too.
+    wanted = [e.graph_id for e in items] + [e.series_master_id for e in items if e.series_master_id]
+    bindings = gateway.event_bindings(write.account_id, wanted)
+    unbound = [e for e in items if e.graph_id not in bindings]
+    candidates = gateway.meeting_candidates(
+        write.account_id,
+        [e.ical_uid for e in unbound if e.ical_uid],
+        [e.series_master_id for e in unbound if e.series_master_id],
+        [n for e in unbound if (n := crm_event_of(e.transaction_id)) is not None],
+    )
+    fresh = [s for s in write.upserts if not is_echo(s.event, bindings.get(s.event.graph_id))]
+    return replace(write, upserts=place(fresh, bindings, candidates))
+
+
+def store(gateway: CrmGateway, write: EventPageWrite, **kwargs) -> PageResult:
+    return gateway.store_event_page(planned(gateway, write), **kwargs)
+
+
 class CalendarContract:
     """Subclass and provide the fixtures named in the module docstring."""
 
@@ -106,9 +132,9 @@ class CalendarContract:
         self, gateway: CrmGateway, account: Account, anna
     ) -> None:
         item = StoredEvent(event(unique("g")), links(anna.id))
-        first = gateway.store_event_page(page(account, [item]))
+        first = store(gateway, page(account, [item]))
         assert first.created == 1
-        again = gateway.store_event_page(page(account, [item]))
+        again = store(gateway, page(account, [item]))
         assert (again.created, again.updated) == (0, 0)
         (summary,) = gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(days=1))
         assert summary.subject == "Quarterly review" and summary.start == SOON
@@ -126,7 +152,7 @@ class CalendarContract:
         cancelled = StoredEvent(
             replace(event(unique("g"), subject="Cancelled"), is_cancelled=True), links(anna.id)
         )
-        gateway.store_event_page(page(account, [under_way, ended, cancelled]))
+        store(gateway, page(account, [under_way, ended, cancelled]))
         during = SOON + timedelta(minutes=30)
         found = gateway.upcoming_events_for_partner(anna.id, since=during)
         assert [summary.subject for summary in found] == ["Under way"]
@@ -138,11 +164,9 @@ class CalendarContract:
     ) -> None:
         organizer, attendee = gateway.upsert_account(spec()), gateway.upsert_account(spec())
         uid = unique("uid")
-        gateway.store_event_page(
-            page(organizer, [StoredEvent(event(unique("g"), uid=uid), links(anna.id))])
-        )
-        seen = gateway.store_event_page(
-            page(attendee, [StoredEvent(event(unique("g"), uid=uid), links(anna.id))])
+        store(gateway, page(organizer, [StoredEvent(event(unique("g"), uid=uid), links(anna.id))]))
+        seen = store(
+            gateway, page(attendee, [StoredEvent(event(unique("g"), uid=uid), links(anna.id))])
         )
         assert (seen.created, seen.linked) == (0, 1)
         assert len(gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))) == 1
@@ -152,12 +176,68 @@ class CalendarContract:
     ) -> None:
         one, two = gateway.upsert_account(spec()), gateway.upsert_account(spec())
         uid, g1, g2 = unique("uid"), unique("g"), unique("g")
-        gateway.store_event_page(page(one, [StoredEvent(event(g1, uid=uid), links(anna.id))]))
-        gateway.store_event_page(page(two, [StoredEvent(event(g2, uid=uid), links(anna.id))]))
-        assert gateway.store_event_page(page(one, [], [g1])).removed == 1
+        store(gateway, page(one, [StoredEvent(event(g1, uid=uid), links(anna.id))]))
+        store(gateway, page(two, [StoredEvent(event(g2, uid=uid), links(anna.id))]))
+        assert store(gateway, page(one, [], [g1])).removed == 1
         assert gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))
-        gateway.store_event_page(page(two, [], [g2]))
+        store(gateway, page(two, [], [g2]))
         assert gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1)) == []
+
+    def test_a_plan_made_before_a_crm_edit_is_refused_whole(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """vdirsyncer's precondition: the plan carries the version it saw; a CRM user's edit
+        between plan and write makes the store refuse the page (nothing of it written, the
+        cursor stays), so Outlook's change never silently overwrites an edit nobody pushed."""
+        graph_id = unique("g")
+        store(gateway, page(account, [StoredEvent(event(graph_id), links(anna.id))]))
+        (binding,) = gateway.event_bindings(account.id, [graph_id]).values()
+        moved = event(graph_id, subject="Moved in Outlook", change_key="ck2")
+        stale = planned(
+            gateway, page(account, [StoredEvent(moved, links(anna.id))], link="https://graph/d?2")
+        )
+        self.crm_update(gateway, binding.crm_event_id, subject="Renamed in the CRM")
+        with pytest.raises(StalePlan):
+            gateway.store_event_page(stale)
+        assert gateway.get_cursor(account.id, CALENDAR).link == "https://graph/delta?1"
+        (change,) = [
+            c
+            for c in gateway.event_changes_to_push(account.id)
+            if c.crm_event_id == binding.crm_event_id
+        ]
+        assert change.event.subject == "Renamed in the CRM"
+        # Planned again on fresh state, the CRM's unpushed edit is a conflict the plan sees.
+        assert gateway.event_bindings(account.id, [graph_id])[graph_id].version > (binding.version)
+
+    def test_a_plan_made_before_another_binding_is_refused(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """Two plans for one new item (a replay racing the first write): the second, planned
+        when the item was unbound, would make a second CRM event; it is refused instead."""
+        graph_id = unique("g")
+        first = planned(gateway, page(account, [StoredEvent(event(graph_id), links(anna.id))]))
+        second = planned(gateway, page(account, [StoredEvent(event(graph_id), links(anna.id))]))
+        assert gateway.store_event_page(first).created == 1
+        with pytest.raises(StalePlan):
+            gateway.store_event_page(second)
+        assert len(gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))) == 1
+
+    def test_an_item_recreated_under_a_new_id_moves_its_binding(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """Outlook may give a meeting a new id (same iCalUId) in the same mailbox: the CRM
+        event stays one, and the account's binding follows the new id. (The embedded store
+        failed on its unique binding here; the addon already followed.)"""
+        uid, old, new = unique("uid"), unique("g"), unique("g")
+        store(gateway, page(account, [StoredEvent(event(old, uid=uid), links(anna.id))]))
+        again = store(
+            gateway,
+            page(account, [StoredEvent(event(new, uid=uid, subject="Renamed"), links(anna.id))]),
+        )
+        assert (again.created, again.linked) == (0, 1)
+        assert list(gateway.event_bindings(account.id, [old, new])) == [new]
+        (summary,) = gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))
+        assert summary.subject == "Renamed"
 
     def test_a_series_and_its_occurrences(
         self, gateway: CrmGateway, account: Account, anna
@@ -181,7 +261,7 @@ class CalendarContract:
             )
             for n in range(3)
         ]
-        gateway.store_event_page(page(account, items))
+        store(gateway, page(account, items))
         upcoming = gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))
         assert [u.start for u in upcoming] == [SOON + timedelta(weeks=n) for n in range(3)]
         assert all(u.recurring for u in upcoming)
@@ -190,14 +270,11 @@ class CalendarContract:
         self, gateway: CrmGateway, account: Account, anna
     ) -> None:
         graph_id = unique("g")
-        gateway.store_event_page(page(account, [StoredEvent(event(graph_id), links(anna.id))]))
+        store(gateway, page(account, [StoredEvent(event(graph_id), links(anna.id))]))
         (binding,) = gateway.event_bindings(account.id, [graph_id, "unknown"]).values()
         assert binding.change_key == "ck1" and binding.version == binding.pushed_version
         moved = event(graph_id, start=SOON + timedelta(hours=2), change_key="ck2")
-        assert (
-            gateway.store_event_page(page(account, [StoredEvent(moved, links(anna.id))])).updated
-            == 1
-        )
+        assert store(gateway, page(account, [StoredEvent(moved, links(anna.id))])).updated == 1
 
     def test_a_bound_event_turned_private_in_outlook_keeps_the_crms_details(
         self, gateway: CrmGateway, account: Account, anna
@@ -205,7 +282,7 @@ class CalendarContract:
         """A private Outlook item comes as busy time (``plan_inbound``); bound to a CRM event
         (``keep_details``), it moves the event and leaves its subject and attendees alone."""
         graph_id = unique("g")
-        gateway.store_event_page(page(account, [StoredEvent(event(graph_id), links(anna.id))]))
+        store(gateway, page(account, [StoredEvent(event(graph_id), links(anna.id))]))
         later = SOON + timedelta(hours=3)
         busy = replace(
             event(graph_id, start=later, change_key="ck2"),
@@ -217,9 +294,7 @@ class CalendarContract:
                 "organizer", "meganb@contoso.example", "Megan", ResponseStatus.ORGANIZER, None, None
             )
         ]
-        result = gateway.store_event_page(
-            page(account, [StoredEvent(busy, organizer, keep_details=True)])
-        )
+        result = store(gateway, page(account, [StoredEvent(busy, organizer, keep_details=True)]))
         assert result.updated == 1
         (summary,) = gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))
         assert (summary.subject, summary.start, summary.end) == (
@@ -248,7 +323,7 @@ class CalendarContract:
             ical_uid=uid,
         )
         copy = replace(event(unique("g"), uid=uid), subject=None, sensitivity=Sensitivity.PRIVATE)
-        seen = gateway.store_event_page(page(colleague, [StoredEvent(copy, [])]))
+        seen = store(gateway, page(colleague, [StoredEvent(copy, [])]))
         assert (seen.created, seen.linked) == (0, 1)
         (summary,) = gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))
         assert (summary.subject, summary.start) == ("Quarterly review", SOON)
@@ -269,7 +344,7 @@ class CalendarContract:
             start_date=day,
             end_date=day + timedelta(days=1),
         )
-        gateway.store_event_page(page(account, [StoredEvent(item, links(anna.id))]))
+        store(gateway, page(account, [StoredEvent(item, links(anna.id))]))
         (summary,) = gateway.upcoming_events_for_partner(anna.id, since=SOON)
         assert summary.is_all_day and summary.start_date == day and summary.start is None
 
@@ -297,11 +372,11 @@ class CalendarContract:
         ]
         # Outlook answers with our own change key: nothing to store, nothing to push.
         echo = event(graph_id, change_key="ck-ours")
-        result = gateway.store_event_page(page(account, [StoredEvent(echo, links(anna.id))]))
+        result = store(gateway, page(account, [StoredEvent(echo, links(anna.id))]))
         assert (result.created, result.updated) == (0, 0)
         # An Outlook-side edit is stored and, being inbound, is not pushed back.
         edited = event(graph_id, subject="Moved review", change_key="ck-theirs")
-        gateway.store_event_page(page(account, [StoredEvent(edited, links(anna.id))]))
+        store(gateway, page(account, [StoredEvent(edited, links(anna.id))]))
         assert not [
             c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == event_id
         ]
@@ -371,11 +446,12 @@ class CalendarContract:
             )
             for n in range(2)
         ]
-        gateway.store_event_page(page(account, items))
+        store(gateway, page(account, items))
         (binding,) = gateway.event_bindings(account.id, [master]).values()
         self.crm_update(gateway, binding.crm_event_id, subject="Weekly review")
         (change,) = gateway.event_changes_to_push(account.id)
-        assert change.crm_event_id == binding.crm_event_id and change.organized_by_account
+        assert change.crm_event_id == binding.crm_event_id
+        assert organizes(change, account.address)  # its organizer is the account's owner
         assert change.event.graph_id == master
         assert change.event.event_type is EventType.SERIES_MASTER
         assert change.event.recurrence is not None

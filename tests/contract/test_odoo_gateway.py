@@ -239,3 +239,27 @@ TestOdooMailSyncMachine = machine_for(
     max_examples=12,
     steps=25,
 )
+
+
+# --- the calendar state machine, against the real addon -----------------------------------
+
+from tests.contract import calendar_machine  # noqa: E402
+
+TestOdooCalendarSyncMachine = calendar_machine.machine_for(
+    lambda: OdooGateway.from_config(odoo_config()),
+    lambda gateway, name, email: TestOdooContract.seed_partner(None, gateway, name, email),
+    calendar_machine.CrmActions(
+        create=lambda gateway, account, item, partner_ids: TestOdooCalendar.crm_create(
+            None, gateway, account, item, partner_ids
+        ),
+        rename=lambda gateway, event_id, subject: admin_rpc_cached().execute_kw(
+            "calendar.event", "write", [[event_id], {"name": subject}]
+        ),
+        delete=lambda gateway, event_id: admin_rpc_cached().execute_kw(
+            "calendar.event", "unlink", [[event_id]]
+        ),
+    ),
+    close_gateway=lambda gateway: gateway.close(),
+    max_examples=12,
+    steps=25,
+)

@@ -559,3 +559,23 @@ def test_opening_the_store_again_never_touches_the_files_descriptors(tmp_path, m
     finally:
         second.close()
         first.close()
+
+
+# --- the calendar state machine -------------------------------------------------------------
+
+from tests.contract import calendar_machine  # noqa: E402
+
+TestCalendarSyncMachine = calendar_machine.machine_for(
+    _fresh_store,
+    lambda gateway, name, email: gateway.add_partner(name, email, False, None, None),
+    calendar_machine.CrmActions(
+        create=lambda gateway, account, item, partner_ids: TestSqliteCalendar.crm_create(
+            None, gateway, account, item, partner_ids
+        ),
+        rename=lambda gateway, event_id, subject: gateway.crm_update_event(
+            event_id, subject=subject
+        ),
+        delete=lambda gateway, event_id: gateway.crm_delete_event(event_id),
+    ),
+    close_gateway=_close_store,
+)

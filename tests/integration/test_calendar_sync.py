@@ -20,6 +20,7 @@ from m365sync.domain import (
     Sensitivity,
 )
 from m365sync.emulator.mailbox import Mailbox
+from m365sync.errors import StalePlan
 from m365sync.service.account_sync import sync_account_mail
 from m365sync.service.connect import connect_account
 from tests.integration.conftest import build_stack
@@ -622,3 +623,56 @@ def test_changing_a_whole_series_pattern_in_the_crm_patches_the_master(cal):
     starts = sorted(m.start for m in upcoming(cal))
     assert starts == [first + timedelta(days=2 * n) for n in range(3)]
     assert len(cal.emulator.mailbox.calendar.events()) == 1
+
+
+# --- the plan's preconditions ------------------------------------------------------------------
+
+
+def test_a_create_outlook_took_but_the_crm_never_recorded_is_not_a_second_event(cal):
+    """The daemon stopped after Outlook created the event and before the CRM recorded it: the
+    next pull brings the event with our transactionId, which names the CRM event, so it is
+    bound to it (not made a second CRM event) and no second create is sent."""
+    event_id = crm_meeting(cal, "Demo call")
+    cal.emulator.mailbox.calendar.create(
+        outlook_event("Demo call", transactionId=f"m365sync-crm-event-{event_id}")
+    )
+    run = sync(cal)
+    assert [m.crm_event_id for m in upcoming(cal)] == [event_id]
+    assert len(cal.emulator.mailbox.calendar.events()) == 1 and not writes(cal, "POST")
+    assert run.calendar.get("new") == 1 and not cal.gateway.event_changes_to_push(cal.account.id)
+
+
+class _EditsBetweenPlanAndWrite:
+    """The CRM user renames the bound event while the daemon's first page plan is in flight."""
+
+    def __init__(self, gateway, event_id):
+        self._gateway, self._event_id, self.refused = gateway, event_id, 0
+
+    def __getattr__(self, name):
+        return getattr(self._gateway, name)
+
+    def store_event_page(self, page, **kwargs):
+        if self._event_id is not None:
+            self._gateway.crm_update_event(self._event_id, subject="Renamed in the CRM")
+            self._event_id = None
+            try:
+                return self._gateway.store_event_page(page, **kwargs)
+            except StalePlan:
+                self.refused += 1
+                raise
+        return self._gateway.store_event_page(page, **kwargs)
+
+
+def test_a_crm_edit_between_plan_and_write_is_planned_again_and_wins(cal):
+    created, _ = cal.emulator.mailbox.calendar.create(outlook_event("Quarterly review"))
+    sync(cal)
+    (meeting,) = upcoming(cal)
+    cal.emulator.mailbox.calendar.update(created["id"], {"subject": "Renamed in Outlook"})
+    racing = _EditsBetweenPlanAndWrite(cal.gateway, meeting.crm_event_id)
+    cal.runtime.gateway = racing
+    sync(cal)
+    assert racing.refused == 1  # the stale plan wrote nothing
+    # Planned again: the CRM's edit is the newer; it is kept and pushed, not overwritten.
+    assert [m.subject for m in upcoming(cal)] == ["Renamed in the CRM"]
+    (outlook,) = cal.emulator.mailbox.calendar.events()
+    assert outlook["subject"] == "Renamed in the CRM"

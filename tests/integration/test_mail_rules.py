@@ -316,6 +316,7 @@ def test_crm_round_trips_per_page_are_bounded(stack):
         "create_partners",
         "store_mail_page",
         "event_bindings",
+        "meeting_candidates",
         "store_event_page",
     )
     assert counting.calls["store_mail_page"] == run.pages

@@ -53,6 +53,7 @@ from m365sync.crm.odoo import (
     XmlRpcTransport,
     error_from_refusal,
 )
+from m365sync.crm.odoo_recurrence import to_odoo
 from m365sync.crm.sqlite import SqliteGateway
 from m365sync.crm.wire import from_wire, to_wire
 from m365sync.domain import (
@@ -86,14 +87,15 @@ from m365sync.domain import (
 from m365sync.errors import (
     Conflict,
     CrmError,
+    CrmHasForms,
     CrmUnavailable,
     LeaseLost,
+    StalePlan,
     UnknownAccount,
     advice_for,
 )
 from m365sync.graph.schedule import Availability, BusySlot
 from m365sync.service.runtime import open_gateway
-from m365sync.sync.recurrence import to_odoo
 from tests.contract import calendar_contract
 from tests.contract.calendar_contract import CalendarContract
 from tests.contract.gateway_contract import INBOX, GatewayContract, message, page, spec, unique
@@ -116,6 +118,7 @@ class Refusal(Exception):
 CALENDAR_METHODS = {
     "store_event_page",
     "event_bindings",
+    "meeting_candidates",
     "event_changes_to_push",
     "mark_event_pushed",
     "upcoming_events_for_partner",
@@ -212,6 +215,8 @@ class FakeAddon:
             raise Refusal(f"M365:UnknownAccount: {error}") from None
         except LeaseLost as error:
             raise Refusal(f"M365:LeaseLost: {error}") from None
+        except StalePlan as error:
+            raise Refusal(f"M365:StalePlan: {error}") from None
         except Conflict as error:
             raise Refusal(f"M365:Conflict: {error}") from None
         if hints.get("return") is type(None):
@@ -742,6 +747,16 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
             lambda g: g.event_bindings(3, ["a", "b", "a"]),
             {"account_id": 3, "graph_ids": ["a", "b"]},
         ),
+        (
+            "meeting_candidates",
+            lambda g: g.meeting_candidates(3, ["u2", "u1", "u2"], ["m1"], [9, 4]),
+            {
+                "account_id": 3,
+                "ical_uids": ["u1", "u2"],
+                "series_master_ids": ["m1"],
+                "crm_event_ids": [4, 9],
+            },
+        ),
         ("event_changes_to_push", lambda g: g.event_changes_to_push(3), {"account_id": 3}),
         (
             "mark_event_pushed",
@@ -879,6 +894,7 @@ ANSWERS: dict[str, Any] = {
     "pending_connects": [{"id": 9, "owner": "megan", "sealed": "eyJ.x"}],
     "store_event_page": {"created": 1, "updated": 0, "linked": 0, "removed": 1},
     "event_bindings": {},
+    "meeting_candidates": [],
     "event_changes_to_push": [],
     "upcoming_events_for_partner": [],
     "outgoing_mail": [],
@@ -894,10 +910,30 @@ ANSWERS: dict[str, Any] = {
 }
 
 
+COMMAND_LINE_ACTIONS = {"queue_mail", "create_meeting", "busy_times"}
+
+
 def test_every_gateway_method_is_in_the_table() -> None:
     named = {name for name, _, _ in call_table()}
-    # Every method of the contract is one RPC, except closing the connections.
-    assert set(CrmGateway.__abstractmethods__) - {"close"} == named
+    # Every method of the contract is one RPC, except closing the connections and the
+    # command line's own CRM actions, which Odoo refuses (its users act in its forms).
+    assert set(CrmGateway.__abstractmethods__) - {"close", *COMMAND_LINE_ACTIONS} == named
+
+
+@pytest.mark.parametrize(
+    "invoke",
+    [
+        lambda g: g.queue_mail(3, to=[EmailAddress("a@b.example")], subject="s", body_html=""),
+        lambda g: g.create_meeting(3, calendar_contract.event(""), []),
+        lambda g: g.busy_times(3, T0, T0 + timedelta(hours=1)),
+    ],
+    ids=sorted(COMMAND_LINE_ACTIONS),
+)
+def test_odoo_refuses_the_command_lines_crm_actions_with_words_and_no_rpc(invoke) -> None:
+    transport = FakeTransport()
+    with pytest.raises(CrmHasForms, match="in Odoo use the wizards"):
+        invoke(OdooGateway(transport))
+    assert transport.calls == []
 
 
 @pytest.mark.parametrize(("method", "invoke", "payload"), call_table(), ids=lambda v: "")
@@ -945,6 +981,7 @@ def test_present_optionals_are_read() -> None:
         ("M365:UnknownAccount: no account 12", UnknownAccount, "no account 12"),
         ("M365:LeaseLost: account 3 is leased by w2", LeaseLost, "account 3 is leased by w2"),
         ("M365:Conflict: changed meanwhile", Conflict, "changed meanwhile"),
+        ("M365:StalePlan: event 4 changed since the plan", StalePlan, "event 4 changed"),
         ("Validation: prefix later M365:LeaseLost: stale", LeaseLost, "stale"),
         ("could not serialize access due to concurrent update", Conflict, "another writer"),
         ("The partner is archived", CrmError, "The partner is archived"),
@@ -1330,9 +1367,7 @@ def test_tracebacks_never_hold_the_key(odoo: FakeOdoo, addon: FakeAddon) -> None
         (("calendar", "outbox", "free_busy", "push"), lambda g: g.claim_connect(9, "a:1")),
     ],
 )
-def test_an_addon_older_than_the_daemon_is_named_with_what_to_do(
-    tmp_path, features, call
-) -> None:
+def test_an_addon_older_than_the_daemon_is_named_with_what_to_do(tmp_path, features, call) -> None:
     """Daemon and addon ship together: no probes or capability flags. A method the addon on
     the server lacks fails that call with a sentence saying to upgrade the addon."""
     store = SqliteGateway(tmp_path / "old.sqlite3")

@@ -20,6 +20,7 @@ from dateutil.rrule import rrulestr
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from m365sync.crm.odoo_recurrence import from_odoo, to_odoo
 from m365sync.domain import Recurrence
 from m365sync.sync.recurrence import (
     INDEXES,
@@ -27,11 +28,9 @@ from m365sync.sync.recurrence import (
     WEEKDAYS,
     Unrepresentable,
     first_occurrence,
-    from_odoo,
     from_rrule,
     normalise,
     occurrences,
-    to_odoo,
     to_rrule,
 )
 from m365sync.sync.timezones import zone

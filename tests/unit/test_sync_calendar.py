@@ -15,27 +15,35 @@ from m365sync.domain import (
     EmailAddress,
     EventBinding,
     EventType,
+    MeetingCandidate,
     Partner,
     Privacy,
     Recurrence,
     ResponseStatus,
     Sensitivity,
+    StoredEvent,
 )
 from m365sync.graph.calendar import event_body
 from m365sync.sync.calendar import (
     SKIP_CRM_NEWER,
     SKIP_ECHO,
+    SKIP_REPEATED,
     ForgetDeleted,
     PushCreate,
     PushDelete,
     PushUpdate,
     event_addresses,
+    is_echo,
+    organizes,
+    place,
     plan_inbound,
     plan_outbound,
+    same_meeting,
 )
 from m365sync.sync.mail import MailPolicy, PartnerLookups
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+ME = "me@contoso.com"  # the account whose changes are planned
 ANNA = Partner(id=1, name="Anna", email="anna@fabrikam.com", parent_id=10)
 FABRIKAM = Partner(id=10, name="Fabrikam", is_company=True)
 LOOKUPS = PartnerLookups({"anna@fabrikam.com": ANNA}, {"fabrikam.com": FABRIKAM})
@@ -158,6 +166,7 @@ def test_outbound_actions():
             change(5, end=NOW - timedelta(days=2)),  # in the past: never created
         ],
         now=NOW,
+        account_address=ME,
     )
     kinds = [(type(a).__name__, a.change.crm_event_id) for a in actions]
     assert kinds == [("PushCreate", 1), ("PushUpdate", 2), ("PushDelete", 3), ("ForgetDeleted", 4)]
@@ -177,7 +186,7 @@ def test_all_day_events_in_the_past_are_not_created():
         start_date=date(2026, 11, 20),
         end_date=date(2026, 11, 21),
     )
-    assert plan_outbound([CrmEventChange(9, item, 1)], now=NOW) == []
+    assert plan_outbound([CrmEventChange(9, item, 1)], now=NOW, account_address=ME) == []
 
 
 @given(st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(-3, 3)), max_size=20))
@@ -188,13 +197,14 @@ def test_every_change_gets_at_most_one_action_and_creates_have_stable_ids(rows):
         )
         for i, (in_outlook, deleted, days) in enumerate(rows)
     ]
-    actions = plan_outbound(changes, now=NOW)
+    actions = plan_outbound(changes, now=NOW, account_address=ME)
     assert len({a.change.crm_event_id for a in actions}) == len(actions)
     for action in actions:
         if isinstance(action, PushCreate):
             assert not action.change.event.graph_id
             assert (
-                action.transaction_id == plan_outbound([action.change], now=NOW)[0].transaction_id
+                action.transaction_id
+                == plan_outbound([action.change], now=NOW, account_address=ME)[0].transaction_id
             )
         if isinstance(action, PushDelete | PushUpdate):
             assert action.change.event.graph_id
@@ -211,7 +221,7 @@ def test_private_crm_events_go_to_outlook_whole_and_marked_private():
         CrmEventChange(3, item, 1, attendee_addresses=addresses),
         CrmEventChange(4, replace(item, graph_id="g4"), 2, attendee_addresses=addresses),
     ):
-        (action,) = plan_outbound([change], now=NOW)
+        (action,) = plan_outbound([change], now=NOW, account_address=ME)
         assert isinstance(action, PushCreate | PushUpdate)
         pushed = action.change.event
         assert (pushed.subject, pushed.body_html, pushed.location) == (
@@ -236,14 +246,14 @@ def test_an_invitation_is_only_ever_answered():
         4,
         replace(item, graph_id="g4"),
         2,
-        organized_by_account=False,
+        owned_by_account=False,
         my_response=ResponseStatus.ACCEPTED,
     )
-    unanswered = CrmEventChange(5, replace(item, graph_id="g5"), 2, organized_by_account=False)
+    unanswered = CrmEventChange(5, replace(item, graph_id="g5"), 2, owned_by_account=False)
     deleted = CrmEventChange(
-        6, replace(item, graph_id="g6"), 2, deleted=True, organized_by_account=False
+        6, replace(item, graph_id="g6"), 2, deleted=True, owned_by_account=False
     )
-    actions = plan_outbound([answered, unanswered, deleted], now=NOW)
+    actions = plan_outbound([answered, unanswered, deleted], now=NOW, account_address=ME)
     assert [type(a).__name__ for a in actions] == ["PushResponse", "ForgetDeleted", "ForgetDeleted"]
 
 
@@ -263,7 +273,7 @@ def _series_change(*, reshapes: bool, deleted: bool = False) -> CrmEventChange:
 
 
 def test_a_series_edit_of_details_patches_the_master_without_its_shape():
-    (action,) = plan_outbound([_series_change(reshapes=False)], now=NOW)
+    (action,) = plan_outbound([_series_change(reshapes=False)], now=NOW, account_address=ME)
     assert isinstance(action, PushUpdate) and action.details_only
     body = event_body(action.change.event, details_only=action.details_only)
     assert not {"start", "end", "isAllDay", "recurrence"} & set(body)
@@ -271,7 +281,7 @@ def test_a_series_edit_of_details_patches_the_master_without_its_shape():
 
 
 def test_a_series_edit_of_pattern_or_times_patches_the_whole_master():
-    (action,) = plan_outbound([_series_change(reshapes=True)], now=NOW)
+    (action,) = plan_outbound([_series_change(reshapes=True)], now=NOW, account_address=ME)
     assert isinstance(action, PushUpdate) and not action.details_only
     body = event_body(action.change.event, details_only=action.details_only)
     assert body["recurrence"]["pattern"]["daysOfWeek"] == ["thursday"]
@@ -281,10 +291,129 @@ def test_a_series_edit_of_pattern_or_times_patches_the_whole_master():
 def test_a_single_event_is_always_patched_whole():
     # reshapes_series only speaks of series masters.
     change = CrmEventChange(7, meeting("g7"), 2, reshapes_series=False)
-    (action,) = plan_outbound([change], now=NOW)
+    (action,) = plan_outbound([change], now=NOW, account_address=ME)
     assert isinstance(action, PushUpdate) and not action.details_only
 
 
 def test_deleting_a_whole_series_deletes_its_master():
-    (action,) = plan_outbound([_series_change(reshapes=False, deleted=True)], now=NOW)
+    (action,) = plan_outbound(
+        [_series_change(reshapes=False, deleted=True)], now=NOW, account_address=ME
+    )
     assert isinstance(action, PushDelete) and action.change.event.graph_id == "m1"
+
+
+# --- where an item goes: echo, same meeting, the plan's preconditions ------------------------
+
+
+def candidate(crm_id, **fields) -> MeetingCandidate:
+    values = {
+        "crm_event_id": crm_id,
+        "version": 3,
+        "ical_uid": "uid",
+        "is_series_master": False,
+        "deleted": False,
+        "series_master_id": None,
+        "bound_graph_id": None,
+        "is_all_day": False,
+        "start": NOW + timedelta(days=1),
+        "start_date": None,
+    }
+    return MeetingCandidate(**(values | fields))
+
+
+def test_an_echo_is_only_our_own_change_key_on_a_bound_item():
+    assert is_echo(meeting(change_key="ck1"), binding(change_key="ck1"))
+    assert not is_echo(meeting(change_key="ck2"), binding(change_key="ck1"))
+    assert not is_echo(meeting(change_key="ck1"), None)
+    assert not is_echo(meeting(change_key=None), binding(change_key=None))
+
+
+def test_same_meeting_by_ical_uid_never_a_deleted_one_nor_a_master_for_an_occurrence():
+    item = meeting()
+    assert same_meeting(item, [candidate(9), candidate(4)]).crm_event_id == 4
+    assert same_meeting(item, [candidate(4, deleted=True), candidate(9)]).crm_event_id == 9
+    assert same_meeting(item, [candidate(4, is_series_master=True)]) is None
+    assert same_meeting(replace(item, ical_uid=None), [candidate(4, ical_uid=None)]) is None
+
+
+def test_same_meeting_by_slot_in_a_series_the_crm_holds():
+    """An occurrence of a series made in the CRM comes back from Outlook with its own
+    iCalUId: the CRM occurrence of that series in the same slot, not yet bound here."""
+    slot = NOW + timedelta(days=7)
+    item = replace(
+        meeting(start=slot),
+        ical_uid="outlook-occurrence",
+        event_type=EventType.OCCURRENCE,
+        series_master_id="m1",
+        original_start=slot,
+    )
+    crm = [
+        candidate(5, ical_uid=None, series_master_id=2, start=slot, bound_graph_id="other"),
+        candidate(6, ical_uid=None, series_master_id=2, start=slot),
+        candidate(7, ical_uid=None, series_master_id=2, start=slot + timedelta(days=7)),
+        candidate(8, ical_uid=None, series_master_id=3, start=slot),
+    ]
+    assert same_meeting(item, crm, series_master=2).crm_event_id == 6
+    assert same_meeting(item, crm, series_master=None) is None
+    day = replace(item, is_all_day=True, start=None, start_date=slot.date(), original_start=None)
+    all_day = [
+        candidate(11, ical_uid=None, series_master_id=2, is_all_day=True, start_date=slot.date())
+    ]
+    assert same_meeting(day, all_day, series_master=2).crm_event_id == 11
+
+
+def test_place_carries_the_version_the_plan_saw_and_keeps_details_of_private_copies():
+    bound = StoredEvent(meeting("g1"), [])
+    private = StoredEvent(replace(meeting("g2"), sensitivity=Sensitivity.PRIVATE), [])
+    new = StoredEvent(replace(meeting("g3"), ical_uid="other"), [])
+    placed = place([bound, private, new], {"g1": binding(version=5)}, [candidate(9)])
+    assert [(p.crm_event_id, p.expected_version, p.keep_details) for p in placed] == [
+        (7, 5, False),
+        (9, 3, True),
+        (None, None, False),
+    ]
+
+
+def test_place_puts_an_occurrence_on_the_series_its_master_was_placed_on_in_the_page():
+    slot = NOW + timedelta(days=7)
+    master = replace(meeting("m1"), ical_uid="series", event_type=EventType.SERIES_MASTER)
+    occurrence = replace(
+        meeting("o1", start=slot),
+        ical_uid="occ",
+        event_type=EventType.OCCURRENCE,
+        series_master_id="m1",
+    )
+    crm = [
+        candidate(2, ical_uid="series", is_series_master=True),
+        candidate(6, ical_uid=None, series_master_id=2, start=slot),
+    ]
+    placed = place([StoredEvent(master, []), StoredEvent(occurrence, [])], {}, crm)
+    assert [p.crm_event_id for p in placed] == [2, 6]
+
+
+def test_a_graph_id_repeated_in_a_page_is_planned_once_with_its_last_state():
+    first, last = meeting(change_key="a"), replace(meeting(change_key="b"), subject="Later")
+    plan = plan_inbound([first, last], {}, LOOKUPS, POLICY)
+    (stored,) = plan.upserts
+    assert stored.event.subject == "Later" and plan.skipped[SKIP_REPEATED] == 1
+
+
+def test_who_organizes_is_one_rule_over_the_owner_and_the_organizer():
+    """The account changes what it owns (made in the CRM for it), what has no organizer,
+    and what its mailbox's owner organizes (addresses compared as the mail rules do); of
+    anything else it may only answer."""
+    invitation = replace(meeting(), organizer=EmailAddress("MeganB@contoso.com"))
+    assert not organizes(CrmEventChange(1, invitation, 1, owned_by_account=False), ME)
+    assert organizes(CrmEventChange(1, invitation, 1, owned_by_account=True), ME)
+    assert organizes(CrmEventChange(1, invitation, 1, owned_by_account=False), "meganb@CONTOSO.com")
+    nobody = replace(invitation, organizer=None)
+    assert organizes(CrmEventChange(1, nobody, 1, owned_by_account=False), ME)
+
+
+def test_an_event_bound_to_an_item_of_the_page_is_not_taken_by_another():
+    """Two items of one page with one iCalUId: the bound one keeps its event, the other is
+    a new one (never two Outlook items of one mailbox on one CRM event)."""
+    bound = StoredEvent(meeting("g1"), [])
+    twin = StoredEvent(meeting("g9"), [])
+    placed = place([twin, bound], {"g1": binding(version=5)}, [candidate(7)])
+    assert [(p.crm_event_id, p.expected_version) for p in placed] == [(None, None), (7, 5)]

@@ -1,5 +1,10 @@
 """The daemon's RPC API, calendar half: ``store_event_page``, ``event_bindings``,
-``event_changes_to_push``, ``mark_event_pushed``, ``upcoming_events_for_partner``.
+``meeting_candidates``, ``event_changes_to_push``, ``mark_event_pushed``,
+``upcoming_events_for_partner``.
+
+Which Outlook items are echoes and which are the same meeting as an Odoo event are the
+daemon's decisions (m365sync.sync.calendar); ``store_event_page`` writes each item where the
+daemon placed it, or refuses a plan made on state that moved since (``M365:StalePlan:``).
 
 Conventions as in ``m365_daemon_api`` (one ``payload`` dict in wire form, wire-form results,
 None -> False, ``M365:...`` errors, the daemon's group, sudo + ``m365_sync_origin``). The
@@ -7,7 +12,8 @@ semantics are those of the embedded store (m365sync.crm.sqlite_calendar); the Od
 is described in ``calendar_event``.
 
 **Recurrence: who converts.** Graph's ``patternedRecurrence`` and Odoo's ``calendar.recurrence``
-fields are converted by the daemon (m365sync.sync.recurrence.to_odoo / from_odoo), never here:
+fields are converted by the daemon's Odoo adapter (m365sync.crm.odoo_recurrence.to_odoo /
+from_odoo), never here:
 
 * Inbound, each StoredEvent of a series master carries, beside ``event.recurrence`` (Graph's
   pattern, wire form, kept as JSON in ``m365_graph_recurrence``), the keys
@@ -36,6 +42,7 @@ import json
 from datetime import datetime, time, timedelta
 
 import pytz
+from odoo.exceptions import UserError
 
 from odoo import Command, api, fields, models
 
@@ -161,6 +168,61 @@ class M365DaemonApiCalendar(models.AbstractModel):
                 }
         return _none_to_false(found)
 
+    @api.model
+    def meeting_candidates(self, payload):
+        """The events an unbound Outlook item may be the same meeting as (the daemon decides
+        which, ``m365sync.sync.calendar.same_meeting``): those with one of ``ical_uids`` or
+        ``crm_event_ids`` (deleted ones flagged), and the occurrences of the series whose master is bound to
+        the account under one of ``series_master_ids`` or carries one of ``ical_uids``."""
+        env = self._daemon_env()
+        account = self._account(env, payload["account_id"])
+        Event = env["calendar.event"].with_context(active_test=False)
+        Binding = env["m365.event.binding"]
+        uids = [u for u in payload.get("ical_uids") or [] if u]
+        graph_ids = [g for g in payload.get("series_master_ids") or [] if g]
+        found = Event.search([("m365_ical_uid", "in", uids)]) if uids else Event
+        ids = [int(i) for i in payload.get("crm_event_ids") or []]
+        if ids:
+            found |= Event.browse(ids).exists()
+        masters = found.filtered("m365_is_series_master")
+        if graph_ids:
+            masters |= Binding.search(
+                [("account_id", "=", account.id), ("graph_id", "in", graph_ids)]
+            ).event_id.filtered("m365_is_series_master")
+        master_of = {}
+        for master in masters:
+            domain = [("m365_series_master_id", "=", master.id)]
+            if master.recurrence_id:
+                domain = ["|", ("recurrence_id", "=", master.recurrence_id.id), *domain]
+            members = Event.search([("m365_is_series_master", "=", False), *domain])
+            for member in members:
+                master_of.setdefault(member.id, master.id)
+            found |= master | members
+        bound = {
+            b.event_id.id: b.graph_id
+            for b in Binding.search([("account_id", "=", account.id), ("event_id", "in", found.ids)])
+        }
+        candidates = []
+        for event in found.sorted("id"):
+            master_id = None
+            if not event.m365_is_series_master:
+                master_id = master_of.get(event.id) or event.m365_series_master_id.id or None
+            candidates.append(
+                {
+                    "crm_event_id": event.id,
+                    "version": event.m365_version,
+                    "ical_uid": event.m365_ical_uid or None,
+                    "is_series_master": bool(event.m365_is_series_master),
+                    "deleted": bool(event.m365_deleted),
+                    "series_master_id": master_id,
+                    "bound_graph_id": bound.get(event.id),
+                    "is_all_day": bool(event.allday),
+                    "start": dt_to_wire(event.start),
+                    "start_date": _date_text(event.start_date) if event.allday else None,
+                }
+            )
+        return _none_to_false(candidates)
+
     # --- outbound: CRM -> Outlook ---------------------------------------------------------------
 
     @api.model
@@ -220,12 +282,6 @@ class M365DaemonApiCalendar(models.AbstractModel):
     def _change_wire(self, env, account, event, binding, odoo_series):
         owner_address = account.address_normalized or normalize_email(account.address)
         organizer = self._organizer(event)
-        owner = event.m365_owner_account_id
-        organized = (
-            owner == account
-            or not organizer
-            or normalize_email(organizer["address"]) == owner_address
-        )
         attendees = self._attendees_wire(event, account, organizer)
         mine = event.attendee_ids.filtered(
             lambda a: a.partner_id == account.user_id.partner_id
@@ -238,7 +294,9 @@ class M365DaemonApiCalendar(models.AbstractModel):
             "version": event.m365_version,
             "deleted": bool(event.m365_deleted),
             "attendee_addresses": [a["address"] for a in attendees],
-            "organized_by_account": bool(organized),
+            # Whether the account organizes it is the daemon's rule
+            # (m365sync.sync.calendar.organizes): the event's owner account and organizer.
+            "owned_by_account": event.m365_owner_account_id == account,
             "my_response": my_response,
         }
         recurrence = odoo_series
@@ -579,19 +637,38 @@ class _EventPageWriter:
     # upserts ---------------------------------------------------------------------------------
 
     def upsert(self, stored):
+        """Write one item where the daemon placed it (``crm_event_id``: its bound event, the
+        same meeting, or none for a new event), if the state is still the one it planned on:
+        the item's binding and the target's ``m365_version`` (``expected_version``). Echoes
+        and same-meeting matching are the daemon's (m365sync.sync.calendar), never here."""
         item = stored["event"]
         graph_id = item["graph_id"]
         change_key = _opt(item.get("change_key"))
+        target_id = _opt(stored.get("crm_event_id"))
+        target_id = int(target_id) if target_id else None
         binding = self._binding(graph_id)
-        if binding:
-            if change_key and binding.change_key == change_key:
-                return  # our own write coming back, or a replay
-            event = binding.event_id
-            self._write(event, stored, keep_details=bool(stored.get("keep_details")))
-            self.updated += 1
+        if binding and binding.event_id.id != target_id:
+            raise UserError(f"M365:StalePlan: Outlook event {graph_id} is bound since the plan.")
+        if target_id is None:
+            event = self._create(stored)
+            binding = self.Binding.create(
+                {"account_id": self.account.id, "graph_id": graph_id, "event_id": event.id}
+            )
+            self.created += 1
         else:
-            event = self._same_meeting(item) or self._same_slot(item)
-            if event:
+            event = self.Event.browse(target_id).exists()
+            expected = _opt(stored.get("expected_version"))
+            if (
+                not event
+                or expected is None
+                or event.m365_version != int(expected)
+                or (not binding and event.m365_deleted)
+            ):
+                raise UserError(f"M365:StalePlan: event {target_id} changed since the plan.")
+            self._write(event, stored, keep_details=bool(stored.get("keep_details")))
+            if binding:
+                self.updated += 1
+            else:
                 mine = self.Binding.search(
                     [("account_id", "=", self.account.id), ("event_id", "=", event.id)]
                 )
@@ -599,72 +676,13 @@ class _EventPageWriter:
                     # Outlook recreated the item under a new id: follow it.
                     mine.write({"graph_id": graph_id})
                     binding = mine
-                # Another mailbox's private copy of a meeting Odoo holds (e.g. a colleague
-                # invited to a private Odoo meeting) is busy time too: it must not wipe it.
-                self._write(event, stored, keep_details=item.get("sensitivity") in PRIVATE)
+                else:
+                    binding = self.Binding.create(
+                        {"account_id": self.account.id, "graph_id": graph_id, "event_id": event.id}
+                    )
                 self.linked += 1
-            else:
-                event = self._create(stored)
-                self.created += 1
-            if not binding:
-                binding = self.Binding.create(
-                    {
-                        "account_id": self.account.id,
-                        "graph_id": graph_id,
-                        "event_id": event.id,
-                    }
-                )
         binding.write({"change_key": change_key or False, "pushed_version": event.m365_version})
         self.synced |= event
-
-    def _same_meeting(self, item):
-        """The event another mailbox already brought (same iCalUId; Graph gives each occurrence
-        its own), or an Odoo event Outlook got from us."""
-        uid = _opt(item.get("ical_uid"))
-        if not uid:
-            return self.Event
-        return self.Event.search(
-            [
-                ("m365_ical_uid", "=", uid),
-                ("m365_deleted", "=", False),
-                ("m365_is_series_master", "=", item.get("event_type") == "seriesMaster"),
-            ],
-            order="id",
-            limit=1,
-        )
-
-    def _same_slot(self, item):
-        """An occurrence of a series made in Odoo comes back from Outlook: the Odoo event of the
-        same series in the same slot, not yet bound for this account."""
-        master = self._master_of(item)
-        if not master:
-            return self.Event
-        domain = [("m365_is_series_master", "=", False), ("m365_deleted", "=", False)]
-        if master.recurrence_id:
-            domain += [
-                "|",
-                ("m365_series_master_id", "=", master.id),
-                ("recurrence_id", "=", master.recurrence_id.id),
-            ]
-        else:
-            domain += [("m365_series_master_id", "=", master.id)]
-        if item.get("is_all_day"):
-            day = date_from_wire(_opt(item.get("start_date")))
-            if not day:
-                return self.Event
-            domain += [("allday", "=", True), ("start_date", "=", day)]
-        else:
-            slot = dt_from_wire(_opt(item.get("original_start")) or _opt(item.get("start")))
-            if not slot:
-                return self.Event
-            domain += [("start", "=", slot)]
-        candidates = self.Event.search(domain, order="id")
-        if not candidates:
-            return candidates
-        bound = self.Binding.search(
-            [("account_id", "=", self.account.id), ("event_id", "in", candidates.ids)]
-        )
-        return (candidates - bound.event_id)[:1]
 
     def _master_of(self, item):
         master_id = _opt(item.get("series_master_id"))

@@ -144,3 +144,74 @@ def microsoft_answers(case, **fields):
     if fields.get("code"):
         case.assertNotIn(fields["code"], location)
     return case.url_open(location, allow_redirects=False)
+
+
+def placed_page(api, page):
+    """A calendar page as the daemon hands it over: echoes dropped, each item placed on its
+    bound event or on the same meeting (``crm_event_id``, ``expected_version``).
+
+    A test stand-in for the daemon's planning (m365sync.sync.calendar.plan_inbound, the one
+    copy of these rules, which the addon cannot import), from the API's own reads
+    (``event_bindings``, ``meeting_candidates``); the daemon's contract suite and e2e tests
+    run the real one against this addon."""
+    upserts = []
+    account_id = page["account_id"]
+    items = page.get("upserts") or []
+    graph_ids = [s["event"]["graph_id"] for s in items]
+    # The daemon's page carries the series masters of its occurrences: their bindings too.
+    graph_ids += [s["event"]["series_master_id"] for s in items if s["event"].get("series_master_id")]
+    bindings = api.event_bindings({"account_id": account_id, "graph_ids": graph_ids})
+    unbound = [s["event"] for s in items if s["event"]["graph_id"] not in bindings]
+    candidates = api.meeting_candidates(
+        {
+            "account_id": account_id,
+            "ical_uids": [e["ical_uid"] for e in unbound if e.get("ical_uid")],
+            "series_master_ids": [e["series_master_id"] for e in unbound if e.get("series_master_id")],
+        }
+    ) if unbound else []
+    masters = {g: b["crm_event_id"] for g, b in bindings.items()}
+    taken = set()
+    for stored in items:
+        item = stored["event"]
+        binding = bindings.get(item["graph_id"])
+        target = version = None
+        if binding:
+            if item.get("change_key") and binding["change_key"] == item["change_key"]:
+                continue  # an echo
+            target, version = binding["crm_event_id"], binding["version"]
+        else:
+            found = _same_meeting(item, candidates, masters.get(item.get("series_master_id")), taken)
+            if found:
+                target, version = found["crm_event_id"], found["version"]
+                taken.add(target)
+        if target:
+            masters.setdefault(item["graph_id"], target)
+        private = item.get("sensitivity") in ("private", "confidential")
+        upserts.append(
+            stored | {"crm_event_id": target, "expected_version": version,
+                      "keep_details": bool(private and target) if target else bool(stored.get("keep_details"))}
+        )
+    return page | {"upserts": upserts}
+
+
+def _same_meeting(item, candidates, master, taken):
+    alive = [c for c in candidates if not c["deleted"] and c["crm_event_id"] not in taken]
+    is_master = item.get("event_type") == "seriesMaster"
+    for candidate in alive:
+        if item.get("ical_uid") and candidate["ical_uid"] == item["ical_uid"] and (
+            candidate["is_series_master"] == is_master
+        ):
+            return candidate
+    if not master or is_master:
+        return None
+    for candidate in alive:
+        if candidate["series_master_id"] != master or candidate["is_series_master"]:
+            continue
+        if candidate["bound_graph_id"]:
+            continue
+        if item.get("is_all_day"):
+            if candidate["is_all_day"] and candidate["start_date"] == item.get("start_date"):
+                return candidate
+        elif candidate["start"] == (item.get("original_start") or item.get("start")):
+            return candidate
+    return None

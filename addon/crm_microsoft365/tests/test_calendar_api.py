@@ -9,14 +9,14 @@ from odoo.tools import mute_logger
 
 from odoo import Command
 
-from .common import M365Case, unique
+from .common import M365Case, placed_page, unique
 
-# Three days ahead at 10:00 UTC: the same weekday in UTC and in the events' zone
-# (Europe/Paris), whatever the hour the suite runs (at 23:00 UTC "now + 3 days" fell on the
-# next day in Paris, and the series' weekday no longer matched its pattern).
-SOON = (datetime.now(timezone.utc) + timedelta(days=3)).replace(
-    hour=10, minute=0, second=0, microsecond=0, tzinfo=None
-)
+# Noon UTC, three days ahead: the same weekday in UTC and in Europe/Paris (the series' zone),
+# whatever the hour the suite runs at (from 23:00 UTC Paris is already the next day, and an
+# Odoo series split "this and following" then lost its weekday).
+SOON = datetime.now(timezone.utc).replace(
+    hour=12, minute=0, second=0, microsecond=0, tzinfo=None
+) + timedelta(days=3)
 CALENDAR = "calendarView-2025-01"
 WEEKLY_ODOO = {
     "rrule_type": "weekly",
@@ -127,9 +127,8 @@ class TestCalendarApi(M365Case):
     # --- helpers ----------------------------------------------------------------------------
 
     def store(self, account, *items, removed=()):
-        return self.api.store_event_page(
-            {"page": event_page(account["id"], items, removed), "lease": None}
-        )
+        page = placed_page(self.api, event_page(account["id"], items, removed))
+        return self.api.store_event_page({"page": page, "lease": None})
 
     def upcoming(self, partner=None, since=None):
         return self.api.upcoming_events_for_partner(
@@ -331,7 +330,7 @@ class TestCalendarApi(M365Case):
         self.assertEqual(change["version"], 1)
         self.assertFalse(change["deleted"])
         self.assertEqual(change["event"]["graph_id"], "")
-        self.assertTrue(change["organized_by_account"])
+        self.assertTrue(change["owned_by_account"])
         self.assertEqual(change["attendee_addresses"], [self.anna.email.lower()])
         self.assertEqual(change["event"]["organizer"]["address"], "a@contoso.example")
         graph_id, uid = unique("g"), unique("uid")
@@ -413,7 +412,8 @@ class TestCalendarApi(M365Case):
         self.assertEqual(self.changes(account, event), [])
         mine.with_user(self.user_a).do_accept()
         (change,) = self.changes(account, event)
-        self.assertFalse(change["organized_by_account"])
+        self.assertFalse(change["owned_by_account"])  # an invitation: Megan organizes it
+        self.assertEqual(change["event"]["organizer"]["address"], "meganb@contoso.example")
         self.assertEqual(change["my_response"], "accepted")
 
     def test_an_odoo_series_is_pushed_once_and_bound_as_outlook_sends_it_back(self):
@@ -810,7 +810,7 @@ class TestCalendarApi(M365Case):
         self.assertEqual((change["crm_event_id"], change["event"]["graph_id"]), (master.id, master_id))
         self.assertEqual(change["event"]["recurrence"], pattern)  # Outlook's own pattern
         self.assertIs(change["reshapes_series"], False)
-        self.assertTrue(change["organized_by_account"])
+        self.assertEqual(change["event"]["organizer"]["address"], account["address"].lower())
 
     def test_this_and_following_of_an_outlook_series_in_odoo(self):
         account, master, _master_id, _pattern, occurrences = self.outlook_series(None)
@@ -835,4 +835,6 @@ class TestCalendarApi(M365Case):
         changes = self.changes(account)
         self.assertNotIn(master.id, [c["crm_event_id"] for c in changes])
         self.assertTrue(changes)
-        self.assertFalse(any(c["organized_by_account"] for c in changes))
+        self.assertFalse(any(c["owned_by_account"] for c in changes))
+        self.assertEqual({c["event"]["organizer"]["address"] for c in changes},
+                         {"meganb@contoso.example"})

@@ -7,14 +7,15 @@ from odoo.tests import tagged
 
 from odoo import fields
 
-from .common import M365Case, unique
+from .common import M365Case, placed_page, unique
 from .test_calendar_api import SOON, event_page, iso, link, stored, wire_event
 
 
 @tagged("post_install", "-at_install")
 class TestPartnerMeetings(M365Case):
     def store(self, account, *items):
-        self.api.store_event_page({"page": event_page(account["id"], items), "lease": None})
+        page = placed_page(self.api, event_page(account["id"], items))
+        self.api.store_event_page({"page": page, "lease": None})
 
     def test_the_tab_the_count_and_the_button_agree(self):
         account = self.account()

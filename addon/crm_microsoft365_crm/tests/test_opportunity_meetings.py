@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from odoo.addons.crm_microsoft365.tests.common import unique
+from odoo.addons.crm_microsoft365.tests.common import placed_page, unique
 from odoo.tests import Form, tagged
 
 from .common import GlueCase, iso, utc_now
@@ -63,7 +63,7 @@ class TestOpportunityMeetings(GlueCase):
             "cursor": {"link": f"https://graph/delta?{graph_id}", "kind": "delta"},
             "skipped": {},
         }
-        self.api.store_event_page({"page": page})
+        self.api.store_event_page({"page": placed_page(self.api, page)})
         binding = self.env["m365.event.binding"].search([("graph_id", "=", graph_id)])
         return binding.event_id
 

@@ -33,16 +33,21 @@ from m365sync.domain import (
     Account,
     AccountStatus,
     AutoCreate,
+    CalendarEvent,
     CrmEventChange,
     CrmSettings,
     Cursor,
+    EmailAddress,
     EventBinding,
+    EventLink,
     EventPageWrite,
     EventSummary,
     KnownFolder,
     Lease,
     MailFolder,
+    MeetingCandidate,
     OutboxState,
+    OutgoingAttachment,
     OutgoingMail,
     PageResult,
     PageWrite,
@@ -261,14 +266,35 @@ class CrmGateway(abc.ABC):
     # --- calendar ------------------------------------------------------------------------
     #
     # Events live once in the CRM (Odoo ``calendar.event``) and are bound to each account's
-    # Outlook copy by (account, graph id). The same meeting seen through two mailboxes is one
-    # CRM event (matched by iCalUId). An inbound write never counts as a CRM edit, so it is
-    # never pushed back (no echo); a CRM edit bumps the event's version until it is pushed.
+    # Outlook copy by (account, graph id). The sync decides (`sync.calendar`): which items are
+    # echoes, which are the same meeting as a CRM event (`meeting_candidates` gives it the
+    # state), where each goes; the store only executes, under the plan's preconditions. An
+    # inbound write never counts as a CRM edit, so it is never pushed back (no echo); a CRM
+    # edit bumps the event's version until it is pushed.
 
     @abc.abstractmethod
     def store_event_page(self, page: EventPageWrite, *, lease: Lease | None = None) -> PageResult:
-        """Upsert the page's events (series masters first), unbind removed ids (an event
-        goes when its last binding goes), and store the cursor: one transaction."""
+        """Unbind removed ids (an event goes when its last binding goes), write each upsert
+        where the plan placed it (``StoredEvent.crm_event_id``: its bound event, the same
+        meeting, or None for a new event; this account's binding follows the item's graph
+        id), and store the cursor: one transaction. ``created``/``updated``/``linked`` count
+        new events, bound ones and newly bound existing ones. Raises `StalePlan`, writing
+        nothing, when the state moved since the plan: the item's binding is not the plan's
+        (bound since, or to another event) or the target's version is not
+        ``expected_version`` (edited in the CRM meanwhile), or the target is gone."""
+
+    @abc.abstractmethod
+    def meeting_candidates(
+        self,
+        account_id: int,
+        ical_uids: Iterable[str],
+        series_master_ids: Iterable[str],
+        crm_event_ids: Iterable[int] = (),
+    ) -> list[MeetingCandidate]:
+        """The CRM events an unbound Outlook item may be the same meeting as: those with one
+        of these iCalUIds or ids (deleted ones included, flagged), and the occurrences of the
+        series whose master is bound to this account under one of ``series_master_ids`` or
+        is a series master with one of these iCalUIds."""
 
     @abc.abstractmethod
     def event_bindings(self, account_id: int, graph_ids: Iterable[str]) -> dict[str, EventBinding]:
@@ -412,6 +438,37 @@ class CrmGateway(abc.ABC):
         ``reauthorizationRequired`` to ``reauthorize``; ``missed`` only asks for a cycle.
         Notifications naming unknown subscriptions are ignored. Returns the account ids asked
         to sync, sorted, without repeats."""
+
+    # --- the command line's own CRM actions (`m365sync send`, `m365sync meet`) --------------
+    #
+    # What a CRM user does in the CRM's own forms (Compose Email, Schedule Meeting), for a
+    # CRM without forms. A CRM whose users act in its forms, under their own rights, refuses
+    # them with `CrmHasForms` (the sentence names the form to use instead).
+
+    @abc.abstractmethod
+    def queue_mail(
+        self,
+        account_id: int,
+        *,
+        to: Sequence[EmailAddress],
+        subject: str,
+        body_html: str,
+        cc: Sequence[EmailAddress] = (),
+        attachments: Sequence[OutgoingAttachment] = (),
+        reply_to_graph_id: str | None = None,
+    ) -> int:
+        """Record an outgoing mail in the account's outbox (queued); its id."""
+
+    @abc.abstractmethod
+    def create_meeting(
+        self, account_id: int, event: CalendarEvent, attendees: Sequence[EventLink]
+    ) -> int:
+        """Record a meeting the account's owner organizes (pushed by the next calendar
+        cycle, which sends the invitations); its CRM event id."""
+
+    @abc.abstractmethod
+    def busy_times(self, account_id: int, start: datetime, end: datetime) -> list[EventSummary]:
+        """The account's own meetings overlapping [start, end), from the synced calendar."""
 
     @abc.abstractmethod
     def close(self) -> None:

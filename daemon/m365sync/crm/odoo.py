@@ -11,7 +11,8 @@ names), and returns the wire form of the result. Conventions that XML-RPC forces
 * dicts keyed by integers (`get_partners`) arrive with string keys;
 * `mail_counts_by_partner` answers ``[[partner, threads, messages], ...]``;
 * refusals are ``UserError`` messages prefixed ``M365:UnknownAccount:``, ``M365:LeaseLost:``
-  or ``M365:Conflict:``, mapped onto `UnknownAccount`, `LeaseLost` and `Conflict`.
+  ``M365:StalePlan:`` or ``M365:Conflict:``, mapped onto `UnknownAccount`, `LeaseLost`,
+  `StalePlan` and `Conflict`.
 
 **One addon version.** The daemon and the addon ship together: every gateway method is on the
 addon's ``m365.daemon.api``, with no probes or capability flags. An addon older than the
@@ -21,7 +22,7 @@ method and saying to upgrade the addon.
 Beside the plain wire form:
 
 * in ``store_event_page`` each stored event also carries ``odoo_recurrence`` (a series
-  master's ``calendar.recurrence`` values from `m365sync.sync.recurrence.to_odoo`, or null)
+  master's ``calendar.recurrence`` values from `m365sync.crm.odoo_recurrence.to_odoo`, or null)
   and ``odoo_recurrence_note`` (the sentence saying why Odoo cannot hold the pattern, or null);
 * an ``event_changes_to_push`` item may carry ``odoo_recurrence`` (the Odoo fields of a series
   made in Odoo), read back into Graph's pattern with ``from_odoo``; a series Outlook cannot
@@ -111,6 +112,7 @@ import requests
 from requests.auth import AuthBase
 
 from m365sync.config import OdooConfig
+from m365sync.crm import odoo_recurrence
 from m365sync.crm.gateway import AccountSpec, CrmGateway, FreeBusyRequest
 from m365sync.crm.wire import from_wire, to_wire
 from m365sync.domain import (
@@ -120,14 +122,18 @@ from m365sync.domain import (
     CrmEventChange,
     CrmSettings,
     Cursor,
+    EmailAddress,
     EventBinding,
+    EventLink,
     EventPageWrite,
     EventSummary,
     EventType,
     KnownFolder,
     Lease,
     MailFolder,
+    MeetingCandidate,
     OutboxState,
+    OutgoingAttachment,
     OutgoingMail,
     PageResult,
     PageWrite,
@@ -140,7 +146,15 @@ from m365sync.domain import (
     SyncRun,
     ThreadSummary,
 )
-from m365sync.errors import Conflict, CrmError, CrmUnavailable, LeaseLost, UnknownAccount
+from m365sync.errors import (
+    Conflict,
+    CrmError,
+    CrmHasForms,
+    CrmUnavailable,
+    LeaseLost,
+    StalePlan,
+    UnknownAccount,
+)
 from m365sync.sync import recurrence as recurrences
 from m365sync.sync.timezones import UnknownTimeZone, zone
 
@@ -170,6 +184,7 @@ GROUP_HINT = (
 _REFUSALS: tuple[tuple[str, type[CrmError]], ...] = (
     ("M365:UnknownAccount:", UnknownAccount),
     ("M365:LeaseLost:", LeaseLost),
+    ("M365:StalePlan:", StalePlan),
     ("M365:Conflict:", Conflict),
 )
 # PostgreSQL concurrency failures Odoo gave up retrying: another writer was first.
@@ -927,6 +942,22 @@ class OdooGateway(CrmGateway):
         )
         return read_answer(dict[str, EventBinding], answer)
 
+    def meeting_candidates(
+        self,
+        account_id: int,
+        ical_uids: Iterable[str],
+        series_master_ids: Iterable[str],
+        crm_event_ids: Iterable[int] = (),
+    ) -> list[MeetingCandidate]:
+        answer = self._call(
+            "meeting_candidates",
+            account_id=account_id,
+            ical_uids=sorted(set(ical_uids)),
+            series_master_ids=sorted(set(series_master_ids)),
+            crm_event_ids=sorted(set(crm_event_ids)),
+        )
+        return read_answer(list[MeetingCandidate], answer)
+
     def event_changes_to_push(self, account_id: int) -> list[CrmEventChange]:
         changes = []
         for item in self._call("event_changes_to_push", account_id=account_id) or []:
@@ -1033,8 +1064,37 @@ class OdooGateway(CrmGateway):
         answer = self._call("record_notifications", notifications=list(notifications), at=at)
         return sorted({int(account_id) for account_id in answer or []})
 
+    # --- the command line's CRM actions: Odoo's users act in its forms ---
+
+    def queue_mail(
+        self,
+        account_id: int,
+        *,
+        to: Sequence[EmailAddress],
+        subject: str,
+        body_html: str,
+        cc: Sequence[EmailAddress] = (),
+        attachments: Sequence[OutgoingAttachment] = (),
+        reply_to_graph_id: str | None = None,
+    ) -> int:
+        raise CrmHasForms(_USE_THE_FORMS)
+
+    def create_meeting(
+        self, account_id: int, event: CalendarEvent, attendees: Sequence[EventLink]
+    ) -> int:
+        raise CrmHasForms(_USE_THE_FORMS)
+
+    def busy_times(self, account_id: int, start: datetime, end: datetime) -> list[EventSummary]:
+        raise CrmHasForms(_USE_THE_FORMS)
+
     def close(self) -> None:
         self.transport.close()
+
+
+_USE_THE_FORMS = (
+    "`send` and `meet` work on the embedded store; in Odoo use the wizards (Compose Email, "
+    "Schedule Meeting), which act under the user's own rights."
+)
 
 
 # --- recurrence: Graph's patternedRecurrence <-> Odoo's calendar.recurrence --------------------
@@ -1047,7 +1107,7 @@ def odoo_recurrence_of(event: CalendarEvent) -> dict[str, Any]:
     if event.event_type is not EventType.SERIES_MASTER or event.recurrence is None:
         return {"odoo_recurrence": None, "odoo_recurrence_note": None}
     try:
-        values = recurrences.to_odoo(event.recurrence, tz=_series_zone(event))
+        values = odoo_recurrence.to_odoo(event.recurrence, tz=_series_zone(event))
     except recurrences.Unrepresentable as error:
         return {"odoo_recurrence": None, "odoo_recurrence_note": str(error)}
     except (ValueError, UnknownTimeZone) as error:  # a pattern Graph should not have sent
@@ -1078,7 +1138,7 @@ def change_from_odoo(item: dict[str, Any]) -> CrmEventChange | None:
         return change
     event = change.event
     try:
-        recurrence = recurrences.from_odoo(
+        recurrence = odoo_recurrence.from_odoo(
             values, _first_day(event, values), week_start=str(values.get("week_start") or "sunday")
         )
     except (recurrences.Unrepresentable, ValueError, UnknownTimeZone) as error:

@@ -9,10 +9,12 @@ Versions: every CRM-side edit (``crm_create_event``, ``crm_update_event``,
 ``crm_delete_event``, what a salesperson does in Odoo) bumps ``version``; inbound writes from
 Outlook set ``pushed_version = version`` so they are never pushed back (no echo).
 
-Privacy: a private Outlook event bound to a CRM event (``StoredEvent.keep_details``) comes as
-busy time; its times, show-as, sensitivity and recurrence are stored, the CRM's subject, body,
-location, online meeting and attendees are kept (`_DETAIL_COLUMNS`). So is a private item that
-links to a CRM event through another mailbox (same iCalUId): it is busy time as well.
+Where an Outlook item goes (its bound event, the same meeting, a new event), whether it is an
+echo, and whether it keeps the CRM's details are the plan's (`m365sync.sync.calendar`); this
+store writes the verdict under its preconditions (`StalePlan`). Privacy: a private item placed
+on a CRM event (``StoredEvent.keep_details``) is busy time; its times, show-as, sensitivity and
+recurrence are stored, the CRM's subject, body, location, online meeting and attendees are
+kept (`_DETAIL_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from m365sync.domain import (
     EventSummary,
     EventType,
     Lease,
+    MeetingCandidate,
     PageResult,
     PageWrite,
     Recurrence,
@@ -46,6 +49,7 @@ from m365sync.domain import (
     ShowAs,
     StoredEvent,
 )
+from m365sync.errors import StalePlan
 
 V2_CALENDAR = """
 DROP TABLE IF EXISTS m365_calendar_attendee;
@@ -135,9 +139,6 @@ _DETAIL_COLUMNS = frozenset(
 )
 
 
-_PRIVATE = frozenset({"private", "confidential"})
-
-
 def _kept(values: dict[str, Any], keep_details: bool) -> dict[str, Any]:
     """The columns to write: without the CRM's details when they are kept."""
     if not keep_details:
@@ -207,61 +208,134 @@ class CalendarStore:
         return PageResult(created, updated, linked, removed)
 
     def _upsert_event(self, conn: sqlite3.Connection, account_id: int, stored: StoredEvent) -> str:
+        """Write one item where the plan placed it (`sync.calendar.place`), under its
+        preconditions: the item's binding is the plan's, the target's version the plan's."""
         event = stored.event
         binding = conn.execute(
-            "SELECT crm_event_id, change_key FROM m365_event_binding "
-            "WHERE account_id = ? AND graph_id = ?",
+            "SELECT crm_event_id FROM m365_event_binding WHERE account_id = ? AND graph_id = ?",
             (account_id, event.graph_id),
         ).fetchone()
+        target = stored.crm_event_id
+        if binding is not None and binding["crm_event_id"] != target:
+            raise StalePlan(f"Outlook event {event.graph_id} is bound since the plan was made")
         values = _columns(event)
         values["series_id"] = self._series_for(conn, account_id, event)
         now = _text(datetime.now(UTC))
-        keep_details = binding is not None and stored.keep_details
-        if binding is not None:
-            event_id = binding["crm_event_id"]
-            if binding["change_key"] == event.change_key and event.change_key:
-                return "unchanged"  # our own write coming back, or a replay
-            self._update_event_row(conn, event_id, _kept(values, keep_details), now)
-            outcome = "updated"
-        else:
-            event_id = self._same_meeting(conn, event)
-            if event_id is None:
-                event_id = self._insert_event_row(conn, values, now)
-                outcome = "created"
-            else:
-                # Another mailbox's private copy of a meeting the CRM holds (e.g. a colleague
-                # invited to a private CRM meeting) is busy time too: it must not wipe it.
-                keep_details = Sensitivity(event.sensitivity).value in _PRIVATE
-                self._update_event_row(conn, event_id, _kept(values, keep_details), now)
-                outcome = "linked"
+        if target is None:
+            event_id = self._insert_event_row(conn, values, now)
             conn.execute(
-                "INSERT INTO m365_event_binding (account_id, graph_id, crm_event_id, change_key, "
-                "pushed_version) VALUES (?, ?, ?, ?, "
-                "(SELECT version FROM crm_calendar_event WHERE id = ?))",
-                (account_id, event.graph_id, event_id, event.change_key, event_id),
+                "INSERT INTO m365_event_binding (account_id, graph_id, crm_event_id) "
+                "VALUES (?, ?, ?)",
+                (account_id, event.graph_id, event_id),
             )
+            outcome = "created"
+        else:
+            row = conn.execute(
+                "SELECT version, deleted FROM crm_calendar_event WHERE id = ?", (target,)
+            ).fetchone()
+            if (
+                row is None
+                or row["version"] != stored.expected_version
+                or (binding is None and row["deleted"])
+            ):
+                raise StalePlan(f"CRM event {target} changed since the plan was made")
+            event_id = target
+            self._update_event_row(conn, event_id, _kept(values, stored.keep_details), now)
+            outcome = "updated"
+            if binding is None:
+                outcome = "linked"
+                # This account's binding follows the item (Outlook recreated it under a new
+                # id), or is made.
+                moved = conn.execute(
+                    "UPDATE m365_event_binding SET graph_id = ? "
+                    "WHERE account_id = ? AND crm_event_id = ?",
+                    (event.graph_id, account_id, event_id),
+                ).rowcount
+                if not moved:
+                    conn.execute(
+                        "INSERT INTO m365_event_binding (account_id, graph_id, crm_event_id) "
+                        "VALUES (?, ?, ?)",
+                        (account_id, event.graph_id, event_id),
+                    )
         conn.execute(
             "UPDATE m365_event_binding SET change_key = ?, pushed_version = "
             "(SELECT version FROM crm_calendar_event WHERE id = ?) "
             "WHERE account_id = ? AND graph_id = ?",
             (event.change_key, event_id, account_id, event.graph_id),
         )
-        if not keep_details:
+        if not stored.keep_details:
             self._replace_attendees(conn, event_id, stored.attendees)
         return outcome
 
-    @staticmethod
-    def _same_meeting(conn: sqlite3.Connection, event: CalendarEvent) -> int | None:
-        """The CRM event another mailbox already brought for this meeting (same iCalUId; Graph
-        gives each occurrence its own)."""
-        if not event.ical_uid:
-            return None
-        row = conn.execute(
-            "SELECT id FROM crm_calendar_event WHERE ical_uid = ? AND deleted = 0 "
-            "ORDER BY id LIMIT 1",
-            (event.ical_uid,),
-        ).fetchone()
-        return row["id"] if row else None
+    def meeting_candidates(
+        self,
+        account_id: int,
+        ical_uids: Iterable[str],
+        series_master_ids: Iterable[str],
+        crm_event_ids: Iterable[int] = (),
+    ) -> list[MeetingCandidate]:
+        uids = sorted(set(ical_uids))
+        graph_ids = sorted(set(series_master_ids))
+        select = (
+            "SELECT e.id, e.version, e.ical_uid, e.is_series_master, e.deleted, e.series_id, "
+            "e.is_all_day, e.start_at, e.start_date, b.graph_id AS bound FROM crm_calendar_event e "
+            "LEFT JOIN m365_event_binding b ON b.crm_event_id = e.id AND b.account_id = ? "
+        )
+        rows: dict[int, sqlite3.Row] = {}
+        with self._read() as conn:
+            for start in range(0, len(uids), 500):
+                chunk = uids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(
+                    f"{select} WHERE e.ical_uid IN ({marks})",
+                    (account_id, *chunk),
+                ):
+                    rows[row["id"]] = row
+            for event_id in sorted(set(crm_event_ids)):
+                row = conn.execute(
+                    f"{select} WHERE e.id = ?",
+                    (account_id, event_id),
+                ).fetchone()
+                if row is not None:
+                    rows[row["id"]] = row
+            masters = {row["id"] for row in rows.values() if row["is_series_master"]}
+            for start in range(0, len(graph_ids), 500):
+                chunk = graph_ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                query = (
+                    "SELECT crm_event_id FROM m365_event_binding "  # noqa: S608
+                    f"WHERE account_id = ? AND graph_id IN ({marks})"
+                )
+                masters.update(r["crm_event_id"] for r in conn.execute(query, (account_id, *chunk)))
+            master_of_series: dict[int, int] = {}
+            for master_id in sorted(masters):
+                row = conn.execute(f"{select} WHERE e.id = ?", (account_id, master_id)).fetchone()
+                if row is None or not row["is_series_master"] or row["series_id"] is None:
+                    continue
+                rows[row["id"]] = row
+                master_of_series.setdefault(row["series_id"], row["id"])
+                for member in conn.execute(
+                    f"{select} WHERE e.series_id = ? AND e.is_series_master = 0",
+                    (account_id, row["series_id"]),
+                ):
+                    rows[member["id"]] = member
+        return [
+            MeetingCandidate(
+                crm_event_id=row["id"],
+                version=row["version"],
+                ical_uid=row["ical_uid"],
+                is_series_master=bool(row["is_series_master"]),
+                deleted=bool(row["deleted"]),
+                series_master_id=None
+                if row["is_series_master"]
+                else master_of_series.get(row["series_id"]),
+                bound_graph_id=row["bound"],
+                is_all_day=bool(row["is_all_day"]),
+                start=_when(row["start_at"]),
+                start_date=_day(row["start_date"]),
+            )
+            for row in sorted(rows.values(), key=lambda r: r["id"])
+        ]
 
     @staticmethod
     def _series_for(conn: sqlite3.Connection, account_id: int, event: CalendarEvent) -> int | None:
@@ -388,12 +462,11 @@ class CalendarStore:
             if account is None:
                 return []
             since = account["connected_at"] or ""
-            # The account pushes the events it owns (created in the CRM by its user) or
-            # organizes; of an invitation it holds, only its user's answer goes back.
+            # The account's events: those it owns (created in the CRM by its user) and those
+            # bound to it; which it organizes is `sync.calendar.organizes`.
             rows = conn.execute(
                 "SELECT e.*, b.graph_id, b.change_key, COALESCE(b.pushed_version, 0) AS pushed, "
-                "(e.owner_account_id = :account OR lower(e.organizer_address) = :address "
-                "OR e.organizer_address IS NULL) AS organized "
+                "COALESCE(e.owner_account_id = :account, 0) AS owned "
                 "FROM crm_calendar_event e LEFT JOIN m365_event_binding b "
                 "ON b.crm_event_id = e.id AND b.account_id = :account "
                 "WHERE (e.owner_account_id = :account OR b.id IS NOT NULL) "
@@ -442,7 +515,7 @@ class CalendarStore:
             version=row["version"],
             deleted=bool(row["deleted"]),
             attendee_addresses=tuple(a["address"] for a in attendees if a["role"] != "organizer"),
-            organized_by_account=bool(row["organized"]),
+            owned_by_account=bool(row["owned"]),
             my_response=next(
                 (ResponseStatus(a["response"]) for a in attendees if a["address"] == owner),
                 ResponseStatus.NONE,

@@ -1,5 +1,7 @@
-"""`m365sync send` and `m365sync meet`: Compose Email and Schedule Meeting for the embedded
-store, through the same outbox and calendar push the Odoo addon's wizards feed."""
+"""`m365sync send` and `m365sync meet`: Compose Email and Schedule Meeting for a CRM without
+forms (the embedded store), through the gateway contract's command-line actions
+(`CrmGateway.queue_mail`, `create_meeting`, `busy_times`) and the same outbox and calendar
+push the Odoo addon's wizards feed; Odoo refuses them with a sentence (`CrmHasForms`)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from m365sync.crm.sqlite import SqliteGateway
 from m365sync.domain import (
     Account,
     CalendarEvent,
@@ -38,12 +39,6 @@ def _account(runtime: Runtime, account_id: int | None) -> Account:
     if len(accounts) != 1:
         raise ConfigError(f"{len(accounts)} accounts are connected: say which one with --account.")
     return accounts[0]
-
-
-def _store(runtime: Runtime) -> SqliteGateway:
-    if not isinstance(runtime.gateway, SqliteGateway):
-        raise ConfigError("`send` and `meet` work on the embedded store; in Odoo use the wizards.")
-    return runtime.gateway
 
 
 def _read_attachment(path: Path) -> bytes:
@@ -76,9 +71,9 @@ def queue_and_send(
         )
         for path in attach
     ]
-    store = _store(runtime)
+    store = runtime.gateway
     account = _account(runtime, account_id)
-    mail_id = store.crm_queue_mail(
+    mail_id = store.queue_mail(
         account.id,
         to=[EmailAddress(a) for a in to],
         cc=[EmailAddress(a) for a in cc],
@@ -143,7 +138,7 @@ def day_availability(
 ) -> tuple[list, list[Availability]]:
     """What the scheduling form shows for ``day`` (an aware midnight): the user's own meetings
     from the synced calendar, and the attendees' free/busy from Graph's getSchedule."""
-    store = _store(runtime)
+    store = runtime.gateway
     account = _account(runtime, account_id)
     end = day + timedelta(days=1)
     own = store.busy_times(account.id, day, end)
@@ -168,7 +163,7 @@ def schedule_meeting(
     zone = meeting_zone(time_zone)
     local = start if start.tzinfo else start.replace(tzinfo=zone)
     end = _meeting_end(local, minutes)
-    store = _store(runtime)
+    store = runtime.gateway
     account = _account(runtime, account_id)
     people = []
     for address in attendees:
@@ -199,7 +194,7 @@ def schedule_meeting(
         organizer=EmailAddress(account.address),
         is_online_meeting=online,
     )
-    event_id = store.crm_create_event(account.id, item, people)
+    event_id = store.create_meeting(account.id, item, people)
     run = SyncRun(account_id=account.id, started_at=datetime.now(ZoneInfo("UTC")))
     CalendarCycle(store, runtime.graph_for(account), policy_for(runtime, account)).run(account, run)
     return event_id, run

@@ -3,8 +3,10 @@
 Pull: ``/me/calendarView/delta`` over a window (default one year back, two ahead, rolled
 forward each month; Graph refuses windows over 1825 days). Per page: the series masters of its
 occurrences (for their recurrence) and the fate of its removed ids come from JSON batches;
-the CRM is asked once for the page's bindings and once for its people; the decisions are
-`sync.calendar.plan_inbound`; one `store_event_page` writes the page with its cursor.
+the CRM is asked once for the page's bindings, once for the CRM events its unbound items may
+be the same meeting as, and once for its people; the decisions are
+`sync.calendar.plan_inbound`; one `store_event_page` writes the page with its cursor, or
+refuses a plan made on state that moved since (`StalePlan`: the page is planned again).
 
 calendarView delta reports as removed both deleted events and events that merely left the
 window; an id Graph still serves is therefore kept (an event moving out of the window is not a
@@ -36,7 +38,7 @@ from m365sync.domain import (
     PageResult,
     SyncRun,
 )
-from m365sync.errors import GraphError, M365SyncError, NotFound, SyncStateGone
+from m365sync.errors import GraphError, M365SyncError, NotFound, StalePlan, SyncStateGone
 from m365sync.graph.batch import batch_get
 from m365sync.graph.calendar import CalendarReader, CalendarWriter, EventPage, event_body
 from m365sync.graph.client import GraphClient
@@ -47,6 +49,7 @@ from m365sync.sync.calendar import (
     PushDelete,
     PushResponse,
     PushUpdate,
+    crm_event_of,
     event_addresses,
     plan_inbound,
     plan_outbound,
@@ -58,6 +61,7 @@ log = logging.getLogger(__name__)
 IMMUTABLE_IDS = {"Prefer": 'IdType="ImmutableId"'}
 SKIP_MALFORMED = "malformed event"
 PUSH_FAILED = "push failed"
+STALE_PLAN_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,13 +167,50 @@ class CalendarCycle:
         )
         # Masters first: each occurrence must find its series when stored.
         events: list[CalendarEvent] = [*masters.values(), *page.events]
+        lookups = self._lookups(events)
+        removed = self._really_deleted(page.removed_ids)
+        for attempt in range(1, STALE_PLAN_ATTEMPTS + 1):
+            try:
+                return self._plan_and_store(
+                    account, window, page, events, lookups, removed, skipped
+                )
+            except StalePlan as stale:
+                # A CRM user edited (or another writer bound) an event of this page between
+                # the plan and its write: nothing was written; plan again from fresh state.
+                if attempt == STALE_PLAN_ATTEMPTS:
+                    raise
+                log.info("calendar page planned on stale state (%s): planning again", stale)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _plan_and_store(
+        self,
+        account: Account,
+        window: CalendarWindow,
+        page: EventPage,
+        events: list[CalendarEvent],
+        lookups: PartnerLookups,
+        removed: list[str],
+        skipped: Counter[str],
+    ) -> PageResult:
         bindings = self.gateway.event_bindings(account.id, [e.graph_id for e in events])
+        unbound = [e for e in events if e.graph_id not in bindings]
+        candidates = (
+            self.gateway.meeting_candidates(
+                account.id,
+                [e.ical_uid for e in unbound if e.ical_uid],
+                [e.series_master_id for e in unbound if e.series_master_id],
+                [n for e in unbound if (n := crm_event_of(e.transaction_id)) is not None],
+            )
+            if unbound
+            else []
+        )
         plan = plan_inbound(
             events,
             bindings,
-            self._lookups(events),
+            lookups,
             self.policy,
             owner=normalise_address(account.address),
+            candidates=candidates,
         )
         for conflict in plan.conflicts:
             log.warning(
@@ -194,7 +235,7 @@ class CalendarCycle:
                 account_id=account.id,
                 calendar_id=window.key,
                 upserts=plan.upserts,
-                removed_ids=self._really_deleted(page.removed_ids),
+                removed_ids=removed,
                 cursor=cursor,
                 skipped=dict(page_skips),
             ),
@@ -236,7 +277,7 @@ class CalendarCycle:
 
     def push(self, account: Account, figures: Counter[str], skipped: Counter[str]) -> None:
         changes = self.gateway.event_changes_to_push(account.id)
-        for action in plan_outbound(changes, now=self.now()):
+        for action in plan_outbound(changes, now=self.now(), account_address=account.address):
             change = action.change
             try:
                 if isinstance(action, PushCreate):

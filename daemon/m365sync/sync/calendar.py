@@ -12,7 +12,12 @@ Inbound (a calendarView delta page, with the CRM's bindings for its ids):
   shared CRM); one already bound to a CRM event (pushed from the CRM, or come earlier) also
   comes as busy time, flagged ``keep_details``: the stores update its times, show-as,
   sensitivity and recurrence and keep the CRM's subject, body, location and attendees;
-- attendees and the organizer are linked to contacts and companies by the mail rules.
+- attendees and the organizer are linked to contacts and companies by the mail rules;
+- where each item goes (`place`): the CRM event bound to it, else the same meeting another
+  mailbox (or the CRM) already holds (`same_meeting`), else a new CRM event; with the version
+  the plan saw, so a store whose state moved on refuses the plan (`StalePlan`) instead of
+  writing over an edit it did not see. These are the only copies of the echo and same-meeting
+  rules: the stores keep no check of their own.
 
 Outbound (the CRM's pending changes): a private CRM event goes to Outlook whole (details and
 attendees, so the invitations go out), marked private: Outlook's own privacy. Creates carry a
@@ -37,6 +42,7 @@ from m365sync.domain import (
     EventBinding,
     EventLink,
     EventType,
+    MeetingCandidate,
     ResponseStatus,
     Sensitivity,
     StoredEvent,
@@ -46,6 +52,7 @@ from m365sync.sync.mail import MailPolicy, PartnerLookups
 
 SKIP_ECHO = "unchanged (our own change)"
 SKIP_CRM_NEWER = "conflict: the CRM's newer change wins"
+SKIP_REPEATED = "repeated in the page (its last state kept)"
 
 PRIVATE = frozenset({Sensitivity.PRIVATE, Sensitivity.CONFIDENTIAL})
 
@@ -151,6 +158,117 @@ def with_my_response(
     return [*links, EventLink("required", owner, "", answer, None, None)]
 
 
+def is_echo(item: CalendarEvent, binding: EventBinding | None) -> bool:
+    """Our own write coming back (or a replay): the item carries the change key the CRM
+    recorded for it. The one echo rule; no store checks it again."""
+    return binding is not None and bool(item.change_key) and binding.change_key == item.change_key
+
+
+def _slot_matches(item: CalendarEvent, candidate: MeetingCandidate) -> bool:
+    if item.is_all_day:
+        return item.start_date is not None and (
+            candidate.is_all_day and candidate.start_date == item.start_date
+        )
+    slot = item.original_start or item.start
+    return slot is not None and candidate.start == slot
+
+
+def same_meeting(
+    item: CalendarEvent,
+    candidates: Iterable[MeetingCandidate],
+    *,
+    series_master: int | None = None,
+) -> MeetingCandidate | None:
+    """The CRM event an Outlook item not yet bound to this account is the same meeting as.
+
+    First the CRM event whose create made it (its ``transactionId``, `transaction_id`): a
+    create Outlook took whose answer the CRM never recorded (the daemon stopped, the answer
+    was lost) comes back as this item, and must not become a second CRM event. Then by
+    iCalUId (Graph gives each occurrence its own): another mailbox brought the
+    meeting, or the CRM pushed it; a series master only matches a master, an occurrence only
+    a non-master. Else, for an occurrence or exception of a series the CRM holds
+    (``series_master``: the CRM event of its master), the CRM occurrence of that series in the
+    same slot not yet bound to this account: a series made in the CRM (Odoo expands its own
+    occurrences) coming back from Outlook. Never a deleted event; the oldest one wins."""
+    alive = sorted((c for c in candidates if not c.deleted), key=lambda c: c.crm_event_id)
+    master = item.event_type is EventType.SERIES_MASTER
+    ours = crm_event_of(item.transaction_id)
+    for candidate in alive:
+        if candidate.crm_event_id == ours and candidate.is_series_master == master:
+            return candidate
+    if item.ical_uid:
+        for candidate in alive:
+            if candidate.ical_uid == item.ical_uid and candidate.is_series_master == master:
+                return candidate
+    if series_master is None or master:
+        return None
+    for candidate in alive:
+        if (
+            candidate.series_master_id == series_master
+            and not candidate.is_series_master
+            and candidate.bound_graph_id is None
+            and _slot_matches(item, candidate)
+        ):
+            return candidate
+    return None
+
+
+def place(
+    upserts: Iterable[StoredEvent],
+    bindings: Mapping[str, EventBinding],
+    candidates: Iterable[MeetingCandidate],
+) -> list[StoredEvent]:
+    """Where each item of a page goes: its bound CRM event, else the same meeting
+    (`same_meeting`), else a new event; with the version the plan saw (the store's
+    precondition). A private item landing on an existing event keeps that event's details
+    (``keep_details``): it is busy time, and must not wipe what the CRM holds.
+
+    ``bindings`` cover the page's series masters too (the cycle fetches each occurrence's
+    master and puts it first in the page), so an occurrence finds the CRM event its master
+    is bound to, or was placed on in this very page."""
+    pool = list(candidates)
+    items = list(upserts)
+    masters: dict[str, int] = {
+        graph_id: binding.crm_event_id for graph_id, binding in bindings.items()
+    }
+    # One Outlook item per CRM event and account: an event bound to an item of this page is
+    # not the same meeting as another of its items.
+    taken = {bindings[s.event.graph_id].crm_event_id for s in items if s.event.graph_id in bindings}
+    placed: list[StoredEvent] = []
+    for stored in items:
+        item = stored.event
+        binding = bindings.get(item.graph_id)
+        target: int | None = None
+        version: int | None = None
+        if binding is not None:
+            target, version = binding.crm_event_id, binding.version
+        else:
+            master = masters.get(item.series_master_id or "")
+            free = [c for c in pool if c.crm_event_id not in taken]
+            found = same_meeting(item, free, series_master=master)
+            if found is not None:
+                target, version = found.crm_event_id, found.version
+                taken.add(found.crm_event_id)
+        if target is not None:
+            masters.setdefault(item.graph_id, target)
+        keep = item.sensitivity in PRIVATE and target is not None
+        placed.append(
+            replace(stored, keep_details=keep, crm_event_id=target, expected_version=version)
+        )
+    return placed
+
+
+def last_of_each(events: Iterable[CalendarEvent]) -> tuple[list[CalendarEvent], int]:
+    """A page's items with each graph id once (its last state, where it first came), and how
+    many repeats were dropped: a plan places each Outlook item once."""
+    latest: dict[str, CalendarEvent] = {}
+    count = 0
+    for item in events:
+        count += item.graph_id in latest
+        latest[item.graph_id] = item
+    return list(latest.values()), count
+
+
 def plan_inbound(
     events: Iterable[CalendarEvent],
     bindings: Mapping[str, EventBinding],
@@ -158,15 +276,21 @@ def plan_inbound(
     policy: MailPolicy,
     *,
     owner: str | None = None,
+    candidates: Iterable[MeetingCandidate] = (),
 ) -> InboundPlan:
-    """Decide, for each Outlook event of a page, whether and what the CRM stores.
+    """Decide, for each Outlook event of a page, whether and what the CRM stores, and where.
 
     ``owner`` is the mailbox's own (normalised) address, whose answer to each invitation is
-    kept on its attendee line."""
+    kept on its attendee line; ``candidates`` the CRM events the page's unbound items may be
+    the same meeting as (`CrmGateway.meeting_candidates`)."""
     plan = InboundPlan(upserts=[])
-    for item in events:
+    unique_events, repeats = last_of_each(events)
+    if repeats:
+        plan.skipped[SKIP_REPEATED] += repeats
+    upserts: list[StoredEvent] = []
+    for item in unique_events:
         binding = bindings.get(item.graph_id)
-        if binding is not None and item.change_key and binding.change_key == item.change_key:
+        if is_echo(item, binding):
             plan.skipped[SKIP_ECHO] += 1
             continue
         if binding is not None and binding.version > binding.pushed_version:
@@ -175,14 +299,13 @@ def plan_inbound(
             if conflict.winner == "crm":
                 plan.skipped[SKIP_CRM_NEWER] += 1
                 continue
-        keep_details = False
         if item.sensitivity in PRIVATE:
-            # Never more than busy time from a private event; a bound one keeps what the CRM
-            # has (it may have pushed it whole) and takes only its times and state.
+            # Never more than busy time from a private event; one landing on a CRM event
+            # keeps what the CRM has (it may have pushed it whole): see `place`.
             item = busy_only(item)
-            keep_details = binding is not None
         links = with_my_response(attendee_links(item, lookups, policy), item, owner)
-        plan.upserts.append(StoredEvent(item, links, keep_details=keep_details))
+        upserts.append(StoredEvent(item, links))
+    plan.upserts = place(upserts, bindings, candidates)
     return plan
 
 
@@ -237,6 +360,15 @@ def transaction_id(change: CrmEventChange) -> str:
     return f"m365sync-crm-event-{change.crm_event_id}"
 
 
+def crm_event_of(transaction: str | None) -> int | None:
+    """The CRM event a ``transactionId`` of ours names (`transaction_id`), else None."""
+    prefix = "m365sync-crm-event-"
+    if not transaction or not transaction.startswith(prefix):
+        return None
+    number = transaction[len(prefix) :]
+    return int(number) if number.isdigit() else None
+
+
 def _ended(item: CalendarEvent, now: datetime) -> bool:
     if item.recurrence is not None:
         return False  # a series is judged by its range, not its first occurrence
@@ -245,8 +377,19 @@ def _ended(item: CalendarEvent, now: datetime) -> bool:
     return item.end is not None and item.end <= now
 
 
-def plan_outbound(changes: Iterable[CrmEventChange], *, now: datetime) -> list[PushAction]:
-    """What to do in Outlook for each pending CRM change.
+def organizes(change: CrmEventChange, account_address: str) -> bool:
+    """Whether the account organizes the CRM's event (it may change and delete it in Outlook)
+    or only attends it (it may only answer): an event made in the CRM for the account, one
+    with no organizer, or one its mailbox's owner organizes. The one copy of this rule."""
+    if change.owned_by_account or change.event.organizer is None:
+        return True
+    return normalise_address(change.event.organizer.address) == normalise_address(account_address)
+
+
+def plan_outbound(
+    changes: Iterable[CrmEventChange], *, now: datetime, account_address: str
+) -> list[PushAction]:
+    """What to do in Outlook for each pending CRM change of the account ``account_address``.
 
     A CRM event marked private goes to Outlook whole (subject, body, location, attendees: the
     invitations go out) with its sensitivity, ``private``: Outlook's own privacy. The owner and
@@ -261,7 +404,7 @@ def plan_outbound(changes: Iterable[CrmEventChange], *, now: datetime) -> list[P
     actions: list[PushAction] = []
     for change in changes:
         in_outlook = bool(change.event.graph_id)
-        if not change.organized_by_account:
+        if not organizes(change, account_address):
             # An invitation: its details belong to its organizer; our user may only answer.
             if in_outlook and not change.deleted and change.my_response in ANSWERS:
                 actions.append(PushResponse(change, change.my_response))
