@@ -193,15 +193,24 @@ class M365OAuthController(http.Controller):
             "daemon": json_loads(params.get_param(DAEMON_INFO_KEY)),
         }
 
-    def _page(self, title, message, level="danger", status=200, next_url=None):
+    def _page(self, title, message, level="danger", status=200, next_url=None, retry=True, detail=None):
+        """The result page, in Odoo's sign-in layout: a title, what happened and what to do,
+        Microsoft's own words apart (``detail``), the way back to the accounts (automatic after
+        a success) and, after a failure the user can retry, Try again first."""
+        internal = request.env.user._is_internal()
+        back = next_url or ("/odoo/action-crm_microsoft365.m365_account_action" if internal else "/odoo")
+        label = request.env._("Back to Microsoft 365 Accounts") if internal else request.env._("Back to Odoo")
         html = request.env["ir.qweb"]._render(
             "crm_microsoft365.m365_connect_page",
             {
                 "title": title,
                 "message": message,
+                "detail": detail,
                 "level": level,
-                "next_url": next_url or "/odoo/action-crm_microsoft365.m365_account_action",
+                "next_url": back,
+                "back_label": label,
                 "refresh": bool(next_url),
+                "retry": retry and internal,
             },
         )
         return request.make_response(
@@ -332,7 +341,7 @@ class M365OAuthController(http.Controller):
         _logger.info("Microsoft 365 connect request stored for user %s", request.env.uid)
         action = request.env.ref("crm_microsoft365.m365_account_action")
         return self._page(
-            request.env._("Connecting…"),
+            request.env._("Connecting your mailbox…"),
             request.env._(
                 "Microsoft accepted the sign-in. The sync daemon completes the connection "
                 "within seconds; your account then appears in Microsoft 365 Accounts."
@@ -366,4 +375,4 @@ class M365OAuthController(http.Controller):
             ),
         )
         detail = description.split("\r\n")[0][:300] if description else error
-        return self._page(title, f"{advice} ({detail})", status=400)
+        return self._page(title, advice, status=400, detail=detail)

@@ -68,6 +68,7 @@ class TestOAuthController(HttpCase):
         ok = self.callback(state=query["state"], code="the-code")
         self.assertEqual(ok.status_code, 200, ok.text)
         self.assertIn("Connecting", ok.text)
+        self.assertIn("Back to Microsoft 365 Accounts", ok.text)
         request = self.requests()
         self.assertEqual(len(request), 1)
         self.assertEqual(request.state, "pending")
@@ -115,3 +116,20 @@ class TestOAuthController(HttpCase):
         page = self.url_open("/m365/connect", allow_redirects=False)
         self.assertEqual(page.status_code, 503)
         self.assertIn("daemon is not running", page.text)
+
+    def test_the_result_page_is_in_odoos_sign_in_layout_with_the_way_back(self):
+        """#15: the callback's result (success, error, refused) is a page of Odoo's own layout
+        (web.login_layout: the company's logo), with a title, what to do, and a link back."""
+        self.authenticate("m365-ctl", "m365-ctl")
+        query = self.start()
+        ok = self.callback(state=query["state"], code="the-code")
+        query = self.start()
+        refused = self.callback(state=query["state"], error="access_denied", error_description="AADSTS65004: no")
+        for page, words in ((ok, "Microsoft accepted the sign-in"), (refused, "Consent refused")):
+            self.assertIn("/web/binary/company_logo", page.text)  # Odoo's sign-in layout
+            self.assertIn("o_m365_connect_result", page.text)
+            self.assertIn(words, page.text)
+            self.assertIn('href="/odoo/action-', page.text)
+            self.assertIn("Back to Microsoft 365 Accounts", page.text)
+        self.assertIn('href="/m365/connect"', refused.text)  # Try again, after a failure
+        self.assertNotIn('href="/m365/connect"', ok.text)
