@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from m365sync.domain import Attachment
+from m365sync.emulator.mailbox import Mailbox
 from m365sync.errors import Throttled
 from m365sync.graph.attachments import fetch_attachment_metadata
 from m365sync.service.connect import connect_account
+from tests.integration.conftest import Stack, build_stack
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """A mailbox large enough that Inbox and Sent Items hold well over a batch (20) of
+    messages with attachments, whichever folders the seed spreads its mail over."""
+    built = build_stack(tmp_path, Mailbox.seeded(size=600, seed=3))
+    try:
+        yield built
+    finally:
+        built.runtime.close()
+        built.emulator.stop()
 
 
 @pytest.fixture
