@@ -66,6 +66,7 @@ from m365sync.domain import (
     EmailAddress,
     EventBinding,
     EventType,
+    FolderChoice,
     Lease,
     MailFolder,
     OutboxState,
@@ -627,6 +628,9 @@ ACCOUNT = {
     "own_domains": ["contoso.example"],
     "sealed_token_cache": False,
     "sync_requested_at": False,
+    "folder_choice": "chosen",
+    "mail_folders": ["AAMkKey"],
+    "mail_folder_labels": {"AAMkKey": "Inbox/Key accounts"},
 }
 
 
@@ -950,6 +954,10 @@ def test_answers_follow_odoos_conventions() -> None:
     assert account.status_until == datetime(2026, 11, 25, 12, 5, tzinfo=UTC)
     assert (account.last_sync_at, account.sealed_token_cache) == (None, None)  # False -> None
     assert account.own_domains == ("contoso.example",)
+    # The owner's folder choice in Odoo (issue #14): ticked folders by id, with their paths.
+    assert account.folder_choice is FolderChoice.CHOSEN
+    assert account.mail_folders == ("AAMkKey",)
+    assert account.mail_folder_labels == {"AAMkKey": "Inbox/Key accounts"}
     assert gateway.get_partners([5]) == {5: Partner(5, "Ann", "ann@example.com")}  # int keys
     assert gateway.get_cursor(3, INBOX) is None
     assert gateway.last_sync_run(3) is None

@@ -56,19 +56,16 @@ def folders_command(
     synced = frozenset(f.graph_id for f in plan.folders)
     runtime.gateway.store_mail_folders(account.id, plan.tree, synced)
     source = "this account's choice" if account.folder_choice else "the configuration"
-    console.print(
-        folders_table(
-            plan,
-            synced,
-            title=f"Mail folders of {account.address}: {CHOICE_WORDS[settings.choice]} ({source})",
-        )
-    )
+    title = f"Mail folders of {account.address}: {CHOICE_WORDS[settings.choice]} ({source})"
+    console.print(folders_table(plan, synced, title=title, choice=settings.choice))
     for sentence in plan.problems.values():
         console.print(f"[red]{sentence}[/]")
     return 1 if plan.problems else 0
 
 
-def folders_table(plan: FolderPlan, synced: frozenset[str], *, title: str) -> Table:
+def folders_table(
+    plan: FolderPlan, synced: frozenset[str], *, title: str, choice: FolderChoice
+) -> Table:
     """One row per folder, indented under its parent, with why an unsynced one is left out."""
     table = Table(title=title)
     for column, justify in (
@@ -93,7 +90,7 @@ def folders_table(plan: FolderPlan, synced: frozenset[str], *, title: str) -> Ta
             folder.graph_id,
             str(folder.total_items),
             str(folder.unread_items),
-            _why(folder, synced, not_mail),
+            _why(folder, synced, not_mail if choice is FolderChoice.ALL else set()),
         )
     return table
 
@@ -104,7 +101,7 @@ def _why(folder: MailFolder, synced: frozenset[str], not_mail: set[str]) -> str:
     if folder.is_search:
         return "[dim]no: search folder[/]"
     if folder.graph_id in not_mail:
-        return "[dim]no: not mail to keep[/]"
+        return "[dim]no: trash, junk, drafts, outbox or chats[/]"
     return "[dim]no[/]"
 
 
