@@ -4,6 +4,7 @@ throttled, 410, crash and resume."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pytest
@@ -164,7 +165,10 @@ def test_a_crash_between_prefetch_and_store_stores_no_cursor_early(stack, accoun
     expected = stack.gateway.message_ids_for_account(account.id)
     gateway = SqliteGateway(tmp_path / "second.sqlite3")
     seed_crm(gateway, stack.emulator.mailbox, share=1.0)
-    runtime = Runtime.build(stack.config, gateway)
+    # Pages of 30: the Inbox spans well over four pages, whichever folders the seed files into.
+    config = replace(stack.config, sync=replace(stack.config.sync, page_size=30))
+    assert len(stack.emulator.mailbox.messages_in("inbox")) > 4 * 30
+    runtime = Runtime.build(config, gateway)
     second = connect_account(runtime, browser="follow")
     crashing = RecordingCrash(gateway, pages=2)
     runtime.gateway = crashing
@@ -180,7 +184,7 @@ def test_a_crash_between_prefetch_and_store_stores_no_cursor_early(stack, accoun
     assert stored.kind is CursorKind.NEXT and stored.link == crashing.cursors[-1]
     # Page 2's cursor is the link page 3 was read from: nothing beyond page 2 was stored.
     assert pages_read[2].query == urlsplit(stored.link).query
-    page_size = stack.config.sync.page_size
+    page_size = config.sync.page_size
     assert gateway.count_messages(second.id) <= 2 * page_size < reference.imported
     runtime.gateway = gateway
     resumed = sync_account_mail(runtime, gateway.get_account(second.id))
@@ -196,7 +200,7 @@ def test_pages_smaller_than_asked_are_followed(stack, account, monkeypatch):
 
     from m365sync.emulator import graph_api
 
-    monkeypatch.setattr(graph_api, "MAX_PAGE", 17)
+    monkeypatch.setattr(graph_api, "MAX_PREFERRED_PAGE", 17)
     run = sync(stack, account)
     assert run.error is None
     mailbox = stack.emulator.mailbox

@@ -69,7 +69,10 @@ from m365sync.emulator.mailbox import Mailbox, html_to_text, is_well_formed_id
 from m365sync.emulator.wire import action_parameters, graph_error, json_response
 
 DEFAULT_PAGE = 10
-MAX_PAGE = 1000
+MAX_PAGE = 1000  # the largest $top a list accepts (a larger one is a 400)
+# The most items a page asked with `Prefer: odata.maxpagesize` holds: Graph may send fewer
+# than asked, and tests lower this to prove the client follows what it gets.
+MAX_PREFERRED_PAGE = MAX_PAGE
 
 USER_READ = frozenset(["user.read", "user.readwrite", "user.read.all", "user.readwrite.all"])
 MAIL_READ = frozenset(["mail.read", "mail.readwrite"])
@@ -461,7 +464,7 @@ def _max_page_size(call: Call) -> int | None:
         return None
     if size < 1:
         return None
-    size = min(size, MAX_PAGE)
+    size = min(size, MAX_PREFERRED_PAGE)
     call.applied.append(f"odata.maxpagesize={size}")
     return size
 
