@@ -316,10 +316,17 @@ class TestDaemonApi(M365Case):
             "removed": 3,
             "skipped": {"internal": 4},
             "error": "Microsoft Graph failed for now",
+            "calendar": {"new": 2, "pushed": 1},
+            "outbox": {"sent": 1, "pending": 2},
+            "parts": {"mail": False, "calendar": "Microsoft Graph failed for now"},
+            "graph_requests": 17,
+            "token_requests": 1,
         }
         self.api.record_sync_run({"run": run})
         self.api.record_sync_run({"run": dict(run, started_at="2025-03-01T09:00:00+00:00", error=None)})
         self.assertEqual(self.api.last_sync_run({"account_id": account["id"]}), run)
+        self.assertEqual(self.env["m365.sync.run"].search([("account_id", "=", account["id"])], limit=1).failed_parts,
+                         "calendar")
 
     # --- connecting from the CRM --------------------------------------------------------------
 
