@@ -1,7 +1,7 @@
 from odoo.exceptions import AccessError
-from odoo.tests import Form, tagged
+from odoo.tests import Form, HttpCase, new_test_user, tagged
 
-from .common import INBOX, SENT, M365Case
+from .common import INBOX, SENT, M365Case, wire_spec
 
 KEY = "AAMkKeyAccounts"
 DIGESTS = "AAMkDigests"
@@ -121,3 +121,22 @@ class TestMailFolders(M365Case):
             row.chosen = True
         form.save()
         self.assertEqual(self.record.mail_folder_ids.filtered("chosen").graph_id, KEY)
+
+
+@tagged("post_install", "-at_install")
+class TestFolderChoiceTour(HttpCase):
+    """Issue #15: the account form's folder choice, clicked through as its owner would."""
+
+    def test_an_owner_ticks_a_folder_and_the_daemon_gets_it(self):
+        new_test_user(self.env, login="m365-folders-tour", groups="base.group_user")
+        daemon = new_test_user(self.env, login="m365-folders-daemon", groups="crm_microsoft365.group_m365_daemon")
+        api = self.env["m365.daemon.api"].with_user(daemon)
+        account_id = api.upsert_account({"spec": wire_spec(owner="m365-folders-tour")})["id"]
+        api.store_mail_folders({"account_id": account_id, "folders": TREE, "synced": [INBOX, SENT]})
+        self.start_tour(
+            f"/odoo/action-crm_microsoft365.m365_account_action/{account_id}",
+            "crm_microsoft365_folder_choice",
+            login="m365-folders-tour",
+        )
+        wire = api.get_account({"account_id": account_id})
+        self.assertEqual((wire["folder_choice"], wire["mail_folders"]), ("chosen", [KEY]))
