@@ -52,7 +52,7 @@ def test_a_cycle_refreshes_at_most_once_whatever_the_scope_form(tmp_path, form):
         full = sync_account_mail(stack.runtime, stack.gateway.get_account(account.id))
         assert full.error is None, full.error
         graph = graph_requests(stack.emulator)
-        assert graph - connected > 15  # pages, attachment index, folders, calendar, subscriptions
+        assert graph - connected > 20  # pages, batches, folders, calendar, subscriptions
         # The connect's access token is still fresh: the full cycle needs no token request.
         assert token_requests(stack.emulator) == redeemed
         assert full.token_requests == 0
