@@ -533,7 +533,7 @@ class Soak:
             self.crm.retry_mail(mail_id)
 
     def _compare_mail(self) -> None:
-        expected = truth.expected_mail(self.mailbox, self.gateway, self.policy)
+        expected = self.expected = truth.expected_mail(self.mailbox, self.gateway, self.policy)
         stored = self.crm.stored_mail()
         truth.check_mail(self.figures, expected, stored, self.archived, self.crm.message_count())
 
@@ -547,7 +547,7 @@ class Soak:
         )
         truth.check_outbox(
             self.figures, self.queued, self.mailbox.sent(), self.crm.outbox(),
-            self.crm.stored_mail(),
+            self.crm.stored_mail(), {imid for imid, _s, _f in self.expected.values()},
         )  # fmt: skip
 
 
