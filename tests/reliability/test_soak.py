@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import traceback
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,9 +51,22 @@ def replay(seed: int, test: str) -> str:
 
 
 def progress(capsys: pytest.CaptureFixture, seed: int, figures: Figures, store: str) -> None:
-    """One line per run as it ends (a long soak shows where it is)."""
+    """One line per run as it ends (a long soak shows where it is), a bad run's problems."""
     with capsys.disabled():
         print(f"\nseed {seed}: {figures.line(store)}", end="", flush=True)
+        for problem in figures.problems[:20]:
+            print(f"\n    {problem}", end="", flush=True)
+
+
+def guarded(run: Callable[[], tuple[Figures, str]]) -> tuple[Figures, str]:
+    """A run that stopped on an exception (a store refusing what a person does, say) is a
+    failed run with its seed, not the end of the soak."""
+    try:
+        return run()
+    except Exception as error:
+        figures = Figures(runs=1)
+        figures.problem("wrong", f"the run stopped: {type(error).__name__}: {error}")
+        return figures, traceback.format_exc()[-4000:]
 
 
 def report(figures: Figures, store: str, failures: list[tuple[int, Figures, str]], test: str,
@@ -81,7 +96,7 @@ def soak_embedded(seed: int, tmp_path: Path) -> tuple[Figures, str]:
 def test_soak_embedded_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     total, failures = Figures(), []
     for seed in seeds(REGRESSIONS):
-        figures, tail = soak_embedded(seed, tmp_path / f"run-{seed}")
+        figures, tail = guarded(lambda s=seed: soak_embedded(s, tmp_path / f"run-{s}"))
         progress(capsys, seed, figures, "embedded")
         total.add(figures)
         if figures.bad():
@@ -107,7 +122,7 @@ def soak_odoo(seed: int, tmp_path: Path, served: Counter[str]) -> tuple[Figures,
 def test_soak_odoo_store(odoo_live, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     total, failures, served = Figures(), [], Counter()
     for seed in seeds(ODOO_REGRESSIONS):
-        figures, tail = soak_odoo(seed, tmp_path / f"run-{seed}", served)
+        figures, tail = guarded(lambda s=seed: soak_odoo(s, tmp_path / f"run-{s}", served))
         progress(capsys, seed, figures, "odoo")
         total.add(figures)
         if figures.bad():
