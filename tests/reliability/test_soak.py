@@ -2,7 +2,8 @@
 under faults, kills and changes on both sides; one line of figures per store; any loss,
 duplicate, wrong record or double send fails, with the seed and the command replaying it.
 
-``RELIABILITY_RUNS=N`` soaks (default: a few runs, for CI); ``RELIABILITY_SEED=S`` replays one.
+``RELIABILITY_RUNS=N`` soaks (default, for CI: the regression seeds, and two new seeds into the
+embedded store and one into Odoo); ``RELIABILITY_SEED=S`` replays one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .harness import Soak, seeded_mailbox
 from .odoo_crm import odoo_world
 from .truth import Figures
 
-RUNS = int(os.environ.get("RELIABILITY_RUNS") or 2)
+RUNS = int(os.environ.get("RELIABILITY_RUNS") or 0)  # 0: the CI default of each store
 
 # Seeds that found a defect, replayed by every run of the suite (the defect, where it was fixed).
 REGRESSIONS = {
@@ -31,16 +32,19 @@ REGRESSIONS = {
     "(graph/send.py sends the domain's A-labels)",
 }
 
-ODOO_REGRESSIONS: dict[int, str] = {}
+ODOO_REGRESSIONS = {
+    6041: "Compose Email refused when Odoo ran its create again after a serialization failure "
+    "(addon m365_outbox.py create; the race depends on timing, the Odoo test pins it)",
+}
 
 
-def seeds(regressions: dict[int, str]) -> list[int]:
+def seeds(regressions: dict[int, str], default_runs: int) -> list[int]:
     """RELIABILITY_SEED alone, or the regression seeds and RUNS new ones (consecutive from
     RELIABILITY_FIRST_SEED, else from a random one)."""
     if os.environ.get("RELIABILITY_SEED"):
         return [int(os.environ["RELIABILITY_SEED"])]
     first = int(os.environ.get("RELIABILITY_FIRST_SEED") or secrets.randbelow(10**9))
-    return [*regressions, *(first + n for n in range(RUNS))]
+    return [*regressions, *(first + n for n in range(RUNS or default_runs))]
 
 
 def replay(seed: int, test: str) -> str:
@@ -95,7 +99,7 @@ def soak_embedded(seed: int, tmp_path: Path) -> tuple[Figures, str]:
 
 def test_soak_embedded_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     total, failures = Figures(), []
-    for seed in seeds(REGRESSIONS):
+    for seed in seeds(REGRESSIONS, 2):
         figures, tail = guarded(lambda s=seed: soak_embedded(s, tmp_path / f"run-{s}"))
         progress(capsys, seed, figures, "embedded")
         total.add(figures)
@@ -121,7 +125,7 @@ def soak_odoo(seed: int, tmp_path: Path, served: Counter[str]) -> tuple[Figures,
 @pytest.mark.odoo
 def test_soak_odoo_store(odoo_live, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     total, failures, served = Figures(), [], Counter()
-    for seed in seeds(ODOO_REGRESSIONS):
+    for seed in seeds(ODOO_REGRESSIONS, 1):
         figures, tail = guarded(lambda s=seed: soak_odoo(s, tmp_path / f"run-{s}", served))
         progress(capsys, seed, figures, "odoo")
         total.add(figures)
