@@ -265,6 +265,24 @@ def test_a_retried_create_never_makes_a_second_outlook_event(cal):
     }
 
 
+def test_a_create_whose_answer_was_lost_is_bound_not_stored_twice(cal):
+    # Found by the reliability soak (RELIABILITY_SEED=20133): Outlook made the event, the
+    # answer never came, and the next cycle's pull stored it as a second CRM event.
+    event_id = crm_meeting(cal)
+    cal.emulator.faults.add("send_then_drop", r"/v1.0/me/events$", method="POST", times=1)
+    sync_account_mail(cal.runtime, cal.gateway.get_account(cal.account.id))
+    assert len(cal.emulator.mailbox.calendar.events()) == 1  # Outlook has it, unbound
+    sync(cal)
+    sync(cal)
+    (outlook,) = cal.emulator.mailbox.calendar.events()
+    rows = _crm_rows(cal)
+    assert [r["id"] for r in rows] == [event_id]
+    assert (
+        cal.gateway.event_bindings(cal.account.id, [outlook["id"]])[outlook["id"]].crm_event_id
+        == event_id
+    )
+
+
 def test_a_series_created_in_the_crm_appears_in_outlook_with_its_occurrences(cal):
     start = (NOW + timedelta(days=1)).replace(hour=10, minute=0, second=0)
     weekly = Recurrence(
