@@ -267,6 +267,24 @@ def test_a_retried_create_never_makes_a_second_outlook_event(cal):
     }
 
 
+def test_a_create_whose_answer_was_lost_is_bound_not_stored_twice(cal):
+    # Found by the reliability soak (RELIABILITY_SEED=20133): Outlook made the event, the
+    # answer never came, and the next cycle's pull stored it as a second CRM event.
+    event_id = crm_meeting(cal)
+    cal.emulator.faults.add("send_then_drop", r"/v1.0/me/events$", method="POST", times=1)
+    sync_account_mail(cal.runtime, cal.gateway.get_account(cal.account.id))
+    assert len(cal.emulator.mailbox.calendar.events()) == 1  # Outlook has it, unbound
+    sync(cal)
+    sync(cal)
+    (outlook,) = cal.emulator.mailbox.calendar.events()
+    rows = _crm_rows(cal)
+    assert [r["id"] for r in rows] == [event_id]
+    assert (
+        cal.gateway.event_bindings(cal.account.id, [outlook["id"]])[outlook["id"]].crm_event_id
+        == event_id
+    )
+
+
 def test_a_series_created_in_the_crm_appears_in_outlook_with_its_occurrences(cal):
     start = (NOW + timedelta(days=1)).replace(hour=10, minute=0, second=0)
     weekly = Recurrence(
@@ -629,17 +647,21 @@ def test_changing_a_whole_series_pattern_in_the_crm_patches_the_master(cal):
 
 
 def test_a_create_outlook_took_but_the_crm_never_recorded_is_not_a_second_event(cal):
-    """The daemon stopped after Outlook created the event and before the CRM recorded it: the
-    next pull brings the event with our transactionId, which names the CRM event, so it is
-    bound to it (not made a second CRM event) and no second create is sent."""
+    """The daemon stopped after Outlook created the event and before the CRM recorded it. The
+    next cycle pushes the CRM's new events first: the create is sent again with the same
+    transactionId, which Graph answers with the event it already made (its documented use:
+    no redundant event on a client's retry), and the CRM event is bound to it; the pull then
+    finds it bound (not a second CRM event, nothing left to push)."""
     event_id = crm_meeting(cal, "Demo call")
-    cal.emulator.mailbox.calendar.create(
+    made, _new = cal.emulator.mailbox.calendar.create(
         outlook_event("Demo call", transactionId=f"m365sync-crm-event-{event_id}")
     )
     run = sync(cal)
+    assert run.error is None
     assert [m.crm_event_id for m in upcoming(cal)] == [event_id]
-    assert len(cal.emulator.mailbox.calendar.events()) == 1 and not writes(cal, "POST")
-    assert run.calendar.get("new") == 1 and not cal.gateway.event_changes_to_push(cal.account.id)
+    assert len(cal.emulator.mailbox.calendar.events()) == 1
+    assert all(w["id"] == made["id"] for w in writes(cal, "POST"))  # the retry, answered once
+    assert not cal.gateway.event_changes_to_push(cal.account.id)
 
 
 class _EditsBetweenPlanAndWrite:

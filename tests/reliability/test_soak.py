@@ -2,14 +2,17 @@
 under faults, kills and changes on both sides; one line of figures per store; any loss,
 duplicate, wrong record or double send fails, with the seed and the command replaying it.
 
-``RELIABILITY_RUNS=N`` soaks (default: a few runs, for CI); ``RELIABILITY_SEED=S`` replays one.
+``RELIABILITY_RUNS=N`` soaks from a random seed (default, for CI: the regression seeds and
+fixed seeds 1 and 2 into the embedded store, 1 into Odoo); ``RELIABILITY_SEED=S`` replays one.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import traceback
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,7 @@ from .harness import Soak, seeded_mailbox
 from .odoo_crm import odoo_world
 from .truth import Figures
 
-RUNS = int(os.environ.get("RELIABILITY_RUNS") or 2)
+RUNS = int(os.environ.get("RELIABILITY_RUNS") or 0)  # 0: the CI default of each store
 
 # Seeds that found a defect, replayed by every run of the suite (the defect, where it was fixed).
 REGRESSIONS = {
@@ -27,18 +30,26 @@ REGRESSIONS = {
     "(crm/sqlite.py, _prepare_file)",
     900: "Compose Email to a contact at an internationalised domain was refused "
     "(graph/send.py sends the domain's A-labels)",
+    20133: "a CRM meeting whose create answer was lost came back as a second CRM event "
+    "(service/calendar_cycle.py pushes creates before pulling)",
 }
 
-ODOO_REGRESSIONS: dict[int, str] = {}
+ODOO_REGRESSIONS = {
+    6041: "Compose Email refused when Odoo ran its create again after a serialization failure "
+    "(addon m365_outbox.py create; the race depends on timing, the Odoo test pins it)",
+}
 
 
-def seeds(regressions: dict[int, str]) -> list[int]:
+def seeds(regressions: dict[int, str], default_runs: int) -> list[int]:
     """RELIABILITY_SEED alone, or the regression seeds and RUNS new ones (consecutive from
     RELIABILITY_FIRST_SEED, else from a random one)."""
     if os.environ.get("RELIABILITY_SEED"):
         return [int(os.environ["RELIABILITY_SEED"])]
-    first = int(os.environ.get("RELIABILITY_FIRST_SEED") or secrets.randbelow(10**9))
-    return [*regressions, *(first + n for n in range(RUNS))]
+    # make test: fixed new seeds, so an open finding of a soak does not make it flaky; a soak
+    # (RELIABILITY_RUNS) starts from a random seed unless told.
+    fixed = None if RUNS else 1
+    first = int(os.environ.get("RELIABILITY_FIRST_SEED") or fixed or secrets.randbelow(10**9))
+    return [*regressions, *(first + n for n in range(RUNS or default_runs))]
 
 
 def replay(seed: int, test: str) -> str:
@@ -49,9 +60,22 @@ def replay(seed: int, test: str) -> str:
 
 
 def progress(capsys: pytest.CaptureFixture, seed: int, figures: Figures, store: str) -> None:
-    """One line per run as it ends (a long soak shows where it is)."""
+    """One line per run as it ends (a long soak shows where it is), a bad run's problems."""
     with capsys.disabled():
         print(f"\nseed {seed}: {figures.line(store)}", end="", flush=True)
+        for problem in figures.problems[:20]:
+            print(f"\n    {problem}", end="", flush=True)
+
+
+def guarded(run: Callable[[], tuple[Figures, str]]) -> tuple[Figures, str]:
+    """A run that stopped on an exception (a store refusing what a person does, say) is a
+    failed run with its seed, not the end of the soak."""
+    try:
+        return run()
+    except Exception as error:
+        figures = Figures(runs=1)
+        figures.problem("wrong", f"the run stopped: {type(error).__name__}: {error}")
+        return figures, traceback.format_exc()[-4000:]
 
 
 def report(figures: Figures, store: str, failures: list[tuple[int, Figures, str]], test: str,
@@ -80,8 +104,8 @@ def soak_embedded(seed: int, tmp_path: Path) -> tuple[Figures, str]:
 
 def test_soak_embedded_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     total, failures = Figures(), []
-    for seed in seeds(REGRESSIONS):
-        figures, tail = soak_embedded(seed, tmp_path / f"run-{seed}")
+    for seed in seeds(REGRESSIONS, 2):
+        figures, tail = guarded(lambda s=seed: soak_embedded(s, tmp_path / f"run-{s}"))
         progress(capsys, seed, figures, "embedded")
         total.add(figures)
         if figures.bad():
@@ -106,8 +130,8 @@ def soak_odoo(seed: int, tmp_path: Path, served: Counter[str]) -> tuple[Figures,
 @pytest.mark.odoo
 def test_soak_odoo_store(odoo_live, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     total, failures, served = Figures(), [], Counter()
-    for seed in seeds(ODOO_REGRESSIONS):
-        figures, tail = soak_odoo(seed, tmp_path / f"run-{seed}", served)
+    for seed in seeds(ODOO_REGRESSIONS, 1):
+        figures, tail = guarded(lambda s=seed: soak_odoo(s, tmp_path / f"run-{s}", served))
         progress(capsys, seed, figures, "odoo")
         total.add(figures)
         if figures.bad():

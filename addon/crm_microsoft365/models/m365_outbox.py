@@ -307,6 +307,10 @@ class M365Outbox(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        # Copies: Odoo runs the whole call again after a serialization failure with the same
+        # dicts, and a requested_by written into them here would then read as the user's own
+        # attempt to set it (found by the reliability soak against Odoo).
+        vals_list = [dict(vals) for vals in vals_list]
         for vals in vals_list:
             if not self._is_daemon():
                 # A user queues; the daemon moves it on.

@@ -34,6 +34,20 @@ class TestOutbox(M365Case):
         self.assertEqual(mail.requested_by, "m365-test-a")
         self.assertEqual(mail.user_id, self.user_a)
 
+    def test_a_create_odoo_runs_again_after_a_serialization_failure_queues(self):
+        # Odoo retries the whole call with the same values after PostgreSQL's "could not
+        # serialize access": the first attempt must not have changed them.
+        vals = {
+            "account_id": self.account_a.id,
+            "email_to": "ann@example.com",
+            "subject": "Offer",
+            "body_html": "<p>Hello Ann</p>",
+        }
+        self.Outbox_a.create([vals])
+        self.assertNotIn("requested_by", vals)
+        again = self.Outbox_a.create([vals])
+        self.assertEqual(again.requested_by, "m365-test-a")
+
     def test_user_cannot_queue_through_someone_elses_account(self):
         with self.assertRaises(AccessError):
             self.queue(account=self.account_b)

@@ -1,4 +1,5 @@
-"""One calendar cycle for one account: pull Outlook's changes, then push the CRM's.
+"""One calendar cycle for one account: push the CRM's new events, pull Outlook's changes,
+then push the CRM's other changes.
 
 Pull: ``/me/calendarView/delta`` over a window (default one year back, two ahead, rolled
 forward each month; Graph refuses windows over 1825 days). Per page: the series masters of its
@@ -118,6 +119,10 @@ class CalendarCycle:
         skipped: Counter[str] = Counter(run.skipped)
         figures: Counter[str] = Counter(run.calendar)
         try:
+            # Creates first: one whose answer was lost (a crash, a dropped connection) is in
+            # Outlook unbound, and a pull would store it as a second CRM event; the retried
+            # create (same transactionId) binds it instead. Found by the reliability soak.
+            self.push(account, figures, skipped, creates_only=True)
             self.pull(account, figures, skipped)
             self.push(account, figures, skipped)
         finally:
@@ -275,9 +280,20 @@ class CalendarCycle:
 
     # --- CRM -> Outlook ----------------------------------------------------------------------
 
-    def push(self, account: Account, figures: Counter[str], skipped: Counter[str]) -> None:
+    def push(
+        self,
+        account: Account,
+        figures: Counter[str],
+        skipped: Counter[str],
+        *,
+        creates_only: bool = False,
+    ) -> None:
+        """``creates_only``: the CRM's new events alone, and a create whose outcome is
+        unknown stops the cycle (the pull must not run while Outlook may hold it unbound)."""
         changes = self.gateway.event_changes_to_push(account.id)
         for action in plan_outbound(changes, now=self.now(), account_address=account.address):
+            if creates_only and not isinstance(action, PushCreate):
+                continue
             change = action.change
             try:
                 if isinstance(action, PushCreate):
@@ -307,6 +323,8 @@ class CalendarCycle:
                 elif isinstance(action, ForgetDeleted):
                     self._pushed(account, change.crm_event_id, change.event, change.version)
             except M365SyncError as error:
+                if creates_only and not _refused(error):
+                    raise
                 # One event Outlook refuses must not stop the others; it stays pending.
                 log.warning("could not push CRM event %s: %s", change.crm_event_id, error)
                 skipped[PUSH_FAILED] += 1
@@ -325,3 +343,15 @@ class CalendarCycle:
             ical_uid=answer.ical_uid,
             online_meeting_url=answer.online_meeting_url,
         )
+
+
+def _refused(error: M365SyncError) -> bool:
+    """Graph answered that it will not make this event (a 4xx other than 401 and 429): it is
+    not in Outlook, and the others may go on."""
+    status = getattr(error, "status", None)
+    return (
+        isinstance(error, GraphError)
+        and status is not None
+        and 400 <= status < 500
+        and (status not in (401, 429))
+    )
