@@ -234,6 +234,40 @@ def advice_for(error: BaseException, *, now: datetime | None = None) -> Advice:
             )
 
 
+def send_refusal(error: M365SyncError, *, reply: bool = False) -> str:
+    """Words for one outgoing mail Microsoft refused to send.
+
+    Unlike a cycle's failure, nothing retries a refused mail by itself (sending it again
+    unasked could surprise its reader hours later), so the words say it was not sent and what
+    the person does next; `advice_for` keeps the account-wide causes (a revoked sign-in,
+    missing permissions) in its own words.
+    """
+    match error:
+        case NotFound() if reply:
+            return (
+                "Not sent: the mail this replies to is no longer in the mailbox (deleted, or "
+                "moved where Outlook cannot reply to it). Copy the text into a new mail."
+            )
+        case (
+            NeedsReconnect()
+            | InsufficientPermissions()
+            | MailboxUnavailable()
+            | (BadClientCredentials())
+            | SealingError()
+        ):
+            return f"Not sent. {advice_for(error).sentence} Then send it again."
+        case GraphError():
+            return (
+                f"Not sent: Microsoft refused this mail ({error.status} {error.code}): "
+                f"{_clause(error)}. Correct it and send it again."
+            )
+        case _:
+            return (
+                f"Not sent ({type(error).__name__}): {_clause(error)}. Send it again; report "
+                "it if it repeats."
+            )
+
+
 def _clause(error: BaseException) -> str:
     """An error's own words to go before our next sentence: without their final period
     (Graph's "...not found in the store." would otherwise end in two)."""

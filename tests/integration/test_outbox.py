@@ -102,6 +102,19 @@ def test_a_reply_goes_into_the_thread(stack, account):
     assert sent["subject"].lower().startswith("re:") and sent["kind"] == "reply"
 
 
+def test_a_reply_to_mail_deleted_in_outlook_fails_with_words_that_say_what_to_do(stack, account):
+    sync(stack, account)
+    stored = stack.gateway.message_ids_for_account(account.id)
+    original = next(m for m in stack.emulator.mailbox.messages_in("inbox") if m["id"] in stored)
+    mail_id = queue(stack, account, subject="", reply_to_graph_id=original["id"])
+    stack.emulator.mailbox.delete_message(original["id"])
+    assert send(stack, account) == {"failed": 1}
+    words = stack.gateway.outbox_item(mail_id).error
+    assert words.startswith("Not sent: the mail this replies to is no longer in the mailbox")
+    assert "next cycle" not in words  # nothing retries a refused mail by itself
+    assert stack.emulator.mailbox.sent() == []
+
+
 def test_a_crash_between_graph_and_the_crm_never_sends_twice(stack, account):
     mail_id = queue(stack, account)
     stack.emulator.faults.add("send_then_drop", r"/sendMail$", times=1)

@@ -15,10 +15,12 @@ from m365sync.errors import (
     InsufficientPermissions,
     MailboxUnavailable,
     NeedsReconnect,
+    NotFound,
     SealingError,
     Throttled,
     Transient,
     advice_for,
+    send_refusal,
 )
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -85,3 +87,51 @@ def test_the_identity_platform_failing_is_not_blamed_on_graph():
     assert advice.sentence.startswith("The Microsoft identity platform at https://login.")
     assert "microsoft.authority_host" in advice.sentence and "retries" in advice.sentence
     assert "Graph" not in advice.sentence and "service health" not in advice.sentence
+
+
+@pytest.mark.parametrize(
+    ("error", "reply", "begins", "then"),
+    [
+        (
+            GraphError(
+                'Recipient "x@y" isn\'t resolved.', status=400, code="ErrorInvalidRecipients"
+            ),
+            False,
+            "Not sent: Microsoft refused this mail (400 ErrorInvalidRecipients)",
+            "Correct it and send it again.",
+        ),
+        (
+            NotFound(
+                "The specified object was not found in the store.",
+                status=404,
+                code="ErrorItemNotFound",
+            ),
+            True,
+            "Not sent: the mail this replies to is no longer in the mailbox",
+            "Copy the text into a new mail.",
+        ),
+        (
+            NotFound(
+                "The specified object was not found in the store.",
+                status=404,
+                code="ErrorItemNotFound",
+            ),
+            False,
+            "Not sent: Microsoft refused this mail (404 ErrorItemNotFound)",
+            "Correct it and send it again.",
+        ),
+        (
+            NeedsReconnect("grant revoked", status=400, code="invalid_grant"),
+            False,
+            "Not sent. Microsoft no longer accepts this account's sign-in",
+            "Then send it again.",
+        ),
+        (ValueError("bad value."), False, "Not sent (ValueError): bad value", "report it"),
+    ],
+)
+def test_a_refused_mail_says_it_was_not_sent_and_what_to_do(error, reply, begins, then):
+    words = send_refusal(error, reply=reply)
+    assert words.startswith(begins)
+    assert then in words
+    assert "next cycle" not in words  # a refused mail is not retried by itself
+    assert ".." not in words

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import Account, AccountStatus, OutboxState, OutgoingMail
-from m365sync.errors import M365SyncError, Throttled, Transient, advice_for
+from m365sync.errors import M365SyncError, Throttled, Transient, advice_for, send_refusal
 from m365sync.graph.send import MailSender
 from m365sync.service.runtime import Runtime
 from m365sync.sync.outbox import problem_with
@@ -82,7 +82,8 @@ def _send_one(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> st
         return "pending"
     except M365SyncError as error:
         # Graph refused the request itself: nothing was sent, the person may retry.
-        gateway.update_outgoing(mail.id, OutboxState.FAILED, error=advice_for(error).sentence)
+        words = send_refusal(error, reply=bool(mail.reply_to_graph_id))
+        gateway.update_outgoing(mail.id, OutboxState.FAILED, error=words)
         return "failed"
 
 
