@@ -42,6 +42,7 @@ from m365sync.domain import (
     EventLink,
     EventPageWrite,
     EventSummary,
+    FolderChoice,
     KnownFolder,
     Lease,
     MailFolder,
@@ -439,11 +440,12 @@ class CrmGateway(abc.ABC):
         Notifications naming unknown subscriptions are ignored. Returns the account ids asked
         to sync, sorted, without repeats."""
 
-    # --- the command line's own CRM actions (`m365sync send`, `m365sync meet`) --------------
+    # --- the command line's own CRM actions (`m365sync send`, `meet`, `folders --choose`) -----
     #
-    # What a CRM user does in the CRM's own forms (Compose Email, Schedule Meeting), for a
-    # CRM without forms. A CRM whose users act in its forms, under their own rights, refuses
-    # them with `CrmHasForms` (the sentence names the form to use instead).
+    # What a CRM user does in the CRM's own forms (Compose Email, Schedule Meeting, the
+    # account's folder choice), for a CRM without forms. A CRM whose users act in its forms,
+    # under their own rights, refuses them with `CrmHasForms` (the sentence names the form to
+    # use instead).
 
     @abc.abstractmethod
     def queue_mail(
@@ -469,6 +471,15 @@ class CrmGateway(abc.ABC):
     @abc.abstractmethod
     def busy_times(self, account_id: int, start: datetime, end: datetime) -> list[EventSummary]:
         """The account's own meetings overlapping [start, end), from the synced calendar."""
+
+    @abc.abstractmethod
+    def set_folder_choice(
+        self, account_id: int, choice: FolderChoice | None, folders: Iterable[str] = ()
+    ) -> None:
+        """Store which mail folders the account syncs (`m365sync folders --choose`): the
+        ``choice``, with the ``folders`` it names (well-known names, display paths or ids) for
+        `FolderChoice.CHOSEN`; None returns the account to the daemon's configuration.
+        Raises `UnknownAccount`."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -128,6 +128,7 @@ from m365sync.domain import (
     EventPageWrite,
     EventSummary,
     EventType,
+    FolderChoice,
     KnownFolder,
     Lease,
     MailFolder,
@@ -1087,6 +1088,11 @@ class OdooGateway(CrmGateway):
     def busy_times(self, account_id: int, start: datetime, end: datetime) -> list[EventSummary]:
         raise CrmHasForms(_USE_THE_FORMS)
 
+    def set_folder_choice(
+        self, account_id: int, choice: FolderChoice | None, folders: Iterable[str] = ()
+    ) -> None:
+        raise CrmHasForms(_CHOOSE_IN_THE_ACCOUNT)
+
     def close(self) -> None:
         self.transport.close()
 
@@ -1094,6 +1100,10 @@ class OdooGateway(CrmGateway):
 _USE_THE_FORMS = (
     "`send` and `meet` work on the embedded store; in Odoo use the wizards (Compose Email, "
     "Schedule Meeting), which act under the user's own rights."
+)
+_CHOOSE_IN_THE_ACCOUNT = (
+    "In Odoo the folder choice is the account's: open the account in Settings > Microsoft 365 "
+    "Accounts and tick its folders."
 )
 
 
