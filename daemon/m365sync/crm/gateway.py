@@ -127,7 +127,10 @@ class CrmGateway(abc.ABC):
         until: datetime | None = None,
         synced_at: datetime | None = None,
     ) -> None:
-        """Record what the account list shows. ``synced_at`` also sets the last sync time."""
+        """Record what the account list shows. ``until`` belongs to the status: a call without
+        it clears an older one. ``synced_at`` also sets the last sync time (kept without it).
+        A paused account stays paused: pausing is its owner's decision, which a cycle running
+        at that moment does not undo (only resuming does); its sync time still counts."""
 
     @abc.abstractmethod
     def store_token_cache(self, account_id: int, sealed_token_cache: str) -> None:
@@ -141,7 +144,9 @@ class CrmGateway(abc.ABC):
     ) -> list[Lease]:
         """Claim up to ``limit`` accounts that are free or whose lease expired, atomically.
 
-        Paused accounts are never leased. Each claim gets a new, larger token.
+        Paused accounts are never leased. Accounts never synced come first, then the longest
+        unsynced, so none starves. Each claim gets a new, larger token and counts as an attempt
+        on the account.
         """
 
     @abc.abstractmethod
@@ -152,7 +157,8 @@ class CrmGateway(abc.ABC):
 
     @abc.abstractmethod
     def release_lease(self, lease: Lease) -> None:
-        """Give the account back; a stale token is ignored (someone else holds it now)."""
+        """Give the account back; a stale token is ignored (someone else holds it now). A clean
+        release resets the account's attempt count: its holder did not die."""
 
     # --- partners ---------------------------------------------------------------------------
 
@@ -176,7 +182,10 @@ class CrmGateway(abc.ABC):
     def create_partners(self, drafts: list[PartnerDraft]) -> list[Partner]:
         """Create contacts and companies in one call, in order; a contact whose
         ``company_domain`` names a company created in the same call (or existing) gets it as
-        parent. Creating an email that already exists returns the existing partner."""
+        parent. Companies are created first, so contacts of the same call hang under them.
+        Idempotent, so a replayed auto-creation makes no twin: a draft whose email exists
+        returns the existing partner, and a company draft also the company with its work
+        domain (its ``company_domain``, website or email domain)."""
 
     # --- mail -------------------------------------------------------------------------------
 
@@ -191,7 +200,9 @@ class CrmGateway(abc.ABC):
         nothing is written.
 
         ``removed_ids`` unlink an id from this page's folder only: after a move, the old
-        folder reports the id as removed while the new folder already holds it. A message is
+        folder reports the id as removed while the new folder already holds it. Removals go
+        first, so an id the page both removes and upserts stays: losing mail is worse than
+        keeping a deleted message until the next round. A message is
         deleted when its last link goes. ``moved`` (id -> folder) re-points the link of an
         id that left this folder for one we do not sync (archived mail stays in the CRM).
 
@@ -256,8 +267,9 @@ class CrmGateway(abc.ABC):
 
     @abc.abstractmethod
     def threads_for_partner(self, partner_id: int) -> list[ThreadSummary]:
-        """Threads with a message linked to the partner (for a company: or to its contacts),
-        newest first."""
+        """Whole threads (every message, every participant) with a message linked to the
+        partner (for a company: or to its contacts), newest activity first; a thread is named
+        by the subject of its oldest message that has one."""
 
     @abc.abstractmethod
     def mail_counts_by_partner(self) -> list[tuple[Partner, int, int]]:

@@ -616,8 +616,6 @@ class CalendarStore:
         return summaries
 
     def busy_times(self, account_id: int, start: datetime, end: datetime) -> list[EventSummary]:
-        """The account's own meetings overlapping [start, end): what Schedule Meeting shows
-        as the user's busy times, from the synced calendar (no Graph call)."""
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT DISTINCT e.* FROM crm_calendar_event e LEFT JOIN m365_event_binding b "
