@@ -601,18 +601,7 @@ class CalendarStore:
                     "SELECT address FROM crm_calendar_attendee WHERE event_id = ? ORDER BY id",
                     (row["id"],),
                 ).fetchall()
-                summaries.append(
-                    EventSummary(
-                        crm_event_id=row["id"],
-                        subject=row["subject"] or "",
-                        start=_when(row["start_at"]),
-                        end=_when(row["end_at"]),
-                        is_all_day=bool(row["is_all_day"]),
-                        start_date=_day(row["start_date"]),
-                        recurring=row["series_id"] is not None,
-                        attendees=tuple(p["address"] for p in people),
-                    )
-                )
+                summaries.append(_summary(row, "", tuple(p["address"] for p in people)))
         return summaries
 
     def busy_times(self, account_id: int, start: datetime, end: datetime) -> list[EventSummary]:
@@ -630,19 +619,7 @@ class CalendarStore:
                     "day": start.astimezone(UTC).date().isoformat(),
                 },
             ).fetchall()
-        return [
-            EventSummary(
-                crm_event_id=row["id"],
-                subject=row["subject"] or "(private)",
-                start=_when(row["start_at"]),
-                end=_when(row["end_at"]),
-                is_all_day=bool(row["is_all_day"]),
-                start_date=_day(row["start_date"]),
-                recurring=row["series_id"] is not None,
-                attendees=(),
-            )
-            for row in rows
-        ]
+        return [_summary(row, "(private)") for row in rows]
 
     # --- what a CRM user does (the embedded store's stand-in for Odoo's calendar UI) --------
 
@@ -742,6 +719,20 @@ class CalendarStore:
                 "modified_at = ? WHERE id = ?",
                 (now, event_id),
             )
+
+
+def _summary(row: sqlite3.Row, no_subject: str, attendees: tuple[str, ...] = ()) -> EventSummary:
+    """An event row as a list shows it (``no_subject`` stands in for an empty subject)."""
+    return EventSummary(
+        crm_event_id=row["id"],
+        subject=row["subject"] or no_subject,
+        start=_when(row["start_at"]),
+        end=_when(row["end_at"]),
+        is_all_day=bool(row["is_all_day"]),
+        start_date=_day(row["start_date"]),
+        recurring=row["series_id"] is not None,
+        attendees=attendees,
+    )
 
 
 def _event_from_row(row: sqlite3.Row) -> CalendarEvent:
