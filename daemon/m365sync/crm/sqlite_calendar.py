@@ -644,6 +644,9 @@ class CalendarStore:
             self._replace_attendees(conn, event_id, attendees)
         return event_id
 
+    # The command line's Schedule Meeting (`m365sync meet`) is the CRM-side write itself.
+    create_meeting = crm_create_event
+
     def crm_update_event(
         self, event_id: int, *, attendees: Iterable[EventLink] | None = None, **changes: Any
     ) -> None:
