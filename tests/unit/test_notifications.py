@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from m365sync.domain import Subscription, SubscriptionKind, SubscriptionState
+from m365sync.domain import (
+    ReceivedNotification,
+    Subscription,
+    SubscriptionKind,
+    SubscriptionState,
+)
 from m365sync.sync.notifications import (
     MalformedNotification,
     Step,
@@ -20,6 +27,7 @@ from m365sync.sync.notifications import (
     poll_interval,
     read_post,
     renewal_due,
+    state_after,
 )
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -172,3 +180,35 @@ def test_renewal_due_when_any_needs_work():
     assert not renewal_due([sub()], NOW, lifetime=LIFETIME)
     assert renewal_due([sub(), sub(state=SubscriptionState.REMOVED)], NOW, lifetime=LIFETIME)
     assert renewal_due([sub(expires_at=NOW + timedelta(hours=1))], NOW, lifetime=LIFETIME)
+
+
+@pytest.mark.parametrize(
+    ("event", "state"),
+    [
+        ("subscriptionRemoved", SubscriptionState.REMOVED),
+        ("reauthorizationRequired", SubscriptionState.REAUTHORIZE),
+        ("missed", None),
+        (None, None),
+    ],
+)
+def test_the_state_a_notification_gives_its_subscription(event, state):
+    assert state_after(ReceivedNotification("S1", lifecycle_event=event)) is state
+    assert state_after(ReceivedNotification("S1", change_type="created")) is None
+
+
+def test_the_addons_endpoint_applies_the_same_lifecycle_table():
+    """The addon receives Graph's notifications itself and cannot import the daemon: its copy
+    of the table (read from its source, as Odoo is not importable here) is this one."""
+    source = Path(__file__).resolve().parents[2] / (
+        "addon/crm_microsoft365/models/m365_subscription.py"
+    )
+    [table] = [
+        node.value
+        for node in ast.parse(source.read_text("utf-8")).body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "LIFECYCLE_STATES"
+    ]
+    addon = ast.literal_eval(table)
+    for event in ("subscriptionRemoved", "reauthorizationRequired", "missed", "other"):
+        ours = state_after(ReceivedNotification("S1", lifecycle_event=event))
+        assert addon.get(event.lower()) == (ours.value if ours else None), event
+    assert len(addon) == 2

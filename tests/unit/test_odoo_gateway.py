@@ -914,7 +914,7 @@ ANSWERS: dict[str, Any] = {
 }
 
 
-COMMAND_LINE_ACTIONS = {"queue_mail", "create_meeting", "busy_times"}
+COMMAND_LINE_ACTIONS = {"queue_mail", "create_meeting", "busy_times", "set_folder_choice"}
 
 
 def test_every_gateway_method_is_in_the_table() -> None:
@@ -924,18 +924,34 @@ def test_every_gateway_method_is_in_the_table() -> None:
     assert set(CrmGateway.__abstractmethods__) - {"close", *COMMAND_LINE_ACTIONS} == named
 
 
-@pytest.mark.parametrize(
-    "invoke",
-    [
+REFUSALS = {
+    "queue_mail": (
         lambda g: g.queue_mail(3, to=[EmailAddress("a@b.example")], subject="s", body_html=""),
+        "in Odoo use the wizards",
+    ),
+    "create_meeting": (
         lambda g: g.create_meeting(3, calendar_contract.event(""), []),
+        "in Odoo use the wizards",
+    ),
+    "busy_times": (
         lambda g: g.busy_times(3, T0, T0 + timedelta(hours=1)),
-    ],
-    ids=sorted(COMMAND_LINE_ACTIONS),
-)
-def test_odoo_refuses_the_command_lines_crm_actions_with_words_and_no_rpc(invoke) -> None:
+        "in Odoo use the wizards",
+    ),
+    "set_folder_choice": (
+        lambda g: g.set_folder_choice(3, FolderChoice.ALL),
+        "open the account in Settings > Microsoft 365 Accounts",
+    ),
+}
+
+
+def test_each_command_line_action_has_its_refusal() -> None:
+    assert set(REFUSALS) == COMMAND_LINE_ACTIONS
+
+
+@pytest.mark.parametrize(("invoke", "words"), REFUSALS.values(), ids=REFUSALS)
+def test_odoo_refuses_the_command_lines_crm_actions_with_words_and_no_rpc(invoke, words) -> None:
     transport = FakeTransport()
-    with pytest.raises(CrmHasForms, match="in Odoo use the wizards"):
+    with pytest.raises(CrmHasForms, match=words):
         invoke(OdooGateway(transport))
     assert transport.calls == []
 

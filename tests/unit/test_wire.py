@@ -114,3 +114,37 @@ def test_base64_from_the_crm_may_be_wrapped_or_binary():
 def test_text_that_is_not_base64_is_refused():
     with pytest.raises(ValueError, match="not base64"):
         from_wire(OutgoingAttachment, {"name": "a", "content_type": "b", "content": "not b64!"})
+
+
+def test_false_is_absent_reads_odoos_false_by_the_type():
+    """Odoo writes False for every absent value; with ``false_is_absent`` it is None where the
+    type allows None, the type's empty value elsewhere, and stays a real False for a bool."""
+    run = from_wire(
+        SyncRun,
+        {"account_id": 3, "started_at": WHEN.isoformat(), "finished_at": False, "error": False},
+        false_is_absent=True,
+    )
+    assert (run.finished_at, run.error) == (None, None)
+    mail = from_wire(
+        OutgoingMail,
+        {
+            "id": 1,
+            "account_id": 3,
+            "to": [{"address": "a@b.example", "name": False}],
+            "cc": False,
+            "subject": False,
+            "body_html": "",
+            "attachments": False,
+            "state": "queued",
+            "attempts": False,
+        },
+        false_is_absent=True,
+    )
+    assert (mail.to, mail.cc, mail.subject) == ((EmailAddress("a@b.example", ""),), (), "")
+    assert (mail.attachments, mail.attempts) == ((), 0)
+    assert from_wire(dict[str, bool], {"x": False}, false_is_absent=True) == {"x": False}
+    # Without the flag a False is a value like any other.
+    assert (
+        from_wire(SyncRun, {"account_id": 3, "started_at": WHEN.isoformat(), "error": False}).error
+        is False
+    )

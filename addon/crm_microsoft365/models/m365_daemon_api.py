@@ -231,7 +231,6 @@ class M365DaemonApi(models.AbstractModel):
 
     @api.model
     def set_account_status(self, payload):
-        """``until`` is part of the status: a call without it clears an older one."""
         env = self._daemon_env()
         account = self._account(env, payload["account_id"], lock=True)
         values = {
@@ -240,8 +239,7 @@ class M365DaemonApi(models.AbstractModel):
             "status_until": dt_from_wire(_opt(payload.get("until"))) or False,
         }
         if account.status == "paused":
-            # Pause is the owner's decision; a cycle that was running when they paused must
-            # not undo it (only Resume does). Its sync time still counts.
+            # A paused account stays paused; its sync time still counts.
             values = {}
         synced = dt_from_wire(_opt(payload.get("synced_at")))
         if synced:
@@ -375,7 +373,6 @@ class M365DaemonApi(models.AbstractModel):
 
     @api.model
     def release_lease(self, payload):
-        """A stale token is ignored; a clean release also resets the attempt count."""
         env = self._daemon_env()
         lease = payload["lease"]
         env["m365.account"].flush_model()
@@ -450,8 +447,6 @@ class M365DaemonApi(models.AbstractModel):
 
     @api.model
     def create_partners(self, payload):
-        """Companies first, so contacts of the same call hang under them; idempotent by email,
-        and a company also by its work domain, so a replayed auto-creation makes no twin."""
         env = self._daemon_env()
         drafts = payload.get("drafts") or []
         made = {}
@@ -719,7 +714,6 @@ class M365DaemonApi(models.AbstractModel):
 
     @api.model
     def threads_for_partner(self, payload):
-        """Whole threads touching the partner (a company: or its contacts), newest first."""
         env = self._daemon_env()
         partner = env["res.partner"].browse(int(payload["partner_id"])).exists()
         if not partner:

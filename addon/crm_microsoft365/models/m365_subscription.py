@@ -25,7 +25,9 @@ SUBSCRIPTION_STATES = [
     ("reauthorize", "Needs renewal"),
 ]
 # Lifecycle events Graph sends (lifecycleEvent) -> the state they put a subscription in;
-# "missed" only asks for a cycle.
+# "missed" only asks for a cycle. The daemon's rule (m365sync.sync.notifications.state_after),
+# mirrored because this endpoint receives Graph's posts itself; the daemon's unit tests read
+# this table and pin it to the rule.
 LIFECYCLE_STATES = {
     "subscriptionremoved": "removed",
     "reauthorizationrequired": "reauthorize",

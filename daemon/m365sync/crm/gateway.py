@@ -42,6 +42,7 @@ from m365sync.domain import (
     EventLink,
     EventPageWrite,
     EventSummary,
+    FolderChoice,
     KnownFolder,
     Lease,
     MailFolder,
@@ -126,7 +127,10 @@ class CrmGateway(abc.ABC):
         until: datetime | None = None,
         synced_at: datetime | None = None,
     ) -> None:
-        """Record what the account list shows. ``synced_at`` also sets the last sync time."""
+        """Record what the account list shows. ``until`` belongs to the status: a call without
+        it clears an older one. ``synced_at`` also sets the last sync time (kept without it).
+        A paused account stays paused: pausing is its owner's decision, which a cycle running
+        at that moment does not undo (only resuming does); its sync time still counts."""
 
     @abc.abstractmethod
     def store_token_cache(self, account_id: int, sealed_token_cache: str) -> None:
@@ -140,7 +144,9 @@ class CrmGateway(abc.ABC):
     ) -> list[Lease]:
         """Claim up to ``limit`` accounts that are free or whose lease expired, atomically.
 
-        Paused accounts are never leased. Each claim gets a new, larger token.
+        Paused accounts are never leased. Accounts never synced come first, then the longest
+        unsynced, so none starves. Each claim gets a new, larger token and counts as an attempt
+        on the account.
         """
 
     @abc.abstractmethod
@@ -151,7 +157,8 @@ class CrmGateway(abc.ABC):
 
     @abc.abstractmethod
     def release_lease(self, lease: Lease) -> None:
-        """Give the account back; a stale token is ignored (someone else holds it now)."""
+        """Give the account back; a stale token is ignored (someone else holds it now). A clean
+        release resets the account's attempt count: its holder did not die."""
 
     # --- partners ---------------------------------------------------------------------------
 
@@ -175,7 +182,10 @@ class CrmGateway(abc.ABC):
     def create_partners(self, drafts: list[PartnerDraft]) -> list[Partner]:
         """Create contacts and companies in one call, in order; a contact whose
         ``company_domain`` names a company created in the same call (or existing) gets it as
-        parent. Creating an email that already exists returns the existing partner."""
+        parent. Companies are created first, so contacts of the same call hang under them.
+        Idempotent, so a replayed auto-creation makes no twin: a draft whose email exists
+        returns the existing partner, and a company draft also the company with its work
+        domain (its ``company_domain``, website or email domain)."""
 
     # --- mail -------------------------------------------------------------------------------
 
@@ -190,7 +200,9 @@ class CrmGateway(abc.ABC):
         nothing is written.
 
         ``removed_ids`` unlink an id from this page's folder only: after a move, the old
-        folder reports the id as removed while the new folder already holds it. A message is
+        folder reports the id as removed while the new folder already holds it. Removals go
+        first, so an id the page both removes and upserts stays: losing mail is worse than
+        keeping a deleted message until the next round. A message is
         deleted when its last link goes. ``moved`` (id -> folder) re-points the link of an
         id that left this folder for one we do not sync (archived mail stays in the CRM).
 
@@ -255,8 +267,9 @@ class CrmGateway(abc.ABC):
 
     @abc.abstractmethod
     def threads_for_partner(self, partner_id: int) -> list[ThreadSummary]:
-        """Threads with a message linked to the partner (for a company: or to its contacts),
-        newest first."""
+        """Whole threads (every message, every participant) with a message linked to the
+        partner (for a company: or to its contacts), newest activity first; a thread is named
+        by the subject of its oldest message that has one."""
 
     @abc.abstractmethod
     def mail_counts_by_partner(self) -> list[tuple[Partner, int, int]]:
@@ -439,11 +452,12 @@ class CrmGateway(abc.ABC):
         Notifications naming unknown subscriptions are ignored. Returns the account ids asked
         to sync, sorted, without repeats."""
 
-    # --- the command line's own CRM actions (`m365sync send`, `m365sync meet`) --------------
+    # --- the command line's own CRM actions (`m365sync send`, `meet`, `folders --choose`) -----
     #
-    # What a CRM user does in the CRM's own forms (Compose Email, Schedule Meeting), for a
-    # CRM without forms. A CRM whose users act in its forms, under their own rights, refuses
-    # them with `CrmHasForms` (the sentence names the form to use instead).
+    # What a CRM user does in the CRM's own forms (Compose Email, Schedule Meeting, the
+    # account's folder choice), for a CRM without forms. A CRM whose users act in its forms,
+    # under their own rights, refuses them with `CrmHasForms` (the sentence names the form to
+    # use instead).
 
     @abc.abstractmethod
     def queue_mail(
@@ -469,6 +483,15 @@ class CrmGateway(abc.ABC):
     @abc.abstractmethod
     def busy_times(self, account_id: int, start: datetime, end: datetime) -> list[EventSummary]:
         """The account's own meetings overlapping [start, end), from the synced calendar."""
+
+    @abc.abstractmethod
+    def set_folder_choice(
+        self, account_id: int, choice: FolderChoice | None, folders: Iterable[str] = ()
+    ) -> None:
+        """Store which mail folders the account syncs (`m365sync folders --choose`): the
+        ``choice``, with the ``folders`` it names (well-known names, display paths or ids) for
+        `FolderChoice.CHOSEN`; None returns the account to the daemon's configuration.
+        Raises `UnknownAccount`."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -99,8 +99,6 @@ import socket
 import ssl
 import threading
 import time
-import types
-import typing
 import xmlrpc.client
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -128,6 +126,7 @@ from m365sync.domain import (
     EventPageWrite,
     EventSummary,
     EventType,
+    FolderChoice,
     KnownFolder,
     Lease,
     MailFolder,
@@ -690,48 +689,10 @@ def _user_agent() -> str:
 # --- reading answers ------------------------------------------------------------------------
 
 
-def _is_optional(kind: Any) -> bool:
-    origin = typing.get_origin(kind)
-    return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind)
-
-
-def _without_false(kind: Any, data: Any) -> Any:
-    """Odoo writes False where a value is absent: turn it back into None (or the type's empty
-    value), guided by the type, so `from_wire` reads what the Python side means."""
-    if data is False and kind is not bool and kind is not Any:
-        if _is_optional(kind):
-            return None
-        if kind is str:
-            return ""
-        if kind is bytes:
-            return b""
-        if kind in (int, float):
-            return 0
-        if typing.get_origin(kind) in (tuple, list):
-            return []
-        if typing.get_origin(kind) is dict:
-            return {}
-        return data
-    origin = typing.get_origin(kind)
-    args = typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in args if a is not type(None)]
-        return _without_false(options[0], data) if len(options) == 1 else data
-    if dataclasses.is_dataclass(kind) and isinstance(data, dict):
-        hints = typing.get_type_hints(kind)
-        return {k: _without_false(hints.get(k, Any), v) for k, v in data.items()}
-    if origin in (tuple, list) and isinstance(data, list):
-        inner = args[0] if args else Any
-        return [_without_false(inner, v) for v in data]
-    if origin is dict and isinstance(data, dict):
-        value_type = args[1] if args else Any
-        return {k: _without_false(value_type, v) for k, v in data.items()}
-    return data
-
-
 def read_answer(kind: Any, data: Any) -> Any:
-    """The wire answer of a call -> the Python value of type ``kind``."""
-    return from_wire(kind, _without_false(kind, data))
+    """The wire answer of a call -> the Python value of type ``kind`` (Odoo writes False
+    where a value is absent)."""
+    return from_wire(kind, data, false_is_absent=True)
 
 
 # --- the gateway ----------------------------------------------------------------------------
@@ -1087,6 +1048,11 @@ class OdooGateway(CrmGateway):
     def busy_times(self, account_id: int, start: datetime, end: datetime) -> list[EventSummary]:
         raise CrmHasForms(_USE_THE_FORMS)
 
+    def set_folder_choice(
+        self, account_id: int, choice: FolderChoice | None, folders: Iterable[str] = ()
+    ) -> None:
+        raise CrmHasForms(_CHOOSE_IN_THE_ACCOUNT)
+
     def close(self) -> None:
         self.transport.close()
 
@@ -1094,6 +1060,10 @@ class OdooGateway(CrmGateway):
 _USE_THE_FORMS = (
     "`send` and `meet` work on the embedded store; in Odoo use the wizards (Compose Email, "
     "Schedule Meeting), which act under the user's own rights."
+)
+_CHOOSE_IN_THE_ACCOUNT = (
+    "In Odoo the folder choice is the account's: open the account in Settings > Microsoft 365 "
+    "Accounts and tick its folders."
 )
 
 

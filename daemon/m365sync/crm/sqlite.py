@@ -703,11 +703,9 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, FolderStore, NoCrmFor
         until: datetime | None = None,
         synced_at: datetime | None = None,
     ) -> None:
-        """``until`` is part of the status: a call without it clears an older one."""
         with self._write() as conn:
             self._require_account(conn, account_id)
-            # Paused is the owner's decision: a cycle that was running when they paused does
-            # not undo it (only resuming does); its sync time still counts.
+            # A paused account stays paused; its sync time still counts.
             conn.execute(
                 "UPDATE m365_account SET "
                 "status = CASE WHEN status = 'paused' THEN status ELSE ? END, "
@@ -756,7 +754,6 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, FolderStore, NoCrmFor
     def lease_accounts(
         self, holder: str, *, limit: int, ttl_seconds: float, now: datetime | None = None
     ) -> list[Lease]:
-        """Accounts never synced come first, then the longest unsynced, so none starves."""
         if limit <= 0:
             return []
         moment = _now(now)
@@ -819,7 +816,6 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, FolderStore, NoCrmFor
         return Lease(lease.account_id, lease.token, lease.holder, expires)
 
     def release_lease(self, lease: Lease) -> None:
-        """A clean release also resets the attempt count: the holder did not die."""
         with self._write() as conn:
             conn.execute(
                 "UPDATE m365_account SET lease_holder = NULL, lease_expires_at = NULL, "
@@ -897,11 +893,6 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, FolderStore, NoCrmFor
         return found
 
     def create_partners(self, drafts: list[PartnerDraft]) -> list[Partner]:
-        """Companies are created first so contacts of the same call can hang under them.
-
-        A draft is idempotent by email, and a company draft also by its work domain (its
-        ``company_domain``, website or email domain), so a replayed auto-creation makes no twin.
-        """
         with self._write() as conn:
             made: dict[int, Partner] = {}
             order = sorted(range(len(drafts)), key=lambda i: not drafts[i].is_company)
@@ -989,13 +980,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, FolderStore, NoCrmFor
         return Cursor(row["cursor_link"], kind, kind is CursorKind.NEXT and bool(row["round_open"]))
 
     def store_mail_page(self, page: PageWrite, *, lease: Lease | None = None) -> PageResult:
-        """Removals first, then upserts, then the cursor, in one ``BEGIN IMMEDIATE``.
-
-        Removals go first so that an id named in both lists of a page survives: losing mail
-        is worse than keeping a deleted message until the next round. A removal only unlinks
-        the id *from this page's folder*: after a move, the old folder's delta reports the id
-        removed while the new folder already holds it.
-        """
+        """Removals, then upserts, then the cursor, in one ``BEGIN IMMEDIATE``."""
         tally = _Tally()
         with self._write() as conn:
             if lease is not None:
@@ -1478,8 +1463,6 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, FolderStore, NoCrmFor
     _THREAD_KEY = "COALESCE(m.thread_id, -m.id)"
 
     def threads_for_partner(self, partner_id: int) -> list[ThreadSummary]:
-        """Whole threads (every message, every participant) that touch the partner; a thread
-        is named by its oldest message's subject; newest activity first."""
         key = self._THREAD_KEY
         with self._read() as conn:
             rows = conn.execute(

@@ -601,23 +601,10 @@ class CalendarStore:
                     "SELECT address FROM crm_calendar_attendee WHERE event_id = ? ORDER BY id",
                     (row["id"],),
                 ).fetchall()
-                summaries.append(
-                    EventSummary(
-                        crm_event_id=row["id"],
-                        subject=row["subject"] or "",
-                        start=_when(row["start_at"]),
-                        end=_when(row["end_at"]),
-                        is_all_day=bool(row["is_all_day"]),
-                        start_date=_day(row["start_date"]),
-                        recurring=row["series_id"] is not None,
-                        attendees=tuple(p["address"] for p in people),
-                    )
-                )
+                summaries.append(_summary(row, "", tuple(p["address"] for p in people)))
         return summaries
 
     def busy_times(self, account_id: int, start: datetime, end: datetime) -> list[EventSummary]:
-        """The account's own meetings overlapping [start, end): what Schedule Meeting shows
-        as the user's busy times, from the synced calendar (no Graph call)."""
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT DISTINCT e.* FROM crm_calendar_event e LEFT JOIN m365_event_binding b "
@@ -632,19 +619,7 @@ class CalendarStore:
                     "day": start.astimezone(UTC).date().isoformat(),
                 },
             ).fetchall()
-        return [
-            EventSummary(
-                crm_event_id=row["id"],
-                subject=row["subject"] or "(private)",
-                start=_when(row["start_at"]),
-                end=_when(row["end_at"]),
-                is_all_day=bool(row["is_all_day"]),
-                start_date=_day(row["start_date"]),
-                recurring=row["series_id"] is not None,
-                attendees=(),
-            )
-            for row in rows
-        ]
+        return [_summary(row, "(private)") for row in rows]
 
     # --- what a CRM user does (the embedded store's stand-in for Odoo's calendar UI) --------
 
@@ -668,6 +643,9 @@ class CalendarStore:
             event_id = self._insert_event_row(conn, values, now)
             self._replace_attendees(conn, event_id, attendees)
         return event_id
+
+    # The command line's Schedule Meeting (`m365sync meet`) is the CRM-side write itself.
+    create_meeting = crm_create_event
 
     def crm_update_event(
         self, event_id: int, *, attendees: Iterable[EventLink] | None = None, **changes: Any
@@ -744,6 +722,20 @@ class CalendarStore:
                 "modified_at = ? WHERE id = ?",
                 (now, event_id),
             )
+
+
+def _summary(row: sqlite3.Row, no_subject: str, attendees: tuple[str, ...] = ()) -> EventSummary:
+    """An event row as a list shows it (``no_subject`` stands in for an empty subject)."""
+    return EventSummary(
+        crm_event_id=row["id"],
+        subject=row["subject"] or no_subject,
+        start=_when(row["start_at"]),
+        end=_when(row["end_at"]),
+        is_all_day=bool(row["is_all_day"]),
+        start_date=_day(row["start_date"]),
+        recurring=row["series_id"] is not None,
+        attendees=attendees,
+    )
 
 
 def _event_from_row(row: sqlite3.Row) -> CalendarEvent:

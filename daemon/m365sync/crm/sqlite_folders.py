@@ -132,8 +132,6 @@ class FolderStore:
     def set_folder_choice(
         self, account_id: int, choice: FolderChoice | None, folders: Iterable[str] = ()
     ) -> None:
-        """The embedded store's per-account choice (the CRM's form does this in Odoo);
-        ``None`` returns the account to the configuration's choice."""
         refs = [f.strip() for f in folders if f.strip()]
         with self._write() as conn:
             self._require_account(conn, account_id)

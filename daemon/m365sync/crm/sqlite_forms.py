@@ -3,8 +3,9 @@
 Odoo's addon has a web callback for Connect, a Schedule Meeting form that asks for free/busy
 times, and Settings an administrator fills in; the embedded store is used from the command
 line, where `m365sync connect` redeems its code itself, `m365sync meet` asks Graph directly,
-and `m365sync send` / `meet` are its Compose Email and Schedule Meeting (`queue_mail`,
-`create_meeting`). So nothing is ever pending here, a claim is always this process's, and
+and `m365sync send` / `meet` are its Compose Email and Schedule Meeting (the contract's
+`queue_mail` and `create_meeting` are the store's own CRM-side writes, `crm_queue_mail` and
+`crm_create_event`). So nothing is ever pending here, a claim is always this process's, and
 the daemon's own configuration is the only settings. These are the store's answers, stated
 once here rather than inherited as defaults from the contract (`crm.gateway.CrmGateway`).
 """
@@ -12,15 +13,10 @@ once here rather than inherited as defaults from the contract (`crm.gateway.CrmG
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from m365sync.crm.gateway import FreeBusyRequest
 from m365sync.domain import (
-    CalendarEvent,
     CrmSettings,
-    EmailAddress,
-    EventLink,
-    OutgoingAttachment,
     PendingConnect,
 )
 
@@ -56,34 +52,3 @@ class NoCrmForms:
     def crm_settings(self) -> CrmSettings:
         """No administrator settings: the daemon's configuration is the only one."""
         return CrmSettings()
-
-    # The command line stands in for the forms: its actions are the store's own CRM-side
-    # writes (`crm_queue_mail`, `crm_create_event`, provided by SqliteGateway).
-    crm_queue_mail: Any
-    crm_create_event: Any
-
-    def queue_mail(
-        self,
-        account_id: int,
-        *,
-        to: Sequence[EmailAddress],
-        subject: str,
-        body_html: str,
-        cc: Sequence[EmailAddress] = (),
-        attachments: Sequence[OutgoingAttachment] = (),
-        reply_to_graph_id: str | None = None,
-    ) -> int:
-        return self.crm_queue_mail(
-            account_id,
-            to=to,
-            cc=cc,
-            subject=subject,
-            body_html=body_html,
-            attachments=attachments,
-            reply_to_graph_id=reply_to_graph_id,
-        )
-
-    def create_meeting(
-        self, account_id: int, event: CalendarEvent, attendees: Sequence[EventLink]
-    ) -> int:
-        return self.crm_create_event(account_id, event, attendees)

@@ -180,6 +180,9 @@ class OutboxStore:
                 ),
             )
 
+    # The command line's Compose Email (`m365sync send`) is the CRM-side write itself.
+    queue_mail = crm_queue_mail
+
     def crm_retry_mail(self, mail_id: int) -> None:
         """A failed send retried from the CRM (the person decided it is not in Sent Items)."""
         with self._write() as conn:

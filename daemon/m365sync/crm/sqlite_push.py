@@ -23,6 +23,7 @@ from m365sync.domain import (
     SubscriptionKind,
     SubscriptionState,
 )
+from m365sync.sync.notifications import state_after
 
 V5_PUSH = """
 ALTER TABLE m365_account ADD COLUMN sync_requested_at TEXT;
@@ -43,13 +44,6 @@ CREATE TABLE m365_subscription (
     UNIQUE (account_id, kind)
 );
 """
-
-# What a lifecycle event does to the subscription it names; a change or ``missed`` leaves the
-# state as it is (the cycle it asks for is what matters).
-_LIFECYCLE_STATE = {
-    "subscriptionremoved": SubscriptionState.REMOVED,
-    "reauthorizationrequired": SubscriptionState.REAUTHORIZE,
-}
 
 _COLUMNS = (
     "account_id, kind, graph_id, resource, expires_at, client_state_hash, state, "
@@ -163,7 +157,7 @@ class PushStore:
                 ).fetchone()
                 if row is None:
                     continue
-                state = _LIFECYCLE_STATE.get((note.lifecycle_event or "").lower())
+                state = state_after(note)
                 conn.execute(
                     "UPDATE m365_subscription SET last_notified_at = ?, "
                     "state = COALESCE(?, state) WHERE graph_id = ?",

@@ -42,31 +42,40 @@ def to_wire(value: Any) -> Any:
     return value
 
 
-def from_wire(cls: type[T], data: Any) -> T:
-    """The inverse of `to_wire` for a dataclass type (missing optional fields take defaults)."""
-    return _read(cls, data)  # type: ignore[return-value]
+def from_wire(cls: type[T], data: Any, *, false_is_absent: bool = False) -> T:
+    """The inverse of `to_wire` for a dataclass type (missing optional fields take defaults).
+
+    ``false_is_absent``: the sender writes False where a value is absent (Odoo's ORM does,
+    and XML-RPC cannot carry None); it is read as None, or as the type's empty value (``""``,
+    ``0``, an empty list), wherever the type is not ``bool``.
+    """
+    return _read(cls, data, false_is_absent)  # type: ignore[return-value]
 
 
-def _read(kind: Any, data: Any) -> Any:
+def _read(kind: Any, data: Any, false_is_absent: bool = False) -> Any:
+    if data is False and false_is_absent and kind is not bool and kind is not Any:
+        data = _absent(kind)
     if data is None:
         return None
     origin = typing.get_origin(kind)
     args = typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in args if a is not type(None)]
-        return _read(options[0], data) if len(options) == 1 else data
+        return _read(options[0], data, false_is_absent) if len(options) == 1 else data
     if dataclasses.is_dataclass(kind):
         hints = typing.get_type_hints(kind)
         known = {f.name for f in dataclasses.fields(kind)}
-        return kind(**{k: _read(hints[k], v) for k, v in data.items() if k in known})
+        return kind(
+            **{k: _read(hints[k], v, false_is_absent) for k, v in data.items() if k in known}
+        )
     if origin is tuple:
         inner = args[0] if args else Any
-        return tuple(_read(inner, v) for v in data)
+        return tuple(_read(inner, v, false_is_absent) for v in data)
     if origin is list:
-        return [_read(args[0] if args else Any, v) for v in data]
+        return [_read(args[0] if args else Any, v, false_is_absent) for v in data]
     if origin is dict:
         key_type, value_type = args if args else (Any, Any)
-        return {_read(key_type, k): _read(value_type, v) for k, v in data.items()}
+        return {_read(key_type, k): _read(value_type, v, false_is_absent) for k, v in data.items()}
     if isinstance(kind, type):
         if issubclass(kind, enum.Enum):
             return kind(data)
@@ -80,6 +89,21 @@ def _read(kind: Any, data: Any) -> Any:
         if kind is bytes:
             return _bytes(data)
     return data
+
+
+def _absent(kind: Any) -> Any:
+    """What an absent value of ``kind`` is: None where the type allows it, else the type's
+    empty value; False stays where the type has none (reading it then fails, as it should)."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind):
+        return None
+    if kind in (str, bytes, int, float):
+        return kind()
+    if origin in (tuple, list):
+        return []
+    if origin is dict:
+        return {}
+    return False
 
 
 def _bytes(data: Any) -> bytes:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from m365sync.crm.sqlite import SqliteGateway
 from m365sync.domain import FolderChoice, MailFolder
 from m365sync.errors import ConfigError
 from m365sync.service.actions import _account
@@ -33,15 +32,11 @@ def folders_command(
     choose: str | None = None,
     folders: tuple[str, ...] = (),
 ) -> int:
-    """Print the tree; with ``choose``, first store the account's choice (embedded store:
-    in Odoo the account form holds it). Exit 1 when a chosen folder cannot be found."""
+    """Print the tree; with ``choose``, first store the account's choice (`set_folder_choice`:
+    Odoo refuses it, its account form holds the choice). Exit 1 when a chosen folder cannot
+    be found."""
     account = _account(runtime, account_id)
     if choose is not None:
-        if not isinstance(runtime.gateway, SqliteGateway):
-            raise ConfigError(
-                "In Odoo the folder choice is the account's: open the account in Settings > "
-                "Microsoft 365 Accounts and tick its folders."
-            )
         choice = None if choose == "config" else FolderChoice(choose)
         if choice is FolderChoice.CHOSEN and not folders:
             raise ConfigError("--choose chosen needs at least one --folder.")

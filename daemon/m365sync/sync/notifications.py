@@ -29,6 +29,15 @@ from m365sync.domain import ReceivedNotification, Subscription, SubscriptionStat
 LIFECYCLE_EVENTS = frozenset({"subscriptionremoved", "reauthorizationrequired", "missed"})
 CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 
+# What a lifecycle event does to the subscription it names; a change or ``missed`` leaves the
+# state as it is (the cycle it asks for is what matters). The addon's notification endpoint
+# applies the same table (``m365_subscription.LIFECYCLE_STATES``: it cannot import the daemon),
+# and the push contract pins both stores to it.
+_LIFECYCLE_STATE = {
+    "subscriptionremoved": SubscriptionState.REMOVED,
+    "reauthorizationrequired": SubscriptionState.REAUTHORIZE,
+}
+
 
 def client_state_hash(client_state: str) -> str:
     """What the CRM stores in place of the secret."""
@@ -112,6 +121,12 @@ class Step(enum.StrEnum):
     KEEP = "keep"
     RENEW = "renew"
     CREATE = "create"
+
+
+def state_after(notification: ReceivedNotification) -> SubscriptionState | None:
+    """The state a notification gives its subscription (``subscriptionRemoved`` -> removed,
+    ``reauthorizationRequired`` -> reauthorize), or None to keep the state it has."""
+    return _LIFECYCLE_STATE.get((notification.lifecycle_event or "").lower())
 
 
 def next_step(
