@@ -805,6 +805,7 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
                 "version": 2,
                 "ical_uid": None,
                 "online_meeting_url": None,
+                "unbind": False,
             },
         ),
         (

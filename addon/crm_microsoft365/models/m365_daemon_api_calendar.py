@@ -451,30 +451,39 @@ class M365DaemonApiCalendar(models.AbstractModel):
 
     @api.model
     def mark_event_pushed(self, payload):
-        """Outlook has ``version`` of the event as ``graph_id``; a pushed deletion drops the
-        binding, and the event with its last one. What Outlook filled in (iCalUId, the online
-        meeting's join link) is kept."""
+        """Outlook has ``version`` of the event (the version the push expected) as
+        ``graph_id``; ``unbind`` (a pushed deletion) drops the account's binding, and a
+        tombstone with its last one. What Outlook filled in (iCalUId, the online meeting's
+        join link) is kept. Answers whether the event was still at ``version``: if a user
+        edited it since, only what Outlook holds is recorded (never the event's removal), and
+        the newer version stays pending."""
         env = self._daemon_env()
         env = env(context=dict(env.context, **INBOUND))
         account = self._account(env, payload["account_id"])
         Binding = env["m365.event.binding"]
         event = env["calendar.event"].browse(int(payload["crm_event_id"])).exists()
         if not event:
-            return True
-        if event.m365_deleted:
-            Binding.search([("account_id", "=", account.id), ("event_id", "=", event.id)]).unlink()
-            if not Binding.search_count([("event_id", "=", event.id)]):
-                event.unlink()
-            return True
+            return False
         graph_id = payload["graph_id"]
         version = int(payload["version"])
+        current = event.m365_version == version
+        if _opt(payload.get("unbind")) or (event.m365_deleted and current):
+            Binding.search([("account_id", "=", account.id), ("event_id", "=", event.id)]).unlink()
+            if event.m365_deleted and not Binding.search_count([("event_id", "=", event.id)]):
+                event.unlink()
+            return current
         target = event
         if not event.m365_is_series_master:
             series = self._series_of(env, event)
             if series is not None:
                 recurrence, master = series
                 if recurrence and not master and recurrence.base_event_id == event:
-                    target = self._make_master(env, event, recurrence, version)
+                    # The master holds the series at the base event's version: an edit
+                    # made while the push was in flight stays pending (the binding's
+                    # ``pushed_version`` is the version Outlook has) and goes whole.
+                    target = self._make_master(env, event, recurrence, event.m365_version)
+                    if not current:
+                        target.m365_series_reshaped = True
         values = {
             "graph_id": graph_id,
             "change_key": _opt(payload.get("change_key")) or False,
@@ -500,7 +509,7 @@ class M365DaemonApiCalendar(models.AbstractModel):
                 updates["videocall_location"] = url
         if updates:
             target.write(updates)
-        return True
+        return current
 
     @staticmethod
     def _make_master(env, base, recurrence, version):

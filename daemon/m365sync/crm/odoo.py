@@ -988,16 +988,20 @@ class OdooGateway(CrmGateway):
         version: int,
         ical_uid: str | None = None,
         online_meeting_url: str | None = None,
-    ) -> None:
-        self._call(
-            "mark_event_pushed",
-            account_id=account_id,
-            crm_event_id=crm_event_id,
-            graph_id=graph_id,
-            change_key=change_key,
-            version=version,
-            ical_uid=ical_uid,
-            online_meeting_url=online_meeting_url,
+        unbind: bool = False,
+    ) -> bool:
+        return bool(
+            self._call(
+                "mark_event_pushed",
+                account_id=account_id,
+                crm_event_id=crm_event_id,
+                graph_id=graph_id,
+                change_key=change_key,
+                version=version,
+                ical_uid=ical_uid,
+                online_meeting_url=online_meeting_url,
+                unbind=unbind,
+            )
         )
 
     def upcoming_events_for_partner(

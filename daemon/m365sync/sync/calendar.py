@@ -319,14 +319,32 @@ def plan_inbound(
 # --- outbound ---------------------------------------------------------------------------------
 
 
+class _PushVerb:
+    """What every push verb carries: the change, and the CRM version it expects to find when
+    its outcome is recorded (`CrmGateway.mark_event_pushed` answers whether it still did: a
+    CRM edit made meanwhile stays pending, never overwritten), and whether it removes
+    Outlook's copy (``unbinds``)."""
+
+    __slots__ = ()
+    change: CrmEventChange
+
+    @property
+    def expected_version(self) -> int:
+        return self.change.version
+
+    @property
+    def unbinds(self) -> bool:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
-class PushCreate:
+class PushCreate(_PushVerb):
     change: CrmEventChange
     transaction_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class PushUpdate:
+class PushUpdate(_PushVerb):
     """PATCH the event with the whole of it; ``details_only`` for a series master whose
     pattern, start and end did not change: they are left out of the PATCH, as Outlook rebuilds
     a series' occurrences (and drops its exceptions) when they are set."""
@@ -336,12 +354,16 @@ class PushUpdate:
 
 
 @dataclass(frozen=True, slots=True)
-class PushDelete:
+class PushDelete(_PushVerb):
     change: CrmEventChange
+
+    @property
+    def unbinds(self) -> bool:
+        return True
 
 
 @dataclass(frozen=True, slots=True)
-class PushResponse:
+class PushResponse(_PushVerb):
     """A meeting someone else organizes: the account can only answer it."""
 
     change: CrmEventChange
@@ -349,11 +371,15 @@ class PushResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class ForgetDeleted:
+class ForgetDeleted(_PushVerb):
     """Nothing to tell Outlook (deleted in the CRM before it reached Outlook, or a local edit
     of someone else's meeting): only the CRM's pending state is cleared."""
 
     change: CrmEventChange
+
+    @property
+    def unbinds(self) -> bool:
+        return self.change.deleted  # a tombstone of someone else's meeting: the copy goes
 
 
 ANSWERS = frozenset({ResponseStatus.ACCEPTED, ResponseStatus.DECLINED, ResponseStatus.TENTATIVE})
