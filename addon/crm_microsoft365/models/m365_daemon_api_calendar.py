@@ -91,6 +91,31 @@ PEOPLE_FIELDS = (
 )
 # ``odoo_values`` that are datetimes (wire: ISO-8601 text).
 DATETIME_FIELDS = frozenset({"start", "stop", "m365_original_start"})
+# The fields the daemon's mapping may write (``odoo_values``): what an Outlook item decides.
+# The owner account, versions, bindings and people are never among them (the API's own rule).
+MAPPED_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "location",
+        "privacy",
+        "show_as",
+        "allday",
+        "start",
+        "stop",
+        "active",
+        "m365_event_type",
+        "m365_is_series_master",
+        "m365_original_start",
+        "m365_time_zone",
+        "m365_sensitivity",
+        "m365_show_as",
+        "m365_is_cancelled",
+        "m365_online_meeting_url",
+        "m365_is_online_meeting",
+        "m365_deleted",
+    }
+)
 WEEK_STARTS = {
     "1": "monday",
     "2": "tuesday",
@@ -749,6 +774,8 @@ class _EventPageWriter:
         for name, value in (stored.get("odoo_values") or {}).items():
             if name == "subject_placeholder":
                 placeholder = _opt(value)
+            elif name not in MAPPED_FIELDS:
+                raise UserError(f"M365:BadRequest: the daemon may not write {name} of a meeting.")
             elif name in DATETIME_FIELDS:
                 values[name] = dt_from_wire(_opt(value)) or False
             else:

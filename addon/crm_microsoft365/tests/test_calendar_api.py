@@ -622,6 +622,15 @@ class TestCalendarApi(M365Case):
         event = self.bound_event(account, graph_id)
         self.assertEqual((event.name, event.privacy, event.location), ("Busy", "private", False))
 
+    def test_the_daemons_mapped_values_cannot_reach_other_fields(self):
+        """The daemon maps an Outlook item to Odoo's fields (``odoo_values``); the API writes
+        only the fields such a mapping decides, never the owner account, versions or people."""
+        account = self.account(owner="m365-test-a")
+        page = placed_page(self.api, event_page(account["id"], [stored(wire_event(unique("g")))]))
+        page["upserts"][0]["odoo_values"]["m365_owner_account_id"] = account["id"]
+        with self.assertRaisesRegex(UserError, "M365:BadRequest: .*m365_owner_account_id"):
+            self.api.store_event_page({"page": page, "lease": None})
+
     # --- free/busy clean-up -------------------------------------------------------------------
 
     def test_old_free_busy_requests_are_removed_by_the_daily_cron(self):
