@@ -414,6 +414,61 @@ class CalendarContract:
         ]
         assert gateway.event_bindings(account.id, [graph_id]) == {}
 
+    def test_a_push_never_writes_over_a_crm_edit_made_meanwhile(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """A push carries the version it expects; a CRM edit made while it was in flight
+        stays pending: recording the push answers False and keeps what Outlook holds (the
+        binding, its change key), never undoes the edit nor removes the event."""
+
+        def pending():
+            return [c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == ours]
+
+        ours = self.crm_create(gateway, account, event(""), [anna.id])
+        graph_id = unique("g")
+        assert gateway.mark_event_pushed(
+            account.id, ours, graph_id=graph_id, change_key="a", version=pending()[0].version
+        )
+        self.crm_update(gateway, ours, subject="Renamed")
+        (update,) = pending()
+        # Deleted in the CRM while its edit went to Outlook: the event is not removed (Outlook
+        # still holds it), its deletion goes next.
+        self.crm_delete(gateway, ours)
+        current = gateway.mark_event_pushed(
+            account.id, ours, graph_id=graph_id, change_key="b", version=update.version
+        )
+        assert current is False
+        (binding,) = gateway.event_bindings(account.id, [graph_id]).values()
+        assert (binding.crm_event_id, binding.change_key) == (ours, "b")
+        (gone,) = pending()
+        assert gone.deleted and gone.event.graph_id == graph_id and gone.version > update.version
+        assert gateway.mark_event_pushed(
+            account.id, ours, graph_id=graph_id, change_key=None, version=gone.version, unbind=True
+        )
+        assert not pending()
+        assert gateway.event_bindings(account.id, [graph_id]) == {}
+
+        # Edited in the CRM while its previous edit went to Outlook: the newer edit stays.
+        ours = self.crm_create(gateway, account, event(""), [anna.id])
+        graph_id = unique("g")
+        assert gateway.mark_event_pushed(
+            account.id, ours, graph_id=graph_id, change_key="a", version=pending()[0].version
+        )
+        self.crm_update(gateway, ours, subject="Renamed")
+        (update,) = pending()
+        self.crm_update(gateway, ours, subject="Renamed again")
+        assert not gateway.mark_event_pushed(
+            account.id, ours, graph_id=graph_id, change_key="b", version=update.version
+        )
+        (binding,) = gateway.event_bindings(account.id, [graph_id]).values()
+        assert (binding.change_key, binding.pushed_version) == ("b", update.version)
+        (newer,) = pending()
+        assert newer.event.subject == "Renamed again" and newer.version > update.version
+        assert gateway.mark_event_pushed(
+            account.id, ours, graph_id=graph_id, change_key="c", version=newer.version
+        )
+        assert not pending()
+
     def test_a_whole_series_is_changed_and_deleted_through_its_master(
         self, gateway: CrmGateway, account: Account, anna
     ) -> None:

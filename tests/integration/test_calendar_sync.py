@@ -698,3 +698,38 @@ def test_a_crm_edit_between_plan_and_write_is_planned_again_and_wins(cal):
     assert [m.subject for m in upcoming(cal)] == ["Renamed in the CRM"]
     (outlook,) = cal.emulator.mailbox.calendar.events()
     assert outlook["subject"] == "Renamed in the CRM"
+
+
+class _DeletesWhilePushing:
+    """The CRM user deletes the meeting while the daemon's create of it is in flight."""
+
+    def __init__(self, gateway, event_id):
+        self._gateway, self._event_id, self.answers = gateway, event_id, []
+
+    def __getattr__(self, name):
+        return getattr(self._gateway, name)
+
+    def mark_event_pushed(self, account_id, crm_event_id, **kwargs):
+        if self._event_id == crm_event_id:
+            self._gateway.crm_delete_event(crm_event_id)
+            self._event_id = None
+        answer = self._gateway.mark_event_pushed(account_id, crm_event_id, **kwargs)
+        self.answers.append(answer)
+        return answer
+
+
+def test_a_crm_deletion_while_its_create_is_pushed_is_not_lost(cal):
+    """The push carried version 1; the deletion (version 2) came while Outlook made the event:
+    recording the create must not remove the tombstone (Outlook holds the event now), and the
+    next push deletes it in Outlook, which never sees it come back."""
+    event_id = crm_meeting(cal)
+    racing = _DeletesWhilePushing(cal.gateway, event_id)
+    cal.runtime.gateway = racing
+    sync(cal)
+    assert racing.answers[0] is False  # stale: only Outlook's copy was recorded
+    assert len(writes(cal, "POST")) == 1
+    sync(cal)
+    assert len(writes(cal, "DELETE")) == 1
+    assert cal.emulator.mailbox.calendar.events() == []
+    assert upcoming(cal) == []
+    assert not cal.gateway.event_changes_to_push(cal.account.id)

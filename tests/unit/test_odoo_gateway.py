@@ -59,6 +59,7 @@ from m365sync.crm.wire import from_wire, to_wire
 from m365sync.domain import (
     Account,
     AccountStatus,
+    CalendarEvent,
     CrmEventChange,
     CrmSettings,
     Cursor,
@@ -79,6 +80,8 @@ from m365sync.domain import (
     PendingConnect,
     ReceivedNotification,
     Recurrence,
+    Sensitivity,
+    ShowAs,
     StoredEvent,
     Subscription,
     SubscriptionKind,
@@ -97,6 +100,7 @@ from m365sync.errors import (
 )
 from m365sync.graph.schedule import Availability, BusySlot
 from m365sync.service.runtime import open_gateway
+from m365sync.sync.event_mapping import OdooEvent, odoo_values
 from tests.contract import calendar_contract
 from tests.contract.calendar_contract import CalendarContract
 from tests.contract.gateway_contract import INBOX, GatewayContract, message, page, spec, unique
@@ -237,12 +241,34 @@ def _as_odoo_change(change: CrmEventChange) -> dict[str, Any]:
     """A change as the addon sends it: a series made in Odoo carries Odoo's recurrence fields
     (``odoo_recurrence``), not Graph's pattern."""
     wire = to_wire(change)
+    wire["odoo_event"] = to_wire(_odoo_event_of(change.event))
     recurrence = change.event.recurrence
     if recurrence is not None:
         day = change.event.start.date() if change.event.start else recurrence.start_date
         wire["odoo_recurrence"] = to_odoo(replace(recurrence, start_date=day), tz="UTC")
         wire["event"]["recurrence"] = None
     return _odoo_values(wire)
+
+
+def _odoo_event_of(event: CalendarEvent) -> OdooEvent:
+    """The stored Odoo fields the addon would report for an event (the stand-in's side of
+    `sync.event_mapping`: what Odoo stores for it)."""
+    private = event.sensitivity in (Sensitivity.PRIVATE, Sensitivity.CONFIDENTIAL)
+    return OdooEvent(
+        privacy="private" if private else "public",
+        show_as="free" if event.show_as is ShowAs.FREE else "busy",
+        outlook_sensitivity=event.sensitivity.value,
+        outlook_show_as=event.show_as.value,
+        all_day=event.is_all_day,
+        start=event.start,
+        stop=event.end,
+        start_date=event.start_date,
+        stop_date=event.end_date - timedelta(days=1) if event.end_date else None,
+        time_zone=event.time_zone,
+        is_series_master=event.event_type is EventType.SERIES_MASTER,
+        outlook_type=event.event_type.value,
+        bound=bool(event.graph_id),
+    )
 
 
 def _odoo_values(value: Any) -> Any:
@@ -642,7 +668,13 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
     single = StoredEvent(calendar_contract.event("e1"), calendar_contract.links(5))
     events = calendar_contract.page(Account(3, "a@b.example"), [single], ["gone"])
     events_wire = to_wire(events)
-    events_wire["upserts"][0] |= {"odoo_recurrence": None, "odoo_recurrence_note": None}
+    values = odoo_values(single, today=datetime.now(UTC).date())
+    events_wire["upserts"][0] |= {
+        "odoo_recurrence": None,
+        "odoo_recurrence_note": None,
+        "odoo_values": to_wire(values),
+        "odoo_kept_values": {},
+    }
     busy = Availability("ann@example.com", (BusySlot(T0, T0 + timedelta(hours=1), "busy"),))
     folder = MailFolder(INBOX, "Inbox", "ROOT", total_items=4, path="Inbox")
     return [
@@ -773,6 +805,7 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
                 "version": 2,
                 "ical_uid": None,
                 "online_meeting_url": None,
+                "unbind": False,
             },
         ),
         (
@@ -1443,6 +1476,9 @@ def _odoo_change(crm_event_id: int, values: dict[str, Any], *, deleted: bool = F
     start = datetime(2026, 12, 8, 8, 0, tzinfo=UTC)  # Tuesday 9:00 in Paris
     event = replace(calendar_contract.event("", start=start), time_zone="Europe/Paris")
     wire = _odoo_values(to_wire(CrmEventChange(crm_event_id, event, 1, deleted=deleted)))
+    # The base event of a series made in Odoo (or, without values, a single event).
+    odoo = replace(_odoo_event_of(event), in_series=bool(values), is_series_base=bool(values))
+    wire["odoo_event"] = _odoo_values(to_wire(odoo))
     wire["odoo_recurrence"] = values
     return wire
 

@@ -30,7 +30,9 @@ store (m365sync.crm.sqlite_calendar) is the semantic reference. Here:
 * **No Odoo invitations for synced events.** Outlook sends them: `_skip_send_mail_status_update`
   answers True for events owned by an account, bound to one or carrying an iCalUId, and every
   mail to attendees is skipped under the daemon's context.
-* **Privacy.** Odoo's private and "Only internal users" (confidential) events go to Outlook
+* **Privacy.** (The mapping itself is the daemon's, m365sync.sync.event_mapping; the API
+  returns stored fields and writes the values it is given.) Odoo's private and "Only internal
+  users" (confidential) events go to Outlook
   whole (details and attendees: Outlook sends the invitations) with the sensitivity
   ``private``, Outlook's own privacy (an Outlook confidential one keeps ``confidential``).
   From Outlook, a private or confidential event not yet in Odoo arrives as busy time only

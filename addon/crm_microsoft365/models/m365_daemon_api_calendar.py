@@ -6,6 +6,21 @@ Which Outlook items are echoes and which are the same meeting as an Odoo event a
 daemon's decisions (m365sync.sync.calendar); ``store_event_page`` writes each item where the
 daemon placed it, or refuses a plan made on state that moved since (``M365:StalePlan:``).
 
+**The field mapping is the daemon's** (m365sync.sync.event_mapping). Outbound, each pending
+change carries ``odoo_event``: the event's stored fields as they are (privacy, the organizer's
+default privacy, show-as, Outlook's last sensitivity and show-as, all-day days, times, zones,
+series facts); the daemon maps them to Outlook's sensitivity, show-as, dates, zone and type,
+and decides which events are pushed (Odoo's own occurrences of a series are not). Inbound,
+each item carries ``odoo_values`` (name or ``subject_placeholder``, privacy, show-as, times...)
+and ``odoo_kept_values`` (stored values those writes leave, e.g. "Only internal users" when
+Outlook says private), written as given. What stays here is what only Odoo's records can
+resolve: the people (partners, attendee states, the organizing user), the video call link,
+the series' records, and the translated "Busy" / "(No subject)" label.
+
+``mark_event_pushed`` records a push under the version it expected and answers whether the
+event was still at it: a user's edit made while the push was in flight is never overwritten
+(the event is not removed, the newer version stays pending).
+
 Conventions as in ``m365_daemon_api`` (one ``payload`` dict in wire form, wire-form results,
 None -> False, ``M365:...`` errors, the daemon's group, sudo + ``m365_sync_origin``). The
 semantics are those of the embedded store (m365sync.crm.sqlite_calendar); the Odoo mapping
@@ -39,16 +54,15 @@ from_odoo), never here:
 # pylint: disable=translation-required
 
 import json
-from datetime import datetime, time, timedelta
 
 import pytz
 from odoo.exceptions import UserError
 
-from odoo import Command, api, fields, models
+from odoo import Command, api, models
 
 from .calendar_event import ORIGIN_KEY
 from .m365_daemon_api import _none_to_false, _opt, _PageWriter
-from .m365_tools import date_from_wire, dt_from_wire, dt_to_wire, normalize_email
+from .m365_tools import dt_from_wire, dt_to_wire, normalize_email
 
 # Graph's ResponseStatus <-> Odoo's calendar.attendee state.
 STATE_OF_RESPONSE = {
@@ -65,21 +79,42 @@ RESPONSE_OF_STATE = {
     "tentative": "tentativelyAccepted",
     "needsAction": "notResponded",
 }
-PRIVATE = ("private", "confidential")
-# What a private Outlook event bound to an Odoo event (``keep_details``) leaves as Odoo has it:
-# it comes as busy time only, and must not wipe what Odoo pushed (its attendees, and the Odoo
-# user organizing it, are kept too).
-DETAIL_FIELDS = (
-    "name",
+# What a private Outlook event bound to an Odoo event (``keep_details``) leaves as Odoo has it
+# beside the details the daemon leaves out of ``odoo_values``: the attendees, the Odoo user
+# organizing it and the video call link (it comes as busy time only).
+PEOPLE_FIELDS = (
     "user_id",
-    "description",
-    "location",
     "videocall_location",
-    "m365_online_meeting_url",
-    "m365_is_online_meeting",
     "partner_ids",
     "m365_company_ids",
     "m365_extra_attendees",
+)
+# ``odoo_values`` that are datetimes (wire: ISO-8601 text).
+DATETIME_FIELDS = frozenset({"start", "stop", "m365_original_start"})
+# The fields the daemon's mapping may write (``odoo_values``): what an Outlook item decides.
+# The owner account, versions, bindings and people are never among them (the API's own rule).
+MAPPED_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "location",
+        "privacy",
+        "show_as",
+        "allday",
+        "start",
+        "stop",
+        "active",
+        "m365_event_type",
+        "m365_is_series_master",
+        "m365_original_start",
+        "m365_time_zone",
+        "m365_sensitivity",
+        "m365_show_as",
+        "m365_is_cancelled",
+        "m365_online_meeting_url",
+        "m365_is_online_meeting",
+        "m365_deleted",
+    }
 )
 WEEK_STARTS = {
     "1": "monday",
@@ -251,18 +286,7 @@ class M365DaemonApiCalendar(models.AbstractModel):
         binding_of = {b.event_id.id: b for b in bindings}
         changes = []
         for event in Event.browse([e for e, _b in rows]):
-            binding = binding_of.get(event.id)
-            odoo_series = None
-            if binding is None and not event.m365_is_series_master:
-                series = self._series_of(env, event)
-                if series is not None:
-                    recurrence, master = series
-                    if master or recurrence.base_event_id != event:
-                        # Outlook expands the series itself; this occurrence is bound when
-                        # Outlook's copy comes back.
-                        continue
-                    odoo_series = recurrence
-            changes.append(self._change_wire(env, account, event, binding, odoo_series))
+            changes.append(self._change_wire(env, account, event, binding_of.get(event.id)))
         return _none_to_false(changes)
 
     @staticmethod
@@ -279,7 +303,7 @@ class M365DaemonApiCalendar(models.AbstractModel):
             return None
         return recurrence, master
 
-    def _change_wire(self, env, account, event, binding, odoo_series):
+    def _change_wire(self, env, account, event, binding):
         owner_address = account.address_normalized or normalize_email(account.address)
         organizer = self._organizer(event)
         attendees = self._attendees_wire(event, account, organizer)
@@ -288,9 +312,14 @@ class M365DaemonApiCalendar(models.AbstractModel):
             or normalize_email(a.partner_id.email) == owner_address
         )[:1]
         my_response = RESPONSE_OF_STATE.get(mine.state, "none") if mine else "none"
+        series = self._series_of(env, event)
+        recurrence, master = series if series is not None else (None, None)
         wire = {
             "crm_event_id": event.id,
             "event": self._event_wire(env, account, event, binding, organizer, attendees),
+            # The stored fields the daemon maps to Outlook's (m365sync.sync.event_mapping):
+            # privacy, show-as, times, zone, type, and whether it is pushed at all.
+            "odoo_event": self._odoo_event(event, binding, recurrence, master),
             "version": event.m365_version,
             "deleted": bool(event.m365_deleted),
             "attendee_addresses": [a["address"] for a in attendees],
@@ -299,17 +328,45 @@ class M365DaemonApiCalendar(models.AbstractModel):
             "owned_by_account": event.m365_owner_account_id == account,
             "my_response": my_response,
         }
-        recurrence = odoo_series
-        if recurrence is None and event.m365_is_series_master and not event.m365_graph_recurrence:
-            recurrence = event.recurrence_id or None
+        if event.m365_is_series_master and not event.m365_graph_recurrence:
+            recurrence = event.recurrence_id
+        elif event.m365_is_series_master or not recurrence or recurrence.base_event_id != event:
+            recurrence = None
         if recurrence:
-            wire["event"]["event_type"] = "seriesMaster"
+            # An Odoo series (its master, or its base event): the daemon converts Odoo's
+            # recurrence into Graph's pattern when it pushes the series.
             wire["odoo_recurrence"] = self._odoo_recurrence_values(recurrence, event)
         if event.m365_is_series_master and binding:
             # A series edited in Odoo: its pattern and times go to Outlook only when they
             # changed (Outlook rebuilds the occurrences, and drops the exceptions, when they do).
             wire["reshapes_series"] = bool(event.m365_series_reshaped)
         return wire
+
+    @staticmethod
+    def _odoo_event(event, binding, recurrence, master):
+        """The event's stored fields as they are (m365sync.sync.event_mapping.OdooEvent)."""
+        user = event.user_id
+        return {
+            "privacy": event.privacy or None,
+            "default_privacy": (user.calendar_default_privacy or None) if user else None,
+            "show_as": event.show_as or None,
+            "outlook_sensitivity": event.m365_sensitivity or None,
+            "outlook_show_as": event.m365_show_as or None,
+            "all_day": bool(event.allday),
+            "start": dt_to_wire(event.start),
+            "stop": dt_to_wire(event.stop),
+            "start_date": _date_text(event.start_date),
+            "stop_date": _date_text(event.stop_date),
+            "time_zone": event.m365_time_zone or None,
+            "recurrence_zone": (event.recurrence_id.event_tz or None) if event.recurrence_id else None,
+            "organizer_zone": (user.tz or None) if user else None,
+            "is_series_master": bool(event.m365_is_series_master),
+            "outlook_type": event.m365_event_type or None,
+            "bound": bool(binding),
+            "in_series": bool(recurrence or master),
+            "series_has_master": bool(master),
+            "is_series_base": bool(recurrence and recurrence.base_event_id == event),
+        }
 
     @staticmethod
     def _odoo_recurrence_values(recurrence, event):
@@ -390,64 +447,23 @@ class M365DaemonApiCalendar(models.AbstractModel):
             master_binding = env["m365.event.binding"].search(
                 [("account_id", "=", account.id), ("event_id", "=", master.id)], limit=1
             )
-        if event.m365_is_series_master:
-            event_type = "seriesMaster"
-        elif binding and event.m365_event_type in ("occurrence", "exception"):
-            event_type = event.m365_event_type
-        else:
-            event_type = "singleInstance"
         recurrence = None
         if event.m365_is_series_master and event.m365_graph_recurrence:
             try:
                 recurrence = json.loads(event.m365_graph_recurrence)
             except ValueError:
                 recurrence = None
-        sensitivity = event.m365_sensitivity or "normal"
-        privacy = event.privacy or (event.user_id.calendar_default_privacy if event.user_id else False)
-        # Odoo's "Only internal users" (confidential) keeps the meeting from outsiders: it goes
-        # to Outlook as private, like Odoo's private.
-        if privacy in PRIVATE:
-            sensitivity = sensitivity if sensitivity in (*PRIVATE, "personal") else "private"
-        elif sensitivity in PRIVATE:
-            sensitivity = "normal"
-        show_as = event.m365_show_as or "busy"
-        if event.show_as == "free":
-            show_as = "free"
-        elif show_as == "free":
-            show_as = "busy"
-        tz = (
-            event.m365_time_zone
-            or event.recurrence_id.event_tz
-            or event.user_id.tz
-            or "UTC"
-        )
-        if event.allday:
-            start = end = None
-            start_date = event.start_date or event.start.date()
-            stop_date = event.stop_date or event.stop.date()
-            end_date = max(stop_date, start_date) + timedelta(days=1)
-        else:
-            start, end = dt_to_wire(event.start), dt_to_wire(event.stop)
-            start_date = end_date = None
+        # Type, times, zone, sensitivity and show-as are the daemon's mapping of ``odoo_event``.
         return {
             "graph_id": binding.graph_id if binding else "",
             "ical_uid": event.m365_ical_uid or None,
-            "event_type": event_type,
             "subject": event.name or None,
-            "start": start,
-            "end": end,
-            "time_zone": tz,
-            "is_all_day": bool(event.allday),
-            "start_date": _date_text(start_date),
-            "end_date": _date_text(end_date),
             "series_master_id": master_binding.graph_id or None,
             "original_start": dt_to_wire(event.m365_original_start),
             "recurrence": recurrence,
             "body_html": str(event.description) if event.description else None,
             "location": event.location or None,
             "online_meeting_url": event.m365_online_meeting_url or None,
-            "sensitivity": sensitivity,
-            "show_as": show_as,
             "is_cancelled": bool(event.m365_is_cancelled),
             "organizer": organizer,
             "attendees": attendees,
@@ -460,30 +476,39 @@ class M365DaemonApiCalendar(models.AbstractModel):
 
     @api.model
     def mark_event_pushed(self, payload):
-        """Outlook has ``version`` of the event as ``graph_id``; a pushed deletion drops the
-        binding, and the event with its last one. What Outlook filled in (iCalUId, the online
-        meeting's join link) is kept."""
+        """Outlook has ``version`` of the event (the version the push expected) as
+        ``graph_id``; ``unbind`` (a pushed deletion) drops the account's binding, and a
+        tombstone with its last one. What Outlook filled in (iCalUId, the online meeting's
+        join link) is kept. Answers whether the event was still at ``version``: if a user
+        edited it since, only what Outlook holds is recorded (never the event's removal), and
+        the newer version stays pending."""
         env = self._daemon_env()
         env = env(context=dict(env.context, **INBOUND))
         account = self._account(env, payload["account_id"])
         Binding = env["m365.event.binding"]
         event = env["calendar.event"].browse(int(payload["crm_event_id"])).exists()
         if not event:
-            return True
-        if event.m365_deleted:
-            Binding.search([("account_id", "=", account.id), ("event_id", "=", event.id)]).unlink()
-            if not Binding.search_count([("event_id", "=", event.id)]):
-                event.unlink()
-            return True
+            return False
         graph_id = payload["graph_id"]
         version = int(payload["version"])
+        current = event.m365_version == version
+        if _opt(payload.get("unbind")) or (event.m365_deleted and current):
+            Binding.search([("account_id", "=", account.id), ("event_id", "=", event.id)]).unlink()
+            if event.m365_deleted and not Binding.search_count([("event_id", "=", event.id)]):
+                event.unlink()
+            return current
         target = event
         if not event.m365_is_series_master:
             series = self._series_of(env, event)
             if series is not None:
                 recurrence, master = series
                 if recurrence and not master and recurrence.base_event_id == event:
-                    target = self._make_master(env, event, recurrence, version)
+                    # The master holds the series at the base event's version: an edit
+                    # made while the push was in flight stays pending (the binding's
+                    # ``pushed_version`` is the version Outlook has) and goes whole.
+                    target = self._make_master(env, event, recurrence, event.m365_version)
+                    if not current:
+                        target.m365_series_reshaped = True
         values = {
             "graph_id": graph_id,
             "change_key": _opt(payload.get("change_key")) or False,
@@ -509,7 +534,7 @@ class M365DaemonApiCalendar(models.AbstractModel):
                 updates["videocall_location"] = url
         if updates:
             target.write(updates)
-        return True
+        return current
 
     @staticmethod
     def _make_master(env, base, recurrence, version):
@@ -703,7 +728,9 @@ class _EventPageWriter:
     def _write(self, event, stored, keep_details=False):
         values, states = self._values(stored, event)
         if keep_details:
-            for name in DETAIL_FIELDS:
+            # The daemon left Odoo's details out of ``odoo_values``; the people and the
+            # organizing user Odoo holds stay too.
+            for name in PEOPLE_FIELDS:
                 values.pop(name, None)
         if event.alarm_ids and not event.m365_owner_account_id:
             # An event the daemon made from Outlook carries no Odoo reminder; one made in Odoo
@@ -736,55 +763,46 @@ class _EventPageWriter:
         )
 
     def _values(self, stored, event):
+        """The values to write: the daemon's ``odoo_values`` (its mapping of the Outlook item,
+        m365sync.sync.event_mapping: name, privacy, show-as, times...) as given, and what only
+        Odoo's records can resolve: the organizing user, the video call link, the series'
+        pattern text, the attendees."""
         item = stored["event"]
         links = stored.get("attendees") or []
-        kind = item.get("event_type") or "singleInstance"
-        sensitivity = item.get("sensitivity") or "normal"
-        show_as = item.get("show_as") or "busy"
+        values = {}
+        placeholder = None
+        for name, value in (stored.get("odoo_values") or {}).items():
+            if name == "subject_placeholder":
+                placeholder = _opt(value)
+            elif name not in MAPPED_FIELDS:
+                raise UserError(f"M365:BadRequest: the daemon may not write {name} of a meeting.")
+            elif name in DATETIME_FIELDS:
+                values[name] = dt_from_wire(_opt(value)) or False
+            else:
+                values[name] = False if value is None else value
+        if "name" in values and not values["name"]:
+            values["name"] = self._placeholder(placeholder)
+        if event:
+            for name, kept in (stored.get("odoo_kept_values") or {}).items():
+                if name in values and event[name] in kept:
+                    values.pop(name)
         organizer = _opt(item.get("organizer")) or {}
         organizer_address = normalize_email(organizer.get("address")) or False
         organizer_user = self._organizer_user(organizer_address)
-        cancelled = bool(item.get("is_cancelled"))
-        master = kind == "seriesMaster"
-        url = _opt(item.get("online_meeting_url")) or False
-        subject = _opt(item.get("subject"))
-        if not subject:
-            subject = self.env._("Busy") if sensitivity in PRIVATE else self.env._("(No subject)")
-        # Outlook's private and confidential are Odoo's private; Odoo's "Only internal users"
-        # (confidential, pushed as private) stays as it is.
-        privacy = "public"
-        if sensitivity in PRIVATE:
-            privacy = "confidential" if event and event.privacy == "confidential" else "private"
-        values = {
-            "name": subject,
-            "description": _opt(item.get("body_html")) or False,
-            "location": _opt(item.get("location")) or False,
-            "privacy": privacy,
-            "show_as": "free" if show_as == "free" else "busy",
-            "user_id": organizer_user.id or False,
-            "m365_event_type": kind,
-            "m365_is_series_master": master,
-            "m365_original_start": dt_from_wire(_opt(item.get("original_start"))) or False,
-            "m365_time_zone": item.get("time_zone") or "UTC",
-            "m365_sensitivity": sensitivity,
-            "m365_show_as": show_as,
-            "m365_is_cancelled": cancelled,
-            "m365_organizer_address": organizer_address,
-            "m365_organizer_name": organizer.get("name") or False,
-            "m365_online_meeting_url": url,
-            "m365_is_online_meeting": bool(item.get("is_online_meeting")),
-            "m365_deleted": False,
-            "active": not (cancelled or master),
-        }
+        values.update(
+            user_id=organizer_user.id or False,
+            m365_organizer_address=organizer_address,
+            m365_organizer_name=organizer.get("name") or False,
+        )
         uid = _opt(item.get("ical_uid"))
         if uid:
             values["m365_ical_uid"] = uid
+        url = _opt(item.get("online_meeting_url")) or False
         if url:
             values["videocall_location"] = url
         elif event and event.videocall_location and event.videocall_location == event.m365_online_meeting_url:
             values["videocall_location"] = False
-        values.update(self._when(item))
-        if master:
+        if item.get("event_type") == "seriesMaster":
             recurrence = _opt(item.get("recurrence"))
             values["m365_graph_recurrence"] = (
                 json.dumps(recurrence, sort_keys=True) if recurrence else False
@@ -799,23 +817,12 @@ class _EventPageWriter:
         values["m365_extra_attendees"] = json.dumps(extra, sort_keys=True) if extra else False
         return values, states
 
-    @staticmethod
-    def _when(item):
-        if item.get("is_all_day"):
-            first = date_from_wire(_opt(item.get("start_date")))
-            end = date_from_wire(_opt(item.get("end_date")))
-            if first is None:
-                start = dt_from_wire(_opt(item.get("start")))
-                first = start.date() if start else fields.Date.today()
-            last = max((end - timedelta(days=1)) if end else first, first)  # Odoo: inclusive
-            return {
-                "allday": True,
-                "start": datetime.combine(first, time(8, 0)),
-                "stop": datetime.combine(last, time(18, 0)),
-            }
-        start = dt_from_wire(_opt(item.get("start")))
-        stop = dt_from_wire(_opt(item.get("end"))) or (start and start + timedelta(hours=1))
-        return {"allday": False, "start": start, "stop": max(stop, start) if start else stop}
+    def _placeholder(self, key):
+        """The name of an Outlook event without a subject, in the user's language: the one
+        label the addon picks (the daemon says which, m365sync.sync.event_mapping.odoo_subject)."""
+        if key == "busy":
+            return self.env._("Busy")
+        return self.env._("(No subject)")
 
     def _people(self, item, links, organizer_address, organizer_user):
         """partner id -> attendee state, company ids, and the lines matching no contact."""

@@ -2,6 +2,7 @@
 as the daemon's Odoo adapter sends them (m365sync.crm.wire)."""
 
 import uuid
+from datetime import date, datetime, timedelta
 
 import requests
 from odoo.tests.common import TransactionCase, new_test_user
@@ -187,11 +188,60 @@ def placed_page(api, page):
         if target:
             masters.setdefault(item["graph_id"], target)
         private = item.get("sensitivity") in ("private", "confidential")
+        keep = bool(private and target) if target else bool(stored.get("keep_details"))
+        values = odoo_values(item, keep and bool(target))
         upserts.append(
-            stored | {"crm_event_id": target, "expected_version": version,
-                      "keep_details": bool(private and target) if target else bool(stored.get("keep_details"))}
+            stored | {"crm_event_id": target, "expected_version": version, "keep_details": keep,
+                      "odoo_values": values,
+                      "odoo_kept_values": {"privacy": ["confidential"]} if values["privacy"] == "private" else {}}
         )
     return page | {"upserts": upserts}
+
+
+def odoo_values(item, keep_details):
+    """The Odoo values the daemon's mapping gives an Outlook item (a test stand-in for
+    m365sync.sync.event_mapping.odoo_values, the one copy of the rule, which the addon cannot
+    import; the contract and e2e suites run the real one against this addon)."""
+    private = item.get("sensitivity") in ("private", "confidential")
+    kind = item.get("event_type") or "singleInstance"
+    cancelled = bool(item.get("is_cancelled"))
+    values = {
+        "name": item.get("subject") or None,
+        "subject_placeholder": None if item.get("subject") else ("busy" if private else "no_subject"),
+        "description": item.get("body_html") or None,
+        "location": item.get("location") or None,
+        "privacy": "private" if private else "public",
+        "show_as": "free" if item.get("show_as") == "free" else "busy",
+        "m365_event_type": kind,
+        "m365_is_series_master": kind == "seriesMaster",
+        "m365_original_start": item.get("original_start"),
+        "m365_time_zone": item.get("time_zone") or "UTC",
+        "m365_sensitivity": item.get("sensitivity") or "normal",
+        "m365_show_as": item.get("show_as") or "busy",
+        "m365_is_cancelled": cancelled,
+        "m365_online_meeting_url": item.get("online_meeting_url") or None,
+        "m365_is_online_meeting": bool(item.get("is_online_meeting")),
+        "m365_deleted": False,
+        "active": not (cancelled or kind == "seriesMaster"),
+    }
+    if item.get("is_all_day"):
+        first = date.fromisoformat(item.get("start_date") or item["start"][:10])
+        end = item.get("end_date")
+        last = max(date.fromisoformat(end) - timedelta(days=1) if end else first, first)
+        values.update(allday=True, start=f"{first.isoformat()}T08:00:00+00:00",
+                      stop=f"{last.isoformat()}T18:00:00+00:00")
+    else:
+        start, end = item.get("start"), item.get("end")
+        if start and not end:
+            end = (datetime.fromisoformat(start) + timedelta(hours=1)).isoformat()
+        if start and end and datetime.fromisoformat(end) < datetime.fromisoformat(start):
+            end = start
+        values.update(allday=False, start=start, stop=end)
+    if keep_details:
+        for name in ("name", "subject_placeholder", "description", "location",
+                     "m365_online_meeting_url", "m365_is_online_meeting"):
+            values.pop(name)
+    return values
 
 
 def _same_meeting(item, candidates, master, taken):
@@ -215,3 +265,14 @@ def _same_meeting(item, candidates, master, taken):
         elif candidate["start"] == (item.get("original_start") or item.get("start")):
             return candidate
     return None
+
+
+def push_shape(odoo_event):
+    """How the daemon pushes an Odoo event from its stored fields (a test stand-in for
+    m365sync.sync.event_mapping.push_shape): "skip" for an occurrence Odoo expanded (Outlook
+    makes its own), "series" for the base event of an Odoo series not yet in Outlook."""
+    if odoo_event["bound"] or odoo_event["is_series_master"] or not odoo_event["in_series"]:
+        return "as_stored"
+    if odoo_event["series_has_master"] or not odoo_event["is_series_base"]:
+        return "skip"
+    return "series"

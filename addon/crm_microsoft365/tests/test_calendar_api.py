@@ -9,7 +9,7 @@ from odoo.tools import mute_logger
 
 from odoo import Command
 
-from .common import M365Case, placed_page, unique
+from .common import M365Case, placed_page, push_shape, unique
 
 # Noon UTC, three days ahead: the same weekday in UTC and in Europe/Paris (the series' zone),
 # whatever the hour the suite runs at (from 23:00 UTC Paris is already the next day, and an
@@ -140,7 +140,10 @@ class TestCalendarApi(M365Case):
         )
 
     def changes(self, account, event=None):
+        """The account's pending changes the daemon pushes (it leaves out, by their stored
+        fields, the occurrences Odoo expanded of a series: see ``push_shape``)."""
         found = self.api.event_changes_to_push({"account_id": account["id"]})
+        found = [c for c in found if push_shape(c["odoo_event"]) != "skip"]
         if event is None:
             return found
         return [c for c in found if c["crm_event_id"] == event.id]
@@ -426,7 +429,7 @@ class TestCalendarApi(M365Case):
         self.assertEqual(len(series.calendar_event_ids), 3)
         (change,) = [c for c in self.changes(account) if c["crm_event_id"] in series.calendar_event_ids.ids]
         self.assertEqual(change["crm_event_id"], series.base_event_id.id)
-        self.assertEqual(change["event"]["event_type"], "seriesMaster")
+        self.assertEqual(push_shape(change["odoo_event"]), "series")
         self.assertEqual(change["odoo_recurrence"]["rrule_type"], "weekly")
         self.assertEqual(change["odoo_recurrence"]["count"], 3)
         self.assertIn(change["odoo_recurrence"]["week_start"], ("monday", "sunday"))
@@ -538,12 +541,13 @@ class TestCalendarApi(M365Case):
     def test_only_internal_users_goes_to_outlook_as_private(self):
         account = self.account(owner="m365-test-a")
         self.assertIn("confidential", dict(self.env["calendar.event"]._fields["privacy"].selection))
-        for privacy, sensitivity in (("confidential", "private"), ("private", "private"),
-                                     ("public", "normal")):
+        # The daemon maps Odoo's privacy to Outlook's sensitivity (m365sync.sync.event_mapping,
+        # tests/unit/test_event_mapping.py): the addon reports the stored privacy as it is.
+        for privacy in ("confidential", "private", "public"):
             with self.subTest(privacy=privacy):
                 event = self.user_event(self.user_a, privacy=privacy)
                 (change,) = self.changes(account, event)
-                self.assertEqual(change["event"]["sensitivity"], sensitivity)
+                self.assertEqual(change["odoo_event"]["privacy"], privacy)
 
     def test_a_private_odoo_event_goes_to_outlook_with_its_details_and_attendees(self):
         account = self.account(owner="m365-test-a")
@@ -554,7 +558,7 @@ class TestCalendarApi(M365Case):
                 )
                 (change,) = self.changes(account, event)
                 wire = change["event"]
-                self.assertEqual(wire["sensitivity"], "private")
+                self.assertEqual(change["odoo_event"]["privacy"], privacy)
                 self.assertEqual((wire["subject"], wire["location"]), ("Demo", "Room 7"))
                 self.assertIn("Terms", wire["body_html"])
                 self.assertIn(self.anna.email.lower(), [a["address"] for a in wire["attendees"]])
@@ -617,6 +621,15 @@ class TestCalendarApi(M365Case):
         self.assertEqual(self.store(account, item)["created"], 1)
         event = self.bound_event(account, graph_id)
         self.assertEqual((event.name, event.privacy, event.location), ("Busy", "private", False))
+
+    def test_the_daemons_mapped_values_cannot_reach_other_fields(self):
+        """The daemon maps an Outlook item to Odoo's fields (``odoo_values``); the API writes
+        only the fields such a mapping decides, never the owner account, versions or people."""
+        account = self.account(owner="m365-test-a")
+        page = placed_page(self.api, event_page(account["id"], [stored(wire_event(unique("g")))]))
+        page["upserts"][0]["odoo_values"]["m365_owner_account_id"] = account["id"]
+        with self.assertRaisesRegex(UserError, "M365:BadRequest: .*m365_owner_account_id"):
+            self.api.store_event_page({"page": page, "lease": None})
 
     # --- free/busy clean-up -------------------------------------------------------------------
 
@@ -682,7 +695,7 @@ class TestCalendarApi(M365Case):
         (change,) = self.changes(account)
         self.assertEqual(change["crm_event_id"], master.id)
         self.assertEqual(change["event"]["graph_id"], master_id)
-        self.assertEqual(change["event"]["event_type"], "seriesMaster")
+        self.assertTrue(change["odoo_event"]["is_series_master"])
         self.assertEqual((change["event"]["subject"], change["event"]["location"]),
                          ("Weekly sync", "Room 9"))
         self.assertIs(change["reshapes_series"], False)  # the exceptions stay in Outlook
@@ -703,7 +716,7 @@ class TestCalendarApi(M365Case):
         (change,) = self.changes(account)
         self.assertEqual(change["crm_event_id"], master.id)
         self.assertIs(change["reshapes_series"], True)
-        self.assertEqual(change["event"]["start"], iso(first + timedelta(hours=2)))
+        self.assertEqual(change["odoo_event"]["start"], iso(first + timedelta(hours=2)))
         self.assertEqual(change["odoo_recurrence"]["rrule_type"], "weekly")
         self.assertFalse(change["deleted"])
         self.api.mark_event_pushed(
@@ -761,7 +774,7 @@ class TestCalendarApi(M365Case):
         until = old["odoo_recurrence"]["until"]
         self.assertTrue(occurrences[1].start.date().isoformat() <= until < third.start.date().isoformat())
         self.assertEqual(new["crm_event_id"], third.id)
-        self.assertEqual(new["event"]["event_type"], "seriesMaster")
+        self.assertEqual(push_shape(new["odoo_event"]), "series")
         self.assertEqual(new["event"]["subject"], "New format")
         self.assertEqual(new["odoo_recurrence"]["count"], 2)
 
@@ -823,7 +836,7 @@ class TestCalendarApi(M365Case):
         self.assertFalse(old["event"]["recurrence"])  # the trimmed Odoo pattern goes instead
         self.assertEqual(old["odoo_recurrence"]["end_type"], "end_date")
         self.assertIs(old["reshapes_series"], True)
-        self.assertEqual((new["event"]["graph_id"], new["event"]["event_type"]), ("", "seriesMaster"))
+        self.assertEqual((new["event"]["graph_id"], push_shape(new["odoo_event"])), ("", "series"))
         self.assertEqual(new["event"]["location"], "Room 12")
         self.assertEqual(occurrences[1].m365_owner_account_id.id, account["id"])
 

@@ -330,10 +330,19 @@ class CrmGateway(abc.ABC):
         version: int,
         ical_uid: str | None = None,
         online_meeting_url: str | None = None,
-    ) -> None:
-        """Outlook now has ``version`` of the event as ``graph_id`` with ``change_key``; a
-        pushed deletion drops the binding (and the event once no binding is left). What
-        Outlook filled in on creation (iCalUId, the online meeting's join link) is kept."""
+        unbind: bool = False,
+    ) -> bool:
+        """Outlook now has ``version`` of the event (the version the push carried: its
+        expected version) as ``graph_id`` with ``change_key``. ``unbind``: the push removed
+        Outlook's copy (a deletion, or a tombstone forgotten), so this account's binding goes;
+        a tombstone goes with its last binding. What Outlook filled in on creation (iCalUId,
+        the online meeting's join link) is kept.
+
+        Answers whether the event was still at ``version``. When it was edited since (a stale
+        push), only what Outlook now holds is recorded: the binding and its change key, never
+        a removal of the event; the newer edit stays pending (its version is above the
+        binding's) and goes with the next push. A push never writes over a CRM edit it did
+        not see."""
 
     @abc.abstractmethod
     def upcoming_events_for_partner(

@@ -21,12 +21,18 @@ method and saying to upgrade the addon.
 
 Beside the plain wire form:
 
-* in ``store_event_page`` each stored event also carries ``odoo_recurrence`` (a series
-  master's ``calendar.recurrence`` values from `m365sync.crm.odoo_recurrence.to_odoo`, or null)
-  and ``odoo_recurrence_note`` (the sentence saying why Odoo cannot hold the pattern, or null);
-* an ``event_changes_to_push`` item may carry ``odoo_recurrence`` (the Odoo fields of a series
-  made in Odoo), read back into Graph's pattern with ``from_odoo``; a series Outlook cannot
-  repeat the same way is left pending with a warning naming it;
+* in ``store_event_page`` each stored event also carries ``odoo_values`` (the Odoo field
+  values the item decides: name, privacy, show-as, times, ...; `sync.event_mapping.
+  odoo_values`) with ``odoo_kept_values`` (stored values those writes leave in place),
+  ``odoo_recurrence`` (a series master's ``calendar.recurrence`` values from
+  `m365sync.crm.odoo_recurrence.to_odoo`, or null) and ``odoo_recurrence_note`` (the
+  sentence saying why Odoo cannot hold the pattern, or null);
+* an ``event_changes_to_push`` item carries ``odoo_event``, the event's stored Odoo fields
+  (`sync.event_mapping.OdooEvent`), mapped to Outlook's type, times, zone, sensitivity and
+  show-as by `sync.event_mapping` (which also leaves out the occurrences Odoo expanded), and
+  may carry ``odoo_recurrence`` (the Odoo fields of a series made in Odoo), read back into
+  Graph's pattern with ``from_odoo``; a series Outlook cannot repeat the same way is left
+  pending with a warning naming it;
 * bytes (an outgoing attachment's content) travel as base64 text (`m365sync.crm.wire`).
 
 **One RPC per gateway call.** Every gateway method is exactly one request (a Graph page is
@@ -101,7 +107,7 @@ import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from xml.parsers.expat import ExpatError
@@ -154,6 +160,7 @@ from m365sync.errors import (
     StalePlan,
     UnknownAccount,
 )
+from m365sync.sync import event_mapping
 from m365sync.sync import recurrence as recurrences
 from m365sync.sync.timezones import UnknownTimeZone, zone
 
@@ -892,8 +899,13 @@ class OdooGateway(CrmGateway):
 
     def store_event_page(self, page: EventPageWrite, *, lease: Lease | None = None) -> PageResult:
         wire = to_wire(page)
+        today = datetime.now(UTC).date()
         for written, stored in zip(wire["upserts"], page.upserts, strict=True):
             written.update(odoo_recurrence_of(stored.event))
+            # The Odoo fields the item decides (`sync.event_mapping`): the addon writes them.
+            values = event_mapping.odoo_values(stored, today=today)
+            written["odoo_values"] = to_wire(values)
+            written["odoo_kept_values"] = event_mapping.odoo_kept_values(values)
         answer = self.transport.call("store_event_page", {"page": wire, "lease": to_wire(lease)})
         return read_answer(PageResult, answer)
 
@@ -937,16 +949,20 @@ class OdooGateway(CrmGateway):
         version: int,
         ical_uid: str | None = None,
         online_meeting_url: str | None = None,
-    ) -> None:
-        self._call(
-            "mark_event_pushed",
-            account_id=account_id,
-            crm_event_id=crm_event_id,
-            graph_id=graph_id,
-            change_key=change_key,
-            version=version,
-            ical_uid=ical_uid,
-            online_meeting_url=online_meeting_url,
+        unbind: bool = False,
+    ) -> bool:
+        return bool(
+            self._call(
+                "mark_event_pushed",
+                account_id=account_id,
+                crm_event_id=crm_event_id,
+                graph_id=graph_id,
+                change_key=change_key,
+                version=version,
+                ical_uid=ical_uid,
+                online_meeting_url=online_meeting_url,
+                unbind=unbind,
+            )
         )
 
     def upcoming_events_for_partner(
@@ -1097,16 +1113,23 @@ def _series_zone(event: CalendarEvent) -> str | None:
 
 
 def change_from_odoo(item: dict[str, Any]) -> CrmEventChange | None:
-    """One ``event_changes_to_push`` item -> the change; a series created or edited in Odoo
-    comes as ``odoo_recurrence`` (Odoo's field values), turned into Graph's recurrence here.
-    A series Outlook cannot repeat the same way is left out (it stays pending) with a warning
-    naming it; its deletion still goes."""
+    """One ``event_changes_to_push`` item -> the change. The event's type, times, zone,
+    sensitivity and show-as come from its stored Odoo fields (``odoo_event``) through
+    `sync.event_mapping`, which also says which Odoo events are not pushed (an occurrence Odoo
+    expanded: left out, Outlook makes its own). A series made in Odoo comes as
+    ``odoo_recurrence`` (Odoo's field values), turned into Graph's recurrence here. A series
+    Outlook cannot repeat the same way is left out (it stays pending) with a warning naming
+    it; its deletion still goes."""
     item = dict(item)
     values = item.pop("odoo_recurrence", None) or None
+    odoo = read_answer(event_mapping.OdooEvent, item.pop("odoo_event"))
+    if event_mapping.push_shape(odoo) is event_mapping.PushShape.SKIP:
+        return None
+    item["event"] = {**item["event"], **to_wire(event_mapping.outlook_fields(odoo))}
     change = read_answer(CrmEventChange, item)
-    if not values:
-        return change
     event = change.event
+    if not values or event.event_type is not EventType.SERIES_MASTER or event.recurrence:
+        return change
     try:
         recurrence = odoo_recurrence.from_odoo(
             values, _first_day(event, values), week_start=str(values.get("week_start") or "sunday")
@@ -1121,7 +1144,7 @@ def change_from_odoo(item: dict[str, Any]) -> CrmEventChange | None:
             error,
         )
         return None
-    event = dataclasses.replace(event, recurrence=recurrence, event_type=EventType.SERIES_MASTER)
+    event = dataclasses.replace(event, recurrence=recurrence)
     return dataclasses.replace(change, event=event)
 
 

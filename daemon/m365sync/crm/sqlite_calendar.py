@@ -533,25 +533,32 @@ class CalendarStore:
         version: int,
         ical_uid: str | None = None,
         online_meeting_url: str | None = None,
-    ) -> None:
+        unbind: bool = False,
+    ) -> bool:
         with self._write() as conn:
             self._require_account(conn, account_id)
             row = conn.execute(
-                "SELECT deleted FROM crm_calendar_event WHERE id = ?", (crm_event_id,)
+                "SELECT deleted, version FROM crm_calendar_event WHERE id = ?", (crm_event_id,)
             ).fetchone()
             if row is None:
-                return
-            if row["deleted"]:
+                return False
+            current = row["version"] == version
+            if unbind or (row["deleted"] and current):
+                # Outlook's copy is gone: this account's binding goes, and a tombstone with
+                # its last binding. An event changed since (restored) stays, unbound.
                 conn.execute(
                     "DELETE FROM m365_event_binding WHERE account_id = ? AND crm_event_id = ?",
                     (account_id, crm_event_id),
                 )
-                if not conn.execute(
-                    "SELECT 1 FROM m365_event_binding WHERE crm_event_id = ? LIMIT 1",
-                    (crm_event_id,),
-                ).fetchone():
+                if (
+                    row["deleted"]
+                    and not conn.execute(
+                        "SELECT 1 FROM m365_event_binding WHERE crm_event_id = ? LIMIT 1",
+                        (crm_event_id,),
+                    ).fetchone()
+                ):
                     conn.execute("DELETE FROM crm_calendar_event WHERE id = ?", (crm_event_id,))
-                return
+                return current
             conn.execute(
                 "UPDATE crm_calendar_event SET series_reshaped = 0 WHERE id = ? AND version <= ?",
                 (crm_event_id, version),
@@ -573,6 +580,7 @@ class CalendarStore:
                     "UPDATE crm_calendar_event SET online_meeting_url = ? WHERE id = ?",
                     (online_meeting_url, crm_event_id),
                 )
+        return current
 
     # --- reading back ------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ deletion), and only a 404 unbinds it.
 Push: `sync.calendar.plan_outbound` over the CRM's pending changes (a whole series is changed
 or deleted through its master, never occurrence by occurrence); each one is carried out and
 recorded (`mark_event_pushed`) on its own, so one failing event never stops the others, and a
-create retried after a crash carries the same ``transactionId`` (no second Outlook event).
+create retried after a crash carries the same ``transactionId`` (no second Outlook event). Each
+push carries the CRM version it expects (``expected_version``); a CRM edit made while it was
+in flight is never overwritten by its record (the store keeps the newer version pending).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from m365sync.graph.client import GraphClient
 from m365sync.sync.addresses import normalise_address
 from m365sync.sync.calendar import (
     ForgetDeleted,
+    PushAction,
     PushCreate,
     PushDelete,
     PushResponse,
@@ -296,32 +299,23 @@ class CalendarCycle:
                 continue
             change = action.change
             try:
+                answer: CalendarEvent | None = change.event
                 if isinstance(action, PushCreate):
                     item = change.event
-                    created = self.writer.create(
+                    answer = self.writer.create(
                         item,
                         transaction_id=action.transaction_id,
                         online_meeting=item.is_online_meeting,
                     )
-                    self._pushed(account, change.crm_event_id, created, change.version)
                 elif isinstance(action, PushUpdate):
                     body = event_body(change.event, details_only=action.details_only)
-                    updated = self.writer.update(change.event.graph_id, body)
-                    self._pushed(account, change.crm_event_id, updated, change.version)
+                    answer = self.writer.update(change.event.graph_id, body)
                 elif isinstance(action, PushDelete):
                     self.writer.delete(change.event.graph_id)
-                    self.gateway.mark_event_pushed(
-                        account.id,
-                        change.crm_event_id,
-                        graph_id=change.event.graph_id,
-                        change_key=None,
-                        version=change.version,
-                    )
+                    answer = None
                 elif isinstance(action, PushResponse):
                     self.writer.respond(change.event.graph_id, action.response)
-                    self._pushed(account, change.crm_event_id, change.event, change.version)
-                elif isinstance(action, ForgetDeleted):
-                    self._pushed(account, change.crm_event_id, change.event, change.version)
+                self._pushed(account, action, answer)
             except M365SyncError as error:
                 if creates_only and not _refused(error):
                     raise
@@ -331,18 +325,27 @@ class CalendarCycle:
                 continue
             figures["pushed"] += not isinstance(action, ForgetDeleted)
 
-    def _pushed(
-        self, account: Account, crm_event_id: int, answer: CalendarEvent, version: int
-    ) -> None:
-        self.gateway.mark_event_pushed(
+    def _pushed(self, account: Account, action: PushAction, answer: CalendarEvent | None) -> None:
+        """Record what Outlook now holds, under the version the push expected; a CRM edit
+        made while it was pushed stays pending (the store says so) and goes next."""
+        change = action.change
+        current = self.gateway.mark_event_pushed(
             account.id,
-            crm_event_id,
-            graph_id=answer.graph_id,
-            change_key=answer.change_key,
-            version=version,
-            ical_uid=answer.ical_uid,
-            online_meeting_url=answer.online_meeting_url,
+            change.crm_event_id,
+            graph_id=answer.graph_id if answer is not None else change.event.graph_id,
+            change_key=answer.change_key if answer is not None else None,
+            version=action.expected_version,
+            ical_uid=answer.ical_uid if answer is not None else None,
+            online_meeting_url=answer.online_meeting_url if answer is not None else None,
+            unbind=action.unbinds,
         )
+        if not current:
+            log.info(
+                "CRM event %s was edited while version %s went to Outlook: the newer version "
+                "stays pending and goes with the next push",
+                change.crm_event_id,
+                action.expected_version,
+            )
 
 
 def _refused(error: M365SyncError) -> bool:

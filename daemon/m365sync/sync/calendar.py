@@ -19,6 +19,9 @@ Inbound (a calendarView delta page, with the CRM's bindings for its ids):
   writing over an edit it did not see. These are the only copies of the echo and same-meeting
   rules: the stores keep no check of their own.
 
+How an Odoo event's fields map to an Outlook event's (privacy, show-as, all-day days, zones,
+which Odoo events are pushed) is `sync.event_mapping`; this module plans over the mapped events.
+
 Outbound (the CRM's pending changes): a private CRM event goes to Outlook whole (details and
 attendees, so the invitations go out), marked private: Outlook's own privacy. Creates carry a
 ``transactionId`` derived from the CRM event, so a retried create never makes a second Outlook
@@ -26,7 +29,10 @@ event; events that ended before now are never created in Outlook (connecting mus
 attendees with the past). A change of a whole series is a change of its master: a PATCH of
 the master (without its pattern and times when only its details changed, so Outlook keeps the
 exceptions), a DELETE of the master for the whole series; a series split in the CRM ("this and
-following") is the old master's range ending (a PATCH) and a new series (a create).
+following") is the old master's range ending (a PATCH) and a new series (a create)
+(`sync.event_mapping.series_operation`). Every verb carries the CRM version it expects
+(``expected_version``): recording a push whose event was edited meanwhile keeps the newer
+edit pending instead of writing over it.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from m365sync.domain import (
     StoredEvent,
 )
 from m365sync.sync.addresses import domain_of, is_work_domain, normalise_address
+from m365sync.sync.event_mapping import SeriesOperation, series_operation
 from m365sync.sync.mail import MailPolicy, PartnerLookups
 
 SKIP_ECHO = "unchanged (our own change)"
@@ -312,14 +319,32 @@ def plan_inbound(
 # --- outbound ---------------------------------------------------------------------------------
 
 
+class _PushVerb:
+    """What every push verb carries: the change, and the CRM version it expects to find when
+    its outcome is recorded (`CrmGateway.mark_event_pushed` answers whether it still did: a
+    CRM edit made meanwhile stays pending, never overwritten), and whether it removes
+    Outlook's copy (``unbinds``)."""
+
+    __slots__ = ()
+    change: CrmEventChange
+
+    @property
+    def expected_version(self) -> int:
+        return self.change.version
+
+    @property
+    def unbinds(self) -> bool:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
-class PushCreate:
+class PushCreate(_PushVerb):
     change: CrmEventChange
     transaction_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class PushUpdate:
+class PushUpdate(_PushVerb):
     """PATCH the event with the whole of it; ``details_only`` for a series master whose
     pattern, start and end did not change: they are left out of the PATCH, as Outlook rebuilds
     a series' occurrences (and drops its exceptions) when they are set."""
@@ -329,12 +354,16 @@ class PushUpdate:
 
 
 @dataclass(frozen=True, slots=True)
-class PushDelete:
+class PushDelete(_PushVerb):
     change: CrmEventChange
+
+    @property
+    def unbinds(self) -> bool:
+        return True
 
 
 @dataclass(frozen=True, slots=True)
-class PushResponse:
+class PushResponse(_PushVerb):
     """A meeting someone else organizes: the account can only answer it."""
 
     change: CrmEventChange
@@ -342,11 +371,15 @@ class PushResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class ForgetDeleted:
+class ForgetDeleted(_PushVerb):
     """Nothing to tell Outlook (deleted in the CRM before it reached Outlook, or a local edit
     of someone else's meeting): only the CRM's pending state is cleared."""
 
     change: CrmEventChange
+
+    @property
+    def unbinds(self) -> bool:
+        return self.change.deleted  # a tombstone of someone else's meeting: the copy goes
 
 
 ANSWERS = frozenset({ResponseStatus.ACCEPTED, ResponseStatus.DECLINED, ResponseStatus.TENTATIVE})
@@ -415,7 +448,11 @@ def plan_outbound(
             actions.append(PushDelete(change) if in_outlook else ForgetDeleted(change))
         elif in_outlook:
             master = change.event.event_type is EventType.SERIES_MASTER
-            actions.append(PushUpdate(change, details_only=master and not change.reshapes_series))
+            operation = series_operation(
+                deleted=False, in_outlook=True, reshapes_series=change.reshapes_series
+            )
+            details_only = master and operation is SeriesOperation.PATCH_DETAILS
+            actions.append(PushUpdate(change, details_only=details_only))
         elif not _ended(change.event, now):
             actions.append(PushCreate(change, transaction_id(change)))
     return actions
