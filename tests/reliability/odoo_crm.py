@@ -181,13 +181,20 @@ class OdooCrm:
     # --- set-up ---------------------------------------------------------------------------------
 
     def _seed_contacts(self, mailbox: Mailbox) -> list[tuple[int, str, str]]:
+        contacts = crm_contacts(mailbox)
+        if not contacts:
+            return []
+        domain: list[Any] = ["|"] * (len(contacts) - 1)
+        domain += [("email", "=ilike", contact["email"]) for contact in contacts]
+        found: dict[str, int] = {}
+        for row in self.admin.execute_kw(
+            "res.partner", "search_read", [domain], {"fields": ["email"]}
+        ):  # one read for all (Odoo's order: the first match of each address wins)
+            found.setdefault((row["email"] or "").lower(), row["id"])
         rows = []
-        for contact in crm_contacts(mailbox):
+        for contact in contacts:
             email = contact["email"]
-            found = self.admin.execute_kw(
-                "res.partner", "search", [[("email", "=ilike", email)]], {"limit": 1}
-            )
-            pid = found[0] if found else self.admin.execute_kw(
+            pid = found.get(email.lower()) or self.admin.execute_kw(
                 "res.partner", "create", [{"name": contact["name"] or email, "email": email}]
             )  # fmt: skip
             rows.append((pid, email, contact["name"] or email))
