@@ -189,7 +189,7 @@ def test_archived_mail_stays_and_deleted_mail_goes(stack):
     archived, trashed, purged = stored[0], stored[1], stored[2]
     mailbox.move_message(archived["id"], "archive")  # a folder we do not sync
     mailbox.move_message(trashed["id"], "deleteditems")  # what Outlook's Delete does
-    mailbox.delete_message(purged["id"])  # Shift+Delete
+    mailbox.delete_message(purged["id"])  # gone altogether (Shift+Delete: the next test)
     before = stack.gateway.count_messages(account.id)
     stack.emulator.request_log.clear()
     run = sync(stack, account)
