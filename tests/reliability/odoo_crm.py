@@ -60,7 +60,15 @@ class FaultProxy:
                 pass
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    # The client hung up mid-request (a daemon killed while sending): nothing
+                    # to forward. Sent on with its full Content-Length, the short body would
+                    # hold an Odoo thread reading for ever, and Odoo's threaded server reloads
+                    # itself after 120 s of that (limit_time_real).
+                    self.close_connection = True
+                    return
                 answer = proxy.fault_for(self.path)
                 if answer == "drop":
                     self.close_connection = True
