@@ -210,7 +210,7 @@ class MailSyncMachine(RuleBasedStateMachine):
         mark = RoundMark(listed_ids=tuple(sorted(ids)), completes=True)
         unlisted = to_check(self.gateway.unlisted_in_round(box.account.id, folder), mark)
         where = {g: box.messages[g].folder if g in box.messages else None for g in unlisted}
-        settled = settle_unlisted(where, folder, None)
+        settled = settle_unlisted(where, folder, ())
         assert not settled.kept, settled.kept  # a round that lists everything misses nothing
         written = self._page(box, folder, ids, set(), mark)
         written.removed_ids = settled.removed

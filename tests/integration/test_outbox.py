@@ -347,3 +347,21 @@ def test_only_the_accounts_owner_may_send_through_it(stack):
     assert stack.gateway.outbox_item(mine).state is OutboxState.SENT
     assert "eve may not send through" in stack.gateway.outbox_item(theirs).error
     assert [s["subject"] for s in stack.emulator.mailbox.sent()] == ["Our offer"]
+
+
+def test_a_cycle_that_lost_its_lease_sends_nothing_more(stack, account):
+    """Another worker took the account (this cycle's renewals failed while the CRM was down):
+    the queued mail is the new holder's to send, so this pass stops before sending it."""
+    from m365sync.errors import LeaseLost
+
+    mail_id = queue(stack, account)
+    (lease,) = stack.gateway.lease_accounts("worker-a", limit=1, ttl_seconds=0.05)
+    time.sleep(0.1)  # expired, and taken by another worker
+    (taken,) = stack.gateway.lease_accounts("worker-b", limit=1, ttl_seconds=60)
+    assert taken.token != lease.token
+    sender = MailSender(stack.runtime.graph_for(account))
+    with pytest.raises(LeaseLost):
+        send_outgoing(stack.gateway, sender, account, lease=lease)
+    assert stack.emulator.mailbox.sent() == []
+    assert stack.gateway.outbox_item(mail_id).state is OutboxState.QUEUED
+    assert send_outgoing(stack.gateway, sender, account, lease=taken) == {"sent": 1}

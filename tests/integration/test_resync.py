@@ -166,3 +166,17 @@ def test_mail_archived_while_the_state_was_lost_stays(stack, account):
     assert sync(stack, account).error is None
 
     assert archived in stack.gateway.message_ids_for_account(account.id)
+
+
+def test_mail_deleted_for_good_while_the_state_was_lost_goes(stack, account):
+    """A full round settles an unlisted id found in Recoverable Items (Shift+Delete) as
+    deleted, not as filed elsewhere."""
+    assert sync(stack, account).error is None
+    ids = stack.gateway.message_ids_for_account(account.id)
+    gone = next(m["id"] for m in stack.emulator.mailbox.messages_in("inbox") if m["id"] in ids)
+    stack.emulator.mailbox.move_message(gone, "recoverableitemsdeletions")
+    stack.emulator.mailbox.drop_sync_states()
+
+    assert sync(stack, account).error is None
+
+    assert gone not in stack.gateway.message_ids_for_account(account.id)

@@ -60,7 +60,15 @@ class FaultProxy:
                 pass
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if len(body) < length:
+                    # The client hung up mid-request (a daemon killed while sending): nothing
+                    # to forward. Sent on with its full Content-Length, the short body would
+                    # hold an Odoo thread reading for ever, and Odoo's threaded server reloads
+                    # itself after 120 s of that (limit_time_real).
+                    self.close_connection = True
+                    return
                 answer = proxy.fault_for(self.path)
                 if answer == "drop":
                     self.close_connection = True
@@ -181,13 +189,20 @@ class OdooCrm:
     # --- set-up ---------------------------------------------------------------------------------
 
     def _seed_contacts(self, mailbox: Mailbox) -> list[tuple[int, str, str]]:
+        contacts = crm_contacts(mailbox)
+        if not contacts:
+            return []
+        domain: list[Any] = ["|"] * (len(contacts) - 1)
+        domain += [("email", "=ilike", contact["email"]) for contact in contacts]
+        found: dict[str, int] = {}
+        for row in self.admin.execute_kw(
+            "res.partner", "search_read", [domain], {"fields": ["email"]}
+        ):  # one read for all (Odoo's order: the first match of each address wins)
+            found.setdefault((row["email"] or "").lower(), row["id"])
         rows = []
-        for contact in crm_contacts(mailbox):
+        for contact in contacts:
             email = contact["email"]
-            found = self.admin.execute_kw(
-                "res.partner", "search", [[("email", "=ilike", email)]], {"limit": 1}
-            )
-            pid = found[0] if found else self.admin.execute_kw(
+            pid = found.get(email.lower()) or self.admin.execute_kw(
                 "res.partner", "create", [{"name": contact["name"] or email, "email": email}]
             )  # fmt: skip
             rows.append((pid, email, contact["name"] or email))

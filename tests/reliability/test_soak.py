@@ -3,7 +3,9 @@ under faults, kills and changes on both sides; one line of figures per store; an
 duplicate, wrong record or double send fails, with the seed and the command replaying it.
 
 ``RELIABILITY_RUNS=N`` soaks from a random seed (default, for CI: the regression seeds and
-fixed seeds 1 and 2 into the embedded store, 1 into Odoo); ``RELIABILITY_SEED=S`` replays one.
+fixed seeds 1 and 2 into the embedded store, 1 into Odoo); ``RELIABILITY_SEED=S`` replays one
+(RUNS times when both are set). A long Odoo soak runs in several processes at once, each
+with its own private Odoo, PostgreSQL cluster and seeds (``RELIABILITY_FIRST_SEED``).
 """
 
 from __future__ import annotations
@@ -37,14 +39,18 @@ REGRESSIONS = {
 ODOO_REGRESSIONS = {
     6041: "Compose Email refused when Odoo ran its create again after a serialization failure "
     "(addon m365_outbox.py create; the race depends on timing, the Odoo test pins it)",
+    7013: "a mail deleted for good in Outlook stayed in Odoo (did not replay since the full "
+    "rounds reconcile; its deletion is now a Shift+Delete into Recoverable Items, which the "
+    "mail cycle took for filing: sync/folders.py deleted_folder_ids, integration tests)",
 }
 
 
 def seeds(regressions: dict[int, str], default_runs: int) -> list[int]:
-    """RELIABILITY_SEED alone, or the regression seeds and RUNS new ones (consecutive from
+    """RELIABILITY_SEED alone (RUNS times: a finding that depends on timing may need a few
+    replays), or the regression seeds and RUNS new ones (consecutive from
     RELIABILITY_FIRST_SEED, else from a random one)."""
     if os.environ.get("RELIABILITY_SEED"):
-        return [int(os.environ["RELIABILITY_SEED"])]
+        return [int(os.environ["RELIABILITY_SEED"])] * max(RUNS, 1)
     # make test: fixed new seeds, so an open finding of a soak does not make it flaky; a soak
     # (RELIABILITY_RUNS) starts from a random seed unless told.
     fixed = None if RUNS else 1
@@ -104,8 +110,8 @@ def soak_embedded(seed: int, tmp_path: Path) -> tuple[Figures, str]:
 
 def test_soak_embedded_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     total, failures = Figures(), []
-    for seed in seeds(REGRESSIONS, 2):
-        figures, tail = guarded(lambda s=seed: soak_embedded(s, tmp_path / f"run-{s}"))
+    for n, seed in enumerate(seeds(REGRESSIONS, 2)):
+        figures, tail = guarded(lambda s=seed, n=n: soak_embedded(s, tmp_path / f"run-{n}-{s}"))
         progress(capsys, seed, figures, "embedded")
         total.add(figures)
         if figures.bad():
@@ -130,8 +136,8 @@ def soak_odoo(seed: int, tmp_path: Path, served: Counter[str]) -> tuple[Figures,
 @pytest.mark.odoo
 def test_soak_odoo_store(odoo_live, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     total, failures, served = Figures(), [], Counter()
-    for seed in seeds(ODOO_REGRESSIONS, 1):
-        figures, tail = guarded(lambda s=seed: soak_odoo(s, tmp_path / f"run-{s}", served))
+    for n, seed in enumerate(seeds(ODOO_REGRESSIONS, 1)):
+        figures, tail = guarded(lambda s=seed, n=n: soak_odoo(s, tmp_path / f"run-{n}-{s}", served))
         progress(capsys, seed, figures, "odoo")
         total.add(figures)
         if figures.bad():

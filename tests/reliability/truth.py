@@ -4,7 +4,9 @@ Mail: what the CRM must hold is computed from the mailbox as it ends, with the p
 rules (`m365sync.graph.mail.parse_message`, `m365sync.sync.mail.plan_page` over the store's
 partner lookups and the account's `policy_for`), never with a copy of them. Mail moved by the
 person to a folder that is not synced stays in the CRM (the mail cycle's rule): the soak
-remembers which of those the CRM already held when they were moved, and requires them kept.
+remembers which of those the CRM already held when they were moved, and requires them kept;
+any filed mail the CRM holds (a page read before the move may store it) must be linked to
+the folder it was filed to.
 
 Calendar: Outlook's calendar and the CRM's are compared occurrence by occurrence over the
 window, grouped by series (a series on one side must be one series on the other), each
@@ -19,9 +21,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
+from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from m365sync.crm.gateway import CrmGateway
@@ -119,10 +123,14 @@ def check_mail(
     stored: list[dict[str, Any]],
     archived_stored: dict[str, str],
     total_messages: int,
-    filed: set[str] = frozenset(),  # type: ignore[assignment]
+    filed: Mapping[str, str] = MappingProxyType({}),
 ) -> None:
     """Compare stored mail with the expected: lost, duplicated, wrong (stale or altered).
-    Mail filed to a folder that is not synced may stay when a page in flight stored it."""
+
+    ``filed``: every mail moved to a folder that is not synced -> the folder it is in now.
+    Such mail may stay when a page read before the move stored it (the CRM then held it
+    when the daemon learnt of the move), but then linked to where it is now: a link still
+    naming the synced folder means the daemon missed the move."""
     figures.expected += len(expected) + len(archived_stored)
     by_graph: dict[str, list[dict[str, Any]]] = {}
     for row in stored:
@@ -143,9 +151,17 @@ def check_mail(
         if graph_id not in by_graph:
             figures.problem("lost", f"mail {graph_id} ({subject!r}), archived, left the CRM")
     for graph_id, rows in by_graph.items():
-        if graph_id not in expected and graph_id not in archived_stored and graph_id not in filed:
+        if graph_id in expected:
+            continue
+        if graph_id not in archived_stored and graph_id not in filed:
             figures.problem(
                 "wrong", f"mail {graph_id} ({rows[0]['subject']!r}) is in the CRM, not in Outlook"
+            )
+        elif graph_id in filed and any(row["folder_id"] != filed[graph_id] for row in rows):
+            figures.problem(
+                "wrong",
+                f"mail {graph_id} ({rows[0]['subject']!r}) was filed away, and its link still "
+                "names the folder it left",
             )
     imids = Counter(row["internet_message_id"] for row in stored)
     for imid, count in imids.items():

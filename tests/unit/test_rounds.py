@@ -65,12 +65,14 @@ def test_unlisted_mail_is_removed_moved_or_kept_by_where_graph_finds_it() -> Non
         {
             "deleted": None,  # Graph: not found
             "binned": "deleted-items",
+            "under-the-bin": "under-deleted-items",
+            "shift-deleted": "recoverable-deletions",  # Graph still finds it there
             "archived": "archive",
             "missed": "inbox",  # still here: the round only failed to list it
         },
         "inbox",
-        "deleted-items",
+        {"deleted-items", "under-deleted-items", "recoverable-deletions"},
     )
-    assert settled.removed == ["binned", "deleted"]
+    assert settled.removed == ["binned", "deleted", "shift-deleted", "under-the-bin"]
     assert settled.moved == {"archived": "archive"}
     assert settled.kept == ["missed"]

@@ -97,7 +97,7 @@ def sync_account_mail(
         policy = policy_for(runtime, account)
         # Send first: the Sent Items copies then come in with this very cycle, linked once.
         with parts.part("outbox"):
-            run.outbox = dict(send_outgoing(gateway, MailSender(graph), account))
+            run.outbox = dict(send_outgoing(gateway, MailSender(graph), account, lease=lease))
         with parts.part("mail"):
             reader = runtime.mail_reader_for(account, graph)
             auto_create = None

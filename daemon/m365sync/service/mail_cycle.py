@@ -49,7 +49,7 @@ from m365sync.graph.send import OUTBOX_HEADER, OUTBOX_PREFIX
 from m365sync.service.mail_folders import FolderSettings, plan_folders
 from m365sync.service.prefetch import ahead
 from m365sync.sync.autocreate import AutoCreatePolicy, merge_created, partners_to_create
-from m365sync.sync.folders import not_found_sentence
+from m365sync.sync.folders import deleted_folder_ids, not_found_sentence
 from m365sync.sync.mail import (
     MailPolicy,
     PartnerLookups,
@@ -117,7 +117,7 @@ class MailCycle:
         self.lease = lease
         self.on_page = on_page or (lambda _progress: None)
         self.now = now
-        self._deleted_items_id: str | None = None
+        self._deleted: frozenset[str] | None = None  # folders of deleted mail (_plan)
         # A folder's initial round: attachment metadata of its messages, read in bulk.
         self._index: Future[dict[str, tuple[Attachment, ...]]] | None = None
 
@@ -144,7 +144,7 @@ class MailCycle:
         """The folders of this cycle (`service.mail_folders`); the tree goes to the CRM, so
         the account's folder list shows what Outlook has now."""
         plan = plan_folders(self.graph, self.reader, self.options.folders)
-        self._deleted_items_id = plan.well_known_id("deleteditems") or ""
+        self._deleted = deleted_folder_ids(plan.tree, plan.well_known)
         sent = plan.well_known_id("sentitems")
         if self.auto_create is not None and sent:
             self.auto_create = replace(
@@ -352,8 +352,9 @@ class MailCycle:
 
         Delta reports a message that left the folder the same way whether it was deleted or
         archived. Immutable ids survive moves, so asking Graph where the id lives now tells
-        them apart: mail a salesperson archives stays in the CRM; mail in Deleted Items or
-        gone is unlinked.
+        them apart: mail a salesperson files elsewhere stays in the CRM; mail gone, or in a
+        folder of deleted mail (Deleted Items and under it; Recoverable Items, where Shift+
+        Delete puts it and Graph still finds it) is unlinked.
         """
         if not removed_ids:
             return [], {}
@@ -362,18 +363,20 @@ class MailCycle:
             for graph_id in removed_ids
         }
         answers = batch_get(self.graph, list(paths.values()), headers=IMMUTABLE_IDS)
-        deleted_items = self._deleted_items()
+        deleted_folders = self._deleted_folders()
         deleted: list[str] = []
         moved: dict[str, str] = {}
         for graph_id, path in paths.items():
             answer = answers.get(path)
             if isinstance(answer, dict):
                 now_in = answer.get("parentFolderId")
-                if isinstance(now_in, str) and now_in not in (folder.graph_id, deleted_items):
+                if isinstance(now_in, str) and now_in not in (folder.graph_id, *deleted_folders):
                     moved[graph_id] = now_in
                     continue
             elif isinstance(answer, GraphError) and not isinstance(answer, NotFound):
                 raise answer  # not knowing is not "deleted": store nothing, retry the page
+            elif not isinstance(answer, NotFound):
+                raise Transient(f"Graph's batch gave no answer for message {graph_id}")
             deleted.append(graph_id)
         return deleted, moved
 
@@ -392,7 +395,7 @@ class MailCycle:
         if not unlisted:
             return Reconciliation()
         where = self._locate(folder, unlisted)
-        result = settle_unlisted(where, folder.graph_id, self._deleted_items())
+        result = settle_unlisted(where, folder.graph_id, self._deleted_folders())
         log.info(
             "full round of folder %s complete: %d stored messages no longer there, %d moved to "
             "other folders, %d still there though the round did not list them (kept)",
@@ -429,10 +432,10 @@ class MailCycle:
                 raise Transient(f"Graph's batch gave no answer for message {graph_id}")
         return where
 
-    def _deleted_items(self) -> str:
-        if self._deleted_items_id is None:
-            self._deleted_items_id = self.reader.resolve_folder("deleteditems").graph_id
-        return self._deleted_items_id
+    def _deleted_folders(self) -> frozenset[str]:
+        if self._deleted is None:  # (a cycle plans its folders first; this is for the rest)
+            self._deleted = frozenset({self.reader.resolve_folder("deleteditems").graph_id})
+        return self._deleted
 
 
 def _cursor_of(page: DeltaPage, mark: RoundMark | None) -> Cursor:

@@ -9,6 +9,7 @@ Outlook appears there, and in "all mail folders", at the next cycle.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -19,6 +20,7 @@ from m365sync.graph.batch import batch_get
 from m365sync.graph.client import GraphClient
 from m365sync.graph.mail import FOLDER_SELECT, MailDeltaReader, parse_folder
 from m365sync.sync.folders import (
+    DELETED,
     INBOX_SENT,
     NOT_MAIL,
     WELL_KNOWN_NAMES,
@@ -28,9 +30,14 @@ from m365sync.sync.folders import (
     with_paths,
 )
 
-# Resolved every cycle: the default pair, Deleted Items (where removed mail went) and what
-# "all mail folders" leaves out.
-ALWAYS_RESOLVED = (*INBOX_SENT, "deleteditems", *NOT_MAIL)
+log = logging.getLogger(__name__)
+
+# Resolved every cycle: the default pair, where deleted mail goes (a removed message found
+# there was deleted) and what "all mail folders" leaves out.
+ALWAYS_RESOLVED = (*INBOX_SENT, *DELETED, *NOT_MAIL)
+# Not knowing these costs only precision (mail deleted with Shift+Delete counts as filed, as
+# before), so a refusal of them never fails the cycle.
+OPTIONAL = frozenset({"recoverableitemsdeletions"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +90,7 @@ def plan_folders(
     names.update(r.lower() for r in settings.refs if r.lower() in WELL_KNOWN_NAMES)
     well_known = {
         name: folder
-        for name, folder in _get_folders(graph, sorted(names)).items()
+        for name, folder in _get_folders(graph, sorted(names), optional=OPTIONAL).items()
         if isinstance(folder, MailFolder)
     }
     selection = select_folders(
@@ -106,9 +113,12 @@ def plan_folders(
     return FolderPlan(unique([*selection.folders, *extra]), selection.problems, tree, well_known)
 
 
-def _get_folders(graph: GraphClient, refs: list[str]) -> dict[str, MailFolder | None]:
+def _get_folders(
+    graph: GraphClient, refs: list[str], *, optional: frozenset[str] = frozenset()
+) -> dict[str, MailFolder | None]:
     """Each folder by well-known name or id, in JSON batches: a 404 (or a malformed id's 400)
-    is None; any other failure raises, since not knowing is not "not found"."""
+    is None; any other failure raises, since not knowing is not "not found" (an ``optional``
+    ref's failure is None too, with a log line)."""
     paths = {ref: f"/me/mailFolders/{quote(ref, safe='')}?$select={FOLDER_SELECT}" for ref in refs}
     answers = batch_get(graph, list(paths.values())) if paths else {}
     result: dict[str, MailFolder | None] = {}
@@ -122,7 +132,10 @@ def _get_folders(graph: GraphClient, refs: list[str]) -> dict[str, MailFolder | 
         ):
             result[ref] = None
         elif isinstance(answer, GraphError):
-            raise answer
+            if ref not in optional:
+                raise answer
+            log.info("mail folder %s not resolved this cycle: %s", ref, answer)
+            result[ref] = None
         else:
             result[ref] = None
     return result

@@ -17,7 +17,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from m365sync.crm.gateway import CrmGateway
-from m365sync.domain import Account, AccountStatus, OutboxState, OutgoingMail
+from m365sync.domain import Account, AccountStatus, Lease, OutboxState, OutgoingMail
 from m365sync.errors import M365SyncError, Throttled, Transient, advice_for, send_refusal
 from m365sync.graph.send import MailSender
 from m365sync.service.runtime import Runtime
@@ -33,10 +33,21 @@ UNCONFIRMED = (
 )
 
 
-def send_outgoing(gateway: CrmGateway, sender: MailSender, account: Account) -> Counter[str]:
-    """One pass over the account's outbox; returns how many were sent, failed, left pending."""
+def send_outgoing(
+    gateway: CrmGateway, sender: MailSender, account: Account, *, lease: Lease | None = None
+) -> Counter[str]:
+    """One pass over the account's outbox; returns how many were sent, failed, left pending.
+
+    With the cycle's ``lease``, each mail is sent only after proving the lease is still this
+    cycle's (`LeaseLost` ends the pass): a cycle that lost its account to another worker (its
+    renewals failed while the CRM was down) must not go on sending the list it read, which
+    the new holder's cycle has read too and sends (found by the soak against Odoo, seed 6041:
+    two mails sent twice)."""
     outcome: Counter[str] = Counter()
     for mail in gateway.outgoing_mail(account.id):
+        if lease is not None:
+            remaining = (lease.expires_at - datetime.now(UTC)).total_seconds()
+            lease = gateway.renew_lease(lease, ttl_seconds=max(remaining, 1.0))
         if account.owner and mail.requested_by and mail.requested_by != account.owner:
             # Defence in depth: the CRM's rules already keep users to their own mailboxes.
             gateway.update_outgoing(

@@ -15,6 +15,12 @@ Facts this relies on (docs = microsoftgraph/microsoft-graph-docs-contrib, learn.
   already constant" (docs `concepts/outlook-immutable-id.md`), so a folder's delta cursor is
   keyed by its id and a moved folder keeps it.
 
+- Deleted mail lives on in two places: Deleted Items, and Recoverable Items' Deletions
+  (``recoverableitemsdeletions``: "The folder that contains soft-deleted items: deleted either
+  from the Deleted Items folder, or by pressing shift+delete in Outlook. This folder is not
+  visible in any Outlook email client", docs `resources/mailfolder.md`). Found there by its
+  immutable id, a message left a synced folder because it was deleted, not filed.
+
 A folder that cannot be found is that folder's problem, in words naming it; the others sync.
 """
 
@@ -103,6 +109,20 @@ def with_paths(folders: Iterable[MailFolder]) -> list[MailFolder]:
 def path_key(path: str) -> str:
     """Paths compare by their names, case-insensitively, ignoring spaces around ``/``."""
     return "/".join(part.strip().casefold() for part in path.strip().strip("/").split("/"))
+
+
+# Where deleted mail goes: Deleted Items (and any folder under it) and Recoverable Items.
+DELETED: tuple[str, ...] = ("deleteditems", "recoverableitemsdeletions")
+
+
+def deleted_folder_ids(
+    tree: list[MailFolder], well_known: Mapping[str, MailFolder]
+) -> frozenset[str]:
+    """The folders whose mail was deleted by the person: a message that left a synced folder
+    for one of them is unlinked, one that went anywhere else was filed and stays."""
+    return frozenset(
+        descendants(tree, [well_known[n].graph_id for n in DELETED if n in well_known])
+    )
 
 
 def descendants(tree: list[MailFolder], roots: Iterable[str]) -> set[str]:

@@ -11,17 +11,18 @@ absence. The rule, in three parts:
   the round did not see looked at, in the same page write as the delta link, so an
   interrupted round (crash, kill, a failure half-way) reconciles nothing: the next attempt
   resumes it from its stored next link, or starts a new round after another 410;
-* an unseen id is asked of Graph before anything goes (`settle_unlisted`): gone or in
-  Deleted Items is removed (this folder's link; the message only with its last link, as for
-  any removal), elsewhere in the mailbox is moved (archived mail stays, as for a delta
-  removal), and still in this very folder is kept: the round missed it, which proves nothing.
+* an unseen id is asked of Graph before anything goes (`settle_unlisted`): gone or in a
+  folder of deleted mail (Deleted Items, under it, Recoverable Items) is removed (this
+  folder's link; the message only with its last link, as for any removal), elsewhere in the
+  mailbox is moved (archived mail stays, as for a delta removal), and still in this very
+  folder is kept: the round missed it, which proves nothing.
 
 Pure: plain data in, plain data out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -75,16 +76,17 @@ class Reconciliation:
 
 
 def settle_unlisted(
-    where: Mapping[str, str | None], folder_id: str, deleted_items_id: str | None
+    where: Mapping[str, str | None], folder_id: str, deleted_folders: Collection[str]
 ) -> Reconciliation:
     """Split unlisted ids by where Graph says each lives now (``None``: not found).
 
-    Gone or in Deleted Items: removed. In another folder: moved there (kept in the CRM, as
-    archived mail is). Still in this folder: kept, for the round only failed to list it.
+    Gone or in a folder of deleted mail (`sync.folders.deleted_folder_ids`): removed. In
+    another folder: moved there (kept in the CRM, as archived mail is). Still in this folder:
+    kept, for the round only failed to list it.
     """
     result = Reconciliation()
     for graph_id, now_in in sorted(where.items()):
-        if now_in is None or now_in == deleted_items_id:
+        if now_in is None or now_in in deleted_folders:
             result.removed.append(graph_id)
         elif now_in == folder_id:
             result.kept.append(graph_id)
