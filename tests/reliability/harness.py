@@ -104,8 +104,11 @@ class Daemon:
         log = self.log_path.open("a", encoding="utf-8")
         log.write(f"\n--- start {self.starts} ---\n")
         log.flush()
+        # RELIABILITY_VERBOSE=1: the daemon logs every Graph request (debug), for a finding
+        # that depends on timing and must be understood from its log.
+        verbose = ["-vv"] if os.environ.get("RELIABILITY_VERBOSE") else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "m365sync", "-c", str(self.config_path), "run",
+            [sys.executable, "-m", "m365sync", *verbose, "-c", str(self.config_path), "run",
              "--workers", "2", "--lease-ttl", "2", "--health-port", "-1"],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
