@@ -4,6 +4,7 @@ proves."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -234,6 +235,26 @@ def test_410_on_the_calendar_cursor_restarts_without_duplicates(cal):
     run = sync(cal)
     assert run.calendar.get("new", 0) == 0
     assert len(upcoming(cal)) == 1
+
+
+def test_an_outlook_edit_after_a_crm_deletion_wins_and_the_event_stays(cal):
+    # Found by the reliability soak (seeds 30094, 172068070; timing-dependent): a CRM user
+    # deleted a meeting and Outlook's owner edited it before the deletion was pushed; Outlook's
+    # later change won the conflict, yet the CRM event stayed deleted while Outlook held it.
+    created, _ = cal.emulator.mailbox.calendar.create(outlook_event())
+    sync(cal)
+    (meeting,) = upcoming(cal)
+    cal.gateway.crm_delete_event(meeting.crm_event_id)
+    time.sleep(0.01)  # Outlook's edit is the later one
+    cal.emulator.mailbox.calendar.update(created["id"], {"subject": "Quarterly review (kept)"})
+    sync(cal)
+    assert [m.subject for m in upcoming(cal)] == ["Quarterly review (kept)"]
+    assert [e["subject"] for e in cal.emulator.mailbox.calendar.events()] == [
+        "Quarterly review (kept)"
+    ]
+    assert not writes(cal, "DELETE")
+    quiet = sync(cal)  # nothing left to push: the deletion was overruled, not pending
+    assert quiet.calendar.get("pushed", 0) == 0
 
 
 def test_what_outlook_deleted_before_a_410_leaves_the_crm(cal):

@@ -241,6 +241,11 @@ class CalendarStore:
                 raise StalePlan(f"CRM event {target} changed since the plan was made")
             event_id = target
             self._update_event_row(conn, event_id, _kept(values, stored.keep_details), now)
+            if row["deleted"]:
+                # A CRM deletion not yet pushed, and Outlook changed the event later: the plan
+                # let Outlook's version win (last writer), so the event lives on in the CRM.
+                # Kept deleted, it was gone from the CRM while Outlook held it (the soak).
+                conn.execute("UPDATE crm_calendar_event SET deleted = 0 WHERE id = ?", (event_id,))
             outcome = "updated"
             if binding is None:
                 outcome = "linked"
