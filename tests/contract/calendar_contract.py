@@ -183,6 +183,19 @@ class CalendarContract:
         store(gateway, page(two, [], [g2]))
         assert gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1)) == []
 
+    def test_the_ids_bound_to_an_account(self, gateway: CrmGateway, anna) -> None:
+        """What a full round checks when it does not list them (Outlook may have deleted
+        them): the account's bound ids, sorted, never another account's, never removed ones."""
+        one, two = gateway.upsert_account(spec()), gateway.upsert_account(spec())
+        uid, g1, g2, g3 = unique("uid"), unique("g"), unique("g"), unique("g")
+        store(gateway, page(one, [StoredEvent(event(g1, uid=uid), links(anna.id))]))
+        store(gateway, page(one, [StoredEvent(event(g2), links(anna.id))]))
+        store(gateway, page(two, [StoredEvent(event(g3, uid=uid), links(anna.id))]))
+        assert gateway.bound_event_ids(one.id) == sorted([g1, g2])
+        store(gateway, page(one, [], [g1]))
+        assert gateway.bound_event_ids(one.id) == [g2]
+        assert gateway.bound_event_ids(two.id) == [g3]
+
     def test_a_plan_made_before_a_crm_edit_is_refused_whole(
         self, gateway: CrmGateway, account: Account, anna
     ) -> None:

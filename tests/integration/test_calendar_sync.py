@@ -4,6 +4,7 @@ proves."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -234,6 +235,55 @@ def test_410_on_the_calendar_cursor_restarts_without_duplicates(cal):
     run = sync(cal)
     assert run.calendar.get("new", 0) == 0
     assert len(upcoming(cal)) == 1
+
+
+def test_an_outlook_edit_after_a_crm_deletion_wins_and_the_event_stays(cal):
+    # Found by the reliability soak (seeds 30094, 172068070; timing-dependent): a CRM user
+    # deleted a meeting and Outlook's owner edited it before the deletion was pushed; Outlook's
+    # later change won the conflict, yet the CRM event stayed deleted while Outlook held it.
+    created, _ = cal.emulator.mailbox.calendar.create(outlook_event())
+    sync(cal)
+    (meeting,) = upcoming(cal)
+    cal.gateway.crm_delete_event(meeting.crm_event_id)
+    time.sleep(0.01)  # Outlook's edit is the later one
+    cal.emulator.mailbox.calendar.update(created["id"], {"subject": "Quarterly review (kept)"})
+    sync(cal)
+    assert [m.subject for m in upcoming(cal)] == ["Quarterly review (kept)"]
+    assert [e["subject"] for e in cal.emulator.mailbox.calendar.events()] == [
+        "Quarterly review (kept)"
+    ]
+    assert not writes(cal, "DELETE")
+    quiet = sync(cal)  # nothing left to push: the deletion was overruled, not pending
+    assert quiet.calendar.get("pushed", 0) == 0
+
+
+def test_what_outlook_deleted_before_a_410_leaves_the_crm(cal):
+    # Found by the reliability soak (seed 620662436; it depends on timing): the round after a
+    # 410 lists what Outlook holds and reports no deletion, so a series deleted in Outlook
+    # just before stayed in the CRM for good.
+    calendar = cal.emulator.mailbox.calendar
+    calendar.create(outlook_event("Kept"))
+    single, _ = calendar.create(outlook_event("Deleted", start=NOW + timedelta(days=4)))
+    first = (NOW + timedelta(days=6)).replace(minute=0, second=0)
+    daily = outlook_event("Daily stand-up", start=first)
+    daily["recurrence"] = {
+        "pattern": {"type": "daily", "interval": 1},
+        "range": {"type": "numbered", "startDate": first.date().isoformat(),
+                  "numberOfOccurrences": 3},
+    }  # fmt: skip
+    series, _ = calendar.create(daily)
+    far = crm_meeting(cal, "Far ahead", start=NOW + timedelta(days=800))  # beyond the window
+    sync(cal)
+    assert len(upcoming(cal)) == 6
+    calendar.delete(single["id"])
+    calendar.delete(series["id"])
+    cal.emulator.mailbox.drop_sync_states()
+    run = sync(cal)
+    assert [m.subject for m in upcoming(cal)] == ["Kept", "Far ahead"]
+    assert run.calendar["removed"] == 5  # the single, the master and its three occurrences
+    # The pushed event the round did not list (beyond its window) is Outlook's still: kept.
+    (pushed,) = [e["id"] for e in calendar.events() if e["subject"] == "Far ahead"]
+    assert cal.gateway.event_bindings(cal.account.id, [pushed])[pushed].crm_event_id == far
 
 
 # --- CRM -> Outlook ------------------------------------------------------------------------------

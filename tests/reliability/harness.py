@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,6 +97,7 @@ class Daemon:
                 "M365SYNC_SYNC__OUTBOX_INTERVAL_SECONDS": "1",
                 "M365SYNC_SERVICE__TICK_SECONDS": "0.2",
                 "M365SYNC_NOTIFICATIONS__ENABLED": "false",
+                "PYTHONFAULTHANDLER": "1",  # SIGABRT dumps every thread (`stop`)
                 **self.env_extra,
             }
         )
@@ -104,8 +105,11 @@ class Daemon:
         log = self.log_path.open("a", encoding="utf-8")
         log.write(f"\n--- start {self.starts} ---\n")
         log.flush()
+        # RELIABILITY_VERBOSE=1: the daemon logs every Graph request (debug), for a finding
+        # that depends on timing and must be understood from its log.
+        verbose = ["-vv"] if os.environ.get("RELIABILITY_VERBOSE") else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "m365sync", "-c", str(self.config_path), "run",
+            [sys.executable, "-m", "m365sync", *verbose, "-c", str(self.config_path), "run",
              "--workers", "2", "--lease-ttl", "2", "--health-port", "-1"],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
@@ -125,10 +129,29 @@ class Daemon:
             try:
                 return self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
+                self._why_not_stopped()
                 self.proc.kill()
                 self.proc.wait(timeout=10)
                 return -9
         return self.proc.returncode
+
+    def _why_not_stopped(self) -> None:
+        """Into the log: each thread's signal state (pending, blocked, caught) and, by SIGABRT
+        to the fault handler, its stack; a daemon deaf to SIGTERM is understood from these."""
+        assert self.proc is not None
+        lines = [f"--- no stop within 60 s of SIGTERM (pid {self.proc.pid}) ---"]
+        for task in sorted(Path(f"/proc/{self.proc.pid}/task").glob("*")):
+            try:
+                status = (task / "status").read_text().splitlines()
+            except OSError:
+                continue
+            keep = ("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+            lines.append(f"task {task.name}: " + " ".join(x for x in status if x.startswith(keep)))
+        with self.log_path.open("a", encoding="utf-8") as log:
+            log.write("\n".join(lines) + "\n")
+        self.proc.send_signal(signal.SIGABRT)
+        with suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
 
     def serving(self) -> bool:
         """Whether the last start got as far as serving (its signal handlers installed)."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -84,14 +86,33 @@ def guarded(run: Callable[[], tuple[Figures, str]]) -> tuple[Figures, str]:
         return figures, traceback.format_exc()[-4000:]
 
 
-def report(figures: Figures, store: str, failures: list[tuple[int, Figures, str]], test: str,
+def keep_log(seed: int, store: str, run_dir: Path) -> Path | None:
+    """A bad run's whole daemon log, copied where the next pytest session will not delete it
+    (``RELIABILITY_LOG_DIR``, else ``m365sync-soak`` in the temp directory): a finding that
+    depends on timing is understood from its log, not from a replay."""
+    source = run_dir / "daemon.log"
+    if not source.exists():
+        return None
+    folder = Path(os.environ.get("RELIABILITY_LOG_DIR") or tempfile.gettempdir() + "/m365sync-soak")
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / f"{store}-seed-{seed}-{os.getpid()}.log"
+    shutil.copyfile(source, kept)
+    return kept
+
+
+Failure = tuple[int, Figures, str, Path | None]  # seed, figures, log tail, the kept log
+
+
+def report(figures: Figures, store: str, failures: list[Failure], test: str,
            capsys: pytest.CaptureFixture) -> None:  # fmt: skip
     with capsys.disabled():
         print("\n" + figures.line(store))
     if failures:
         text = []
-        for seed, run, tail in failures:
+        for seed, run, tail, kept in failures:
             text.append(f"seed {seed}: {run.line(store)}\n  replay: {replay(seed, test)}")
+            if kept is not None:
+                text.append(f"  daemon log (whole): {kept}")
             text += [f"    {p}" for p in run.problems[:20]]
             text.append("  daemon log (end):\n" + tail)
         pytest.fail("\n".join(text), pytrace=False)
@@ -115,7 +136,8 @@ def test_soak_embedded_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
         progress(capsys, seed, figures, "embedded")
         total.add(figures)
         if figures.bad():
-            failures.append((seed, figures, tail))
+            kept = keep_log(seed, "embedded", tmp_path / f"run-{seed}")
+            failures.append((seed, figures, tail, kept))
     report(total, "embedded", failures, "embedded", capsys)
 
 
@@ -141,7 +163,7 @@ def test_soak_odoo_store(odoo_live, tmp_path: Path, capsys: pytest.CaptureFixtur
         progress(capsys, seed, figures, "odoo")
         total.add(figures)
         if figures.bad():
-            failures.append((seed, figures, tail))
+            failures.append((seed, figures, tail, keep_log(seed, "odoo", tmp_path / f"run-{seed}")))
     with capsys.disabled():
         print("\nodoo calls met by the proxy's faults:", dict(sorted(served.items())))
     report(total, "odoo", failures, "odoo", capsys)

@@ -123,6 +123,7 @@ class Refusal(Exception):
 CALENDAR_METHODS = {
     "store_event_page",
     "event_bindings",
+    "bound_event_ids",
     "meeting_candidates",
     "event_changes_to_push",
     "mark_event_pushed",
@@ -784,6 +785,11 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
             {"account_id": 3, "graph_ids": ["a", "b"]},
         ),
         (
+            "bound_event_ids",
+            lambda g: g.bound_event_ids(3),
+            {"account_id": 3},
+        ),
+        (
             "meeting_candidates",
             lambda g: g.meeting_candidates(3, ["u2", "u1", "u2"], ["m1"], [9, 4]),
             {
@@ -931,6 +937,7 @@ ANSWERS: dict[str, Any] = {
     "pending_connects": [{"id": 9, "owner": "megan", "sealed": "eyJ.x"}],
     "store_event_page": {"created": 1, "updated": 0, "linked": 0, "removed": 1},
     "event_bindings": {},
+    "bound_event_ids": ["g1", "g2"],
     "meeting_candidates": [],
     "event_changes_to_push": [],
     "upcoming_events_for_partner": [],

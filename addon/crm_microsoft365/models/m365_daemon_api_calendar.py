@@ -204,6 +204,16 @@ class M365DaemonApiCalendar(models.AbstractModel):
         return _none_to_false(found)
 
     @api.model
+    def bound_event_ids(self, payload):
+        """The Outlook ids bound to the account, sorted (a full calendar round checks those it
+        did not list: Outlook may have deleted them)."""
+        env = self._daemon_env()
+        bindings = env["m365.event.binding"].search(
+            [("account_id", "=", int(payload["account_id"]))]
+        )
+        return sorted(bindings.mapped("graph_id"))
+
+    @api.model
     def meeting_candidates(self, payload):
         """The events an unbound Outlook item may be the same meeting as (the daemon decides
         which, ``m365sync.sync.calendar.same_meeting``): those with one of ``ical_uids`` or

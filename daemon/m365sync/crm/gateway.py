@@ -314,6 +314,11 @@ class CrmGateway(abc.ABC):
         """The bindings of these Outlook ids for the account (unknown ids left out)."""
 
     @abc.abstractmethod
+    def bound_event_ids(self, account_id: int) -> list[str]:
+        """The Outlook ids bound to the account, sorted: a full calendar round (after a 410)
+        lists what Outlook holds, never what it deleted, so it checks those it did not list."""
+
+    @abc.abstractmethod
     def event_changes_to_push(self, account_id: int) -> list[CrmEventChange]:
         """CRM-side creations, edits and deletions of the account owner's events that Outlook
         has not seen yet (version > pushed version). Events the CRM held before the account

@@ -241,6 +241,11 @@ class CalendarStore:
                 raise StalePlan(f"CRM event {target} changed since the plan was made")
             event_id = target
             self._update_event_row(conn, event_id, _kept(values, stored.keep_details), now)
+            if row["deleted"]:
+                # A CRM deletion not yet pushed, and Outlook changed the event later: the plan
+                # let Outlook's version win (last writer), so the event lives on in the CRM.
+                # Kept deleted, it was gone from the CRM while Outlook held it (the soak).
+                conn.execute("UPDATE crm_calendar_event SET deleted = 0 WHERE id = ?", (event_id,))
             outcome = "updated"
             if binding is None:
                 outcome = "linked"
@@ -450,6 +455,14 @@ class CalendarStore:
                         crm_modified_at=_when(row["modified_at"]),
                     )
         return found
+
+    def bound_event_ids(self, account_id: int) -> list[str]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT graph_id FROM m365_event_binding WHERE account_id = ? ORDER BY graph_id",
+                (account_id,),
+            ).fetchall()
+        return [row["graph_id"] for row in rows]
 
     # --- outbound: CRM -> Outlook --------------------------------------------------------------
 

@@ -11,7 +11,10 @@ refuses a plan made on state that moved since (`StalePlan`: the page is planned 
 
 calendarView delta reports as removed both deleted events and events that merely left the
 window; an id Graph still serves is therefore kept (an event moving out of the window is not a
-deletion), and only a 404 unbinds it.
+deletion), and only a 404 unbinds it. A round from scratch (the first, after a 410, a new
+window) reports no removal at all: its last page checks the same way every id bound to the
+account that the round did not list (`CrmGateway.bound_event_ids`), and writes the removals
+with the delta link.
 
 Push: `sync.calendar.plan_outbound` over the CRM's pending changes (a whole series is changed
 or deleted through its master, never occurrence by occurrence); each one is carried out and
@@ -160,23 +163,43 @@ class CalendarCycle:
             window_end=window.end,
             resume_link=cursor.link if cursor else None,
         )
+        # A round from scratch (the first, after a 410, a new window) lists what Outlook
+        # holds and reports no deletion; so may a round resumed half-way (its start is not
+        # known). Its last page also checks the bound items it did not list.
+        listed: set[str] | None = None
+        if cursor is None or cursor.kind is CursorKind.NEXT:
+            listed = set()
         for page in pages:
-            result = self._store_page(account, window, page, skipped)
+            result = self._store_page(account, window, page, skipped, listed)
             figures["pages"] += 1
             figures["new"] += result.created + result.linked
             figures["updated"] += result.updated
             figures["removed"] += result.removed
 
     def _store_page(
-        self, account: Account, window: CalendarWindow, page: EventPage, skipped: Counter[str]
+        self,
+        account: Account,
+        window: CalendarWindow,
+        page: EventPage,
+        skipped: Counter[str],
+        listed: set[str] | None = None,
     ) -> PageResult:
+        """``listed``: what the pages of a full round listed so far (None in a round of
+        changes); its last page removes, with its delta link, the bound items the round did
+        not list that Graph no longer serves. Found by the reliability soak: an event deleted
+        in Outlook before a 410 stayed in the CRM for good."""
         masters = self.reader.masters(
             sorted({e.series_master_id for e in page.events if e.series_master_id})
         )
         # Masters first: each occurrence must find its series when stored.
         events: list[CalendarEvent] = [*masters.values(), *page.events]
         lookups = self._lookups(events)
-        removed = self._really_deleted(page.removed_ids)
+        unlisted: list[str] = []
+        if listed is not None:
+            listed.update(e.graph_id for e in events)
+            if page.delta_link:
+                unlisted = [g for g in self.gateway.bound_event_ids(account.id) if g not in listed]
+        removed = self._really_deleted([*page.removed_ids, *unlisted])
         for attempt in range(1, STALE_PLAN_ATTEMPTS + 1):
             try:
                 return self._plan_and_store(

@@ -290,6 +290,8 @@ class Service:
             if self.wake.wait(min(0.2, opts.tick_seconds)) and not self.stopping.is_set():
                 self.wake.clear()  # a notification asked for a cycle: lease now, not later
                 self._guard("lease", self.tick)
+        log.info("stopping", extra={"event": "stopping", "holder": opts.holder})
+        sd_notify("STOPPING=1")
         return self._shutdown(heartbeat)
 
     def _start_notifications(self) -> None:
@@ -314,9 +316,11 @@ class Service:
         )
 
     def stop(self, *_args: object) -> None:
-        if not self.stopping.is_set():
-            log.info("stopping", extra={"event": "stopping", "holder": self.options.holder})
-            sd_notify("STOPPING=1")
+        """Ask the loop to stop; it says so and shuts down. Only sets the event: as a signal
+        handler this runs between any two bytecodes of the main thread, in the middle of an
+        import or of a log line, where logging may raise (the reliability soak saw SIGTERM land
+        while ``rich.table`` was half imported: the "stopping" line raised ImportError before
+        the event was set, and the daemon ran on until killed)."""
         self.stopping.set()
 
     def install_signals(self) -> None:
