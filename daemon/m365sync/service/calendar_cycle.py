@@ -26,7 +26,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
 
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import (
@@ -39,8 +38,7 @@ from m365sync.domain import (
     PageResult,
     SyncRun,
 )
-from m365sync.errors import GraphError, M365SyncError, NotFound, StalePlan, SyncStateGone
-from m365sync.graph.batch import batch_get
+from m365sync.errors import GraphError, M365SyncError, StalePlan, SyncStateGone
 from m365sync.graph.calendar import CalendarReader, CalendarWriter, EventPage, event_body
 from m365sync.graph.client import GraphClient
 from m365sync.sync.addresses import normalise_address
@@ -59,7 +57,6 @@ from m365sync.sync.mail import MailPolicy, PartnerLookups, page_domains
 
 log = logging.getLogger(__name__)
 
-IMMUTABLE_IDS = {"Prefer": 'IdType="ImmutableId"'}
 SKIP_MALFORMED = "malformed event"
 PUSH_FAILED = "push failed"
 STALE_PLAN_ATTEMPTS = 3
@@ -102,11 +99,15 @@ class CalendarCycle:
         page_size: int = 100,
         lease: Lease | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reader: CalendarReader | None = None,
+        writer: CalendarWriter | None = None,
     ) -> None:
+        """``reader`` and ``writer`` default to Graph's; the contract's state machine passes
+        an in-memory Outlook's, so it runs this very cycle (tests/contract/calendar_machine)."""
         self.gateway = gateway
         self.graph = graph
-        self.reader = CalendarReader(graph, page_size=page_size)
-        self.writer = CalendarWriter(graph, reader=self.reader)
+        self.reader = reader or CalendarReader(graph, page_size=page_size)
+        self.writer = writer or CalendarWriter(graph, reader=self.reader)
         self.policy = policy
         self.back_days = back_days
         self.ahead_days = ahead_days
@@ -173,7 +174,7 @@ class CalendarCycle:
         # Masters first: each occurrence must find its series when stored.
         events: list[CalendarEvent] = [*masters.values(), *page.events]
         lookups = self._lookups(events)
-        removed = self._really_deleted(page.removed_ids)
+        removed = self.reader.deleted(page.removed_ids)
         for attempt in range(1, STALE_PLAN_ATTEMPTS + 1):
             try:
                 return self._plan_and_store(
@@ -257,26 +258,6 @@ class CalendarCycle:
             self.gateway.find_partners_by_emails(addresses),
             self.gateway.find_companies_by_domains(page_domains(addresses, self.policy)),
         )
-
-    def _really_deleted(self, removed_ids: list[str]) -> list[str]:
-        """The removed ids Graph no longer serves; the others only left the window."""
-        if not removed_ids:
-            return []
-        paths = {
-            graph_id: f"/me/events/{quote(graph_id, safe='')}?$select=id,isCancelled"
-            for graph_id in removed_ids
-        }
-        answers = batch_get(self.graph, list(paths.values()), headers=IMMUTABLE_IDS)
-        deleted = []
-        for graph_id, path in paths.items():
-            answer = answers.get(path)
-            if isinstance(answer, NotFound) or (
-                isinstance(answer, dict) and answer.get("isCancelled") is True
-            ):
-                deleted.append(graph_id)
-            elif isinstance(answer, GraphError):
-                raise answer  # unknown fate: store nothing, retry the page next cycle
-        return deleted
 
     # --- CRM -> Outlook ----------------------------------------------------------------------
 
