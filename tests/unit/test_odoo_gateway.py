@@ -119,6 +119,7 @@ class Refusal(Exception):
 CALENDAR_METHODS = {
     "store_event_page",
     "event_bindings",
+    "bound_event_ids",
     "meeting_candidates",
     "event_changes_to_push",
     "mark_event_pushed",
@@ -752,6 +753,11 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
             {"account_id": 3, "graph_ids": ["a", "b"]},
         ),
         (
+            "bound_event_ids",
+            lambda g: g.bound_event_ids(3),
+            {"account_id": 3},
+        ),
+        (
             "meeting_candidates",
             lambda g: g.meeting_candidates(3, ["u2", "u1", "u2"], ["m1"], [9, 4]),
             {
@@ -888,8 +894,14 @@ ANSWERS: dict[str, Any] = {
     "message_ids_for_account": {"g1": "<g1@example.com>", "draft": False},
     "list_mail_folders": [
         {
-            "folder": {"graph_id": "F1", "display_name": "Key accounts", "parent_id": False,
-                       "well_known_name": False, "path": "Inbox/Key accounts", "total_items": 2},
+            "folder": {
+                "graph_id": "F1",
+                "display_name": "Key accounts",
+                "parent_id": False,
+                "well_known_name": False,
+                "path": "Inbox/Key accounts",
+                "total_items": 2,
+            },
             "synced": True,
         }
     ],

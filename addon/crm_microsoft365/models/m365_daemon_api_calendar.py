@@ -1,5 +1,5 @@
 """The daemon's RPC API, calendar half: ``store_event_page``, ``event_bindings``,
-``meeting_candidates``, ``event_changes_to_push``, ``mark_event_pushed``,
+``bound_event_ids``, ``meeting_candidates``, ``event_changes_to_push``, ``mark_event_pushed``,
 ``upcoming_events_for_partner``.
 
 Which Outlook items are echoes and which are the same meeting as an Odoo event are the
@@ -167,6 +167,16 @@ class M365DaemonApiCalendar(models.AbstractModel):
                     "crm_modified_at": dt_to_wire(event.m365_modified_at),
                 }
         return _none_to_false(found)
+
+    @api.model
+    def bound_event_ids(self, payload):
+        """Every Outlook id bound for the account (a calendar round started afresh after a 410
+        lists no removals: the daemon compares its listing with these)."""
+        env = self._daemon_env()
+        bindings = env["m365.event.binding"].search(
+            [("account_id", "=", int(payload["account_id"]))], order="graph_id"
+        )
+        return bindings.mapped("graph_id")
 
     @api.model
     def meeting_candidates(self, payload):

@@ -301,6 +301,11 @@ class CrmGateway(abc.ABC):
         """The bindings of these Outlook ids for the account (unknown ids left out)."""
 
     @abc.abstractmethod
+    def bound_event_ids(self, account_id: int) -> list[str]:
+        """Every Outlook id bound for the account: what a calendar round started afresh (after
+        a 410) is compared with, as such a round lists what Outlook holds and no removals."""
+
+    @abc.abstractmethod
     def event_changes_to_push(self, account_id: int) -> list[CrmEventChange]:
         """CRM-side creations, edits and deletions of the account owner's events that Outlook
         has not seen yet (version > pushed version). Events the CRM held before the account

@@ -942,6 +942,9 @@ class OdooGateway(CrmGateway):
         )
         return read_answer(dict[str, EventBinding], answer)
 
+    def bound_event_ids(self, account_id: int) -> list[str]:
+        return read_answer(list[str], self._call("bound_event_ids", account_id=account_id))
+
     def meeting_candidates(
         self,
         account_id: int,

@@ -11,7 +11,10 @@ refuses a plan made on state that moved since (`StalePlan`: the page is planned 
 
 calendarView delta reports as removed both deleted events and events that merely left the
 window; an id Graph still serves is therefore kept (an event moving out of the window is not a
-deletion), and only a 404 unbinds it.
+deletion), and only a 404 unbinds it. A 410 restarts the window afresh, and a fresh round lists
+no removals: its last page also carries the ids the CRM has bound that it did not list
+(`bound_event_ids`), asked about the same way, so a meeting deleted while the link was gone
+leaves the CRM too, in the write that stores the round's delta link.
 
 Push: `sync.calendar.plan_outbound` over the CRM's pending changes (a whole series is changed
 or deleted through its master, never occurrence by occurrence); each one is carried out and
@@ -153,12 +156,25 @@ class CalendarCycle:
         skipped: Counter[str],
     ) -> None:
         cursor = self.gateway.get_cursor(account.id, window.key)
+        # A round started afresh (none stored, or the last link expired: 410) lists what
+        # Outlook holds and no removals; one resumed mid-way may be such a round. Either way,
+        # its last page also carries, as removed, what the CRM has bound and the round did not
+        # list: `_store_page` asks Graph about them as about any removal, and only the ones
+        # it no longer serves go, in the same write as the round's delta link.
+        fresh = cursor is None or cursor.kind is CursorKind.NEXT
+        listed: set[str] = set()
         pages = self.reader.pages(
             window_start=window.start,
             window_end=window.end,
             resume_link=cursor.link if cursor else None,
         )
         for page in pages:
+            listed.update(page.removed_ids)
+            for item in page.events:
+                listed.update(filter(None, (item.graph_id, item.series_master_id)))
+            if fresh and page.delta_link:
+                unlisted = set(self.gateway.bound_event_ids(account.id)) - listed
+                page.removed_ids = [*page.removed_ids, *sorted(unlisted)]
             result = self._store_page(account, window, page, skipped)
             figures["pages"] += 1
             figures["new"] += result.created + result.linked
