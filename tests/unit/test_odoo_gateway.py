@@ -910,6 +910,7 @@ ANSWERS: dict[str, Any] = {
     "pending_connects": [{"id": 9, "owner": "megan", "sealed": "eyJ.x"}],
     "store_event_page": {"created": 1, "updated": 0, "linked": 0, "removed": 1},
     "event_bindings": {},
+    "bound_event_ids": ["g1"],
     "meeting_candidates": [],
     "event_changes_to_push": [],
     "upcoming_events_for_partner": [],
