@@ -35,7 +35,7 @@ from m365sync.domain import (
     Sensitivity,
 )
 from m365sync.errors import SyncStateGone
-from m365sync.graph.calendar import EventPage
+from m365sync.graph.calendar import EventPage, zone_named
 
 PAGE_SIZE = 2  # small pages, so a cycle can die between two of them
 
@@ -249,6 +249,12 @@ class MailboxReader:
         return [g for g in removed_ids if g not in self.box.state]
 
 
+def parse_graph_time(value: Mapping[str, str]) -> datetime:
+    """A PATCH's ``dateTimeTimeZone`` (a wall time in a Windows or IANA zone) as UTC."""
+    wall = datetime.fromisoformat(value["dateTime"])
+    return wall.replace(tzinfo=zone_named(value["timeZone"])).astimezone(UTC)
+
+
 def _instance(item: CalendarEvent) -> bool:
     return item.event_type is not EventType.SERIES_MASTER
 
@@ -296,6 +302,8 @@ class MailboxWriter:
     def update(self, graph_id: str, changes: Mapping[str, Any]) -> CalendarEvent:
         meeting = self.outlook.find(self.index, graph_id)
         meeting.subject = changes.get("subject", meeting.subject)
+        if "start" in changes:
+            meeting.start = parse_graph_time(changes["start"])
         if "sensitivity" in changes:
             meeting.private = changes["sensitivity"] != "normal"
         meeting.modified = datetime.now(UTC)

@@ -263,13 +263,16 @@ TestOdooCalendarSyncMachine = machine_for(
     _machine_gateway,
     _machine_partner,
     close_gateway=lambda gateway: gateway.close(),
-    max_examples=12,
+    max_examples=6,
     steps=25,
     crm=CrmActions(
         create=lambda gateway, account, item, partner_ids: TestOdooCalendar.crm_create(
             None, gateway, account, item, partner_ids
         ),
         rename=lambda gateway, event_id, subject: _write_event(event_id, {"name": subject}),
+        move=lambda gateway, event_id, start, end: _write_event(
+            event_id, {"start": odoo_datetime(start), "stop": odoo_datetime(end)}
+        ),
         set_private=lambda gateway, event_id, private: _write_event(
             event_id, {"privacy": "private" if private else "public"}
         ),

@@ -534,6 +534,7 @@ TestMailSyncMachine = machine_for(
     _fresh_store,
     lambda gateway, name, email: gateway.add_partner(name, email, False, None, None),
     close_gateway=_close_store,
+    steps=40,
 )
 
 
@@ -579,6 +580,9 @@ TestCalendarSyncMachine = machine_for(
         ),
         rename=lambda gateway, event_id, subject: gateway.crm_update_event(
             event_id, subject=subject
+        ),
+        move=lambda gateway, event_id, start, end: gateway.crm_update_event(
+            event_id, start=start, end=end
         ),
         set_private=lambda gateway, event_id, private: gateway.crm_update_event(
             event_id, sensitivity=Sensitivity.PRIVATE if private else Sensitivity.NORMAL
