@@ -237,10 +237,6 @@ from tests.contract.machine_common import machine_for, run_regressions  # noqa: 
 from tests.contract.mail_machine import MailSyncMachine  # noqa: E402
 
 
-def _machine_gateway() -> OdooGateway:
-    return OdooGateway.from_config(odoo_config())
-
-
 def _machine_partner(gateway: CrmGateway, name: str, email: str) -> Partner:
     return TestOdooContract.seed_partner(None, gateway, name, email)
 
@@ -249,22 +245,23 @@ def _write_event(event_id: int, values: dict) -> None:
     admin_rpc_cached().execute_kw("calendar.event", "write", [[event_id], values])
 
 
-TestOdooMailSyncMachine = machine_for(
-    MailSyncMachine,
-    _machine_gateway,
-    _machine_partner,
-    close_gateway=lambda gateway: gateway.close(),
-    max_examples=12,
-    steps=25,
-)
+def _on_odoo(machine: type, examples: int, **bound: object) -> type:
+    """Few examples of 25 steps: every step is RPCs to a real Odoo (about a minute a machine)."""
+    return machine_for(
+        machine,
+        lambda: OdooGateway.from_config(odoo_config()),
+        _machine_partner,
+        close_gateway=lambda gateway: gateway.close(),
+        max_examples=examples,
+        steps=25,
+        **bound,
+    )
 
-TestOdooCalendarSyncMachine = machine_for(
+
+TestOdooMailSyncMachine = _on_odoo(MailSyncMachine, 12)
+TestOdooCalendarSyncMachine = _on_odoo(
     CalendarSyncMachine,
-    _machine_gateway,
-    _machine_partner,
-    close_gateway=lambda gateway: gateway.close(),
-    max_examples=6,
-    steps=25,
+    6,
     crm=CrmActions(
         create=lambda gateway, account, item, partner_ids: TestOdooCalendar.crm_create(
             None, gateway, account, item, partner_ids
