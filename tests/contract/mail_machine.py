@@ -70,7 +70,8 @@ class Mailbox:
     messages: dict[str, OutlookMessage] = field(default_factory=dict)  # immutable id ->
     changed: dict[str, set[str]] = field(default_factory=lambda: {f: set() for f in FOLDERS})
     removed: dict[str, set[str]] = field(default_factory=lambda: {f: set() for f in FOLDERS})
-    open_rounds: set[str] = field(default_factory=set)  # folders whose full round was cut short
+    # Folders whose full round was cut short -> the ids its first page listed.
+    open_rounds: dict[str, set[str]] = field(default_factory=dict)
 
     def settled(self) -> bool:
         return (
@@ -221,7 +222,8 @@ class MailSyncMachine(StoreMachine):
         """One sync cycle of a mailbox: a page per folder, in order, until one crashes."""
         box = self.boxes[box_index]
         for folder, outcome in zip(FOLDERS, outcomes, strict=True):
-            if folder in box.open_rounds:  # a cut-short full round resumes: its last page
+            resumed = folder in box.open_rounds
+            if resumed:  # a cut-short full round resumes: its last page
                 page = self._last_round_page(box, folder)
             else:
                 page = self._page(box, folder, box.changed[folder], box.removed[folder])
@@ -231,8 +233,12 @@ class MailSyncMachine(StoreMachine):
             if outcome == "stored, then replayed":
                 self.gateway.store_mail_page(replace(page))
             box.changed[folder].clear()
-            box.removed[folder].clear()
-            box.open_rounds.discard(folder)
+            if resumed:
+                # What its first page listed and went since: the round counts it as there,
+                # and the next delta reports it removed (found with 40 steps).
+                box.removed[folder] &= box.open_rounds.pop(folder)
+            else:
+                box.removed[folder].clear()
 
     @rule(
         box_index=st.integers(0, 1),
@@ -254,12 +260,12 @@ class MailSyncMachine(StoreMachine):
         self.gateway.store_mail_page(self._page(box, folder, first, set(), mark))
         assert before <= set(self.gateway.message_ids_for_account(box.account.id))
         if cut_short:
-            box.open_rounds.add(folder)
+            box.open_rounds[folder] = first
             return
         self.gateway.store_mail_page(self._last_round_page(box, folder))
         box.changed[folder].clear()
         box.removed[folder].clear()
-        box.open_rounds.discard(folder)
+        box.open_rounds.pop(folder, None)
 
     # --- what must hold ----------------------------------------------------------------------
 
