@@ -245,23 +245,24 @@ def _write_event(event_id: int, values: dict) -> None:
     admin_rpc_cached().execute_kw("calendar.event", "write", [[event_id], values])
 
 
-def _on_odoo(machine: type, examples: int, **bound: object) -> type:
-    """Few examples of 25 steps: every step is RPCs to a real Odoo (about a minute a machine)."""
+def _on_odoo(machine: type, examples: int, steps: int, **bound: object) -> type:
+    """Few examples: every step is RPCs to a real Odoo (about a minute a machine)."""
     return machine_for(
         machine,
         lambda: OdooGateway.from_config(odoo_config()),
         _machine_partner,
         close_gateway=lambda gateway: gateway.close(),
         max_examples=examples,
-        steps=25,
+        steps=steps,
         **bound,
     )
 
 
-TestOdooMailSyncMachine = _on_odoo(MailSyncMachine, 12)
+TestOdooMailSyncMachine = _on_odoo(MailSyncMachine, 12, 25)
 TestOdooCalendarSyncMachine = _on_odoo(
     CalendarSyncMachine,
-    6,
+    5,
+    20,
     crm=CrmActions(
         create=lambda gateway, account, item, partner_ids: TestOdooCalendar.crm_create(
             None, gateway, account, item, partner_ids
