@@ -74,6 +74,8 @@ class OutlookBox:
     state: dict[str, CalendarEvent] = field(default_factory=dict)  # graph id -> event
     log: dict[str, int] = field(default_factory=dict)  # graph id -> serial of its last change
     transactions: dict[str, str] = field(default_factory=dict)  # transactionId -> graph id
+    ours: set[str] = field(default_factory=set)  # items last changed by this mailbox's sync
+    theirs_served: int = 0  # items served by the last rounds that the sync did not write
     expired: bool = False
     rewind: bool = False
     crash_after_create: bool = False
@@ -149,9 +151,10 @@ class Outlook:
             items[item.graph_id] = item
         return items
 
-    def commit(self, meeting: Meeting, *, gone: bool = False) -> None:
+    def commit(self, meeting: Meeting, *, gone: bool = False, by: int | None = None) -> None:
         """Outlook's state after a change of ``meeting`` (``gone``: deleted): each item that
-        differs gets a new change key and lands in its mailbox's delta."""
+        differs gets a new change key and lands in its mailbox's delta. ``by``: the mailbox
+        whose sync wrote it (its items then come back to it as echoes)."""
         if gone:
             self.meetings.remove(meeting)
         for index, graph_id in meeting.copies.items():
@@ -167,13 +170,17 @@ class Outlook:
                     serial = next(self.serial)
                     box.state[item_id] = replace(item, change_key=f"ck{serial}")
                     box.log[item_id] = serial
+                    if by == index:
+                        box.ours.add(item_id)
+                    else:
+                        box.ours.discard(item_id)
             for item_id in set(old) - set(new):
                 del box.state[item_id]
                 box.log[item_id] = next(self.serial)
 
-    def add(self, meeting: Meeting) -> None:
+    def add(self, meeting: Meeting, *, by: int | None = None) -> None:
         self.meetings.append(meeting)
-        self.commit(meeting)
+        self.commit(meeting, by=by)
 
     def find(self, index: int, graph_id: str) -> Meeting:
         return next(m for m in self.meetings if m.copies.get(index) == graph_id)
@@ -233,6 +240,7 @@ class MailboxReader:
             wanted = [g for g in wanted if g > after]
             chunk, rest = wanted[:PAGE_SIZE], wanted[PAGE_SIZE:]
             events = [box.state[g] for g in chunk if g in box.state]
+            box.theirs_served += sum(e.graph_id not in box.ours for e in events)
             removed = [g for g in chunk if g not in box.state]
             if rest:
                 after = chunk[-1]
@@ -243,7 +251,9 @@ class MailboxReader:
                 return
 
     def masters(self, series_ids: list[str]) -> dict[str, CalendarEvent]:
-        return {g: self.box.state[g] for g in dict.fromkeys(series_ids) if g in self.box.state}
+        found = {g: self.box.state[g] for g in dict.fromkeys(series_ids) if g in self.box.state}
+        self.box.theirs_served += sum(g not in self.box.ours for g in found)
+        return found
 
     def deleted(self, removed_ids: list[str]) -> list[str]:
         return [g for g in removed_ids if g not in self.box.state]
@@ -292,7 +302,8 @@ class MailboxWriter:
                     copies={self.index: known},
                     private=event.sensitivity is not Sensitivity.NORMAL,
                     transaction=transaction_id,
-                )
+                ),
+                by=self.index,
             )
         if self.box.crash_after_create:
             self.box.crash_after_create = False
@@ -307,13 +318,13 @@ class MailboxWriter:
         if "sensitivity" in changes:
             meeting.private = changes["sensitivity"] != "normal"
         meeting.modified = datetime.now(UTC)
-        self.outlook.commit(meeting)
+        self.outlook.commit(meeting, by=self.index)
         return self.box.state[graph_id]
 
     def delete(self, graph_id: str) -> bool:
         if graph_id not in self.box.state:
             return False
-        self.outlook.commit(self.outlook.find(self.index, graph_id), gone=True)
+        self.outlook.commit(self.outlook.find(self.index, graph_id), gone=True, by=self.index)
         return True
 
     def respond(self, graph_id: str, response: ResponseStatus) -> None:
