@@ -252,6 +252,16 @@ class CalendarContract:
         (summary,) = gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1))
         assert summary.subject == "Renamed"
 
+    def test_the_ids_bound_for_an_account(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """What a calendar round started afresh after a 410 compares its listing with."""
+        first, second = unique("g"), unique("g")
+        store(gateway, page(account, [StoredEvent(event(first), links(anna.id))]))
+        store(gateway, page(account, [StoredEvent(event(second), links(anna.id))], [first]))
+        assert gateway.bound_event_ids(account.id) == [second]
+        assert gateway.bound_event_ids(gateway.upsert_account(spec()).id) == []
+
     def test_a_series_and_its_occurrences(
         self, gateway: CrmGateway, account: Account, anna
     ) -> None:

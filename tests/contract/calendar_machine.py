@@ -1,74 +1,78 @@
 """A state machine over the calendar's two-way sync, run against each gateway (vdirsyncer's
 SyncMachine is the model; `mail_machine` is its mail half).
 
-Outlook's side: a meeting the first mailbox's owner organizes, alone or with the second
-mailbox invited (the same meeting, one copy per mailbox, one iCalUId); the organizer renames
-or deletes it (every copy changes). The CRM's side: a salesperson creates a meeting for the
-first mailbox, renames or deletes one (the store's own user actions, as in the calendar
-contract). The sync: a mailbox's cycle is its delta (the changed and removed copies since the
-last stored cursor) planned by the product's own rules (`sync.calendar.plan_inbound` over the
-store's bindings, meeting candidates and partner lookups) and stored, then the CRM's pending
-changes planned (`plan_outbound`) and carried out on the Outlook model and recorded
-(`mark_event_pushed`); our own writes come back in the next delta, as Outlook sends them.
-Faults: a crash after planning and before storing (nothing stored, the same delta comes
-again); a page stored, then replayed (planned again on fresh state); a crash after Outlook
-took a create and before the CRM recorded it (the retry carries the same transactionId, and
-Outlook answers with the event it already made).
+The sync is the product's own `CalendarCycle` (push the CRM's creates, pull the delta, push
+the CRM's other changes), over an in-memory Outlook (`machine_outlook`) of two mailboxes.
 
-What must hold once every mailbox is synced and nothing waits to be pushed: each mailbox's
-copies are bound, each to one CRM event, the copies of one meeting to the same one; the CRM
-holds exactly the living meetings with their last subject; nothing is left to push (our own
-writes never came back as changes: no echo).
+Outlook's side: the first mailbox's owner makes a meeting, alone or with the second mailbox
+invited (one copy per mailbox, one iCalUId), normal or private, single or a weekly series;
+renames or moves it (every copy changes), deletes it; in a series, moves one occurrence (it
+becomes an exception), cancels one, renames or deletes the whole series. The CRM's side (the
+store's own user actions): a salesperson makes a meeting for the first mailbox, renames or
+moves one, makes one private or public again, deletes one. A conflict: both sides rename one
+meeting between two syncs, Outlook's edit stamped before or after the CRM's.
 
-Simultaneous edits of one meeting on both sides (last writer wins) are left to the unit tests
-of `sync.calendar` and the contract: the rules here never edit a meeting with a change pending
-on the other side.
+Faults, per cycle: the daemon dies after planning a page and before storing it, or between
+two pages (after the first is stored); dies after Outlook took a create and before the CRM
+recorded it (the retry carries the same transactionId and Outlook answers with the event it
+made); the delta link expired (410: the cycle starts the window afresh); Outlook replays
+changes the CRM already has (a round from an older link); a CRM user renames a meeting of the
+page between its plan and its store (`StalePlan`: planned again, a conflict).
+
+What must hold once `settle` has run every mailbox's cycle until nothing moves (and one more
+cycle each then changes nothing: our own writes never come back as changes, no echo): each
+mailbox's items are bound, each to its own CRM event, the items of one meeting to the same one
+across mailboxes, and nothing else is bound (but the master of a series deleted in Outlook,
+which calendarView delta never names); Ann's meetings in the CRM are exactly the first
+mailbox's instances not kept as busy time, at their Outlook times, with the subject the rules
+say: the last writer's (a conflict: the later edit wins), a private Outlook meeting only as
+busy time, a meeting made private in the CRM keeping the CRM's details while Outlook renames
+it; Outlook holds the CRM's subject of every meeting not private; nothing waits to be pushed.
+Edits are made on meetings known to both sides (made before the last settle), and each side
+edits a meeting only while the other has no unsynced edit of it, except in the conflict rules.
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, rule
 
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import (
     Account,
-    Attendee,
     CalendarEvent,
-    Cursor,
-    CursorKind,
-    EmailAddress,
     EventPageWrite,
     EventType,
-    Partner,
     Privacy,
-    ResponseStatus,
+    Sensitivity,
+    SyncRun,
 )
-from m365sync.sync.calendar import (
-    ForgetDeleted,
-    PushCreate,
-    PushDelete,
-    PushResponse,
-    PushUpdate,
-    crm_event_of,
-    event_addresses,
-    plan_inbound,
-    plan_outbound,
-)
-from m365sync.sync.mail import MailPolicy, PartnerLookups, page_domains
+from m365sync.service.calendar_cycle import CalendarCycle
+from m365sync.sync.calendar import crm_event_of
+from m365sync.sync.mail import MailPolicy
 
 from .gateway_contract import spec, unique
+from .machine_common import StoreMachine
+from .machine_outlook import Killed, Meeting, Outlook, Slot
 
 START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=5)
-CALENDAR = "calendarView/machine"
 POLICY = MailPolicy.build(["contoso.example"], Privacy.EVERYTHING)
-SeedPartner = Callable[..., Partner]
+FAULTS = (
+    "none",
+    "dies before storing the first page",
+    "dies before storing the second page",
+    "dies after storing the first page",
+    "dies after Outlook took a create",
+    "410: the delta link expired",
+    "Outlook replays changes",
+    "a CRM user renames a meeting of the page between its plan and its store",  # keep it last
+)
 
 
 @dataclass
@@ -77,359 +81,409 @@ class CrmActions:
 
     create: Callable[[CrmGateway, Account, CalendarEvent, list[int]], int]
     rename: Callable[[CrmGateway, int, str], None]
+    move: Callable[[CrmGateway, int, datetime, datetime], None]
+    set_private: Callable[[CrmGateway, int, bool], None]
     delete: Callable[[CrmGateway, int], None]
 
 
-@dataclass
-class Meeting:
-    subject: str
-    start: datetime
-    uid: str | None = None  # None: made in the CRM, not yet in Outlook
-    crm_id: int | None = None  # known for meetings made in the CRM
-    copies: dict[int, str] = field(default_factory=dict)  # mailbox index -> graph id
-    change: int = 1
-    crm_pending: bool = False  # a CRM change Outlook has not been told yet
-    transaction: str | None = None  # the transactionId of the create that made it
-    recorded: bool = True  # the CRM knows its Outlook copy (False: a create's answer was lost)
+class Dies:
+    """The gateway, with the daemon dying around its ``store_event_page`` calls, or a CRM
+    user's edit landing between a page's plan and its store (``meanwhile``, called once with
+    the planned page)."""
+
+    def __init__(
+        self,
+        gateway: CrmGateway,
+        *,
+        before: int = 0,
+        after: int = 0,
+        meanwhile: Callable[[EventPageWrite], bool] | None = None,
+    ) -> None:
+        self._gateway = gateway
+        self._before, self._after, self._stored = before, after, 0
+        self._meanwhile = meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gateway, name)
+
+    def store_event_page(self, page: EventPageWrite, **kwargs: Any) -> Any:
+        self._stored += 1
+        if self._stored == self._before:
+            raise Killed(f"before storing page {self._stored}")
+        if self._meanwhile is not None and self._meanwhile(page):
+            self._meanwhile = None
+        result = self._gateway.store_event_page(page, **kwargs)
+        if self._stored == self._after:
+            raise Killed(f"after storing page {self._stored}")
+        return result
 
 
 @dataclass
-class Mailbox:
-    account: Account
-    change_keys: dict[str, str] = field(default_factory=dict)  # graph id -> its change key
-    changed: set[str] = field(default_factory=set)
-    removed: set[str] = field(default_factory=set)
-    transactions: dict[str, str] = field(default_factory=dict)  # transactionId -> graph id
+class Expected:
+    """What the CRM must show of the meetings: by iCalUId (Outlook's) or CRM event id (made
+    in the CRM); None: busy time only."""
 
-    def settled(self) -> bool:
-        return not self.changed and not self.removed
+    by_uid: dict[str, str | None] = field(default_factory=dict)
+    by_crm_id: dict[int, str | None] = field(default_factory=dict)
+
+    def key(self, meeting: Meeting) -> tuple[str, int | str]:
+        made_by_crm = crm_event_of(meeting.transaction)
+        return ("crm", made_by_crm) if made_by_crm is not None else ("uid", meeting.uid)
+
+    def get(self, meeting: Meeting) -> str | None:
+        kind, key = self.key(meeting)
+        return self.by_crm_id[key] if kind == "crm" else self.by_uid[key]  # type: ignore[index]
+
+    def set(self, meeting: Meeting, subject: str | None) -> None:
+        kind, key = self.key(meeting)
+        (self.by_crm_id if kind == "crm" else self.by_uid)[key] = subject  # type: ignore[index]
 
 
-class CalendarSyncMachine(RuleBasedStateMachine):
-    """Subclassed by `machine_for` with a gateway factory, a contact seeder and CRM actions."""
+class CalendarSyncMachine(StoreMachine):
+    """Bound by `machine_common.machine_for` to a gateway, a contact seeder and CRM actions."""
 
-    make_gateway: Callable[[], CrmGateway]
-    seed_partner: SeedPartner
     crm: CrmActions
 
     def __init__(self) -> None:
         super().__init__()
-        self.gateway = type(self).make_gateway()
         self.customer = f"ann.{unique('c')}@customer.example"
         self.ann = self.seed_partner(self.gateway, "Ann", self.customer)
-        self.boxes = [Mailbox(self.gateway.upsert_account(spec())) for _ in range(2)]
-        self.meetings: list[Meeting] = []
-        self.serial = itertools.count(1)
-        self.cursors = itertools.count(1)
+        self.accounts = [self.gateway.upsert_account(spec()) for _ in range(2)]
+        self.outlook = Outlook([a.address for a in self.accounts], self.customer)
+        self.expected = Expected()
+        self.known: set[str] = set()  # uids of the meetings both sides had at the last settle
+        self.dirty: dict[str, str] = {}  # uid -> the side with an unsynced edit
+        self.crm_made: list[int] = []  # CRM events made and not yet seen in Outlook
+        self.n = 0
+
+    def _next(self) -> int:
+        self.n += 1
+        return self.n
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _touch(self, meeting: Meeting) -> None:
-        """Outlook changed every copy: new change keys, each in its mailbox's delta."""
-        meeting.change += 1
-        for index, graph_id in meeting.copies.items():
-            box = self.boxes[index]
-            box.change_keys[graph_id] = f"ck-{graph_id}-{meeting.change}"
-            box.changed.add(graph_id)
-
-    def _quiet(self, meeting: Meeting) -> bool:
-        """In Outlook, bound in the CRM, nothing pending on either side."""
-        return (
-            bool(meeting.copies)
-            and not meeting.crm_pending
-            and not any(
-                graph_id in self.boxes[i].changed or graph_id in self.boxes[i].removed
-                for i, graph_id in meeting.copies.items()
-            )
-        )
-
-    def _pick(self, data: st.DataObject, wanted: Callable[[Meeting], bool]) -> Meeting | None:
-        found = [m for m in self.meetings if wanted(m)]
+    def _pick(
+        self, data: st.DataObject, side: str, *, single: bool | None = None, public: bool = False
+    ) -> Meeting | None:
+        """A meeting both sides know that ``side`` may edit now."""
+        found = [
+            m
+            for m in self.outlook.meetings
+            if m.uid in self.known
+            and self.dirty.get(m.uid, side) == side
+            and (single is None or (m.slots is None) == single)
+            and not (public and self.expected.get(m) is None)
+        ]
         return data.draw(st.sampled_from(found)) if found else None
 
     def _crm_id(self, meeting: Meeting) -> int:
         graph_id = meeting.copies[0]
-        return self.gateway.event_bindings(self.boxes[0].account.id, [graph_id])[
-            graph_id
-        ].crm_event_id
+        return self.gateway.event_bindings(self.accounts[0].id, [graph_id])[graph_id].crm_event_id
 
-    def _outlook_event(self, index: int, graph_id: str) -> CalendarEvent:
-        meeting = next(m for m in self.meetings if m.copies.get(index) == graph_id)
-        box = self.boxes[index]
-        attendees = [Attendee(self.customer, "Ann", "required", ResponseStatus.NONE)]
-        if 1 in meeting.copies:
-            attendees.append(
-                Attendee(self.boxes[1].account.address, "", "required", ResponseStatus.NONE)
-            )
-        return CalendarEvent(
-            graph_id=graph_id,
-            ical_uid=meeting.uid,
-            event_type=EventType.SINGLE,
-            subject=meeting.subject,
-            start=meeting.start,
-            end=meeting.start + timedelta(hours=1),
-            time_zone="UTC",
-            organizer=EmailAddress(self.boxes[0].account.address, "Organizer"),
-            attendees=tuple(attendees),
-            change_key=box.change_keys[graph_id],
-            transaction_id=meeting.transaction,
-        )
+    def _outlook_changed(self, meeting: Meeting, *, modified: datetime | None = None) -> None:
+        # A plain edit is stamped a little in the past: Odoo's write times have whole seconds,
+        # and a CRM edit that follows must be the later one (the conflict rules rely on it).
+        meeting.modified = modified or datetime.now(UTC) - timedelta(seconds=2)
+        self.outlook.commit(meeting)
+        self.dirty[meeting.uid] = "outlook"
+        if not meeting.private:
+            self.expected.set(meeting, meeting.subject)
 
     # --- Outlook ------------------------------------------------------------------------------
 
-    @rule(invite=st.booleans())
-    def outlook_create(self, invite: bool) -> None:
-        n = next(self.serial)
-        meeting = Meeting(f"Outlook meeting {n}", START + timedelta(hours=n), uid=unique("uid"))
-        for index in (0, 1) if invite else (0,):
-            meeting.copies[index] = unique("AAMkEv")
-        self.meetings.append(meeting)
-        self._touch(meeting)
-
-    @staticmethod
-    def _editable_in_outlook(meeting: Meeting) -> bool:
-        """In Outlook, no CRM change pending, and known to the CRM: a create Outlook took
-        whose answer the CRM never recorded is left alone until the CRM has it (were it
-        deleted meanwhile, the CRM's meeting would rightly be created again)."""
-        return bool(meeting.copies) and not meeting.crm_pending and meeting.recorded
+    @rule(invite=st.booleans(), private=st.booleans(), weeks=st.sampled_from([0, 0, 3]))
+    def outlook_create(self, invite: bool, private: bool, weeks: int) -> None:
+        """A meeting of the first mailbox's owner (``weeks``: a weekly series of that many)."""
+        n = self._next()
+        start = START + timedelta(hours=n)
+        copies = {i: self.outlook.new_id() for i in ((0, 1) if invite else (0,))}
+        slots = [Slot(start + timedelta(weeks=w), start + timedelta(weeks=w)) for w in range(weeks)]
+        meeting = Meeting(
+            unique("uid"), f"Outlook meeting {n}", start, copies, private, slots or None
+        )
+        self.outlook.add(meeting)
+        self.expected.set(meeting, None if private else meeting.subject)
 
     @rule(data=st.data())
     def outlook_rename(self, data: st.DataObject) -> None:
-        meeting = self._pick(data, self._editable_in_outlook)
-        if meeting is not None:
-            meeting.subject = f"{meeting.subject} (renamed in Outlook {next(self.serial)})"
-            self._touch(meeting)
+        """A single meeting, or a whole series (every occurrence takes the new subject)."""
+        if meeting := self._pick(data, "outlook"):
+            meeting.subject = f"{meeting.subject} (Outlook {self._next()})"
+            self._outlook_changed(meeting)
+
+    @rule(data=st.data(), hours=st.integers(-3, 30))
+    def outlook_move(self, data: st.DataObject, hours: int) -> None:
+        """A single meeting to another time."""
+        if meeting := self._pick(data, "outlook", single=True):
+            meeting.start += timedelta(hours=hours)
+            self._outlook_changed(meeting)
 
     @rule(data=st.data())
     def outlook_delete(self, data: st.DataObject) -> None:
-        meeting = self._pick(data, self._editable_in_outlook)
-        if meeting is not None:
-            self._remove_from_outlook(meeting)
+        """A single meeting, or a whole series."""
+        if meeting := self._pick(data, "outlook"):
+            self.outlook.commit(meeting, gone=True)
+            self.dirty[meeting.uid] = "outlook"
 
-    def _remove_from_outlook(self, meeting: Meeting) -> None:
-        for index, graph_id in meeting.copies.items():
-            box = self.boxes[index]
-            box.changed.discard(graph_id)
-            box.removed.add(graph_id)
-            box.change_keys.pop(graph_id, None)
-        self.meetings.remove(meeting)
+    @rule(data=st.data(), hours=st.integers(1, 30))
+    def outlook_move_occurrence(self, data: st.DataObject, hours: int) -> None:
+        if meeting := self._pick(data, "outlook", single=False):
+            assert meeting.slots is not None
+            slot = data.draw(st.sampled_from([s for s in meeting.slots if not s.cancelled]))
+            slot.start += timedelta(hours=hours)
+            self._outlook_changed(meeting)
+
+    @rule(data=st.data())
+    def outlook_cancel_occurrence(self, data: st.DataObject) -> None:
+        if meeting := self._pick(data, "outlook", single=False):
+            assert meeting.slots is not None
+            left = [s for s in meeting.slots if not s.cancelled]
+            if len(left) > 1:
+                data.draw(st.sampled_from(left)).cancelled = True
+                self._outlook_changed(meeting)
 
     # --- the CRM ------------------------------------------------------------------------------
 
-    @rule()
-    def crm_create(self) -> None:
-        n = next(self.serial)
-        meeting = Meeting(f"CRM meeting {n}", START + timedelta(hours=n), crm_pending=True)
+    @rule(private=st.booleans())
+    def crm_create(self, private: bool) -> None:
+        n = self._next()
         item = CalendarEvent(
             graph_id="",
             ical_uid=None,
             event_type=EventType.SINGLE,
-            subject=meeting.subject,
-            start=meeting.start,
-            end=meeting.start + timedelta(hours=1),
+            subject=f"CRM meeting {n}",
+            start=START + timedelta(hours=n),
+            end=START + timedelta(hours=n + 1),
             time_zone="UTC",
+            sensitivity=Sensitivity.PRIVATE if private else Sensitivity.NORMAL,
         )
-        meeting.crm_id = self.crm.create(self.gateway, self.boxes[0].account, item, [self.ann.id])
-        self.meetings.append(meeting)
+        crm_id = self.crm.create(self.gateway, self.accounts[0], item, [self.ann.id])
+        self.expected.by_crm_id[crm_id] = item.subject
+        self.crm_made.append(crm_id)
 
     @rule(data=st.data())
     def crm_rename(self, data: st.DataObject) -> None:
-        meeting = self._pick(data, self._quiet)
-        if meeting is not None:
-            meeting.subject = f"{meeting.subject} (renamed in the CRM {next(self.serial)})"
-            self.crm.rename(self.gateway, self._crm_id(meeting), meeting.subject)
-            meeting.crm_pending = True
+        if meeting := self._pick(data, "crm", single=True, public=True):
+            subject = f"{self.expected.get(meeting)} (CRM {self._next()})"
+            self.crm.rename(self.gateway, self._crm_id(meeting), subject)
+            self.expected.set(meeting, subject)
+            self.dirty[meeting.uid] = "crm"
+
+    @rule(data=st.data(), hours=st.integers(-3, 30))
+    def crm_move(self, data: st.DataObject, hours: int) -> None:
+        """A single meeting to another time, in the CRM: Outlook's copies follow."""
+        if meeting := self._pick(data, "crm", single=True, public=True):
+            start = meeting.start + timedelta(hours=hours)
+            self.crm.move(self.gateway, self._crm_id(meeting), start, start + timedelta(hours=1))
+            self.dirty[meeting.uid] = "crm"
+
+    @rule(data=st.data())
+    def crm_privacy(self, data: st.DataObject) -> None:
+        """Private goes to Outlook whole, marked private; Outlook's later renames then reach
+        the CRM as busy time only, and the CRM keeps its details."""
+        if meeting := self._pick(data, "crm", single=True, public=True):
+            self.crm.set_private(self.gateway, self._crm_id(meeting), not meeting.private)
+            self.dirty[meeting.uid] = "crm"
 
     @rule(data=st.data())
     def crm_delete(self, data: st.DataObject) -> None:
-        meeting = self._pick(data, self._quiet)
-        if meeting is not None:
+        if meeting := self._pick(data, "crm", single=True, public=True):
             self.crm.delete(self.gateway, self._crm_id(meeting))
-            meeting.crm_pending = True
-            meeting.subject = ""  # gone once pushed
+            self.dirty[meeting.uid] = "crm"
+
+    @rule(data=st.data(), outlook_later=st.booleans())
+    def conflict(self, data: st.DataObject, outlook_later: bool) -> None:
+        """Both sides rename one meeting between two syncs: the later edit wins (Outlook's
+        ``lastModifiedDateTime`` against the CRM's write time), on both sides."""
+        meeting = self._pick(data, "crm", single=True, public=True)
+        if meeting is None or meeting.private or self.dirty.get(meeting.uid):
+            return
+        n = self._next()
+        crm_subject = f"{self.expected.get(meeting)} (CRM {n})"
+        self.crm.rename(self.gateway, self._crm_id(meeting), crm_subject)
+        meeting.subject = f"{meeting.subject} (Outlook {n})"
+        shift = timedelta(hours=1 if outlook_later else -1)
+        self._outlook_changed(meeting, modified=datetime.now(UTC) + shift)
+        self.expected.set(meeting, meeting.subject if outlook_later else crm_subject)
+        self.dirty[meeting.uid] = "both"
 
     # --- the sync -----------------------------------------------------------------------------
 
-    def _planned_page(self, index: int) -> EventPageWrite:
-        box = self.boxes[index]
-        events = [self._outlook_event(index, g) for g in sorted(box.changed)]
-        bindings = self.gateway.event_bindings(box.account.id, [e.graph_id for e in events])
-        unbound = [e for e in events if e.graph_id not in bindings]
-        candidates = self.gateway.meeting_candidates(
-            box.account.id,
-            [e.ical_uid for e in unbound if e.ical_uid],
-            [],
-            [n for e in unbound if (n := crm_event_of(e.transaction_id)) is not None],
-        )
-        addresses = event_addresses(events)
-        lookups = PartnerLookups(
-            dict(self.gateway.find_partners_by_emails(addresses)),
-            self.gateway.find_companies_by_domains(page_domains(addresses, POLICY)),
-        )
-        plan = plan_inbound(
-            events,
-            bindings,
-            lookups,
+    def _cycle(self, index: int, gateway: Any = None) -> SyncRun:
+        account = self.accounts[index]
+        cycle = CalendarCycle(
+            gateway or self.gateway,
+            None,  # type: ignore[arg-type]  # no Graph: the reader and writer are Outlook's
             POLICY,
-            owner=box.account.address.lower(),
-            candidates=candidates,
+            reader=self.outlook.reader(index),  # type: ignore[arg-type]
+            writer=self.outlook.writer(index),  # type: ignore[arg-type]
         )
-        # A conflict here is an invited mailbox whose binding is behind a CRM change the
-        # organizer's mailbox pushed: Outlook's copy already carries that change.
-        return EventPageWrite(
-            account_id=box.account.id,
-            calendar_id=CALENDAR,
-            upserts=plan.upserts,
-            removed_ids=sorted(box.removed),
-            cursor=Cursor(f"https://graph.example/delta?{next(self.cursors)}", CursorKind.DELTA),
-            skipped=dict(plan.skipped),
-        )
+        return cycle.run(account, SyncRun(account_id=account.id, started_at=datetime.now(UTC)))
 
-    @rule(
-        index=st.integers(0, 1),
-        outcome=st.sampled_from(
-            [
-                "stored",
-                "crash before storing",
-                "stored, then replayed",
-                "crash after Outlook took a create",
-            ]
-        ),
-    )
-    def cycle(self, index: int, outcome: str) -> None:
-        """One calendar cycle of a mailbox: pull its delta, then push the CRM's changes."""
-        box = self.boxes[index]
-        page = self._planned_page(index)
-        if outcome == "crash before storing":
-            return  # nothing stored, the cursor stays: the same delta comes again
-        self.gateway.store_event_page(page)
-        if outcome == "stored, then replayed":
-            # The cursor was not confirmed: the same delta again, planned on fresh state.
-            result = self.gateway.store_event_page(self._planned_page(index))
-            assert (result.created, result.linked, result.updated) == (0, 0, 0)
-        pulled = {stored.event.graph_id for stored in page.upserts} | set(box.changed)
-        for meeting in self.meetings:
-            if meeting.copies.get(index) in pulled:
-                meeting.recorded = True  # the pull bound it (by its transactionId)
-        box.changed.clear()
-        box.removed.clear()
-        self._push(index, crash_after_create=outcome == "crash after Outlook took a create")
+    @rule(index=st.integers(0, 1), fault=st.sampled_from(FAULTS))
+    def cycle(self, index: int, fault: str) -> None:
+        """One calendar cycle of a mailbox, perhaps cut short (the next one carries on)."""
+        box = self.outlook.boxes[index]
+        gateway: Any = None
+        if fault == "dies before storing the first page":
+            gateway = Dies(self.gateway, before=1)
+        elif fault == "dies before storing the second page":
+            gateway = Dies(self.gateway, before=2)
+        elif fault == "dies after storing the first page":
+            gateway = Dies(self.gateway, after=1)
+        elif fault == "dies after Outlook took a create":
+            box.crash_after_create = True
+        elif fault == "410: the delta link expired":
+            box.expired = True
+        elif fault == "Outlook replays changes":
+            box.rewind = True
+        elif fault.startswith("a CRM user renames"):
+            gateway = Dies(self.gateway, meanwhile=lambda page: self._rename_meanwhile(index, page))
+        with contextlib.suppress(Killed):  # the next cycle carries on
+            self._cycle(index, gateway)
+        box.crash_after_create = box.rewind = False
 
-    def _push(self, index: int, *, crash_after_create: bool) -> None:
-        box = self.boxes[index]
-        account = box.account
-        changes = self.gateway.event_changes_to_push(account.id)
-        for action in plan_outbound(changes, now=START, account_address=account.address):
-            change = action.change
-            graph_id = change.event.graph_id
-            if isinstance(action, PushCreate):
-                meeting = next(m for m in self.meetings if m.crm_id == change.crm_event_id)
-                graph_id = box.transactions.setdefault(action.transaction_id, unique("AAMkEv"))
-                if meeting.uid is None:
-                    meeting.uid = unique("uid")
-                    meeting.recorded = not crash_after_create
-                    meeting.transaction = action.transaction_id
-                    meeting.copies[index] = graph_id
-                    meeting.crm_pending = False
-                    self._touch(meeting)
-                if crash_after_create:
-                    # Outlook has it, the CRM was not told: the next pull brings it (its
-                    # transactionId names the CRM event), a retry finds it.
-                    return
-                self.gateway.mark_event_pushed(
-                    account.id,
-                    change.crm_event_id,
-                    graph_id=graph_id,
-                    change_key=box.change_keys[graph_id],
-                    version=change.version,
-                    ical_uid=meeting.uid,
-                )
-            elif isinstance(action, PushUpdate):
-                meeting = next(m for m in self.meetings if m.copies.get(index) == graph_id)
-                meeting.subject = change.event.subject or ""
-                meeting.crm_pending = False
-                self._touch(meeting)
-                self.gateway.mark_event_pushed(
-                    account.id,
-                    change.crm_event_id,
-                    graph_id=graph_id,
-                    change_key=box.change_keys[graph_id],
-                    version=change.version,
-                )
-            elif isinstance(action, PushDelete):
-                meeting = next(m for m in self.meetings if m.copies.get(index) == graph_id)
-                self._remove_from_outlook(meeting)
-                self.gateway.mark_event_pushed(
-                    account.id,
-                    change.crm_event_id,
-                    graph_id=graph_id,
-                    change_key=None,
-                    version=change.version,
-                )
-            else:
-                assert isinstance(action, ForgetDeleted | PushResponse)
-                assert isinstance(action, ForgetDeleted), action  # nobody answers here
-                self.gateway.mark_event_pushed(
-                    account.id,
-                    change.crm_event_id,
-                    graph_id=graph_id,
-                    change_key=change.event.change_key,
-                    version=change.version,
-                )
+    def _rename_meanwhile(self, index: int, page: EventPageWrite) -> bool:
+        """A CRM user renames a single meeting this page changes: the store refuses the stale
+        plan (`StalePlan`), the cycle plans again and finds a conflict, which the CRM's edit,
+        the later one, wins. False when the page has no such meeting."""
+        for stored in page.upserts:
+            if stored.crm_event_id is None:
+                continue
+            meeting = self.outlook.find_item(index, stored.event.graph_id)
+            if meeting.slots is None and self.dirty.get(meeting.uid) == "outlook":
+                if meeting.private or self.expected.get(meeting) is None:
+                    continue
+                subject = f"{self.expected.get(meeting)} (CRM meanwhile {self._next()})"
+                self.crm.rename(self.gateway, stored.crm_event_id, subject)
+                self.expected.set(meeting, subject)
+                self.dirty[meeting.uid] = "both"
+                return True
+        return False
 
-    # --- what must hold -----------------------------------------------------------------------
+    @rule()
+    def settle(self) -> None:
+        """Every mailbox's cycle until nothing moves, then the checks of the module docstring."""
+        for _ in range(2):
+            for index in (0, 1):
+                box = self.outlook.boxes[index]
+                box.theirs_served = 0
+                figures = self._cycle(index).calendar
+                # What a mailbox's own sync wrote comes back to it as an echo, never as a
+                # change to store: only the items it did not write may be stored.
+                stored = figures.get("new", 0) + figures.get("updated", 0)
+                assert stored <= box.theirs_served, f"own writes stored again: {figures}"
+        for index in (0, 1):
+            figures = self._cycle(index).calendar
+            moved = {k: v for k, v in figures.items() if k != "pages" and v}
+            assert not moved, f"mailbox {index} still moves once settled: {moved}"
+        self._both_sides_agree()
+        self.known = {m.uid for m in self.outlook.meetings}
+        self.dirty.clear()
+        self.crm_made.clear()
 
-    def _settled(self) -> bool:
-        return all(box.settled() for box in self.boxes) and not any(
-            m.crm_pending for m in self.meetings
-        )
+    def _both_sides_agree(self) -> None:
+        crm_of: dict[tuple[int, str], int] = {}  # (mailbox, graph id) -> CRM event
+        for index, account in enumerate(self.accounts):
+            box = self.outlook.boxes[index]
+            bindings = self.gateway.event_bindings(account.id, list(box.log))
+            assert set(box.state) <= set(bindings), "every item of the mailbox is bound"
+            # Left over: the master of a series deleted in Outlook. calendarView delta lists
+            # only instances, so the CRM hears of its occurrences' removal, never the master's
+            # (hidden in the CRM: no list shows a master; see the checks below).
+            left = set(bindings) - set(box.state)
+            assert all(any(g.startswith(f"{m}-occ") for g in box.log) for m in left), left
+            ids = [b.crm_event_id for b in bindings.values()]
+            assert len(set(ids)) == len(ids), "two Outlook items on one CRM event"
+            crm_of.update({(index, g): b.crm_event_id for g, b in bindings.items()})
+        for meeting in self.outlook.meetings:  # one meeting, one CRM event, in every mailbox
+            if 1 in meeting.copies:
+                mine = meeting.copies[0]
+                for graph_id in self.outlook.boxes[0].state:
+                    if graph_id == mine or graph_id.startswith(f"{mine}-occ"):
+                        twin = meeting.copies[1] + graph_id[len(mine) :]
+                        assert crm_of[(0, graph_id)] == crm_of[(1, twin)]
+        # Ann's meetings in the CRM: every instance of the first mailbox not kept as busy time
+        # only, none else (nothing deleted on either side lingers), each at its Outlook time,
+        # with the subject the rules say. (The busy-time ones have no attendees: their binding
+        # above is what is checked of them.)
+        low = START - timedelta(days=1)
+        shown = {
+            s.crm_event_id: (s.subject, s.start)
+            for s in self.gateway.upcoming_events_for_partner(self.ann.id, since=low, limit=1000)
+        }
+        wanted = {}
+        for graph_id, item in self.outlook.items(0).items():
+            if item.event_type is not EventType.SERIES_MASTER:
+                subject = self.expected.get(self.outlook.find_item(0, graph_id))
+                if subject is not None:
+                    wanted[crm_of[(0, graph_id)]] = (subject, item.start)
+        assert shown == wanted, "Ann's meetings: the last writer's subject, at Outlook's time"
+        for meeting in self.outlook.meetings:  # and Outlook has the CRM's details
+            if not meeting.private:
+                assert meeting.subject == self.expected.get(meeting)
+        for account in self.accounts:
+            assert self.gateway.event_changes_to_push(account.id) == []
 
-    @precondition(lambda self: self._settled())
     @invariant()
-    def both_sides_agree(self) -> None:
-        crm_of: dict[str, int] = {}
-        for index, box in enumerate(self.boxes):
-            mine = {m.copies[index]: m for m in self.meetings if index in m.copies}
-            bindings = self.gateway.event_bindings(box.account.id, list(mine))
-            assert set(bindings) == set(mine)  # every copy bound, none forgotten
-            for graph_id, binding in bindings.items():
-                uid = mine[graph_id].uid or ""
-                # The copies of one meeting are one CRM event.
-                assert crm_of.setdefault(uid, binding.crm_event_id) == binding.crm_event_id
-        held = self.gateway.upcoming_events_for_partner(
-            self.ann.id, since=START - timedelta(days=1), limit=1000
-        )
-        assert sorted(s.subject for s in held) == sorted(m.subject for m in self.meetings)
-        for box in self.boxes:  # nothing waits to be pushed: our writes never echoed
-            assert self.gateway.event_changes_to_push(box.account.id) == []
-
-    def teardown(self) -> None:
-        closer = getattr(type(self), "close_gateway", None)
-        if closer is not None:
-            closer(self.gateway)
+    def nothing_is_bound_twice(self) -> None:
+        """After any step, even a cut-short cycle: no Outlook item is two CRM events'."""
+        for index, account in enumerate(self.accounts):
+            bindings = self.gateway.event_bindings(account.id, list(self.outlook.boxes[index].log))
+            ids = [b.crm_event_id for b in bindings.values()]
+            assert len(set(ids)) == len(ids), "two Outlook items on one CRM event"
 
 
-def machine_for(
-    make_gateway: Callable[[], CrmGateway],
-    seed_partner: SeedPartner,
-    crm: CrmActions,
-    *,
-    close_gateway: Callable[[CrmGateway], None] | None = None,
-    max_examples: int = 100,
-    steps: int = 30,
-) -> type:
-    """A unittest TestCase running the machine against the gateways ``make_gateway`` makes."""
-    machine = type(
-        "BoundCalendarSyncMachine",
-        (CalendarSyncMachine,),
-        {
-            "make_gateway": staticmethod(make_gateway),
-            "seed_partner": staticmethod(seed_partner),
-            "crm": crm,
-            "close_gateway": staticmethod(close_gateway) if close_gateway else None,
-        },
+# --- what the machine found, kept ---------------------------------------------------------------
+
+
+def deleted_while_the_link_expired(machine: CalendarSyncMachine) -> None:
+    """A meeting deleted in Outlook while the delta link expired stayed in the CRM for good:
+    the 410 restarted the window afresh, and a fresh round lists no removals (fixed: the
+    cycle asks about the bound ids the round did not list)."""
+    machine.crm_create(private=False)
+    machine.settle()
+    (meeting,) = machine.outlook.meetings
+    machine.outlook.commit(meeting, gone=True)
+    machine.outlook_create(invite=False, private=False, weeks=0)
+    machine.cycle(index=0, fault="410: the delta link expired")
+    machine.settle()
+
+
+def deleted_while_a_fresh_round_was_cut_short(machine: CalendarSyncMachine) -> None:
+    """The same, with the fresh round cut short after its first page: the next cycle resumes
+    it from its next link, and still finds what was deleted meanwhile."""
+    for _ in range(3):
+        machine.outlook_create(invite=False, private=False, weeks=0)
+    machine.settle()
+    machine.outlook.commit(machine.outlook.meetings[0], gone=True)
+    machine.outlook.boxes[0].expired = True
+    machine.cycle(index=0, fault="dies after storing the first page")
+    machine.settle()
+
+
+def a_crm_edit_between_plan_and_store(machine: CalendarSyncMachine) -> None:
+    """Not a finding, a path random runs seldom reach: an Outlook rename planned, a CRM
+    rename stored before the plan, the store refusing the stale plan, the plan made again
+    finding a conflict that the CRM's later edit wins, on both sides."""
+    machine.outlook_create(invite=True, private=False, weeks=0)
+    machine.settle()
+    (meeting,) = machine.outlook.meetings
+    meeting.subject += " (Outlook)"
+    machine._outlook_changed(meeting)
+    renamed = machine._rename_meanwhile
+    seen: list[bool] = []
+    machine._rename_meanwhile = lambda index, page: seen.append(renamed(index, page)) or seen[-1]
+    machine.cycle(
+        index=0, fault="a CRM user renames a meeting of the page between its plan and its store"
     )
-    machine.TestCase.settings = settings(
-        max_examples=max_examples, stateful_step_count=steps, deadline=None
-    )
-    return machine.TestCase
+    assert seen[0], "the page carried the meeting"
+    machine.settle()
+    assert "(CRM meanwhile" in meeting.subject
+
+
+CalendarSyncMachine.regressions = (
+    deleted_while_the_link_expired,
+    deleted_while_a_fresh_round_was_cut_short,
+    a_crm_edit_between_plan_and_store,
+)

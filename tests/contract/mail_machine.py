@@ -16,21 +16,18 @@ completes the round). The checks: each mailbox's stored messages are its Outlook
 (immutable id -> internetMessageId), the same mail seen by both mailboxes is stored once, and
 a mail deleted from every mailbox is gone from the CRM.
 
-A test module binds it to a gateway with `machine_for` (the CRM side of each example is new
-accounts and new contacts, so it runs in a shared database too).
+A test module binds it to a gateway with `machine_common.machine_for` (the CRM side of each
+example is new accounts and new contacts, so it runs in a shared database too).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
-from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import (
     Account,
     Cursor,
@@ -38,7 +35,6 @@ from m365sync.domain import (
     EmailAddress,
     MailMessage,
     PageWrite,
-    Partner,
     Privacy,
     RoundMark,
 )
@@ -52,9 +48,9 @@ from m365sync.sync.mail import (
 from m365sync.sync.rounds import settle_unlisted, still_open, to_check
 
 from .gateway_contract import INBOX, SENT, T0, spec, unique
+from .machine_common import StoreMachine
 
 FOLDERS = (INBOX, SENT)
-SeedPartner = Callable[..., Partner]
 
 
 @dataclass
@@ -74,7 +70,8 @@ class Mailbox:
     messages: dict[str, OutlookMessage] = field(default_factory=dict)  # immutable id ->
     changed: dict[str, set[str]] = field(default_factory=lambda: {f: set() for f in FOLDERS})
     removed: dict[str, set[str]] = field(default_factory=lambda: {f: set() for f in FOLDERS})
-    open_rounds: set[str] = field(default_factory=set)  # folders whose full round was cut short
+    # Folders whose full round was cut short -> the ids its first page listed.
+    open_rounds: dict[str, set[str]] = field(default_factory=dict)
 
     def settled(self) -> bool:
         return (
@@ -84,15 +81,11 @@ class Mailbox:
         )
 
 
-class MailSyncMachine(RuleBasedStateMachine):
-    """Subclassed by `machine_for` with a gateway factory and a contact seeder."""
-
-    make_gateway: Callable[[], CrmGateway]
-    seed_partner: SeedPartner
+class MailSyncMachine(StoreMachine):
+    """Bound by `machine_common.machine_for` to a gateway and a contact seeder."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.gateway = type(self).make_gateway()
         tag = unique("m")
         self.customer = f"ann.{tag}@customer.example"
         self.seed_partner(self.gateway, "Ann", self.customer)
@@ -229,7 +222,8 @@ class MailSyncMachine(RuleBasedStateMachine):
         """One sync cycle of a mailbox: a page per folder, in order, until one crashes."""
         box = self.boxes[box_index]
         for folder, outcome in zip(FOLDERS, outcomes, strict=True):
-            if folder in box.open_rounds:  # a cut-short full round resumes: its last page
+            resumed = folder in box.open_rounds
+            if resumed:  # a cut-short full round resumes: its last page
                 page = self._last_round_page(box, folder)
             else:
                 page = self._page(box, folder, box.changed[folder], box.removed[folder])
@@ -239,8 +233,12 @@ class MailSyncMachine(RuleBasedStateMachine):
             if outcome == "stored, then replayed":
                 self.gateway.store_mail_page(replace(page))
             box.changed[folder].clear()
-            box.removed[folder].clear()
-            box.open_rounds.discard(folder)
+            if resumed:
+                # What its first page listed and went since: the round counts it as there,
+                # and the next delta reports it removed (found with 40 steps).
+                box.removed[folder] &= box.open_rounds.pop(folder)
+            else:
+                box.removed[folder].clear()
 
     @rule(
         box_index=st.integers(0, 1),
@@ -262,12 +260,12 @@ class MailSyncMachine(RuleBasedStateMachine):
         self.gateway.store_mail_page(self._page(box, folder, first, set(), mark))
         assert before <= set(self.gateway.message_ids_for_account(box.account.id))
         if cut_short:
-            box.open_rounds.add(folder)
+            box.open_rounds[folder] = first
             return
         self.gateway.store_mail_page(self._last_round_page(box, folder))
         box.changed[folder].clear()
         box.removed[folder].clear()
-        box.open_rounds.discard(folder)
+        box.open_rounds.pop(folder, None)
 
     # --- what must hold ----------------------------------------------------------------------
 
@@ -283,32 +281,3 @@ class MailSyncMachine(RuleBasedStateMachine):
     def each_mail_is_stored_once(self) -> None:
         alive = {m.imid for box in self.boxes for m in box.messages.values()}
         assert self.gateway.count_messages() - self.baseline == len(alive)
-
-    def teardown(self) -> None:
-        closer = getattr(type(self), "close_gateway", None)
-        if closer is not None:
-            closer(self.gateway)
-
-
-def machine_for(
-    make_gateway: Callable[[], CrmGateway],
-    seed_partner: SeedPartner,
-    *,
-    close_gateway: Callable[[CrmGateway], None] | None = None,
-    max_examples: int = 100,
-    steps: int = 40,
-) -> type:
-    """A unittest TestCase running the machine against the gateways ``make_gateway`` makes."""
-    machine = type(
-        "BoundMailSyncMachine",
-        (MailSyncMachine,),
-        {
-            "make_gateway": staticmethod(make_gateway),
-            "seed_partner": staticmethod(seed_partner),
-            "close_gateway": staticmethod(close_gateway) if close_gateway else None,
-        },
-    )
-    machine.TestCase.settings = settings(
-        max_examples=max_examples, stateful_step_count=steps, deadline=None
-    )
-    return machine.TestCase

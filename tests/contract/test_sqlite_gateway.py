@@ -26,6 +26,7 @@ from m365sync.domain import (
     Lease,
     ParticipantLink,
     Partner,
+    Sensitivity,
     StoredMessage,
 )
 from m365sync.errors import CrmError, CrmUnavailable
@@ -514,7 +515,8 @@ class TestSqlitePush(PushContract):
 
 # --- the mail state machine -----------------------------------------------------------------
 
-from tests.contract.mail_machine import machine_for  # noqa: E402
+from tests.contract.machine_common import machine_for, run_regressions  # noqa: E402
+from tests.contract.mail_machine import MailSyncMachine  # noqa: E402
 
 
 def _fresh_store() -> SqliteGateway:
@@ -528,9 +530,11 @@ def _close_store(gateway: SqliteGateway) -> None:
 
 
 TestMailSyncMachine = machine_for(
+    MailSyncMachine,
     _fresh_store,
     lambda gateway, name, email: gateway.add_partner(name, email, False, None, None),
     close_gateway=_close_store,
+    steps=40,
 )
 
 
@@ -563,19 +567,31 @@ def test_opening_the_store_again_never_touches_the_files_descriptors(tmp_path, m
 
 # --- the calendar state machine -------------------------------------------------------------
 
-from tests.contract import calendar_machine  # noqa: E402
+from tests.contract.calendar_machine import CalendarSyncMachine, CrmActions  # noqa: E402
 
-TestCalendarSyncMachine = calendar_machine.machine_for(
+TestCalendarSyncMachine = machine_for(
+    CalendarSyncMachine,
     _fresh_store,
     lambda gateway, name, email: gateway.add_partner(name, email, False, None, None),
-    calendar_machine.CrmActions(
+    close_gateway=_close_store,
+    crm=CrmActions(
         create=lambda gateway, account, item, partner_ids: TestSqliteCalendar.crm_create(
             None, gateway, account, item, partner_ids
         ),
         rename=lambda gateway, event_id, subject: gateway.crm_update_event(
             event_id, subject=subject
         ),
+        move=lambda gateway, event_id, start, end: gateway.crm_update_event(
+            event_id, start=start, end=end
+        ),
+        set_private=lambda gateway, event_id, private: gateway.crm_update_event(
+            event_id, sensitivity=Sensitivity.PRIVATE if private else Sensitivity.NORMAL
+        ),
         delete=lambda gateway, event_id: gateway.crm_delete_event(event_id),
     ),
-    close_gateway=_close_store,
 )
+
+
+def test_what_the_calendar_machine_found() -> None:
+    """Its failing examples and a seldom path, as steps (`CalendarSyncMachine.regressions`)."""
+    assert run_regressions(TestCalendarSyncMachine) == 3

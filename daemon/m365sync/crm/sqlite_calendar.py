@@ -431,6 +431,14 @@ class CalendarStore:
 
     # --- state for the sync's decisions ------------------------------------------------------
 
+    def bound_event_ids(self, account_id: int) -> list[str]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT graph_id FROM m365_event_binding WHERE account_id = ? ORDER BY graph_id",
+                (account_id,),
+            ).fetchall()
+        return [row["graph_id"] for row in rows]
+
     def event_bindings(self, account_id: int, graph_ids: Iterable[str]) -> dict[str, EventBinding]:
         wanted = list(dict.fromkeys(graph_ids))
         found: dict[str, EventBinding] = {}

@@ -843,6 +843,31 @@ class CalendarReader:
                 log.warning("series master %s is unusable: %s", series_id, exc.reason)
         return found
 
+    def deleted(self, removed_ids: list[str]) -> list[str]:
+        """The ids a delta page reported removed that Graph no longer serves (404) or serves
+        cancelled: calendarView delta also reports events that merely left the window, and
+        those are kept. An unknown fate raises, so the page is not stored half-understood."""
+        if not removed_ids:
+            return []
+        paths = {
+            graph_id: f"{_event_path(graph_id)}?$select=id,isCancelled" for graph_id in removed_ids
+        }
+        answers = batch.batch_get(
+            self._client,  # type: ignore[arg-type]
+            list(paths.values()),
+            headers={"Prefer": IMMUTABLE_IDS},
+        )
+        gone = []
+        for graph_id, path in paths.items():
+            answer = answers.get(path)
+            if isinstance(answer, NotFound) or (
+                isinstance(answer, dict) and answer.get("isCancelled") is True
+            ):
+                gone.append(graph_id)
+            elif isinstance(answer, GraphError):
+                raise answer  # unknown fate: store nothing, retry the page next cycle
+        return gone
+
     def instances(self, master_id: str, start: datetime, end: datetime) -> list[CalendarEvent]:
         """Occurrences and exceptions of a series between ``start`` and ``end`` (all pages).
 

@@ -11,10 +11,10 @@ refuses a plan made on state that moved since (`StalePlan`: the page is planned 
 
 calendarView delta reports as removed both deleted events and events that merely left the
 window; an id Graph still serves is therefore kept (an event moving out of the window is not a
-deletion), and only a 404 unbinds it. A round from scratch (the first, after a 410, a new
-window) reports no removal at all: its last page checks the same way every id bound to the
-account that the round did not list (`CrmGateway.bound_event_ids`), and writes the removals
-with the delta link.
+deletion), and only a 404 unbinds it. A 410 restarts the window afresh, and a fresh round lists
+no removals: its last page also carries the ids the CRM has bound that it did not list
+(`bound_event_ids`), asked about the same way, so a meeting deleted while the link was gone
+leaves the CRM too, in the write that stores the round's delta link.
 
 Push: `sync.calendar.plan_outbound` over the CRM's pending changes (a whole series is changed
 or deleted through its master, never occurrence by occurrence); each one is carried out and
@@ -31,7 +31,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
 
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import (
@@ -44,8 +43,7 @@ from m365sync.domain import (
     PageResult,
     SyncRun,
 )
-from m365sync.errors import GraphError, M365SyncError, NotFound, StalePlan, SyncStateGone
-from m365sync.graph.batch import batch_get
+from m365sync.errors import GraphError, M365SyncError, StalePlan, SyncStateGone
 from m365sync.graph.calendar import CalendarReader, CalendarWriter, EventPage, event_body
 from m365sync.graph.client import GraphClient
 from m365sync.sync.addresses import normalise_address
@@ -65,7 +63,6 @@ from m365sync.sync.mail import MailPolicy, PartnerLookups, page_domains
 
 log = logging.getLogger(__name__)
 
-IMMUTABLE_IDS = {"Prefer": 'IdType="ImmutableId"'}
 SKIP_MALFORMED = "malformed event"
 PUSH_FAILED = "push failed"
 STALE_PLAN_ATTEMPTS = 3
@@ -108,11 +105,15 @@ class CalendarCycle:
         page_size: int = 100,
         lease: Lease | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reader: CalendarReader | None = None,
+        writer: CalendarWriter | None = None,
     ) -> None:
+        """``reader`` and ``writer`` default to Graph's; the contract's state machine passes
+        an in-memory Outlook's, so it runs this very cycle (tests/contract/calendar_machine)."""
         self.gateway = gateway
         self.graph = graph
-        self.reader = CalendarReader(graph, page_size=page_size)
-        self.writer = CalendarWriter(graph, reader=self.reader)
+        self.reader = reader or CalendarReader(graph, page_size=page_size)
+        self.writer = writer or CalendarWriter(graph, reader=self.reader)
         self.policy = policy
         self.back_days = back_days
         self.ahead_days = ahead_days
@@ -158,19 +159,26 @@ class CalendarCycle:
         skipped: Counter[str],
     ) -> None:
         cursor = self.gateway.get_cursor(account.id, window.key)
+        # A round started afresh (none stored, or the last link expired: 410) lists what
+        # Outlook holds and no removals; one resumed mid-way may be such a round. Either way,
+        # its last page also carries, as removed, what the CRM has bound and the round did not
+        # list: `_store_page` asks Graph about them as about any removal, and only the ones
+        # it no longer serves go, in the same write as the round's delta link.
+        fresh = cursor is None or cursor.kind is CursorKind.NEXT
+        listed: set[str] = set()
         pages = self.reader.pages(
             window_start=window.start,
             window_end=window.end,
             resume_link=cursor.link if cursor else None,
         )
-        # A round from scratch (the first, after a 410, a new window) lists what Outlook
-        # holds and reports no deletion; so may a round resumed half-way (its start is not
-        # known). Its last page also checks the bound items it did not list.
-        listed: set[str] | None = None
-        if cursor is None or cursor.kind is CursorKind.NEXT:
-            listed = set()
         for page in pages:
-            result = self._store_page(account, window, page, skipped, listed)
+            listed.update(page.removed_ids)
+            for item in page.events:
+                listed.update(filter(None, (item.graph_id, item.series_master_id)))
+            if fresh and page.delta_link:
+                unlisted = set(self.gateway.bound_event_ids(account.id)) - listed
+                page.removed_ids = [*page.removed_ids, *sorted(unlisted)]
+            result = self._store_page(account, window, page, skipped)
             figures["pages"] += 1
             figures["new"] += result.created + result.linked
             figures["updated"] += result.updated
@@ -182,24 +190,14 @@ class CalendarCycle:
         window: CalendarWindow,
         page: EventPage,
         skipped: Counter[str],
-        listed: set[str] | None = None,
     ) -> PageResult:
-        """``listed``: what the pages of a full round listed so far (None in a round of
-        changes); its last page removes, with its delta link, the bound items the round did
-        not list that Graph no longer serves. Found by the reliability soak: an event deleted
-        in Outlook before a 410 stayed in the CRM for good."""
         masters = self.reader.masters(
             sorted({e.series_master_id for e in page.events if e.series_master_id})
         )
         # Masters first: each occurrence must find its series when stored.
         events: list[CalendarEvent] = [*masters.values(), *page.events]
         lookups = self._lookups(events)
-        unlisted: list[str] = []
-        if listed is not None:
-            listed.update(e.graph_id for e in events)
-            if page.delta_link:
-                unlisted = [g for g in self.gateway.bound_event_ids(account.id) if g not in listed]
-        removed = self._really_deleted([*page.removed_ids, *unlisted])
+        removed = self.reader.deleted(page.removed_ids)
         for attempt in range(1, STALE_PLAN_ATTEMPTS + 1):
             try:
                 return self._plan_and_store(
@@ -283,26 +281,6 @@ class CalendarCycle:
             self.gateway.find_partners_by_emails(addresses),
             self.gateway.find_companies_by_domains(page_domains(addresses, self.policy)),
         )
-
-    def _really_deleted(self, removed_ids: list[str]) -> list[str]:
-        """The removed ids Graph no longer serves; the others only left the window."""
-        if not removed_ids:
-            return []
-        paths = {
-            graph_id: f"/me/events/{quote(graph_id, safe='')}?$select=id,isCancelled"
-            for graph_id in removed_ids
-        }
-        answers = batch_get(self.graph, list(paths.values()), headers=IMMUTABLE_IDS)
-        deleted = []
-        for graph_id, path in paths.items():
-            answer = answers.get(path)
-            if isinstance(answer, NotFound) or (
-                isinstance(answer, dict) and answer.get("isCancelled") is True
-            ):
-                deleted.append(graph_id)
-            elif isinstance(answer, GraphError):
-                raise answer  # unknown fate: store nothing, retry the page next cycle
-        return deleted
 
     # --- CRM -> Outlook ----------------------------------------------------------------------
 
