@@ -464,14 +464,6 @@ class CalendarStore:
                     )
         return found
 
-    def bound_event_ids(self, account_id: int) -> list[str]:
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT graph_id FROM m365_event_binding WHERE account_id = ? ORDER BY graph_id",
-                (account_id,),
-            ).fetchall()
-        return [row["graph_id"] for row in rows]
-
     # --- outbound: CRM -> Outlook --------------------------------------------------------------
 
     def event_changes_to_push(self, account_id: int) -> list[CrmEventChange]:
