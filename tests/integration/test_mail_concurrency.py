@@ -7,6 +7,8 @@ for the model's round trip after it is logged, so a request was in flight from
 
 from __future__ import annotations
 
+import threading
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -158,3 +160,49 @@ def test_an_interrupted_folder_keeps_its_cursor_while_the_others_keep_theirs(fou
     assert resumed.error is None
     assert gateway.message_ids_for_account(account.id) == expected
     runtime.close()
+
+
+class OverlapWatch:
+    """A CRM that notes how many page writes and partner lookups are in progress at once;
+    each write takes a while, as a page into Odoo does."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+        self.busy = self.peak = 0
+
+    def _watched(self, call, *args, **kwargs):
+        with self.lock:
+            self.busy += 1
+            self.peak = max(self.peak, self.busy)
+        try:
+            time.sleep(0.05)
+            return call(*args, **kwargs)
+        finally:
+            with self.lock:
+                self.busy -= 1
+
+    def store_mail_page(self, page, *, lease=None):
+        return self._watched(self.inner.store_mail_page, page, lease=lease)
+
+    def find_partners_by_emails(self, emails):
+        return self._watched(self.inner.find_partners_by_emails, emails)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_the_crm_takes_one_folders_page_at_a_time(four, tmp_path):
+    """Folders overlap on Graph's side; their lookups and page writes do not (two writes of
+    one account at once would race for a shared conversation's thread in Odoo)."""
+    four.emulator.latency = LatencyModel(latency_ms=100)
+    runtime, gateway, account = fresh_runtime(four, tmp_path, "watched")
+    watch = OverlapWatch(gateway)
+    runtime.gateway = watch
+    four.emulator.request_log.clear()
+    run = sync_account_mail(runtime, gateway.get_account(account.id))
+    records = four.emulator.requests
+    runtime.close()
+    assert run.error is None and run.pages > len(FOLDERS)
+    assert watch.peak == 1
+    assert peak_in_flight(records, 0.1) > 1  # while Graph's side overlapped

@@ -16,6 +16,13 @@ before it; what one folder does never moves another's cursor. Every request goes
 account's one Graph client and its cap of concurrent requests per mailbox. Per-folder state
 (cursor, round, attachment index, skips) lives in the folder's own call chain; what folders
 share (the run's figures, the progress callback) is updated under one lock.
+
+The CRM sees one folder's page at a time: the partner lookups with any auto-creation, and the
+page write, each run under the cycle's CRM lock. Two pages planned from the same lookups
+would both create a new sender's contact; two page writes in one Odoo account at once would
+both create a thread for a conversation both folders hold (each transaction's snapshot
+predates the other's commit). Graph's side (delta pages, attachment metadata, where removed
+mail went) runs outside it, so folders still overlap where the time goes: waiting for Graph.
 """
 
 from __future__ import annotations
@@ -125,8 +132,10 @@ class MailCycle:
         self.on_page = on_page or (lambda _progress: None)
         self.now = now
         self._deleted_items_id: str | None = None
-        # Folders run side by side: the run's figures and the progress callback are shared.
+        # Folders run side by side: the run's figures and the progress callback are shared,
+        # and the CRM takes one folder's lookups or page write at a time (module doc).
         self._shared = threading.Lock()
+        self._crm = threading.Lock()
 
     def run(self, account: Account, run: SyncRun | None = None) -> SyncRun:
         """Sync every folder; ``run`` collects the figures as pages are stored, so a cycle
@@ -280,12 +289,14 @@ class MailCycle:
         mark: RoundMark | None = None,
     ) -> PageResult:
         folder = folder_run.folder
-        lookups = self._lookups(page)
-        if self.auto_create is not None:
-            drafts = partners_to_create(page.messages, lookups, self.auto_create)
-            if drafts:
-                created = self.gateway.create_partners(drafts)
-                lookups = merge_created(lookups, created, drafts)
+        deleted, moved = self._where_removed_went(folder, page.removed_ids)
+        with self._crm:
+            lookups = self._lookups(page)
+            if self.auto_create is not None:
+                drafts = partners_to_create(page.messages, lookups, self.auto_create)
+                if drafts:
+                    created = self.gateway.create_partners(drafts)
+                    lookups = merge_created(lookups, created, drafts)
         plan = plan_page(page.messages, lookups, self.policy)
         page_skips = Counter(plan.skipped)
         for item in page.rejected:
@@ -299,7 +310,6 @@ class MailCycle:
             )
             page_skips[SKIP_MALFORMED] += 1
         upserts = self._with_attachments(plan.upserts, folder_run.index)
-        deleted, moved = self._where_removed_went(folder, page.removed_ids)
         cursor = _cursor_of(page, mark)
         if mark is not None and mark.completes:
             settled = self._reconcile(account, folder, mark, set(deleted) | set(moved))
@@ -315,9 +325,10 @@ class MailCycle:
             moved=moved,
             round=mark,
         )
-        result = self.gateway.store_mail_page(write, lease=self.lease)
-        folder_run.skipped.update(page_skips)  # counted once the page is stored, not before
-        self._link_outbox(page)
+        with self._crm:
+            result = self.gateway.store_mail_page(write, lease=self.lease)
+            folder_run.skipped.update(page_skips)  # counted once the page is stored
+            self._link_outbox(page)
         return result
 
     def _link_outbox(self, page: DeltaPage) -> None:
