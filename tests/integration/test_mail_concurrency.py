@@ -1,9 +1,10 @@
 """A mailbox's folders sync side by side (service/lanes.py), within Outlook's 4 concurrent
 requests per mailbox, and a folder interrupted mid-round keeps exactly its own cursor.
 
-Proof from the emulator's request log under its latency model: each Graph request is held
-for the model's round trip after it is logged, so a request was in flight from
-``at - duration`` to ``at + latency``; overlapping intervals are concurrent requests."""
+Proof from the emulator's request log under its latency model: a Graph request is answered
+when the model's time has passed since it arrived (or when the emulator is done with it, if
+later), so it was in flight from ``at - duration`` to that plus ``max(duration, latency)``;
+overlapping intervals are concurrent requests."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def peak_in_flight(records, latency: float) -> int:
     edges = []
     for r in records:
         if r.path.startswith("/v1.0/") and not r.in_batch:
-            edges += [(r.at - r.duration, 1), (r.at + latency, -1)]
+            start = r.at - r.duration
+            edges += [(start, 1), (start + max(r.duration, latency), -1)]
     peak = current = 0
     for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
         current += step
