@@ -713,7 +713,7 @@ def _listed_ids(call: Call, fid: str, test: Callable[[dict[str, Any]], bool] | N
     key = (id(mailbox), fid, call.options.get("filter", ""), mailbox.sequence, len(ids))
     cached = _LISTED.get(key)
     if cached is None:
-        views = [mailbox.view(mid) for mid in ids]
+        views = [mailbox.listing_view(mid) for mid in ids]
         views = [m for m in views if test is None or test(m)]
         views.sort(key=lambda m: str(m.get("receivedDateTime") or ""), reverse=True)
         cached = [m["id"] for m in views]
