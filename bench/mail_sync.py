@@ -95,9 +95,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_emulator(size: int, workdir: Path) -> tuple[subprocess.Popen, Path]:
+def start_emulator(
+    size: int, workdir: Path, mailbox_seed: int | None = None
+) -> tuple[subprocess.Popen, Path]:
+    """An emulator process seeded with ``size`` messages (``mailbox_seed``: another mailbox
+    than the default seed's, with its own Message-IDs); its config file once it serves."""
     config = workdir / "m365sync.toml"
-    port = free_port()
+    seed = ["--seed", str(mailbox_seed)] if mailbox_seed is not None else []
     process = subprocess.Popen(
         [
             sys.executable,
@@ -105,9 +109,10 @@ def start_emulator(size: int, workdir: Path) -> tuple[subprocess.Popen, Path]:
             "m365sync",
             "emulator",
             "--port",
-            str(port),
+            str(free_port()),
             "--size",
             str(size),
+            *seed,
             "--state-dir",
             str(workdir),
             "--write-config",
@@ -116,7 +121,7 @@ def start_emulator(size: int, workdir: Path) -> tuple[subprocess.Popen, Path]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while not config.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             raise SystemExit("the emulator did not start")

@@ -1,27 +1,34 @@
 """A first sync into a real Odoo over XML-RPC and into the embedded store, in the same run.
 
-Needs a served Odoo with the addon (``PYTHONPATH=tools python -m odoo_harness --port 8095
---db m365_bench`` prints the daemon user's API key). One emulator process (no latency model:
+Needs a served Odoo with the addon: either ``--odoo-src`` (an Odoo 18 tree: a private
+PostgreSQL cluster and Odoo are started, the addon installed, and all removed afterwards, as
+``make bench`` does with ODOO_SRC), or ``--url/--db/--key`` of one already served
+(``PYTHONPATH=tools python -m odoo_harness --port 8095 --db m365_bench`` prints the daemon
+user's API key). One emulator process (no latency model:
 this measures the CRM side) is seeded with a fresh mailbox (new Message-IDs, so every run
 creates its messages); both CRMs first get the mailbox's contacts and companies (70% of the
 contacts, as in the demo; Odoo's through the administrator's XML-RPC, only those it lacks).
 Printed per CRM: wall time of a full mail cycle (calendar off), messages stored, stored
-messages/s, and where the time went: the time inside each gateway method (the CRM's side and
-the wire) against the rest (Graph, parsing, planning).
+messages/s over the whole cycle, messages/s into the CRM (stored messages / seconds inside
+``store_mail_page``, the wire included), and where the time went: the time inside each gateway
+method against the rest (Graph, parsing, planning).
 
-Usage: python bench/odoo_sync.py --url http://127.0.0.1:8095 --db m365_bench --key KEY
+Usage: python bench/odoo_sync.py --odoo-src ../odoo18 [--size 3000]
+       python bench/odoo_sync.py --url http://127.0.0.1:8095 --db m365_bench --key KEY
        [--size 3000] [--admin admin:admin]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +41,7 @@ from m365sync.emulator.mailbox import Mailbox
 from m365sync.service.account_sync import sync_account_mail
 from m365sync.service.connect import connect_account
 from m365sync.service.runtime import Runtime, open_gateway
-from mail_sync import free_port
+from mail_sync import free_port, start_emulator
 
 
 class TimedGateway:
@@ -59,37 +66,6 @@ class TimedGateway:
                 self.calls[name] += 1
 
         return timed
-
-
-def start_emulator(size: int, mailbox_seed: int, workdir: Path) -> tuple[subprocess.Popen, Path]:
-    config = workdir / "m365sync.toml"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "m365sync",
-            "emulator",
-            "--port",
-            str(free_port()),
-            "--size",
-            str(size),
-            "--seed",
-            str(mailbox_seed),
-            "--state-dir",
-            str(workdir),
-            "--write-config",
-            str(config),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 180
-    while not config.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the emulator did not start")
-        time.sleep(0.2)
-    time.sleep(0.2)
-    return process, config
 
 
 def seed_odoo(admin: XmlRpcTransport, mailbox: Mailbox, share: float = 0.7) -> None:
@@ -160,19 +136,54 @@ def cycle(config_path: Path, text: str, environ: dict[str, str], store: Any) -> 
     }
 
 
+@contextlib.contextmanager
+def private_odoo(src: Path, db: str = "m365_bench") -> Iterator[tuple[str, str]]:
+    """(URL, daemon API key) of a private Odoo with the addon, removed afterwards."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from odoo_harness.postgres import PgCluster
+    from odoo_harness.server import CRM_MODULES, MODULE, REPO, OdooTree
+    from odoo_harness.venv import ensure_venv
+
+    data = Path(tempfile.mkdtemp(prefix="m365-bench-odoo-"))
+    pg = PgCluster().start()
+    tree = None
+    try:
+        tree = OdooTree(src, ensure_venv(src, REPO / ".venv-odoo"), pg, data)
+        tree.install(db, (*CRM_MODULES, MODULE), timeout=1800).check("installing")
+        key = tree.daemon_api_key(db)
+        yield tree.serve(db), key
+    finally:
+        if tree is not None:
+            tree.stop_serving()
+        pg.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--key", required=True, help="the daemon user's API key")
+    parser.add_argument("--odoo-src", type=Path, help="an Odoo 18 tree: run a private Odoo")
+    parser.add_argument("--url")
+    parser.add_argument("--db", default="m365_bench")
+    parser.add_argument("--key", help="the daemon user's API key")
     parser.add_argument("--user", default="m365sync")
     parser.add_argument("--admin", default="admin:admin")
     parser.add_argument("--size", type=int, default=3000)
     args = parser.parse_args()
+    if args.odoo_src:
+        print(f"Installing the addon in a private Odoo from {args.odoo_src} ...", flush=True)
+        with private_odoo(args.odoo_src, args.db) as (args.url, args.key):
+            measure(args)
+    elif args.url and args.key:
+        measure(args)
+    else:
+        parser.error("give --odoo-src, or --url and --key of a served Odoo")
+
+
+def measure(args: argparse.Namespace) -> None:
     mailbox_seed = random.randrange(10**6)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        process, config_path = start_emulator(args.size, mailbox_seed, workdir)
+        process, config_path = start_emulator(args.size, workdir, mailbox_seed)
         try:
             mailbox = Mailbox.seeded(size=args.size, seed=mailbox_seed)
             base = config_path.read_text() + "initial_window_days = 0\ncalendar = false\n"
@@ -196,8 +207,8 @@ def main() -> None:
             process.wait(timeout=30)
     print(f"First mail sync of {args.size:,} messages (no latency model), same run")
     print(
-        f"{'CRM':<16} {'wall s':>7} {'stored':>7} {'msg/s':>7} {'pages':>6} {'in CRM s':>8}  "
-        "CRM time by method (calls)"
+        f"{'CRM':<16} {'wall s':>7} {'stored':>7} {'msg/s':>7} {'pages':>6} {'in CRM s':>8} "
+        f"{'page write s':>12} {'CRM msg/s':>9}  CRM time by method (calls)"
     )
     for name, row in rows.items():
         crm = sum(row["crm_seconds"].values())
@@ -205,9 +216,11 @@ def main() -> None:
             f"{m} {s:.2f}s ({row['crm_calls'][m]})"
             for m, s in sorted(row["crm_seconds"].items(), key=lambda kv: -kv[1])[:4]
         )
+        write = row["crm_seconds"].get("store_mail_page", 0.0)
         print(
             f"{name:<16} {row['seconds']:>7.1f} {row['stored']:>7} "
-            f"{row['stored'] / row['seconds']:>7.0f} {row['pages']:>6} {crm:>8.1f}  {detail}"
+            f"{row['stored'] / row['seconds']:>7.0f} {row['pages']:>6} {crm:>8.1f} "
+            f"{write:>12.2f} {row['stored'] / write if write else 0:>9.0f}  {detail}"
         )
 
 

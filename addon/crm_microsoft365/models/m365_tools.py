@@ -9,6 +9,7 @@ domain rules are pinned on both sides by one table of cases, ``tests/address_cas
 """
 
 import contextlib
+import functools
 import json
 import unicodedata
 from datetime import date, datetime, timezone
@@ -29,6 +30,13 @@ def normalise_address(raw):
     """The daemon's comparable form of an address (NFC, casefold, Unicode domain), or None."""
     if not raw or not isinstance(raw, str):
         return None
+    return _normalise(raw)
+
+
+@functools.lru_cache(maxsize=8192)
+def _normalise(raw):
+    """normalise_address of a string, memoised: a page names the same few hundred addresses
+    again and again (participants, senders, fingerprints)."""
     text = unicodedata.normalize("NFC", raw.strip()).strip("<>").strip()
     if text.lower().startswith("mailto:"):
         text = text[7:]

@@ -697,6 +697,32 @@ def _expand_attachments(call: Call) -> tuple[str, ...] | bool | None:
     return tuple(chosen)
 
 
+# (mailbox, folder, $filter, change sequence, members) -> the folder's matching ids, newest
+# first. Listing a large seeded folder materialises every message to filter and sort it; a
+# client paging through it (the attachment index) would pay that for every page, and that CPU
+# would delay every other request, which real Graph does not. Any change the delta log sees
+# moves the sequence, so a cached order is never stale.
+_LISTED: dict[tuple[int, str, str, int, int], list[str]] = {}
+
+
+def _listed_ids(call: Call, fid: str, test: Callable[[dict[str, Any]], bool] | None) -> list[str]:
+    """The ids of folder ``fid``'s messages passing ``test``, newest received first (the
+    caller holds the mailbox lock)."""
+    mailbox = call.mailbox
+    ids = mailbox.message_ids_in(fid)
+    key = (id(mailbox), fid, call.options.get("filter", ""), mailbox.sequence, len(ids))
+    cached = _LISTED.get(key)
+    if cached is None:
+        views = [mailbox.listing_view(mid) for mid in ids]
+        views = [m for m in views if test is None or test(m)]
+        views.sort(key=lambda m: str(m.get("receivedDateTime") or ""), reverse=True)
+        cached = [m["id"] for m in views]
+        if len(_LISTED) >= 32:
+            _LISTED.clear()
+        _LISTED[key] = cached
+    return cached
+
+
 def _list_messages(call: Call, chain: list[str]) -> Response:
     """GET /me/mailFolders/{id}/messages (docs `api/mailfolder-list-messages.md`): default
     page 10, ``$top`` up to 1000, ``$skip``, ``$select``, ``$expand=attachments`` with a nested
@@ -714,10 +740,8 @@ def _list_messages(call: Call, chain: list[str]) -> Response:
 
     with call.mailbox.lock:
         fid = _folder_id(call, chain)
-        views = [call.mailbox.view(mid) for mid in call.mailbox.message_ids_in(fid)]
-    views = [m for m in views if test is None or test(m)]
-    views.sort(key=lambda m: str(m.get("receivedDateTime") or ""), reverse=True)
-    page = views[skip : skip + top]
+        ordered = _listed_ids(call, fid, test)
+        page = [call.mailbox.view(mid) for mid in ordered[skip : skip + top]]
     body: dict[str, Any] = {
         "@odata.context": f"{call.base}/$metadata#users('{call.user_id}')/mailFolders('{fid}')"
         "/messages",
@@ -729,7 +753,7 @@ def _list_messages(call: Call, chain: list[str]) -> Response:
                 shaped["attachments"] = [
                     shape_attachment(a, expand) for a in call.mailbox.attachments(shaped["id"])
                 ]
-    if skip + top < len(views):
+    if skip + top < len(ordered):
         args = dict(call.request.args)
         args["$skip"] = str(skip + top)
         query = "&".join(f"{k}={quote(str(v), safe=',')}" for k, v in args.items())

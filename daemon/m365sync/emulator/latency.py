@@ -6,8 +6,11 @@ model each Graph request (``/v1.0/...``, a ``$batch`` envelope counting as one) 
 ``latency_ms`` plus ``per_item_ms`` for every item it returns: the entries of a collection's
 ``value`` list, one for a single resource, and for a ``$batch`` the items of each sub-response.
 The hold is a sleep in the request's own server thread, so concurrent requests overlap as they
-do at Graph, and the emulator's CPU stays free. Identity (token) and control requests are not
-held.
+do at Graph, and the emulator's CPU stays free. The modelled time is the whole answer's: the
+emulator's own work on the request counts towards it (a request that took the emulator 200 ms
+to answer is held 100 ms more under a 300 ms model), so a benchmark measures the client against
+Graph's pace, not against how fast one Python process on a shared machine builds a page. Only
+work that exceeds the modelled time shows. Identity (token) and control requests are not held.
 """
 
 from __future__ import annotations

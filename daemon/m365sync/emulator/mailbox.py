@@ -526,6 +526,16 @@ class Mailbox:
                 return self._lazy.materialize(value)
             return value
 
+    def listing_view(self, mid: str) -> dict[str, Any]:
+        """The fields a listing filters and sorts on (id, received, sent, hasAttachments): a
+        planned message not built yet answers them without being built (callers hold `lock`)."""
+        with self.lock:
+            value = self._store[mid]
+            if isinstance(value, int):
+                assert self._lazy is not None
+                return self._lazy.light(value)
+            return value
+
     # ----------------------------------------------------------------- messages
 
     def _next_item_id(self) -> str:

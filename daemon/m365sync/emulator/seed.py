@@ -330,6 +330,18 @@ class SeedSource:
             message["internetMessageHeaders"] = headers
         return message
 
+    def light(self, index: int) -> dict[str, Any]:
+        """What a folder listing filters and sorts on (`materialize`'s values), without
+        building the message: listing a large folder would otherwise build all of it."""
+        folder, when, flags = self.specs[index][2], self.specs[index][6], self.specs[index][7]
+        sent = when - 2 if folder != "drafts" else when
+        return {
+            "id": make_id(self.key, 1, index + 1),
+            "receivedDateTime": iso(when),
+            "sentDateTime": iso(sent),
+            "hasAttachments": bool(flags & F_ATTACH),
+        }
+
     def attachments(self, index: int) -> list[dict[str, Any]]:
         """Attachment resources of a planned message (metadata; no contentBytes).
 

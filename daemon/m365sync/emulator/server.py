@@ -319,7 +319,10 @@ class Emulator:
             )
         latency = self.latency
         if latency.active and request.path.startswith("/v1.0/"):
-            time.sleep(latency.seconds_for(response.get_data(), response.mimetype))
+            # The model is the whole time Graph takes to answer: the emulator's own work
+            # (a Python process, its CPU shared) counts towards it, not on top of it.
+            modelled = latency.seconds_for(response.get_data(), response.mimetype)
+            time.sleep(max(0.0, modelled - (time.monotonic() - started)))
         return response(environ, start_response)
 
     def _graph(self, request: Request, scopes: Any, app_id: str | None) -> Response:

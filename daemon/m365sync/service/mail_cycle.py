@@ -7,15 +7,28 @@ items each) for attachment metadata and for checking where removed items went. A
 anywhere resumes from the last stored link: nothing lost, and the replayed page is an
 idempotent upsert.
 
-Overlap (issue #16): the next delta page is fetched while a page is planned and stored, and a
-folder's attachment index (initial rounds) is read beside the first pages
-(service/prefetch.py); pages are still stored one after another in Graph's order, each with
-its cursor, and every request goes through the account's one Graph client and its cap.
+Overlap (issue #16): the account's folders sync side by side (service/lanes.py, up to four at
+a time); within a folder the next delta page is fetched while a page is planned and stored,
+and the folder's attachment index (initial rounds) is read beside its first pages
+(service/prefetch.py). A folder's pages are still stored one after another in Graph's order,
+each with its cursor, so a folder's cursor is stored only after that page and every page
+before it; what one folder does never moves another's cursor. Every request goes through the
+account's one Graph client and its cap of concurrent requests per mailbox. Per-folder state
+(cursor, round, attachment index, skips) lives in the folder's own call chain; what folders
+share (the run's figures, the progress callback) is updated under one lock.
+
+The CRM sees one folder's page at a time: the partner lookups with any auto-creation, and the
+page write, each run under the cycle's CRM lock. Two pages planned from the same lookups
+would both create a new sender's contact; two page writes in one Odoo account at once would
+both create a thread for a conversation both folders hold (each transaction's snapshot
+predates the other's commit). Graph's side (delta pages, attachment metadata, where removed
+mail went) runs outside it, so folders still overlap where the time goes: waiting for Graph.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,6 +59,7 @@ from m365sync.graph.batch import batch_get
 from m365sync.graph.client import GraphClient
 from m365sync.graph.mail import PARTIAL_UPDATE, MailDeltaReader
 from m365sync.graph.send import OUTBOX_HEADER, OUTBOX_PREFIX
+from m365sync.service.lanes import run_lanes
 from m365sync.service.mail_folders import FolderSettings, plan_folders
 from m365sync.service.prefetch import ahead
 from m365sync.sync.autocreate import AutoCreatePolicy, merge_created, partners_to_create
@@ -118,23 +132,29 @@ class MailCycle:
         self.on_page = on_page or (lambda _progress: None)
         self.now = now
         self._deleted: frozenset[str] | None = None  # folders of deleted mail (_plan)
-        # A folder's initial round: attachment metadata of its messages, read in bulk.
-        self._index: Future[dict[str, tuple[Attachment, ...]]] | None = None
+        # Folders run side by side: the run's figures and the progress callback are shared,
+        # and the CRM takes one folder's lookups or page write at a time (module doc).
+        self._shared = threading.Lock()
+        self._crm = threading.Lock()
 
     def run(self, account: Account, run: SyncRun | None = None) -> SyncRun:
         """Sync every folder; ``run`` collects the figures as pages are stored, so a cycle
         that fails half-way still reports what it did."""
         run = run or SyncRun(account_id=account.id, started_at=self.now())
         skipped: Counter[str] = Counter(run.skipped)
-        try:
-            for folder in self._plan(account, run):
-                try:
-                    self._sync_folder(account, folder, run, skipped)
-                except NotFound as gone:
-                    # The folder went between the listing and its delta (deleted in Outlook):
-                    # that folder's problem, never the account's; the others still sync.
-                    log.warning("mail folder %s is gone: %s", folder.label, gone)
+
+        def one_folder(folder: MailFolder, stop: threading.Event) -> None:
+            try:
+                self._sync_folder(account, folder, run, skipped, stop)
+            except NotFound as gone:
+                # The folder went between the listing and its delta (deleted in Outlook):
+                # that folder's problem, never the account's; the others still sync.
+                log.warning("mail folder %s is gone: %s", folder.label, gone)
+                with self._shared:
                     run.folder_problems[folder.label] = not_found_sentence(folder.label)
+
+        try:
+            run_lanes(self._plan(account, run), one_folder)
         finally:
             run.skipped = dict(skipped)
             run.finished_at = self.now()
@@ -159,11 +179,16 @@ class MailCycle:
         return plan.folders
 
     def _sync_folder(
-        self, account: Account, folder: MailFolder, run: SyncRun, skipped: Counter[str]
+        self,
+        account: Account,
+        folder: MailFolder,
+        run: SyncRun,
+        skipped: Counter[str],
+        stop: threading.Event,
     ) -> None:
         folder_skips: Counter[str] = Counter()
         try:
-            self._follow(account, folder, run, folder_skips)
+            self._follow(account, folder, run, folder_skips, stop)
         except SyncStateGone as gone:
             # Invariant 2: a 410 restarts the folder from scratch; upserts make it idempotent,
             # and the fresh (full) round reconciles what it no longer lists when it completes.
@@ -174,12 +199,18 @@ class MailCycle:
             )
             self.gateway.reset_folder(account.id, folder.graph_id)
             folder_skips.clear()  # the fresh round counts its own skips: one round's, not two
-            self._follow(account, folder, run, folder_skips)
+            self._follow(account, folder, run, folder_skips, stop)
         finally:
-            skipped.update(folder_skips)
+            with self._shared:
+                skipped.update(folder_skips)
 
     def _follow(
-        self, account: Account, folder: MailFolder, run: SyncRun, skipped: Counter[str]
+        self,
+        account: Account,
+        folder: MailFolder,
+        run: SyncRun,
+        skipped: Counter[str],
+        stop: threading.Event,
     ) -> None:
         cursor = self.gateway.get_cursor(account.id, folder.graph_id)
         since = None
@@ -191,13 +222,12 @@ class MailCycle:
         # Two workers: the next delta page, and (initial round) the attachment index, each
         # in flight while this thread plans and stores a page (service/prefetch.py).
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mail-ahead") as pool:
+            index = None
             if cursor is None or cursor.kind is CursorKind.NEXT:
-                self._index = pool.submit(self._read_index, folder)
-            try:
-                with closing(ahead(pages, pool)) as ordered:
-                    self._follow_pages(account, folder, ordered, run, skipped, cursor, since)
-            finally:
-                self._index = None
+                index = pool.submit(self._read_index, folder)
+            folder_run = _FolderRun(folder, skipped, index)
+            with closing(ahead(pages, pool)) as ordered:
+                self._follow_pages(account, folder_run, ordered, run, cursor, since, stop)
 
     def _read_index(self, folder: MailFolder) -> dict[str, tuple[Attachment, ...]]:
         """An initial round (or one resumed mid-way) stores most of the folder: read the
@@ -218,47 +248,55 @@ class MailCycle:
     def _follow_pages(
         self,
         account: Account,
-        folder: MailFolder,
+        folder_run: _FolderRun,
         pages: Iterable[DeltaPage],
         run: SyncRun,
-        skipped: Counter[str],
         cursor: Cursor | None,
         since: datetime | None,
+        stop: threading.Event,
     ) -> None:
         """Store each page in order; ``cursor`` and ``since`` say which round the pages
-        belong to (a full round marks what it lists and reconciles on its last page)."""
+        belong to (a full round marks what it lists and reconciles on its last page). Another
+        folder failing (``stop``) ends this one before its next page: what is stored keeps
+        its cursor, and the next cycle resumes from there."""
+        folder = folder_run.folder
         for page in pages:
+            if stop.is_set():
+                return
             mark = round_mark(cursor, page, since)
-            stored = self._store_page(account, folder, page, skipped, mark)
+            stored = self._store_page(account, folder_run, page, mark)
             cursor = _cursor_of(page, mark)
-            run.pages += 1
-            run.imported += stored.created
-            run.updated += stored.updated
-            run.removed += stored.removed
-            self.on_page(
-                PageProgress(
-                    account.id,
-                    folder,
-                    len(page.messages) + len(page.removed_ids) + len(page.rejected),
-                    stored.created + stored.updated,
-                    page.delta_link is not None,
+            with self._shared:
+                run.pages += 1
+                run.imported += stored.created
+                run.updated += stored.updated
+                run.removed += stored.removed
+                self.on_page(
+                    PageProgress(
+                        account.id,
+                        folder,
+                        len(page.messages) + len(page.removed_ids) + len(page.rejected),
+                        stored.created + stored.updated,
+                        page.delta_link is not None,
+                    )
                 )
-            )
 
     def _store_page(
         self,
         account: Account,
-        folder: MailFolder,
+        folder_run: _FolderRun,
         page: DeltaPage,
-        skipped: Counter[str],
         mark: RoundMark | None = None,
     ) -> PageResult:
-        lookups = self._lookups(page)
-        if self.auto_create is not None:
-            drafts = partners_to_create(page.messages, lookups, self.auto_create)
-            if drafts:
-                created = self.gateway.create_partners(drafts)
-                lookups = merge_created(lookups, created, drafts)
+        folder = folder_run.folder
+        deleted, moved = self._where_removed_went(folder, page.removed_ids)
+        with self._crm:
+            lookups = self._lookups(page)
+            if self.auto_create is not None:
+                drafts = partners_to_create(page.messages, lookups, self.auto_create)
+                if drafts:
+                    created = self.gateway.create_partners(drafts)
+                    lookups = merge_created(lookups, created, drafts)
         plan = plan_page(page.messages, lookups, self.policy)
         page_skips = Counter(plan.skipped)
         for item in page.rejected:
@@ -271,8 +309,7 @@ class MailCycle:
                 "skipped a malformed item in folder %s: %s", folder.display_name, item.reason
             )
             page_skips[SKIP_MALFORMED] += 1
-        upserts = self._with_attachments(plan.upserts)
-        deleted, moved = self._where_removed_went(folder, page.removed_ids)
+        upserts = self._with_attachments(plan.upserts, folder_run.index)
         cursor = _cursor_of(page, mark)
         if mark is not None and mark.completes:
             settled = self._reconcile(account, folder, mark, set(deleted) | set(moved))
@@ -288,9 +325,10 @@ class MailCycle:
             moved=moved,
             round=mark,
         )
-        result = self.gateway.store_mail_page(write, lease=self.lease)
-        skipped.update(page_skips)  # counted once the page is stored, not before
-        self._link_outbox(page)
+        with self._crm:
+            result = self.gateway.store_mail_page(write, lease=self.lease)
+            folder_run.skipped.update(page_skips)  # counted once the page is stored
+            self._link_outbox(page)
         return result
 
     def _link_outbox(self, page: DeltaPage) -> None:
@@ -323,7 +361,11 @@ class MailCycle:
         companies = self.gateway.find_companies_by_domains(page_domains(addresses, self.policy))
         return PartnerLookups(by_email, companies)
 
-    def _with_attachments(self, upserts: list[StoredMessage]) -> list[StoredMessage]:
+    def _with_attachments(
+        self,
+        upserts: list[StoredMessage],
+        index: Future[dict[str, tuple[Attachment, ...]]] | None,
+    ) -> list[StoredMessage]:
         """Attachment names, sizes and types (never content) of the messages stored with
         ``hasAttachments``: from the folder's index in an initial round, else (and for any
         message the index lacks) in batches of 20 per request.
@@ -333,8 +375,8 @@ class MailCycle:
         wanted = [s.message.graph_id for s in upserts if s.message.has_attachments]
         if not wanted or self.policy.privacy.value != "everything":
             return upserts
-        index = self._index.result() if self._index is not None else {}
-        found = {gid: index[gid] for gid in wanted if gid in index}
+        known = index.result() if index is not None else {}
+        found = {gid: known[gid] for gid in wanted if gid in known}
         rest = [gid for gid in wanted if gid not in found]
         if rest:
             found.update(fetch_attachment_metadata(self.graph, rest))
@@ -436,6 +478,16 @@ class MailCycle:
         if self._deleted is None:  # (a cycle plans its folders first; this is for the rest)
             self._deleted = frozenset({self.reader.resolve_folder("deleteditems").graph_id})
         return self._deleted
+
+
+@dataclass(frozen=True, slots=True)
+class _FolderRun:
+    """One folder's state in a cycle, apart from every other folder's: the skips of its
+    current round, and (initial rounds) its attachment index being read beside its pages."""
+
+    folder: MailFolder
+    skipped: Counter[str]
+    index: Future[dict[str, tuple[Attachment, ...]]] | None = None
 
 
 def _cursor_of(page: DeltaPage, mark: RoundMark | None) -> Cursor:
