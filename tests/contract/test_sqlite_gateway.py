@@ -579,3 +579,31 @@ TestCalendarSyncMachine = calendar_machine.machine_for(
     ),
     close_gateway=_close_store,
 )
+
+
+# --- outbox (the claim) ---------------------------------------------------------------------
+
+from tests.contract.outbox_contract import OutboxContract  # noqa: E402
+
+
+class TestSqliteOutbox(OutboxContract):
+    @pytest.fixture
+    def gateway(self, tmp_path: Path):
+        store = SqliteGateway(tmp_path / "outbox.sqlite3")
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def other_gateway(self, tmp_path: Path):
+        """A second worker: its own connection to the same file."""
+        store = SqliteGateway(tmp_path / "outbox.sqlite3")
+        yield store
+        store.close()
+
+    def crm_queue(self, gateway, account, subject):
+        return gateway.crm_queue_mail(
+            account.id,
+            to=[EmailAddress("dana@fabrikam.example", "Dana")],
+            subject=subject,
+            body_html=f"<p>{subject}</p>",
+        )
