@@ -230,6 +230,45 @@ class TestOdooPush(PushContract):
         return live_gateway
 
 
+# --- outbox (the claim) ---------------------------------------------------------------------
+
+from tests.contract.outbox_contract import OutboxContract  # noqa: E402
+
+
+class TestOdooOutbox(OutboxContract):
+    """The claim on a live Odoo: the addon's row lock and Odoo's serializable transaction.
+    The mail is queued as a person does it, with a plain XML-RPC ``create`` on
+    ``m365.outbox`` as the account's owner."""
+
+    @pytest.fixture
+    def gateway(self, live_gateway: OdooGateway) -> CrmGateway:
+        return live_gateway
+
+    @pytest.fixture
+    def other_gateway(self) -> Iterator[OdooGateway]:
+        """A second worker: its own connection to the same Odoo."""
+        gateway = OdooGateway.from_config(odoo_config())
+        yield gateway
+        gateway.close()
+
+    def account_owner(self) -> str:
+        return os.environ.get("ODOO_ADMIN_USER") or os.environ["ODOO_USER"]
+
+    def crm_queue(self, gateway, account, subject):
+        return admin_rpc_cached().execute_kw(
+            "m365.outbox",
+            "create",
+            [
+                {
+                    "account_id": account.id,
+                    "email_to": '"Dana" <dana@fabrikam.example>',
+                    "subject": subject,
+                    "body_html": f"<p>{subject}</p>",
+                }
+            ],
+        )
+
+
 # --- the state machines, against the real addon -------------------------------------------
 
 from tests.contract.calendar_machine import CalendarSyncMachine, CrmActions  # noqa: E402

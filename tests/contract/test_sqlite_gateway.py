@@ -595,3 +595,31 @@ TestCalendarSyncMachine = machine_for(
 def test_what_the_calendar_machine_found() -> None:
     """Its failing examples and a seldom path, as steps (`CalendarSyncMachine.regressions`)."""
     assert run_regressions(TestCalendarSyncMachine) == 3
+
+
+# --- outbox (the claim) ---------------------------------------------------------------------
+
+from tests.contract.outbox_contract import OutboxContract  # noqa: E402
+
+
+class TestSqliteOutbox(OutboxContract):
+    @pytest.fixture
+    def gateway(self, tmp_path: Path):
+        store = SqliteGateway(tmp_path / "outbox.sqlite3")
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def other_gateway(self, tmp_path: Path):
+        """A second worker: its own connection to the same file."""
+        store = SqliteGateway(tmp_path / "outbox.sqlite3")
+        yield store
+        store.close()
+
+    def crm_queue(self, gateway, account, subject):
+        return gateway.crm_queue_mail(
+            account.id,
+            to=[EmailAddress("dana@fabrikam.example", "Dana")],
+            subject=subject,
+            body_html=f"<p>{subject}</p>",
+        )

@@ -365,3 +365,43 @@ def test_a_cycle_that_lost_its_lease_sends_nothing_more(stack, account):
     assert stack.emulator.mailbox.sent() == []
     assert stack.gateway.outbox_item(mail_id).state is OutboxState.QUEUED
     assert send_outgoing(stack.gateway, sender, account, lease=taken) == {"sent": 1}
+
+
+def test_two_workers_with_the_same_stale_list_send_each_mail_once(stack, account, monkeypatch):
+    """Two workers read the outbox before either sent (one lost the account's lease while the
+    CRM was down, the other took it over: the soak against Odoo, seed 6041). Each pass goes
+    through the list it read; the claim in the store lets one send each mail."""
+    first, second = queue(stack, account), queue(stack, account, subject="Our second offer")
+    stale = stack.gateway.outgoing_mail(account.id)
+    assert [m.state for m in stale] == [OutboxState.QUEUED, OutboxState.QUEUED]
+    monkeypatch.setattr(stack.gateway, "outgoing_mail", lambda account_id, **_: list(stale))
+    assert send(stack, account) == {"sent": 2}  # worker A
+    assert send(stack, account) == {"pending": 2}  # worker B: lost both claims, sent nothing
+    assert sorted(s["subject"] for s in stack.emulator.mailbox.sent()) == [
+        "Our offer",
+        "Our second offer",
+    ]
+    for mail_id in (first, second):
+        item = stack.gateway.outbox_item(mail_id)
+        assert (item.state, item.attempts) == (OutboxState.SENT, 1)
+
+
+def test_workers_interleaved_on_the_same_list_send_each_mail_once(stack, account, monkeypatch):
+    """Worst interleaving: worker B's pass starts between A's claim and A's send of one mail."""
+    mail_id = queue(stack, account)
+    stale = stack.gateway.outgoing_mail(account.id)
+    monkeypatch.setattr(stack.gateway, "outgoing_mail", lambda account_id, **_: list(stale))
+    sender = MailSender(stack.runtime.graph_for(account))
+    passes: list = []
+    real_send = sender.send
+
+    def send_after_the_other_worker(mail):
+        passes.append(send_outgoing(stack.gateway, sender_b, account))  # B, mid-way through A
+        return real_send(mail)
+
+    sender_b = MailSender(stack.runtime.graph_for(account))
+    monkeypatch.setattr(sender, "send", send_after_the_other_worker)
+    assert send_outgoing(stack.gateway, sender, account) == {"sent": 1}
+    assert passes == [{"pending": 1}]
+    assert len(stack.emulator.mailbox.sent()) == 1
+    assert stack.gateway.outbox_item(mail_id).state is OutboxState.SENT

@@ -129,7 +129,7 @@ CALENDAR_METHODS = {
     "mark_event_pushed",
     "upcoming_events_for_partner",
 }
-OUTBOX_METHODS = {"outgoing_mail", "update_outgoing"}
+OUTBOX_METHODS = {"outgoing_mail", "update_outgoing", "claim_outgoing"}
 FREE_BUSY_METHODS = {"pending_free_busy", "store_free_busy"}
 PUSH_METHODS = {
     "crm_settings",
@@ -832,6 +832,11 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
                 "error": None,
                 "send_started_at": T0.isoformat(),
             },
+        ),
+        (
+            "claim_outgoing",
+            lambda g: g.claim_outgoing(4, T0),
+            {"mail_id": 4, "started": T0.isoformat()},
         ),
         ("pending_free_busy", lambda g: g.pending_free_busy(), {}),
         ("crm_settings", lambda g: g.crm_settings(), {}),

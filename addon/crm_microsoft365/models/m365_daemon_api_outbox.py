@@ -3,6 +3,10 @@
 - ``outgoing_mail{account_id, limit}`` -> ``[OutgoingMail]``: the account's queued mail and the
   mail left ``sending`` (outcome unknown), oldest first; attachments inline, their content in
   base64 (``{"name", "content_type", "content"}``).
+- ``claim_outgoing{mail_id, started}`` -> ``bool``: queued -> ``sending`` with the start time
+  and one more attempt, only if the row is still ``queued`` (under its row lock): False for a
+  mail another worker claimed, already sent or failed, or deleted. The daemon sends only
+  what it claimed (two workers with the same stale list: one sends).
 - ``update_outgoing{mail_id, state, graph_id, internet_message_id, conversation_id, error,
   send_started_at}`` -> ``True``: the state is always written, the error as given (none clears
   it), the ids and the start time only when given (COALESCE, as m365sync.crm.sqlite_outbox).
@@ -76,6 +80,36 @@ class M365DaemonApiOutbox(models.AbstractModel):
             limit=limit,
         )
         return _none_to_false([self._outgoing_wire(m) for m in mails])
+
+    @api.model
+    def claim_outgoing(self, payload):
+        """The conditional queued -> sending. The row lock makes a second claim wait for the
+        first one's transaction; once that commits, the second one's snapshot is stale and
+        PostgreSQL refuses its lock (a serialization failure, which Odoo's RPC retries in a
+        new transaction, where the row reads ``sending``): the second claim answers False."""
+        env = self._daemon_env()
+        started = dt_from_wire(_opt(payload.get("started")))
+        if not started:
+            raise UserError("M365:BadRequest: a claim needs its start time.")
+        env["m365.outbox"].flush_model()
+        env.cr.execute(
+            "SELECT id FROM m365_outbox WHERE id = %s AND state = 'queued' FOR UPDATE",
+            (int(payload["mail_id"]),),
+        )
+        row = env.cr.fetchone()
+        if row is None:
+            return False
+        mail = env["m365.outbox"].browse(row[0])
+        mail.invalidate_recordset()
+        mail.write(
+            {
+                "state": "sending",
+                "send_started_at": started,
+                "error": False,
+                "attempts": mail.attempts + 1,
+            }
+        )
+        return True
 
     @api.model
     def update_outgoing(self, payload):

@@ -168,6 +168,26 @@ class TestOutbox(M365Case):
 
     # --- the daemon's RPC -----------------------------------------------------------------------
 
+    def test_a_claim_takes_a_queued_mail_once(self):
+        # Two workers with the same stale list (the soak against Odoo, seed 6041): one wins.
+        mail = self.queue()
+        started = "2026-12-06T03:50:00+00:00"
+        self.assertIs(self.api.claim_outgoing({"mail_id": mail.id, "started": started}), True)
+        self.assertEqual(
+            (mail.state, mail.send_started_at, mail.attempts),
+            ("sending", datetime(2026, 12, 6, 3, 50), 1),
+        )
+        later = "2026-12-06T03:51:00+00:00"
+        self.assertIs(self.api.claim_outgoing({"mail_id": mail.id, "started": later}), False)
+        self.assertEqual((mail.send_started_at, mail.attempts), (datetime(2026, 12, 6, 3, 50), 1))
+        for state in ("sent", "failed"):
+            self.api.update_outgoing({"mail_id": mail.id, "state": state, "error": "x"})
+            self.assertIs(self.api.claim_outgoing({"mail_id": mail.id, "started": later}), False)
+            self.assertEqual(mail.state, state)
+        self.assertIs(self.api.claim_outgoing({"mail_id": 987654321, "started": later}), False)
+        with self.assertRaisesRegex(Exception, "needs its start time"):
+            self.api.claim_outgoing({"mail_id": mail.id, "started": False})
+
     def test_outgoing_mail_queued_and_sending_oldest_first_with_attachments(self):
         content = b"%PDF-1.4 offer \x00\xff"
         attachment = (

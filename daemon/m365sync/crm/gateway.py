@@ -380,6 +380,16 @@ class CrmGateway(abc.ABC):
         """Record a step of a send: ``sending`` with ``send_started_at`` before the send is
         attempted, ``sent`` after Graph's 202, and the Sent Items copy's ids when found."""
 
+    @abc.abstractmethod
+    def claim_outgoing(self, mail_id: int, started: datetime) -> bool:
+        """Take a queued mail for sending: queued -> ``sending`` with ``started`` (and one
+        more attempt), in one conditional write; True only if the mail was still ``queued``.
+
+        The one gate before a send (DESIGN.md, invariant 7): two workers holding the same
+        stale outbox list (one lost the account's lease while the CRM was down, the other
+        took it over) both try the claim, and only one wins; the loser never sends. A mail
+        already ``sending``, ``sent`` or ``failed``, or one deleted meanwhile, is not claimed."""
+
     # --- free/busy for the CRM's forms (the embedded store has none: it asks Graph directly) -
 
     @abc.abstractmethod

@@ -1004,6 +1004,9 @@ class OdooGateway(CrmGateway):
             send_started_at=send_started_at,
         )
 
+    def claim_outgoing(self, mail_id: int, started: datetime) -> bool:
+        return bool(self._call("claim_outgoing", mail_id=mail_id, started=started))
+
     # --- free/busy for Schedule Meeting ---
 
     def pending_free_busy(self) -> list[FreeBusyRequest]:

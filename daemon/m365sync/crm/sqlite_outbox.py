@@ -1,9 +1,10 @@
 """The embedded store's outbox: mail the CRM queued for sending through an account.
 
 A mixin of `SqliteGateway`, like the calendar. The row moves queued -> sending -> sent or
-failed; ``sending`` (with its start time) is written before the send, so a daemon that stops
-between Graph's 202 and the ``sent`` write finds the Sent Items copy instead of sending again
-(DESIGN.md, invariant 7).
+failed; ``sending`` (with its start time) is written before the send, by a claim that
+succeeds only on a row still ``queued`` (`claim_outgoing`: of two workers, one sends), so a
+daemon that stops between Graph's 202 and the ``sent`` write finds the Sent Items copy
+instead of sending again (DESIGN.md, invariant 7).
 """
 
 from __future__ import annotations
@@ -179,6 +180,17 @@ class OutboxStore:
                     mail_id,
                 ),
             )
+
+    def claim_outgoing(self, mail_id: int, started: datetime) -> bool:
+        # One UPDATE guarded by the state: SQLite serialises writers, so of two claims of the
+        # same mail exactly one sees it queued.
+        with self._write() as conn:
+            claimed = conn.execute(
+                "UPDATE m365_outbox SET state = 'sending', send_started_at = ?, error = NULL, "
+                "attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'queued'",
+                (started.isoformat(), datetime.now(UTC).isoformat(), mail_id),
+            ).rowcount
+        return claimed == 1
 
     # The command line's Compose Email (`m365sync send`) is the CRM-side write itself.
     queue_mail = crm_queue_mail

@@ -1,7 +1,10 @@
 """Sending what the CRM queued, at most once (DESIGN.md, invariant 7).
 
-For each queued mail: check it (`sync.outbox.problem_with`), record ``sending`` with the time,
+For each queued mail: check it (`sync.outbox.problem_with`), claim it (``queued`` ->
+``sending`` with the time, in one conditional write in the CRM: `CrmGateway.claim_outgoing`),
 send it (``sendMail`` or ``reply``, carrying the ``x-m365sync-outbox`` header), record ``sent``.
+Only a won claim is sent: a mail another worker claimed first (two workers holding the same
+stale list, one of which lost the account's lease) is left to that worker, counted pending.
 A 429 is Graph refusing the request without carrying it out: the mail is queued again.
 A mail found ``sending`` is one whose outcome is unknown (the daemon stopped, or the answer was
 lost): it is looked for in Sent Items by its header and never sent again blindly; if it does
@@ -42,7 +45,8 @@ def send_outgoing(
     cycle's (`LeaseLost` ends the pass): a cycle that lost its account to another worker (its
     renewals failed while the CRM was down) must not go on sending the list it read, which
     the new holder's cycle has read too and sends (found by the soak against Odoo, seed 6041:
-    two mails sent twice)."""
+    two mails sent twice). The lease check narrows that window; the claim in the CRM
+    (`CrmGateway.claim_outgoing`) closes it: of two workers, one sends each mail."""
     outcome: Counter[str] = Counter()
     for mail in gateway.outgoing_mail(account.id):
         if lease is not None:
@@ -67,11 +71,15 @@ def _send_one(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> st
     if problem:
         gateway.update_outgoing(mail.id, OutboxState.FAILED, error=problem)
         return "failed"
+    started = datetime.now(UTC)
+    # Outside the refusals below: a CRM that cannot answer the claim ends the pass with the
+    # mail not sent (a claim written but unanswered is confirmed from Sent Items later).
+    if mail.state is not OutboxState.SENDING and not gateway.claim_outgoing(mail.id, started):
+        log.info("outbox %s: another worker took it since it was read; not sending", mail.id)
+        return "pending"
     try:
         if mail.state is OutboxState.SENDING:
             return _confirm(gateway, sender, mail)
-        started = datetime.now(UTC)
-        gateway.update_outgoing(mail.id, OutboxState.SENDING, send_started_at=started)
         try:
             sender.send(mail)
         except Throttled as error:
