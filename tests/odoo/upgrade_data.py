@@ -20,7 +20,7 @@ FILL = (
     """
 from datetime import datetime, timedelta, timezone
 from odoo.addons.crm_microsoft365.tests.common import (
-    wire_message, wire_page, wire_spec, wire_stored
+    placed_page, wire_message, wire_page, wire_spec, wire_stored
 )
 from odoo.addons.crm_microsoft365.tests.test_calendar_api import event_page, stored, wire_event
 
@@ -44,7 +44,8 @@ events = [
     stored(wire_event("ev-up-1", start=start)),
     stored(wire_event("ev-up-2", start=start + timedelta(days=1), subject="Contract")),
 ]
-api.store_event_page({"page": event_page(account["id"], events), "lease": None})
+# As the daemon hands a page over: placed, with the values its event mapping decided.
+api.store_event_page({"page": placed_page(api, event_page(account["id"], events)), "lease": None})
 admin = env.ref("base.user_admin")
 for subject in ("Offer", "Follow-up"):
     env["m365.outbox"].with_user(admin).create({
