@@ -30,7 +30,8 @@ from m365sync.domain import (
     StoredEvent,
 )
 from m365sync.errors import StalePlan
-from m365sync.sync.calendar import crm_event_of, is_echo, organizes, place
+from m365sync.service.calendar_cycle import inbound_state
+from m365sync.sync.calendar import organizes, plan_items
 from tests.contract.gateway_contract import spec, unique
 
 SOON = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
@@ -81,22 +82,15 @@ def page(account: Account, upserts, removed=(), link="https://graph/delta?1") ->
 
 
 def planned(gateway: CrmGateway, write: EventPageWrite) -> EventPageWrite:
-    """The page as the daemon hands it over: echoes dropped and each item placed by the
-    product's own rules (`sync.calendar.is_echo`, `place` over the store's bindings and
-    meeting candidates), as `CalendarCycle` does."""
+    """The page as the daemon hands it over, planned by the product itself: the calendar
+    cycle's reads (`inbound_state`) and its plan (`sync.calendar.plan_items`, which
+    `plan_inbound` is with the people linked from the page's lookups): here each item's people
+    are the links the test gives it."""
+    given = {s.event.graph_id: s.attendees for s in write.upserts}
     items = [s.event for s in write.upserts]
-    # The cycle's page carries the series masters of its occurrences: their bindings too.
-    wanted = [e.graph_id for e in items] + [e.series_master_id for e in items if e.series_master_id]
-    bindings = gateway.event_bindings(write.account_id, wanted)
-    unbound = [e for e in items if e.graph_id not in bindings]
-    candidates = gateway.meeting_candidates(
-        write.account_id,
-        [e.ical_uid for e in unbound if e.ical_uid],
-        [e.series_master_id for e in unbound if e.series_master_id],
-        [n for e in unbound if (n := crm_event_of(e.transaction_id)) is not None],
-    )
-    fresh = [s for s in write.upserts if not is_echo(s.event, bindings.get(s.event.graph_id))]
-    return replace(write, upserts=place(fresh, bindings, candidates))
+    bindings, candidates = inbound_state(gateway, write.account_id, items)
+    plan = plan_items(items, bindings, lambda item: given[item.graph_id], candidates=candidates)
+    return replace(write, upserts=plan.upserts)
 
 
 def store(gateway: CrmGateway, write: EventPageWrite, **kwargs) -> PageResult:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -38,8 +38,10 @@ from m365sync.domain import (
     CalendarEvent,
     Cursor,
     CursorKind,
+    EventBinding,
     EventPageWrite,
     Lease,
+    MeetingCandidate,
     PageResult,
     SyncRun,
 )
@@ -221,18 +223,7 @@ class CalendarCycle:
         removed: list[str],
         skipped: Counter[str],
     ) -> PageResult:
-        bindings = self.gateway.event_bindings(account.id, [e.graph_id for e in events])
-        unbound = [e for e in events if e.graph_id not in bindings]
-        candidates = (
-            self.gateway.meeting_candidates(
-                account.id,
-                [e.ical_uid for e in unbound if e.ical_uid],
-                [e.series_master_id for e in unbound if e.series_master_id],
-                [n for e in unbound if (n := crm_event_of(e.transaction_id)) is not None],
-            )
-            if unbound
-            else []
-        )
+        bindings, candidates = inbound_state(self.gateway, account.id, events)
         plan = plan_inbound(
             events,
             bindings,
@@ -347,6 +338,27 @@ class CalendarCycle:
                 change.crm_event_id,
                 action.expected_version,
             )
+
+
+def inbound_state(
+    gateway: CrmGateway, account_id: int, events: Sequence[CalendarEvent]
+) -> tuple[dict[str, EventBinding], list[MeetingCandidate]]:
+    """What the store holds that an inbound plan decides on (`sync.calendar.plan_inbound`):
+    the bindings of the page's items (its series masters come first in it, so theirs too),
+    and the CRM events its unbound items may be the same meeting as (by our create's
+    ``transactionId``, iCalUId or series). Two reads; the calendar contract plans its pages
+    through this too."""
+    bindings = gateway.event_bindings(account_id, [e.graph_id for e in events])
+    unbound = [e for e in events if e.graph_id not in bindings]
+    if not unbound:
+        return bindings, []
+    candidates = gateway.meeting_candidates(
+        account_id,
+        [e.ical_uid for e in unbound if e.ical_uid],
+        [e.series_master_id for e in unbound if e.series_master_id],
+        [n for e in unbound if (n := crm_event_of(e.transaction_id)) is not None],
+    )
+    return bindings, candidates
 
 
 def _refused(error: M365SyncError) -> bool:

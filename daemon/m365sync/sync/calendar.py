@@ -38,7 +38,7 @@ edit pending instead of writing over it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -289,7 +289,26 @@ def plan_inbound(
 
     ``owner`` is the mailbox's own (normalised) address, whose answer to each invitation is
     kept on its attendee line; ``candidates`` the CRM events the page's unbound items may be
-    the same meeting as (`CrmGateway.meeting_candidates`)."""
+    the same meeting as (`CrmGateway.meeting_candidates`). Each item's people are linked to
+    contacts and companies by the mail rules (`attendee_links`); the rest is `plan_items`."""
+
+    def people(item: CalendarEvent) -> list[EventLink]:
+        return with_my_response(attendee_links(item, lookups, policy), item, owner)
+
+    return plan_items(events, bindings, people, candidates=candidates)
+
+
+def plan_items(
+    events: Iterable[CalendarEvent],
+    bindings: Mapping[str, EventBinding],
+    people: Callable[[CalendarEvent], list[EventLink]],
+    *,
+    candidates: Iterable[MeetingCandidate] = (),
+) -> InboundPlan:
+    """`plan_inbound` with the linking of each item's people (``people``, called on the item
+    as the CRM may keep it) given: each id once, echoes skipped, conflicts decided, private
+    items as busy time, and each item placed (`place`). The gateway contract plans its pages
+    here with the links it seeds, so the stores are tested on the plans the product makes."""
     plan = InboundPlan(upserts=[])
     unique_events, repeats = last_of_each(events)
     if repeats:
@@ -310,8 +329,7 @@ def plan_inbound(
             # Never more than busy time from a private event; one landing on a CRM event
             # keeps what the CRM has (it may have pushed it whole): see `place`.
             item = busy_only(item)
-        links = with_my_response(attendee_links(item, lookups, policy), item, owner)
-        upserts.append(StoredEvent(item, links))
+        upserts.append(StoredEvent(item, people(item)))
     plan.upserts = place(upserts, bindings, candidates)
     return plan
 
