@@ -636,7 +636,9 @@ class ResPartner(models.Model):
         """The one rule of "a meeting with this partner": the partner, its contacts or its
         company (matched by the daemon) attend; Outlook series masters, meetings deleted or
         cancelled in Outlook are not meetings. With ``since``: those not ended by then. The
-        partner form's count and tab, Odoo's Meetings button and the daemon's RPC all use it."""
+        partner form's count and tab, Odoo's Meetings button and the daemon's RPC all use it.
+        The daemon's embedded store holds the same rule (m365sync.sync.meetings); one table of
+        cases, ``tests/meeting_cases.json``, pins both."""
         self.ensure_one()
         partners = self | self.with_context(active_test=False).child_ids
         domain = [

@@ -1,12 +1,15 @@
 """A partner's meetings: one rule for the Meetings tab, Odoo's Meetings button (its count and
 the calendar it opens) and the daemon's "upcoming meetings" RPC."""
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from odoo.tests import tagged
 
-from odoo import fields
+from odoo import Command, fields
 
+from ..models.calendar_event import ORIGIN_KEY
 from .common import M365Case, placed_page, unique
 from .test_calendar_api import SOON, event_page, iso, link, stored, wire_event
 
@@ -42,6 +45,62 @@ class TestPartnerMeetings(M365Case):
             {"partner_id": company.id, "since": iso(now)}
         )
         self.assertEqual([summary["subject"] for summary in rpc], ["Upcoming"])
+
+
+@tagged("post_install", "-at_install")
+class TestMeetingRuleCases(M365Case):
+    """The rule of a partner's meetings gives, case by case, what the daemon's gives
+    (m365sync.sync.meetings, in the embedded store), from the table both test suites read."""
+
+    def meeting(self, case, people):
+        values = {
+            "name": case["name"],
+            "m365_is_cancelled": case.get("cancelled", False),
+            "m365_deleted": case.get("deleted", False),
+            "m365_is_series_master": case.get("series_master", False),
+        }
+        if "all_day" in case:
+            first, last = case["all_day"]
+            values |= {"allday": True, "start": f"{first} 08:00:00", "stop": f"{last} 18:00:00"}
+        else:
+            values |= {"start": self.utc(case["start"]), "stop": self.utc(case["end"])}
+        if case["who"] == "work_domain":
+            values["m365_company_ids"] = [Command.set([people["company"].id])]
+        else:
+            values["partner_ids"] = [Command.set([people[case["who"]].id])]
+        return self.env["calendar.event"].with_context(**{ORIGIN_KEY: True}).create(values)
+
+    @staticmethod
+    def utc(text):
+        return datetime.fromisoformat(text).astimezone(timezone.utc).replace(tzinfo=None)
+
+    def test_the_shared_cases(self):
+        table = json.loads(Path(__file__).with_name("meeting_cases.json").read_text("utf-8"))
+        since, cases = self.utc(table["since"]), table["cases"]
+        company = self.env["res.partner"].create({"name": unique("Fabrikam"), "is_company": True})
+        people = {
+            "company": company,
+            "contact": self.env["res.partner"].create(
+                {"name": "Anna", "email": f"{unique('anna')}@example.com", "parent_id": company.id}
+            ),
+            "stranger": self.env["res.partner"].create(
+                {"name": "Stranger", "email": f"{unique('someone')}@elsewhere.example"}
+            ),
+        }
+        for case in cases:
+            self.meeting(case, people)
+        upcoming = sorted(c["name"] for c in cases if c["upcoming"])
+        meetings = sorted(c["name"] for c in cases if c["meeting"])
+        Event = self.env["calendar.event"]
+        found = Event.search(company._m365_meeting_domain(since))
+        self.assertEqual(sorted(found.mapped("name")), upcoming)
+        rpc = self.api.upcoming_events_for_partner(
+            {"partner_id": company.id, "since": iso(since), "limit": 100}
+        )
+        self.assertEqual(sorted(summary["subject"] for summary in rpc), upcoming)
+        counted = Event.browse(company._compute_meeting()[company.id])
+        self.assertEqual(sorted(counted.mapped("name")), meetings)
+        self.assertEqual(company.meeting_count, len(meetings))
 
 
 @tagged("post_install", "-at_install")

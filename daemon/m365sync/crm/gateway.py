@@ -355,8 +355,9 @@ class CrmGateway(abc.ABC):
     ) -> list[EventSummary]:
         """Meetings with the partner (a company: or its contacts) that have not ended by
         ``since``, soonest first; series masters, deleted and cancelled ones are no meetings.
-        The same rule as the partner form's Meetings tab and count (the addon's
-        ``res.partner._m365_meeting_domain``)."""
+        The rule is `sync.meetings.is_upcoming`; the partner form's Meetings tab and count
+        follow it (the addon's ``res.partner._m365_meeting_domain``, pinned by the shared
+        ``meeting_cases.json``)."""
 
     # --- outbox ------------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from m365sync.crm.sqlite_calendar import (
     V4_ONLINE_MEETINGS,
     V6_SERIES_RESHAPED,
     CalendarStore,
+    upcoming_meeting,
 )
 from m365sync.crm.sqlite_folders import (
     CHOICE_COLUMNS,
@@ -547,6 +548,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, FolderStore, NoCrmFor
             conn.row_factory = sqlite3.Row
             conn.create_function("m365_domain_of_website", 1, domain_of_website, deterministic=True)
             conn.create_function("m365_domain_of_email", 1, domain_of_email, deterministic=True)
+            conn.create_function("m365_upcoming_meeting", 6, upcoming_meeting, deterministic=True)
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA journal_mode = WAL")

@@ -50,6 +50,7 @@ from m365sync.domain import (
     StoredEvent,
 )
 from m365sync.errors import StalePlan
+from m365sync.sync.meetings import is_upcoming
 
 V2_CALENDAR = """
 DROP TABLE IF EXISTS m365_calendar_attendee;
@@ -148,6 +149,32 @@ def _kept(values: dict[str, Any], keep_details: bool) -> dict[str, Any]:
 
 def _day(text: str | None) -> date | None:
     return date.fromisoformat(text) if text else None
+
+
+def upcoming_meeting(
+    series_master: int,
+    deleted: int,
+    cancelled: int,
+    end_at: str | None,
+    end_date: str | None,
+    since: str,
+) -> int:
+    """`sync.meetings.is_upcoming` over an event row's columns: the store's SQL calls it as
+    ``m365_upcoming_meeting`` (registered on each connection), so the rule is not written
+    again in SQL."""
+    when = _when(since)
+    if when is None:  # no cut-off: nothing is upcoming
+        return 0
+    return int(
+        is_upcoming(
+            series_master=bool(series_master),
+            deleted=bool(deleted),
+            cancelled=bool(cancelled),
+            end=_when(end_at),
+            end_date=_day(end_date),
+            since=when,
+        )
+    )
 
 
 def _columns(event: CalendarEvent) -> dict[str, Any]:
@@ -603,18 +630,12 @@ class CalendarStore:
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT DISTINCT e.* FROM crm_calendar_event e JOIN crm_calendar_attendee a "
-                "ON a.event_id = e.id WHERE e.deleted = 0 AND e.is_cancelled = 0 "
-                "AND e.is_series_master = 0 "
-                "AND (a.partner_id = :p OR a.company_id = :p OR a.partner_id IN "
-                "(SELECT id FROM res_partner WHERE parent_id = :p)) "
-                "AND (e.end_at >= :since OR (e.start_at IS NULL AND e.end_date > :day)) "
+                "ON a.event_id = e.id WHERE (a.partner_id = :p OR a.company_id = :p OR "
+                "a.partner_id IN (SELECT id FROM res_partner WHERE parent_id = :p)) "
+                "AND m365_upcoming_meeting(e.is_series_master, e.deleted, e.is_cancelled, "
+                "e.end_at, e.end_date, :since) "
                 "ORDER BY COALESCE(e.start_at, e.start_date), e.id LIMIT :limit",
-                {
-                    "p": partner_id,
-                    "since": _text(since),
-                    "day": since.astimezone(UTC).date().isoformat(),
-                    "limit": limit,
-                },
+                {"p": partner_id, "since": _text(since), "limit": limit},
             ).fetchall()
             summaries = []
             for row in rows:
