@@ -256,6 +256,60 @@ class CalendarContract:
         assert gateway.bound_event_ids(account.id) == [second]
         assert gateway.bound_event_ids(gateway.upsert_account(spec()).id) == []
 
+    def test_a_crm_series_is_unconfirmed_until_an_occurrence_is_bound(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """A series made in the CRM and pushed: its master is asked about (Outlook may delete
+        it before listing its occurrences) until one of its occurrences comes back bound."""
+        daily = Recurrence("daily", SOON.date(), range_type="numbered", number_of_occurrences=3)
+        made = replace(
+            event("", event_type=EventType.SERIES_MASTER, recurrence=daily), subject="Stand-up"
+        )
+        self.crm_create(gateway, account, made, [anna.id])
+        (change,) = gateway.event_changes_to_push(account.id)
+        assert change.event.recurrence is not None
+        master = unique("m")
+        gateway.mark_event_pushed(
+            account.id, change.crm_event_id, graph_id=master, change_key="ck1",
+            version=change.version,
+        )  # fmt: skip
+        assert gateway.unconfirmed_series_ids(account.id) == [master]
+        assert gateway.bound_event_ids(account.id) == [master]
+        occurrence = replace(
+            event(unique("o"), event_type=EventType.OCCURRENCE, master=master),
+            subject="Stand-up",
+            organizer=EmailAddress(account.address, ""),
+        )
+        store(gateway, page(account, [StoredEvent(occurrence, links(anna.id))]))
+        assert gateway.event_bindings(account.id, [occurrence.graph_id])
+        assert gateway.unconfirmed_series_ids(account.id) == []
+        assert gateway.unconfirmed_series_ids(gateway.upsert_account(spec()).id) == []
+
+    def test_a_crm_series_deleted_in_outlook_before_its_occurrences_came_back_leaves(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """The removal of a pushed series' master, none of its occurrences bound yet, takes
+        the whole series out of the CRM (Odoo's own occurrences of it too): nothing of it is
+        left to show or to push (reliability soak against Odoo, seed 138410683)."""
+        daily = Recurrence("daily", SOON.date(), range_type="numbered", number_of_occurrences=3)
+        made = replace(
+            event("", event_type=EventType.SERIES_MASTER, recurrence=daily), subject="Stand-up"
+        )
+        self.crm_create(gateway, account, made, [anna.id])
+        (change,) = gateway.event_changes_to_push(account.id)
+        master = unique("m")
+        gateway.mark_event_pushed(
+            account.id, change.crm_event_id, graph_id=master, change_key="ck1",
+            version=change.version,
+        )  # fmt: skip
+        result = store(gateway, page(account, [], [master]))
+        assert result.removed == 1
+        assert gateway.bound_event_ids(account.id) == []
+        assert gateway.unconfirmed_series_ids(account.id) == []
+        assert gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1)) == []
+        assert gateway.event_changes_to_push(account.id) == []
+        assert gateway.meeting_candidates(account.id, [], [master], [change.crm_event_id]) == []
+
     def test_a_series_and_its_occurrences(
         self, gateway: CrmGateway, account: Account, anna
     ) -> None:

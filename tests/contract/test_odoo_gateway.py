@@ -204,6 +204,13 @@ class TestOdooCalendar(CalendarContract):
         }
         if item.sensitivity is not Sensitivity.NORMAL:
             values["privacy"] = "private"
+        if item.recurrence is not None:
+            # The contract's CRM series: daily, a number of occurrences (Odoo's own fields).
+            assert item.recurrence.pattern_type == "daily"
+            values.update(
+                recurrency=True, rrule_type="daily", interval=item.recurrence.interval,
+                end_type="count", count=item.recurrence.number_of_occurrences, event_tz="UTC",
+            )  # fmt: skip
         return admin_rpc_cached().execute_kw("calendar.event", "create", [values])
 
     def crm_update(self, gateway, event_id, **changes) -> None:

@@ -22,6 +22,7 @@ import pytest
 from m365sync.crm.odoo import XmlRpcTransport
 from m365sync.emulator.mailbox import Mailbox
 from m365sync.service.account_sync import sync_account_mail
+from m365sync.service.calendar_cycle import CalendarCycle
 from m365sync.service.connect import connect_account
 
 from .conftest import OdooStack, odoo_stack_for
@@ -151,6 +152,76 @@ def test_an_event_created_in_odoo_reaches_outlook_once_and_comes_back_without_ec
     (patch,) = writes(stack, "PATCH")
     assert patch["body"]["subject"] == f"{subject} (moved)"
     assert [e["id"] for e in outlook_events(stack, f"{subject} (moved)")] == [in_outlook["id"]]
+
+
+def test_a_series_made_in_odoo_and_deleted_in_outlook_before_it_came_back_leaves_odoo(
+    cal_stack, monkeypatch
+):
+    """A daily series made in Odoo reaches Outlook (its hidden master bound), and a person
+    deletes it in Outlook before the daemon's pull has listed its occurrences: calendarView
+    delta never names a master, and Odoo's own occurrences are bound only when Outlook's come
+    back, so nothing named the series again. Its master is asked about until its occurrences
+    are bound: the deletion leaves Odoo with every occurrence (reliability soak, seed
+    138410683)."""
+    stack = cal_stack
+    anna, _address = contact(stack, "Anna Lidman")
+    account = connect(stack)
+    sync(stack, account.id)  # the first round is done: the next ones follow the delta link
+    subject = f"Daily stand-up {token()}"
+    start = (NOW + timedelta(days=4)).replace(minute=0, second=0)
+    event_id = stack.admin.execute_kw(
+        "calendar.event",
+        "create",
+        [
+            {
+                "name": subject,
+                "start": odoo_datetime(start),
+                "stop": odoo_datetime(start + timedelta(hours=1)),
+                "partner_ids": [(6, 0, [anna])],
+                "m365_owner_account_id": account.id,
+                "recurrency": True,
+                "rrule_type": "daily",
+                "interval": 1,
+                "end_type": "count",
+                "count": 3,
+                "event_tz": "UTC",
+            }
+        ],
+    )
+    stack.event_ids.append(event_id)
+    pull = CalendarCycle.pull
+
+    def deleted_in_outlook_first(cycle, *args, **kwargs):
+        # The person deletes the series between the daemon's create and its pull.
+        for item in outlook_events(stack, subject):
+            if item.get("type") == "seriesMaster":
+                stack.mailbox.calendar.delete(item["id"])
+        return pull(cycle, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CalendarCycle, "pull", deleted_in_outlook_first)
+        sync(stack, account.id)
+
+    def ours():
+        """The calendar's writes (the mail's own POSTs left out)."""
+        calendar = writes(stack, "POST", "PATCH", "DELETE")
+        return [w for w in calendar if w["method"] != "POST" or w["body"].get("subject") == subject]
+
+    (post,) = ours()
+    assert post["method"] == "POST"
+    assert post["body"]["recurrence"]["range"]["numberOfOccurrences"] == 3
+    assert outlook_events(stack, subject) == []
+
+    def in_odoo():
+        return stack.read("calendar.event", [("name", "=", subject)], ["start"], archived=True)
+
+    # The series' three occurrences and its hidden master left Odoo in that cycle's pull, and
+    # nothing of it is pushed again (Outlook's deletion is not undone).
+    assert in_odoo() == []
+    sync(stack, account.id)
+    assert in_odoo() == []
+    assert ours() == [post]
+    assert outlook_events(stack, subject) == []
 
 
 # --- Outlook -> Odoo ------------------------------------------------------------------------------

@@ -44,6 +44,10 @@ ODOO_REGRESSIONS = {
     7013: "a mail deleted for good in Outlook stayed in Odoo (did not replay since the full "
     "rounds reconcile; its deletion is now a Shift+Delete into Recoverable Items, which the "
     "mail cycle took for filing: sync/folders.py deleted_folder_ids, integration tests)",
+    138410683: "a series made in Odoo and deleted in Outlook before the pull listed its "
+    "occurrences stayed in Odoo (delta never names a master: service/calendar_cycle.py asks "
+    "about unconfirmed_series_ids; the addon's removal of a master takes its unbound "
+    "occurrences; the e2e and contract tests pin it, this replay depends on timing)",
 }
 
 
@@ -136,7 +140,7 @@ def test_soak_embedded_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
         progress(capsys, seed, figures, "embedded")
         total.add(figures)
         if figures.bad():
-            kept = keep_log(seed, "embedded", tmp_path / f"run-{seed}")
+            kept = keep_log(seed, "embedded", tmp_path / f"run-{n}-{seed}")
             failures.append((seed, figures, tail, kept))
     report(total, "embedded", failures, "embedded", capsys)
 
@@ -163,7 +167,8 @@ def test_soak_odoo_store(odoo_live, tmp_path: Path, capsys: pytest.CaptureFixtur
         progress(capsys, seed, figures, "odoo")
         total.add(figures)
         if figures.bad():
-            failures.append((seed, figures, tail, keep_log(seed, "odoo", tmp_path / f"run-{seed}")))
+            kept = keep_log(seed, "odoo", tmp_path / f"run-{n}-{seed}")
+            failures.append((seed, figures, tail, kept))
     with capsys.disabled():
         print("\nodoo calls met by the proxy's faults:", dict(sorted(served.items())))
     report(total, "odoo", failures, "odoo", capsys)

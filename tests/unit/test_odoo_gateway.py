@@ -124,6 +124,7 @@ CALENDAR_METHODS = {
     "store_event_page",
     "event_bindings",
     "bound_event_ids",
+    "unconfirmed_series_ids",
     "meeting_candidates",
     "event_changes_to_push",
     "mark_event_pushed",
@@ -790,6 +791,11 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
             {"account_id": 3},
         ),
         (
+            "unconfirmed_series_ids",
+            lambda g: g.unconfirmed_series_ids(3),
+            {"account_id": 3},
+        ),
+        (
             "meeting_candidates",
             lambda g: g.meeting_candidates(3, ["u2", "u1", "u2"], ["m1"], [9, 4]),
             {
@@ -943,6 +949,7 @@ ANSWERS: dict[str, Any] = {
     "store_event_page": {"created": 1, "updated": 0, "linked": 0, "removed": 1},
     "event_bindings": {},
     "bound_event_ids": ["g1", "g2"],
+    "unconfirmed_series_ids": ["m1"],
     "meeting_candidates": [],
     "event_changes_to_push": [],
     "upcoming_events_for_partner": [],

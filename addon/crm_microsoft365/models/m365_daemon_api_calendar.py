@@ -214,6 +214,25 @@ class M365DaemonApiCalendar(models.AbstractModel):
         return sorted(bindings.mapped("graph_id"))
 
     @api.model
+    def unconfirmed_series_ids(self, payload):
+        """The Outlook ids of the account's bound series masters none of whose occurrences is
+        bound to the account, sorted: a series made (or reshaped) in Odoo whose occurrences
+        Outlook has not listed yet (the daemon asks Outlook whether it still holds them)."""
+        env = self._daemon_env()
+        account_id = int(payload["account_id"])
+        Binding = env["m365.event.binding"]
+        masters = Binding.search(
+            [("account_id", "=", account_id), ("event_id.m365_is_series_master", "=", True)]
+        )
+        confirmed = Binding.search(
+            [
+                ("account_id", "=", account_id),
+                ("event_id.m365_series_master_id", "in", masters.event_id.ids),
+            ]
+        ).event_id.m365_series_master_id
+        return sorted(masters.filtered(lambda b: b.event_id not in confirmed).mapped("graph_id"))
+
+    @api.model
     def meeting_candidates(self, payload):
         """The events an unbound Outlook item may be the same meeting as (the daemon decides
         which, ``m365sync.sync.calendar.same_meeting``): those with one of ``ical_uids`` or
@@ -665,6 +684,16 @@ class _EventPageWriter:
         self.removed += 1
         if not self.Binding.search_count([("event_id", "=", event.id)]):
             recurrence = event.recurrence_id
+            if event.m365_is_series_master:
+                # The series left Outlook: Odoo's own occurrences that no mailbox holds (an
+                # Odoo series whose occurrences Outlook had not listed yet) go with it.
+                series = [("m365_series_master_id", "=", event.id)]
+                if recurrence:
+                    series = ["|", ("recurrence_id", "=", recurrence.id), *series]
+                occurrences = self.Event.with_context(active_test=False).search(
+                    [("m365_is_series_master", "=", False), *series]
+                )
+                occurrences.filtered(lambda e: not e.m365_binding_ids).unlink()
             event.unlink()
             if recurrence and not self.Event.search_count([("recurrence_id", "=", recurrence.id)]):
                 recurrence.unlink()

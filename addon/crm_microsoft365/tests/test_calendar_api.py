@@ -486,6 +486,7 @@ class TestCalendarApi(M365Case):
             ("store_event_page", {"page": event_page(account["id"]), "lease": None}),
             ("event_bindings", {"account_id": account["id"], "graph_ids": []}),
             ("bound_event_ids", {"account_id": account["id"]}),
+            ("unconfirmed_series_ids", {"account_id": account["id"]}),
             ("event_changes_to_push", {"account_id": account["id"]}),
             ("mark_event_pushed", {"account_id": account["id"], "crm_event_id": 1, "graph_id": "g",
                                    "change_key": None, "version": 1}),

@@ -319,6 +319,13 @@ class CrmGateway(abc.ABC):
         lists what Outlook holds, never what it deleted, so it checks those it did not list."""
 
     @abc.abstractmethod
+    def unconfirmed_series_ids(self, account_id: int) -> list[str]:
+        """The Outlook ids of the account's bound series masters none of whose occurrences is
+        bound to the account, sorted: a series the CRM made (or reshaped) whose occurrences
+        Outlook has not listed yet. calendarView delta never names a master, so a series
+        deleted in Outlook before its occurrences came back is only seen by asking for it."""
+
+    @abc.abstractmethod
     def event_changes_to_push(self, account_id: int) -> list[CrmEventChange]:
         """CRM-side creations, edits and deletions of the account owner's events that Outlook
         has not seen yet (version > pushed version). Events the CRM held before the account

@@ -918,6 +918,9 @@ class OdooGateway(CrmGateway):
     def bound_event_ids(self, account_id: int) -> list[str]:
         return read_answer(list[str], self._call("bound_event_ids", account_id=account_id))
 
+    def unconfirmed_series_ids(self, account_id: int) -> list[str]:
+        return read_answer(list[str], self._call("unconfirmed_series_ids", account_id=account_id))
+
     def meeting_candidates(
         self,
         account_id: int,

@@ -466,6 +466,20 @@ class CalendarStore:
             ).fetchall()
         return [row["graph_id"] for row in rows]
 
+    def unconfirmed_series_ids(self, account_id: int) -> list[str]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT b.graph_id FROM m365_event_binding b "
+                "JOIN crm_calendar_event e ON e.id = b.crm_event_id "
+                "WHERE b.account_id = ? AND e.is_series_master = 1 AND NOT EXISTS ("
+                "  SELECT 1 FROM crm_calendar_event o JOIN m365_event_binding ob "
+                "  ON ob.crm_event_id = o.id AND ob.account_id = b.account_id "
+                "  WHERE o.series_id = e.series_id AND o.is_series_master = 0) "
+                "ORDER BY b.graph_id",
+                (account_id,),
+            ).fetchall()
+        return [row["graph_id"] for row in rows]
+
     def event_bindings(self, account_id: int, graph_ids: Iterable[str]) -> dict[str, EventBinding]:
         wanted = list(dict.fromkeys(graph_ids))
         found: dict[str, EventBinding] = {}

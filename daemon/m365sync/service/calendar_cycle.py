@@ -14,7 +14,10 @@ window; an id Graph still serves is therefore kept (an event moving out of the w
 deletion), and only a 404 unbinds it. A 410 restarts the window afresh, and a fresh round lists
 no removals: its last page also carries the ids the CRM has bound that it did not list
 (`bound_event_ids`), asked about the same way, so a meeting deleted while the link was gone
-leaves the CRM too, in the write that stores the round's delta link.
+leaves the CRM too, in the write that stores the round's delta link. Every other round asks
+the same way about the series masters none of whose occurrences is bound yet
+(`unconfirmed_series_ids`: a series the CRM made, deleted in Outlook before its occurrences
+were listed).
 
 Push: `sync.calendar.plan_outbound` over the CRM's pending changes (a whole series is changed
 or deleted through its master, never occurrence by occurrence); each one is carried out and
@@ -165,7 +168,11 @@ class CalendarCycle:
         # Outlook holds and no removals; one resumed mid-way may be such a round. Either way,
         # its last page also carries, as removed, what the CRM has bound and the round did not
         # list: `_store_page` asks Graph about them as about any removal, and only the ones
-        # it no longer serves go, in the same write as the round's delta link.
+        # it no longer serves go, in the same write as the round's delta link. Any other
+        # round's last page carries the series masters whose occurrences Outlook has not listed
+        # yet (a series the CRM just made): delta never names a master, so one deleted before
+        # its occurrences came back would stay bound, its CRM occurrences with it (found by
+        # the reliability soak against Odoo, seed 138410683).
         fresh = cursor is None or cursor.kind is CursorKind.NEXT
         listed: set[str] = set()
         pages = self.reader.pages(
@@ -177,8 +184,13 @@ class CalendarCycle:
             listed.update(page.removed_ids)
             for item in page.events:
                 listed.update(filter(None, (item.graph_id, item.series_master_id)))
-            if fresh and page.delta_link:
-                unlisted = set(self.gateway.bound_event_ids(account.id)) - listed
+            if page.delta_link:
+                known = (
+                    self.gateway.bound_event_ids(account.id)
+                    if fresh
+                    else self.gateway.unconfirmed_series_ids(account.id)
+                )
+                unlisted = set(known) - listed
                 page.removed_ids = [*page.removed_ids, *sorted(unlisted)]
             result = self._store_page(account, window, page, skipped)
             figures["pages"] += 1
