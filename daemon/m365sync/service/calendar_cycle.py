@@ -233,13 +233,9 @@ class CalendarCycle:
             if unbound
             else []
         )
+        owner = normalise_address(account.address)
         plan = plan_inbound(
-            events,
-            bindings,
-            lookups,
-            self.policy,
-            owner=normalise_address(account.address),
-            candidates=candidates,
+            events, bindings, lookups, self.policy, owner=owner, candidates=candidates
         )
         for conflict in plan.conflicts:
             log.warning(
@@ -267,6 +263,7 @@ class CalendarCycle:
                 removed_ids=removed,
                 cursor=cursor,
                 skipped=dict(page_skips),
+                owner_address=owner,
             ),
             lease=self.lease,
         )
