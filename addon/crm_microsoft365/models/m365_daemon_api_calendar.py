@@ -817,7 +817,7 @@ class _EventPageWriter:
         the daemon named that partner already."""
         states = {}
         for partner, state in (people.get("attendee_states") or {}).items():
-            states[int(partner)] = self._state(state)
+            states[self._id(partner)] = self._state(state)
         if organizer_user:
             states.setdefault(organizer_user.partner_id.id, self._state(people.get("organizer_state")))
         owner_partner = self.account.user_id.partner_id
@@ -826,10 +826,17 @@ class _EventPageWriter:
         Partner = self.env["res.partner"]
         existing = set(Partner.browse(list(states)).exists().ids)
         states = {pid: state for pid, state in states.items() if pid in existing}
-        companies = {int(c) for c in people.get("company_ids") or []}
+        companies = {self._id(c) for c in people.get("company_ids") or []}
         companies &= set(Partner.browse(sorted(companies)).exists().ids)
         extra = [line for line in people.get("extra_attendees") or [] if isinstance(line, dict)]
         return states, companies, extra
+
+    @staticmethod
+    def _id(value):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise UserError(f"M365:BadRequest: {value!r} is not a record id.") from None
 
     @staticmethod
     def _state(state):

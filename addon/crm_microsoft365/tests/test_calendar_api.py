@@ -510,7 +510,7 @@ class TestCalendarApi(M365Case):
         self.assertEqual(event.m365_company_ids, company)  # ids that no longer exist are dropped
         self.assertEqual([line["address"] for line in event._m365_extra_attendees()], ["zoe@example.com"])
         # A state Odoo does not know, or no people at all (an older daemon), is refused whole.
-        for people_ in (people | {"owner_state": "maybe"}, None):
+        for people_ in (people | {"owner_state": "maybe"}, people | {"company_ids": ["x"]}, None):
             with self.subTest(people=people_), self.assertRaisesRegex(UserError, "^M365:BadRequest:"):
                 other = item | {"event": item["event"] | {"graph_id": unique("g")},
                                 "odoo_people_values": people_}
