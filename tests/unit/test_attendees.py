@@ -29,6 +29,7 @@ from m365sync.sync.attendees import (
     push_organizer,
     push_people,
     push_people_of_odoo,
+    with_my_response,
 )
 
 START = datetime(2026, 12, 8, 9, 0, tzinfo=UTC)
@@ -311,3 +312,33 @@ def test_every_line_lands_once_as_a_state_or_a_kept_line(links, my_response) -> 
     for partner, state in values.attendee_states.items():
         first = next(lk for lk in links if lk.partner_id == partner)
         assert state == ("accepted" if first.role == "organizer" else odoo_state(first.response))
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        # Graph's responseStatus wins over what the attendee list says of the owner.
+        (ResponseStatus.DECLINED, [ResponseStatus.ORGANIZER, ResponseStatus.DECLINED]),
+        # No answer, or the organizer's own copy: the list stays as Outlook gave it.
+        (ResponseStatus.NONE, [ResponseStatus.ORGANIZER, ResponseStatus.NONE]),
+        (ResponseStatus.ORGANIZER, [ResponseStatus.ORGANIZER, ResponseStatus.NONE]),
+    ],
+)
+def test_the_owners_answer_lands_on_its_line(answer, expected) -> None:
+    links = [
+        link("meganb@contoso.example", ResponseStatus.ORGANIZER, role="organizer"),
+        link(OWNER, ResponseStatus.NONE),
+    ]
+    item = stored(links, my_response=answer).event
+    assert [lk.response for lk in with_my_response(links, item, OWNER)] == expected
+
+
+def test_the_owners_answer_adds_its_line_when_the_item_lists_none() -> None:
+    item = stored([], my_response=ResponseStatus.TENTATIVE).event
+    (mine,) = with_my_response([], item, OWNER)
+    assert (mine.address, mine.response, mine.partner_id) == (
+        OWNER,
+        ResponseStatus.TENTATIVE,
+        None,
+    )
+    assert with_my_response([], item, None) == []

@@ -25,6 +25,9 @@ Rules held here:
   attendee who is the account's own user or has the mailbox's address; none otherwise. Kept
   Outlook lines never count: they are what Outlook said, not the user's answer in the CRM
   (pushing them would answer the organizer again).
+- **The owner's answer on its line** (`with_my_response`, for both stores): Graph's
+  ``responseStatus`` of the mailbox's owner replaces the answer on the owner's attendee line
+  (added when the item lists none), since an invitation's list often still says none.
 - **The people an Outlook item gives an Odoo event** (`odoo_people_values`): each contact the
   state of its first line (the organizer's line: accepted), the companies of all lines, the
   lines that matched no contact kept as they came; the organizing Odoo user (which only Odoo
@@ -37,9 +40,16 @@ Rules held here:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from m365sync.domain import Attendee, EmailAddress, ResponseStatus, StoredEvent
+from m365sync.domain import (
+    Attendee,
+    CalendarEvent,
+    EmailAddress,
+    EventLink,
+    ResponseStatus,
+    StoredEvent,
+)
 from m365sync.sync.addresses import address_key
 
 # Graph's ResponseStatus -> Odoo's calendar.attendee state.
@@ -223,7 +233,21 @@ def push_people_of_odoo(odoo: OdooPeople) -> PushPeople:
     )
 
 
-# --- Outlook -> Odoo --------------------------------------------------------------------------
+# --- Outlook -> the CRM ------------------------------------------------------------------------
+
+
+def with_my_response(
+    links: list[EventLink], item: CalendarEvent, owner: str | None
+) -> list[EventLink]:
+    """The mailbox owner's own answer (Graph's ``responseStatus``) on the owner's line, for
+    both stores: the attendee list of an invitation often still says "none" for the invitee."""
+    answer = item.my_response
+    if not owner or answer in (ResponseStatus.NONE, ResponseStatus.ORGANIZER):
+        return links
+    mine = [link for link in links if link.address == owner]
+    if mine:
+        return [replace(link, response=answer) if link.address == owner else link for link in links]
+    return [*links, EventLink("required", owner, "", answer, None, None)]
 
 
 def odoo_people_values(stored: StoredEvent, *, owner: str | None) -> OdooPeopleValues:
