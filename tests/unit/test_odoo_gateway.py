@@ -1577,6 +1577,16 @@ def test_a_series_made_in_odoo_is_pushed_with_graphs_recurrence(caplog) -> None:
     assert "CRM event 2" in caplog.text and "not pushed" in caplog.text
 
 
+def test_an_addon_that_does_not_give_an_events_people_is_to_be_upgraded() -> None:
+    """An older addon decided the people itself and sends none of ``odoo_people``: pushing
+    its changes would drop the attendees, so the daemon says to upgrade the addon instead."""
+    old = _odoo_change(1, False)
+    del old["odoo_people"]
+    gateway = OdooGateway(FakeTransport({"event_changes_to_push": [old]}))
+    with pytest.raises(AddonMethodMissing, match="upgrade the addon"):
+        gateway.event_changes_to_push(3)
+
+
 def test_a_series_round_trips_through_the_addon(over_xmlrpc: OdooGateway, store) -> None:
     account = over_xmlrpc.upsert_account(spec())
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
