@@ -520,7 +520,9 @@ class EventPageWrite:
     """One calendarView delta page for the CRM, written in one call with its cursor.
 
     Series masters (fetched separately for their recurrence) come among the upserts, before
-    their occurrences, so every occurrence finds its series.
+    their occurrences, so every occurrence finds its series. ``owner_address`` is the
+    mailbox's own (normalised) address the page was planned for: whose answers are the
+    account's user's (`sync.attendees.odoo_people_values`).
     """
 
     account_id: int
@@ -529,6 +531,7 @@ class EventPageWrite:
     removed_ids: list[str]
     cursor: Cursor
     skipped: dict[str, int] = field(default_factory=dict)
+    owner_address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

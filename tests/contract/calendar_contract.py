@@ -31,6 +31,7 @@ from m365sync.domain import (
 )
 from m365sync.errors import StalePlan
 from m365sync.service.calendar_cycle import inbound_state
+from m365sync.sync.addresses import normalise_address
 from m365sync.sync.calendar import organizes, plan_items
 from tests.contract.gateway_contract import spec, unique
 
@@ -78,6 +79,7 @@ def page(account: Account, upserts, removed=(), link="https://graph/delta?1") ->
         upserts=list(upserts),
         removed_ids=list(removed),
         cursor=Cursor(link, CursorKind.DELTA),
+        owner_address=normalise_address(account.address),
     )
 
 
@@ -484,6 +486,42 @@ class CalendarContract:
             c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == event_id
         ]
         assert gateway.event_bindings(account.id, [graph_id]) == {}
+
+    def test_who_is_invited_is_the_daemons_rule_in_every_store(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """An invitation Outlook brought, edited in the CRM: its push names the stored
+        organizer, and invites the contact and the Outlook attendee that matched none (with
+        its kind), never the organizer nor the mailbox's owner (`sync.attendees.push_people`,
+        which both stores hand their people to)."""
+        owner = normalise_address(account.address)
+        zoe = f"{unique('zoe')}@example.com"
+        people = [
+            EventLink(
+                "organizer", "meganb@contoso.example", "Megan", ResponseStatus.ORGANIZER, None, None
+            ),
+            EventLink(
+                "required", anna.email.casefold(), "Anna", ResponseStatus.ACCEPTED, anna.id, None
+            ),
+            EventLink("optional", zoe, "Zoe", ResponseStatus.TENTATIVE, None, None),
+            EventLink("required", owner, "Me", ResponseStatus.ACCEPTED, None, None),
+        ]
+        graph_id = unique("g")
+        store(gateway, page(account, [StoredEvent(event(graph_id), people)]))
+        (event_id,) = {
+            b.crm_event_id for b in gateway.event_bindings(account.id, [graph_id]).values()
+        }
+        self.crm_update(gateway, event_id, subject="Renamed")
+        (change,) = [
+            c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == event_id
+        ]
+        assert change.event.organizer is not None
+        assert change.event.organizer.address == "meganb@contoso.example"
+        assert [(a.address, a.kind) for a in change.event.attendees] == [
+            (anna.email.casefold(), "required"),
+            (zoe, "optional"),
+        ]
+        assert change.attendee_addresses == (anna.email.casefold(), zoe)
 
     def test_a_push_never_writes_over_a_crm_edit_made_meanwhile(
         self, gateway: CrmGateway, account: Account, anna

@@ -80,6 +80,7 @@ from m365sync.domain import (
     PendingConnect,
     ReceivedNotification,
     Recurrence,
+    ResponseStatus,
     Sensitivity,
     ShowAs,
     StoredEvent,
@@ -100,6 +101,13 @@ from m365sync.errors import (
 )
 from m365sync.graph.schedule import Availability, BusySlot
 from m365sync.service.runtime import open_gateway
+from m365sync.sync.attendees import (
+    ExtraAttendee,
+    OdooAttendee,
+    OdooPeople,
+    odoo_people_values,
+    odoo_state,
+)
 from m365sync.sync.event_mapping import OdooEvent, odoo_values
 from tests.contract import calendar_contract
 from tests.contract.calendar_contract import CalendarContract
@@ -215,7 +223,9 @@ class FakeAddon:
                 self.published.append(payload["info"])
                 result = None
             elif method == "event_changes_to_push":
-                return [_as_odoo_change(c) for c in function(self.store, **arguments)]
+                owner = self.store.get_account(arguments["account_id"]).address
+                changes = function(self.store, **arguments)
+                return [_as_odoo_change(c, owner) for c in changes]
             else:
                 result = function(self.store, **arguments)
         except UnknownAccount as error:
@@ -239,17 +249,40 @@ def _concrete(kind: Any) -> Any:
     return kind
 
 
-def _as_odoo_change(change: CrmEventChange) -> dict[str, Any]:
+def _as_odoo_change(change: CrmEventChange, owner: str) -> dict[str, Any]:
     """A change as the addon sends it: a series made in Odoo carries Odoo's recurrence fields
-    (``odoo_recurrence``), not Graph's pattern."""
+    (``odoo_recurrence``), not Graph's pattern; its people as stored (``odoo_people``), with
+    neither the organizer, the attendees nor the owner's answer decided."""
     wire = to_wire(change)
+    for decided in ("attendee_addresses", "my_response"):
+        wire.pop(decided)
+    wire["event"].pop("organizer")
+    wire["event"].pop("attendees")
     wire["odoo_event"] = to_wire(_odoo_event_of(change.event))
+    wire["odoo_people"] = to_wire(_odoo_people_of(change, owner))
     recurrence = change.event.recurrence
     if recurrence is not None:
         day = change.event.start.date() if change.event.start else recurrence.start_date
         wire["odoo_recurrence"] = to_odoo(replace(recurrence, start_date=day), tz="UTC")
         wire["event"]["recurrence"] = None
     return _odoo_values(wire)
+
+
+def _odoo_people_of(change: CrmEventChange, owner: str) -> OdooPeople:
+    """The stored people the addon would report for a change the embedded store decided: its
+    attendees as kept Outlook lines (their kinds and answers as they are), the owner's own
+    answer as the account user's attendee row, its organizer as stored."""
+    mine = ()
+    if change.my_response is not ResponseStatus.NONE:
+        mine = (OdooAttendee(99, owner, "Owner", odoo_state(change.my_response), is_user=True),)
+    return OdooPeople(
+        attendees=mine,
+        extra_attendees=tuple(
+            ExtraAttendee(a.address, a.name, a.kind, a.response) for a in change.event.attendees
+        ),
+        organizer=change.event.organizer,
+        owner_address=owner,
+    )
 
 
 def _odoo_event_of(event: CalendarEvent) -> OdooEvent:
@@ -676,6 +709,7 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
         "odoo_recurrence_note": None,
         "odoo_values": to_wire(values),
         "odoo_kept_values": {},
+        "odoo_people_values": to_wire(odoo_people_values(single, owner="a@b.example")),
     }
     busy = Availability("ann@example.com", (BusySlot(T0, T0 + timedelta(hours=1), "busy"),))
     folder = MailFolder(INBOX, "Inbox", "ROOT", total_items=4, path="Inbox")
@@ -938,8 +972,14 @@ ANSWERS: dict[str, Any] = {
     "message_ids_for_account": {"g1": "<g1@example.com>", "draft": False},
     "list_mail_folders": [
         {
-            "folder": {"graph_id": "F1", "display_name": "Key accounts", "parent_id": False,
-                       "well_known_name": False, "path": "Inbox/Key accounts", "total_items": 2},
+            "folder": {
+                "graph_id": "F1",
+                "display_name": "Key accounts",
+                "parent_id": False,
+                "well_known_name": False,
+                "path": "Inbox/Key accounts",
+                "total_items": 2,
+            },
             "synced": True,
         }
     ],
@@ -1494,7 +1534,8 @@ def test_a_series_master_carries_odoos_recurrence_or_the_reason() -> None:
 def _odoo_change(crm_event_id: int, values: dict[str, Any], *, deleted: bool = False) -> dict:
     start = datetime(2026, 12, 8, 8, 0, tzinfo=UTC)  # Tuesday 9:00 in Paris
     event = replace(calendar_contract.event("", start=start), time_zone="Europe/Paris")
-    wire = _odoo_values(to_wire(CrmEventChange(crm_event_id, event, 1, deleted=deleted)))
+    change = CrmEventChange(crm_event_id, event, 1, deleted=deleted)
+    wire = _odoo_values(_as_odoo_change(change, "a@b.example"))
     # The base event of a series made in Odoo (or, without values, a single event).
     odoo = replace(_odoo_event_of(event), in_series=bool(values), is_series_base=bool(values))
     wire["odoo_event"] = _odoo_values(to_wire(odoo))
@@ -1541,6 +1582,16 @@ def test_a_series_made_in_odoo_is_pushed_with_graphs_recurrence(caplog) -> None:
     assert deleted.deleted and deleted.event.recurrence is None
     assert single.event.recurrence is None and single.event.event_type is EventType.SINGLE
     assert "CRM event 2" in caplog.text and "not pushed" in caplog.text
+
+
+def test_an_addon_that_does_not_give_an_events_people_is_to_be_upgraded() -> None:
+    """An older addon decided the people itself and sends none of ``odoo_people``: pushing
+    its changes would drop the attendees, so the daemon says to upgrade the addon instead."""
+    old = _odoo_change(1, False)
+    del old["odoo_people"]
+    gateway = OdooGateway(FakeTransport({"event_changes_to_push": [old]}))
+    with pytest.raises(AddonMethodMissing, match="upgrade the addon"):
+        gateway.event_changes_to_push(3)
 
 
 def test_a_series_round_trips_through_the_addon(over_xmlrpc: OdooGateway, store) -> None:

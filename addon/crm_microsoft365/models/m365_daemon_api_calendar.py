@@ -6,15 +6,21 @@ Which Outlook items are echoes and which are the same meeting as an Odoo event a
 daemon's decisions (m365sync.sync.calendar); ``store_event_page`` writes each item where the
 daemon placed it, or refuses a plan made on state that moved since (``M365:StalePlan:``).
 
-**The field mapping is the daemon's** (m365sync.sync.event_mapping). Outbound, each pending
-change carries ``odoo_event``: the event's stored fields as they are (privacy, the organizer's
-default privacy, show-as, Outlook's last sensitivity and show-as, all-day days, times, zones,
-series facts); the daemon maps them to Outlook's sensitivity, show-as, dates, zone and type,
-and decides which events are pushed (Odoo's own occurrences of a series are not). Inbound,
-each item carries ``odoo_values`` (name or ``subject_placeholder``, privacy, show-as, times...)
-and ``odoo_kept_values`` (stored values those writes leave, e.g. "Only internal users" when
-Outlook says private), written as given. What stays here is what only Odoo's records can
-resolve: the people (partners, attendee states, the organizing user), the video call link,
+**The field mapping is the daemon's** (m365sync.sync.event_mapping, m365sync.sync.attendees).
+Outbound, each pending change carries ``odoo_event``: the event's stored fields as they are
+(privacy, the organizer's default privacy, show-as, Outlook's last sensitivity and show-as,
+all-day days, times, zones, series facts), and ``odoo_people``: its attendee rows (partner,
+address, name, state, whether it is the account user's), the kept Outlook attendees that
+matched no contact, the stored Outlook organizer, the user it belongs to and the account's
+mailbox; the daemon maps them to Outlook's sensitivity, show-as, dates, zone, type, organizer,
+attendees and the owner's own answer, and decides which events are pushed (Odoo's own
+occurrences of a series are not). Inbound, each item carries ``odoo_values`` (name or
+``subject_placeholder``, privacy, show-as, times...), ``odoo_kept_values`` (stored values
+those writes leave, e.g. "Only internal users" when Outlook says private) and
+``odoo_people_values`` (the organizer, each named contact's attendee state, the states of the
+organizing user and of the account's user, company ids, the lines that matched no contact),
+written as given. What stays here is what only Odoo's records can resolve: which ids exist,
+the organizing user (by the organizer's address) and the account's user, the video call link,
 the series' records, and the translated "Busy" / "(No subject)" label.
 
 ``mark_event_pushed`` records a push under the version it expected and answers whether the
@@ -64,21 +70,8 @@ from .calendar_event import ORIGIN_KEY
 from .m365_daemon_api import _none_to_false, _opt, _PageWriter
 from .m365_tools import dt_from_wire, dt_to_wire, normalize_email
 
-# Graph's ResponseStatus <-> Odoo's calendar.attendee state.
-STATE_OF_RESPONSE = {
-    "accepted": "accepted",
-    "organizer": "accepted",
-    "declined": "declined",
-    "tentativelyAccepted": "tentative",
-    "none": "needsAction",
-    "notResponded": "needsAction",
-}
-RESPONSE_OF_STATE = {
-    "accepted": "accepted",
-    "declined": "declined",
-    "tentative": "tentativelyAccepted",
-    "needsAction": "notResponded",
-}
+# Odoo's attendee states (the daemon maps Graph's answers onto them, m365sync.sync.attendees).
+ATTENDEE_STATES = frozenset({"accepted", "declined", "tentative", "needsAction"})
 # What a private Outlook event bound to an Odoo event (``keep_details``) leaves as Odoo has it
 # beside the details the daemon leaves out of ``odoo_values``: the attendees, the Odoo user
 # organizing it and the video call link (it comes as busy time only).
@@ -333,29 +326,22 @@ class M365DaemonApiCalendar(models.AbstractModel):
         return recurrence, master
 
     def _change_wire(self, env, account, event, binding):
-        owner_address = account.address_normalized or normalize_email(account.address)
-        organizer = self._organizer(event)
-        attendees = self._attendees_wire(event, account, organizer)
-        mine = event.attendee_ids.filtered(
-            lambda a: a.partner_id == account.user_id.partner_id
-            or normalize_email(a.partner_id.email) == owner_address
-        )[:1]
-        my_response = RESPONSE_OF_STATE.get(mine.state, "none") if mine else "none"
         series = self._series_of(env, event)
         recurrence, master = series if series is not None else (None, None)
         wire = {
             "crm_event_id": event.id,
-            "event": self._event_wire(env, account, event, binding, organizer, attendees),
+            "event": self._event_wire(env, account, event, binding),
             # The stored fields the daemon maps to Outlook's (m365sync.sync.event_mapping):
             # privacy, show-as, times, zone, type, and whether it is pushed at all.
             "odoo_event": self._odoo_event(event, binding, recurrence, master),
+            # The stored people the daemon makes Outlook's organizer, attendees and the
+            # owner's own answer of (m365sync.sync.attendees).
+            "odoo_people": self._odoo_people(event, account),
             "version": event.m365_version,
             "deleted": bool(event.m365_deleted),
-            "attendee_addresses": [a["address"] for a in attendees],
             # Whether the account organizes it is the daemon's rule
             # (m365sync.sync.calendar.organizes): the event's owner account and organizer.
             "owned_by_account": event.m365_owner_account_id == account,
-            "my_response": my_response,
         }
         if event.m365_is_series_master and not event.m365_graph_recurrence:
             recurrence = event.recurrence_id
@@ -414,62 +400,46 @@ class M365DaemonApiCalendar(models.AbstractModel):
         return values
 
     @staticmethod
-    def _organizer(event):
-        if event.m365_organizer_address:
-            return {
+    def _odoo_people(event, account):
+        """The event's people as they are stored (m365sync.sync.attendees.OdooPeople): its
+        attendees (partner, address, name, state, whether it is the account user's own), the
+        Outlook attendees kept that matched no contact, the Outlook organizer it stores, the
+        user it belongs to and the account's mailbox. Who is invited, who organizes and the
+        owner's own answer are the daemon's to decide."""
+        user = event.user_id
+        own = account.user_id.partner_id
+        return {
+            "attendees": [
+                {
+                    "partner_id": attendee.partner_id.id,
+                    "address": attendee.partner_id.email or None,
+                    "name": attendee.partner_id.name or "",
+                    "state": attendee.state or None,
+                    "is_user": bool(own) and attendee.partner_id == own,
+                }
+                for attendee in event.attendee_ids
+            ],
+            "extra_attendees": [
+                {
+                    "address": line.get("address") or "",
+                    "name": line.get("name") or "",
+                    "role": line.get("role") or "required",
+                    "response": line.get("response") or "none",
+                }
+                for line in event._m365_extra_attendees()
+                if isinstance(line, dict)
+            ],
+            "organizer": {
                 "address": event.m365_organizer_address,
                 "name": event.m365_organizer_name or "",
             }
-        user = event.user_id
-        if user and user.email:
-            return {"address": normalize_email(user.email), "name": user.name or ""}
-        return None
-
-    @staticmethod
-    def _attendees_wire(event, account, organizer):
-        """The partners on the event (not the organizer, not the mailbox owner) and the Outlook
-        attendees that matched no contact, so a push keeps them."""
-        skip = {
-            normalize_email(organizer["address"]) if organizer else None,
-            account.address_normalized,
+            if event.m365_organizer_address
+            else None,
+            "user": {"address": user.email, "name": user.name or ""} if user and user.email else None,
+            "owner_address": account.address or None,
         }
-        skip.discard(None)
-        lines = []
-        seen = set()
-        for attendee in event.attendee_ids:
-            partner = attendee.partner_id
-            address = normalize_email(partner.email)
-            if not address or address in skip or address in seen:
-                continue
-            if partner == account.user_id.partner_id:
-                continue
-            seen.add(address)
-            lines.append(
-                {
-                    "address": address,
-                    "name": partner.name or "",
-                    "kind": "required",
-                    "response": RESPONSE_OF_STATE.get(attendee.state, "none"),
-                }
-            )
-        for extra in event._m365_extra_attendees():
-            address = normalize_email(extra.get("address"))
-            if not address or address in skip or address in seen:
-                continue
-            if extra.get("role") == "organizer":
-                continue
-            seen.add(address)
-            lines.append(
-                {
-                    "address": address,
-                    "name": extra.get("name") or "",
-                    "kind": extra.get("role") if extra.get("role") in ("optional", "resource") else "required",
-                    "response": extra.get("response") or "none",
-                }
-            )
-        return lines
 
-    def _event_wire(self, env, account, event, binding, organizer, attendees):
+    def _event_wire(self, env, account, event, binding):
         master = event.m365_series_master_id
         master_binding = env["m365.event.binding"]
         if master:
@@ -482,7 +452,8 @@ class M365DaemonApiCalendar(models.AbstractModel):
                 recurrence = json.loads(event.m365_graph_recurrence)
             except ValueError:
                 recurrence = None
-        # Type, times, zone, sensitivity and show-as are the daemon's mapping of ``odoo_event``.
+        # Type, times, zone, sensitivity and show-as are the daemon's mapping of ``odoo_event``;
+        # organizer, attendees and the owner's answer its mapping of ``odoo_people``.
         return {
             "graph_id": binding.graph_id if binding else "",
             "ical_uid": event.m365_ical_uid or None,
@@ -494,12 +465,9 @@ class M365DaemonApiCalendar(models.AbstractModel):
             "location": event.location or None,
             "online_meeting_url": event.m365_online_meeting_url or None,
             "is_cancelled": bool(event.m365_is_cancelled),
-            "organizer": organizer,
-            "attendees": attendees,
             "change_key": (binding.change_key or None) if binding else None,
             "last_modified": None,
             "transaction_id": None,
-            "my_response": "none",
             "is_online_meeting": bool(event.m365_is_online_meeting),
         }
 
@@ -803,11 +771,12 @@ class _EventPageWriter:
 
     def _values(self, stored, event):
         """The values to write: the daemon's ``odoo_values`` (its mapping of the Outlook item,
-        m365sync.sync.event_mapping: name, privacy, show-as, times...) as given, and what only
-        Odoo's records can resolve: the organizing user, the video call link, the series'
-        pattern text, the attendees."""
+        m365sync.sync.event_mapping: name, privacy, show-as, times...) and
+        ``odoo_people_values`` (m365sync.sync.attendees: organizer, attendee states,
+        companies, extra lines) as given, and what only Odoo's records can resolve: the
+        organizing user, the account user's partner, the video call link, the series'
+        pattern text."""
         item = stored["event"]
-        links = stored.get("attendees") or []
         values = {}
         placeholder = None
         for name, value in (stored.get("odoo_values") or {}).items():
@@ -825,13 +794,19 @@ class _EventPageWriter:
             for name, kept in (stored.get("odoo_kept_values") or {}).items():
                 if name in values and event[name] in kept:
                     values.pop(name)
-        organizer = _opt(item.get("organizer")) or {}
-        organizer_address = normalize_email(organizer.get("address")) or False
+        people = _opt(stored.get("odoo_people_values"))
+        if not isinstance(people, dict):
+            raise UserError(
+                "M365:BadRequest: the daemon sent no odoo_people_values; it is older than this "
+                "addon: upgrade the daemon."
+            )
+        organizer = _opt(people.get("organizer")) or {}
+        organizer_address = _opt(organizer.get("address")) or False
         organizer_user = self._organizer_user(organizer_address)
         values.update(
             user_id=organizer_user.id or False,
             m365_organizer_address=organizer_address,
-            m365_organizer_name=organizer.get("name") or False,
+            m365_organizer_name=_opt(organizer.get("name")) or False,
         )
         uid = _opt(item.get("ical_uid"))
         if uid:
@@ -850,7 +825,7 @@ class _EventPageWriter:
         else:
             values["m365_graph_recurrence"] = False
             values["m365_recurrence_note"] = False
-        states, companies, extra = self._people(item, links, organizer_address, organizer_user)
+        states, companies, extra = self._people(people, organizer_user)
         values["partner_ids"] = [Command.set(list(states))]
         values["m365_company_ids"] = [Command.set(sorted(companies))]
         values["m365_extra_attendees"] = json.dumps(extra, sort_keys=True) if extra else False
@@ -863,46 +838,40 @@ class _EventPageWriter:
             return self.env._("Busy")
         return self.env._("(No subject)")
 
-    def _people(self, item, links, organizer_address, organizer_user):
-        """partner id -> attendee state, company ids, and the lines matching no contact."""
-        owner_address = self.account.address_normalized
-        owner_partner = self.account.user_id.partner_id
-        states, companies, extra = {}, set(), []
-        owner_state = None
-        for link in links:
-            address = normalize_email(link.get("address"))
-            response = link.get("response") or "none"
-            state = "accepted" if link.get("role") == "organizer" else STATE_OF_RESPONSE.get(response, "needsAction")
-            if address and address == owner_address:
-                owner_state = state
-            company = _opt(link.get("company_id"))
-            if company:
-                companies.add(int(company))
-            partner = _opt(link.get("partner_id"))
-            if partner:
-                states.setdefault(int(partner), state)
-            elif address:
-                extra.append(
-                    {
-                        "role": link.get("role") or "required",
-                        "address": address,
-                        "name": link.get("name") or "",
-                        "response": response,
-                    }
-                )
+    def _people(self, people, organizer_user):
+        """partner id -> attendee state, company ids and the lines matching no contact, as the
+        daemon decided them (``odoo_people_values``, m365sync.sync.attendees): checked (states
+        Odoo knows, ids that exist) and completed with what only Odoo resolves, the organizing
+        user's and the account user's partners, each with the state the daemon gave it unless
+        the daemon named that partner already."""
+        states = {}
+        for partner, state in (people.get("attendee_states") or {}).items():
+            states[self._id(partner)] = self._state(state)
         if organizer_user:
-            states.setdefault(organizer_user.partner_id.id, "accepted")
+            states.setdefault(organizer_user.partner_id.id, self._state(people.get("organizer_state")))
+        owner_partner = self.account.user_id.partner_id
         if owner_partner:
-            if owner_state is None:
-                if organizer_address and organizer_address == owner_address:
-                    owner_state = "accepted"
-                else:
-                    owner_state = STATE_OF_RESPONSE.get(item.get("my_response") or "none", "needsAction")
-            states.setdefault(owner_partner.id, owner_state)
-        existing = self.env["res.partner"].browse(list(states)).exists()
-        states = {pid: state for pid, state in states.items() if pid in existing.ids}
-        companies &= set(self.env["res.partner"].browse(sorted(companies)).exists().ids)
+            states.setdefault(owner_partner.id, self._state(people.get("owner_state")))
+        Partner = self.env["res.partner"]
+        existing = set(Partner.browse(list(states)).exists().ids)
+        states = {pid: state for pid, state in states.items() if pid in existing}
+        companies = {self._id(c) for c in people.get("company_ids") or []}
+        companies &= set(Partner.browse(sorted(companies)).exists().ids)
+        extra = [line for line in people.get("extra_attendees") or [] if isinstance(line, dict)]
         return states, companies, extra
+
+    @staticmethod
+    def _id(value):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise UserError(f"M365:BadRequest: {value!r} is not a record id.") from None
+
+    @staticmethod
+    def _state(state):
+        if state not in ATTENDEE_STATES:
+            raise UserError(f"M365:BadRequest: {state!r} is not an attendee state.")
+        return state
 
     def _apply_series(self, event, stored):
         item = stored["event"]

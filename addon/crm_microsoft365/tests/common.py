@@ -171,6 +171,7 @@ def placed_page(api, page):
         }
     ) if unbound else []
     masters = {g: b["crm_event_id"] for g, b in bindings.items()}
+    owner = (api.get_account({"account_id": account_id})["address"] or "").strip().casefold()
     taken = set()
     for stored in items:
         item = stored["event"]
@@ -193,7 +194,8 @@ def placed_page(api, page):
         upserts.append(
             stored | {"crm_event_id": target, "expected_version": version, "keep_details": keep,
                       "odoo_values": values,
-                      "odoo_kept_values": {"privacy": ["confidential"]} if values["privacy"] == "private" else {}}
+                      "odoo_kept_values": {"privacy": ["confidential"]} if values["privacy"] == "private" else {},
+                      "odoo_people_values": odoo_people_values(stored, owner)}
         )
     return page | {"upserts": upserts}
 
@@ -242,6 +244,85 @@ def odoo_values(item, keep_details):
                      "m365_online_meeting_url", "m365_is_online_meeting"):
             values.pop(name)
     return values
+
+
+# Graph's answers <-> Odoo's attendee states (stand-ins of m365sync.sync.attendees' tables).
+STATE_OF_RESPONSE = {"accepted": "accepted", "organizer": "accepted", "declined": "declined",
+                     "tentativelyAccepted": "tentative", "none": "needsAction",
+                     "notResponded": "needsAction"}
+RESPONSE_OF_STATE = {"accepted": "accepted", "declined": "declined",
+                     "tentative": "tentativelyAccepted", "needsAction": "notResponded"}
+
+
+def _key(address):
+    return (address or "").strip().casefold() or None
+
+
+def odoo_people_values(stored, owner):
+    """What the daemon makes of an Outlook item's people for Odoo (a test stand-in for
+    m365sync.sync.attendees.odoo_people_values, the one copy of the rule, which the addon
+    cannot import; the contract and e2e suites run the real one against this addon)."""
+    item = stored["event"]
+    organizer = item.get("organizer") or {}
+    organizer_address = _key(organizer.get("address"))
+    states, companies, extra, owner_state = {}, set(), [], None
+    for link in stored.get("attendees") or []:
+        address = _key(link.get("address"))
+        response = link.get("response") or "none"
+        state = "accepted" if link.get("role") == "organizer" else STATE_OF_RESPONSE.get(response, "needsAction")
+        if owner and address == owner and owner_state is None:
+            owner_state = state
+        if link.get("company_id"):
+            companies.add(int(link["company_id"]))
+        if link.get("partner_id"):
+            states.setdefault(str(int(link["partner_id"])), state)
+        elif address:
+            extra.append({"address": address, "name": link.get("name") or "",
+                          "role": link.get("role") or "required", "response": response})
+    if owner_state is None:
+        owner_state = "accepted" if owner and organizer_address == owner else STATE_OF_RESPONSE.get(
+            item.get("my_response") or "none", "needsAction")
+    return {
+        "organizer": {"address": organizer_address, "name": organizer.get("name") or ""}
+        if organizer_address else None,
+        "attendee_states": states,
+        "organizer_state": "accepted",
+        "owner_state": owner_state,
+        "company_ids": sorted(companies),
+        "extra_attendees": extra,
+    }
+
+
+def pushed(change):
+    """A pending change as the daemon completes it from the stored people (``odoo_people``):
+    organizer, attendees, their addresses and the owner's own answer (a test stand-in for
+    m365sync.sync.attendees.push_people_of_odoo; the contract and e2e suites run the real one)."""
+    people = change["odoo_people"]
+    owner = _key(people["owner_address"])
+    organizer = None
+    for who in (people["organizer"], people["user"]):
+        if who and _key(who["address"]):
+            organizer = {"address": _key(who["address"]), "name": who["name"] or ""}
+            break
+    skip = {owner, organizer["address"] if organizer else None} - {None}
+    rows = people["attendees"]
+    mine = [r for r in rows if r["is_user"] or (owner and _key(r["address"]) == owner)]
+    my_response = RESPONSE_OF_STATE.get(mine[0]["state"], "none") if mine else "none"
+    attendees, seen = [], set()
+    lines = [(r["address"], r["name"], "required", RESPONSE_OF_STATE.get(r["state"], "none"), r["is_user"])
+             for r in rows]
+    lines += [(e["address"], e["name"], e["role"], e["response"] or "none", False)
+              for e in people["extra_attendees"]]
+    for address, name, kind, response, is_user in lines:
+        address = _key(address)
+        if not address or address in skip or address in seen or is_user or kind == "organizer":
+            continue
+        seen.add(address)
+        kind = kind if kind in ("optional", "resource") else "required"
+        attendees.append({"address": address, "name": name or "", "kind": kind, "response": response})
+    event = change["event"] | {"organizer": organizer, "attendees": attendees}
+    return change | {"event": event, "attendee_addresses": [a["address"] for a in attendees],
+                     "my_response": my_response}
 
 
 def _same_meeting(item, candidates, master, taken):

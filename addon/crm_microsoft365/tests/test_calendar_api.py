@@ -9,7 +9,7 @@ from odoo.tools import mute_logger
 
 from odoo import Command
 
-from .common import M365Case, placed_page, push_shape, unique
+from .common import M365Case, placed_page, push_shape, pushed, unique
 
 # Noon UTC, three days ahead: the same weekday in UTC and in Europe/Paris (the series' zone),
 # whatever the hour the suite runs at (from 23:00 UTC Paris is already the next day, and an
@@ -141,9 +141,10 @@ class TestCalendarApi(M365Case):
 
     def changes(self, account, event=None):
         """The account's pending changes the daemon pushes (it leaves out, by their stored
-        fields, the occurrences Odoo expanded of a series: see ``push_shape``)."""
+        fields, the occurrences Odoo expanded of a series: see ``push_shape``), with the
+        organizer, attendees and answer it decides from their stored people (``pushed``)."""
         found = self.api.event_changes_to_push({"account_id": account["id"]})
-        found = [c for c in found if push_shape(c["odoo_event"]) != "skip"]
+        found = [pushed(c) for c in found if push_shape(c["odoo_event"]) != "skip"]
         if event is None:
             return found
         return [c for c in found if c["crm_event_id"] == event.id]
@@ -451,6 +452,69 @@ class TestCalendarApi(M365Case):
         self.assertEqual((result["created"], result["linked"]), (0, 3))
         self.assertEqual(self.env["calendar.event"].search_count([("recurrence_id", "=", series.id)]), 3)
         self.assertEqual(self.changes(account), [])
+
+    # --- people: stored here, decided by the daemon (m365sync.sync.attendees) ----------------
+
+    def test_a_pending_change_carries_its_people_as_stored(self):
+        account = self.account(owner="m365-test-a")
+        event = self.user_event(self.user_a)
+        event.sudo().write({"m365_extra_attendees": json.dumps(
+            [{"address": "zoe@example.com", "name": "Zoe", "role": "optional", "response": "accepted"}]
+        )})
+        (change,) = self.api.event_changes_to_push({"account_id": account["id"]})
+        people = change["odoo_people"]
+        rows = {row["partner_id"]: row for row in people["attendees"]}
+        self.assertEqual(set(rows), {self.anna.id, self.user_a.partner_id.id})
+        self.assertEqual((rows[self.anna.id]["address"], rows[self.anna.id]["is_user"]),
+                         (self.anna.email, False))
+        self.assertTrue(rows[self.user_a.partner_id.id]["is_user"])
+        self.assertEqual({row["state"] for row in rows.values()} - {"needsAction", "accepted"}, set())
+        self.assertEqual(people["extra_attendees"], [
+            {"address": "zoe@example.com", "name": "Zoe", "role": "optional", "response": "accepted"}
+        ])
+        self.assertFalse(people["organizer"])  # no Outlook organizer stored: the daemon picks
+        self.assertEqual(people["user"]["address"], "a@contoso.example")
+        self.assertEqual(people["owner_address"], account["address"])
+        # Nothing of it decided here: no organizer, attendee list or answer on the wire.
+        self.assertNotIn("attendees", change["event"])
+        self.assertNotIn("organizer", change["event"])
+        self.assertNotIn("my_response", change)
+
+    def test_the_daemons_people_are_written_with_what_only_odoo_resolves(self):
+        account = self.account(owner="m365-test-b")
+        gone = self.env["res.partner"].create({"name": "Gone"})
+        gone_id = gone.id
+        gone.unlink()
+        company = self.env["res.partner"].create({"name": unique("Fabrikam"), "is_company": True})
+        item = stored(wire_event(unique("g"), organizer="A@contoso.example"))
+        item |= {"crm_event_id": None, "expected_version": None, "keep_details": False,
+                 "odoo_values": {"name": "Planned", "start": iso(SOON), "stop": iso(SOON + timedelta(hours=1))},
+                 "odoo_kept_values": {}}
+        people = {
+            "organizer": {"address": "a@contoso.example", "name": "Alex"},
+            "attendee_states": {str(self.anna.id): "declined", str(gone_id): "accepted"},
+            "organizer_state": "accepted",
+            "owner_state": "tentative",
+            "company_ids": [company.id, gone_id],
+            "extra_attendees": [{"address": "zoe@example.com", "name": "Zoe", "role": "optional",
+                                 "response": "none"}],
+        }
+        page = event_page(account["id"], [item | {"odoo_people_values": people}])
+        self.api.store_event_page({"page": page, "lease": None})
+        event = self.bound_event(account, item["event"]["graph_id"])
+        self.assertEqual(event.user_id, self.user_a)  # the organizing user, found by address
+        self.assertEqual(event.m365_organizer_address, "a@contoso.example")
+        states = {a.partner_id: a.state for a in event.attendee_ids}
+        self.assertEqual(states, {self.anna: "declined", self.user_a.partner_id: "accepted",
+                                  self.user_b.partner_id: "tentative"})
+        self.assertEqual(event.m365_company_ids, company)  # ids that no longer exist are dropped
+        self.assertEqual([line["address"] for line in event._m365_extra_attendees()], ["zoe@example.com"])
+        # A state Odoo does not know, or no people at all (an older daemon), is refused whole.
+        for people_ in (people | {"owner_state": "maybe"}, people | {"company_ids": ["x"]}, None):
+            with self.subTest(people=people_), self.assertRaisesRegex(UserError, "^M365:BadRequest:"):
+                other = item | {"event": item["event"] | {"graph_id": unique("g")},
+                                "odoo_people_values": people_}
+                self.api.store_event_page({"page": event_page(account["id"], [other]), "lease": None})
 
     # --- no Odoo invitations for synced meetings ---------------------------------------------
 

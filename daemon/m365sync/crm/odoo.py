@@ -24,12 +24,16 @@ Beside the plain wire form:
 * in ``store_event_page`` each stored event also carries ``odoo_values`` (the Odoo field
   values the item decides: name, privacy, show-as, times, ...; `sync.event_mapping.
   odoo_values`) with ``odoo_kept_values`` (stored values those writes leave in place),
-  ``odoo_recurrence`` (a series master's ``calendar.recurrence`` values from
+  ``odoo_people_values`` (what the item makes of the event's people: `sync.attendees.
+  odoo_people_values`), ``odoo_recurrence`` (a series master's ``calendar.recurrence`` values from
   `m365sync.crm.odoo_recurrence.to_odoo`, or null) and ``odoo_recurrence_note`` (the
   sentence saying why Odoo cannot hold the pattern, or null);
 * an ``event_changes_to_push`` item carries ``odoo_event``, the event's stored Odoo fields
   (`sync.event_mapping.OdooEvent`), mapped to Outlook's type, times, zone, sensitivity and
   show-as by `sync.event_mapping` (which also leaves out the occurrences Odoo expanded), and
+  ``odoo_people``, its stored attendees, kept Outlook lines, organizer and user
+  (`sync.attendees.OdooPeople`), turned into its Outlook attendees, organizer and the owner's
+  answer by `sync.attendees.push_people_of_odoo`, and
   may carry ``odoo_recurrence`` (the Odoo fields of a series made in Odoo), read back into
   Graph's pattern with ``from_odoo``; a series Outlook cannot repeat the same way is left
   pending with a warning naming it;
@@ -162,6 +166,7 @@ from m365sync.errors import (
 )
 from m365sync.sync import event_mapping
 from m365sync.sync import recurrence as recurrences
+from m365sync.sync.attendees import OdooPeople, odoo_people_values, push_people_of_odoo
 from m365sync.sync.timezones import UnknownTimeZone, zone
 
 __all__ = [
@@ -906,6 +911,9 @@ class OdooGateway(CrmGateway):
             values = event_mapping.odoo_values(stored, today=today)
             written["odoo_values"] = to_wire(values)
             written["odoo_kept_values"] = event_mapping.odoo_kept_values(values)
+            # Its people (`sync.attendees`): states, companies, kept lines, the organizer.
+            people = odoo_people_values(stored, owner=page.owner_address)
+            written["odoo_people_values"] = to_wire(people)
         answer = self.transport.call("store_event_page", {"page": wire, "lease": to_wire(lease)})
         return read_answer(PageResult, answer)
 
@@ -1125,16 +1133,31 @@ def change_from_odoo(item: dict[str, Any]) -> CrmEventChange | None:
     """One ``event_changes_to_push`` item -> the change. The event's type, times, zone,
     sensitivity and show-as come from its stored Odoo fields (``odoo_event``) through
     `sync.event_mapping`, which also says which Odoo events are not pushed (an occurrence Odoo
-    expanded: left out, Outlook makes its own). A series made in Odoo comes as
+    expanded: left out, Outlook makes its own); its organizer, attendees and the owner's own
+    answer from its stored people (``odoo_people``) through `sync.attendees`. A series made
+    in Odoo comes as
     ``odoo_recurrence`` (Odoo's field values), turned into Graph's recurrence here. A series
     Outlook cannot repeat the same way is left out (it stays pending) with a warning naming
     it; its deletion still goes."""
     item = dict(item)
     values = item.pop("odoo_recurrence", None) or None
+    if "odoo_event" not in item or "odoo_people" not in item:
+        raise AddonMethodMissing(
+            "the addon's event_changes_to_push() does not give the stored fields the daemon maps "
+            f"(odoo_event, odoo_people); it is older than this daemon: upgrade the addon {ADDON}."
+        )
     odoo = read_answer(event_mapping.OdooEvent, item.pop("odoo_event"))
+    people = push_people_of_odoo(read_answer(OdooPeople, item.pop("odoo_people")))
     if event_mapping.push_shape(odoo) is event_mapping.PushShape.SKIP:
         return None
-    item["event"] = {**item["event"], **to_wire(event_mapping.outlook_fields(odoo))}
+    item["event"] = {
+        **item["event"],
+        **to_wire(event_mapping.outlook_fields(odoo)),
+        "organizer": to_wire(people.organizer),
+        "attendees": to_wire(people.attendees),
+    }
+    item["attendee_addresses"] = list(people.addresses)
+    item["my_response"] = people.my_response.value
     change = read_answer(CrmEventChange, item)
     event = change.event
     if not values or event.event_type is not EventType.SERIES_MASTER or event.recurrence:

@@ -30,7 +30,6 @@ from m365sync.crm.sqlite_time import dt_text as _text
 from m365sync.crm.sqlite_time import dt_value as _when
 from m365sync.crm.wire import from_wire, to_wire
 from m365sync.domain import (
-    Attendee,
     CalendarEvent,
     CrmEventChange,
     EmailAddress,
@@ -50,6 +49,7 @@ from m365sync.domain import (
     StoredEvent,
 )
 from m365sync.errors import StalePlan
+from m365sync.sync.attendees import Person, push_organizer, push_people
 from m365sync.sync.meetings import is_upcoming
 
 V2_CALENDAR = """
@@ -551,16 +551,19 @@ class CalendarStore:
                 "SELECT recurrence FROM crm_calendar_series WHERE id = ?", (row["series_id"],)
             ).fetchone()
             recurrence = from_wire(Recurrence, json.loads(series["recurrence"]))
+        stored = _event_from_row(row)
+        # Who is invited and the owner's own answer: the daemon's rule (`sync.attendees`).
+        people = push_people(
+            [Person(a["address"], a["name"] or "", a["role"], a["response"]) for a in attendees],
+            organizer=push_organizer(stored.organizer, None),
+            owner=owner,
+        )
         event = replace(
-            _event_from_row(row),
+            stored,
             graph_id=row["graph_id"] or "",
             event_type=EventType.SERIES_MASTER if recurrence else EventType.SINGLE,
             recurrence=recurrence,
-            attendees=tuple(
-                Attendee(a["address"], a["name"], a["role"], ResponseStatus(a["response"]))
-                for a in attendees
-                if a["role"] != "organizer"
-            ),
+            attendees=people.attendees,
             change_key=row["change_key"],
         )
         return CrmEventChange(
@@ -568,12 +571,9 @@ class CalendarStore:
             event=event,
             version=row["version"],
             deleted=bool(row["deleted"]),
-            attendee_addresses=tuple(a["address"] for a in attendees if a["role"] != "organizer"),
+            attendee_addresses=people.addresses,
             owned_by_account=bool(row["owned"]),
-            my_response=next(
-                (ResponseStatus(a["response"]) for a in attendees if a["address"] == owner),
-                ResponseStatus.NONE,
-            ),
+            my_response=people.my_response,
             reshapes_series=not (recurrence and row["graph_id"]) or bool(row["series_reshaped"]),
         )
 

@@ -236,13 +236,9 @@ class CalendarCycle:
         skipped: Counter[str],
     ) -> PageResult:
         bindings, candidates = inbound_state(self.gateway, account.id, events)
+        owner = normalise_address(account.address)
         plan = plan_inbound(
-            events,
-            bindings,
-            lookups,
-            self.policy,
-            owner=normalise_address(account.address),
-            candidates=candidates,
+            events, bindings, lookups, self.policy, owner=owner, candidates=candidates
         )
         for conflict in plan.conflicts:
             log.warning(
@@ -270,6 +266,7 @@ class CalendarCycle:
                 removed_ids=removed,
                 cursor=cursor,
                 skipped=dict(page_skips),
+                owner_address=owner,
             ),
             lease=self.lease,
         )

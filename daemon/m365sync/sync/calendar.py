@@ -54,6 +54,7 @@ from m365sync.domain import (
     StoredEvent,
 )
 from m365sync.sync.addresses import domain_of, is_work_domain, normalise_address
+from m365sync.sync.attendees import with_my_response
 from m365sync.sync.event_mapping import SeriesOperation, series_operation
 from m365sync.sync.mail import MailPolicy, PartnerLookups
 
@@ -149,20 +150,6 @@ def _conflict(item: CalendarEvent, binding: EventBinding) -> Conflict:
     outlook, crm = item.last_modified, binding.crm_modified_at
     winner = "outlook" if outlook is None or crm is None or outlook >= crm else "crm"
     return Conflict(binding.crm_event_id, item.graph_id, winner, outlook, crm, item.subject)
-
-
-def with_my_response(
-    links: list[EventLink], item: CalendarEvent, owner: str | None
-) -> list[EventLink]:
-    """The mailbox owner's own answer (Graph's ``responseStatus``) on the owner's line: the
-    attendee list of an invitation often still says "none" for the invitee."""
-    answer = item.my_response
-    if not owner or answer in (ResponseStatus.NONE, ResponseStatus.ORGANIZER):
-        return links
-    mine = [link for link in links if link.address == owner]
-    if mine:
-        return [replace(link, response=answer) if link.address == owner else link for link in links]
-    return [*links, EventLink("required", owner, "", answer, None, None)]
 
 
 def is_echo(item: CalendarEvent, binding: EventBinding | None) -> bool:
