@@ -180,8 +180,8 @@ def test_a_store_from_before_autoincrement_keeps_its_events_and_never_reuses_an_
             raw.execute(
                 "INSERT INTO crm_calendar_event (id, owner_account_id, subject, start_at, end_at, "
                 "created_at, modified_at, series_reshaped) VALUES (?, 1, ?, "
-                "'2030-01-01T09:00:00+00:00', '2030-01-01T10:00:00+00:00', '2029-01-01T00:00:00+00:00', "
-                "'2029-01-01T00:00:00+00:00', 1)",
+                "'2030-01-01T09:00:00+00:00', '2030-01-01T10:00:00+00:00', "
+                "'2029-01-01T00:00:00+00:00', '2029-01-01T00:00:00+00:00', 1)",
                 (event_id, f"Meeting {event_id}"),
             )
         raw.execute(
