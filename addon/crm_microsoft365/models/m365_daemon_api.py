@@ -1333,7 +1333,13 @@ class _PageWriter:
             )
             ids.extend(row[0] for row in self.env.cr.fetchall())
         if len(ids) != len(rows):
-            raise UserError(self.env._("%s rows of %s were already stored.", len(rows) - len(ids), model._name))
+            raise UserError(
+                self.env._(
+                    "%(count)s rows of %(model)s were already stored.",
+                    count=len(rows) - len(ids),
+                    model=model._name,
+                )
+            )
         return ids
 
     def _write_links(self, link_plan, new_ids):
