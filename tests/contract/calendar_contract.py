@@ -32,7 +32,7 @@ from m365sync.domain import (
 from m365sync.errors import StalePlan
 from m365sync.service.calendar_cycle import inbound_state
 from m365sync.sync.addresses import normalise_address
-from m365sync.sync.calendar import organizes, plan_items
+from m365sync.sync.calendar import crm_event_of, organizes, plan_items, transaction_id
 from tests.contract.gateway_contract import spec, unique
 
 SOON = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
@@ -522,6 +522,40 @@ class CalendarContract:
             (zoe, "optional"),
         ]
         assert change.attendee_addresses == (anna.email.casefold(), zoe)
+
+    def test_a_deleted_events_id_is_never_given_again(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """Issue #17: a CRM event's id names its Graph create (``transactionId``). Once a
+        deleted event has been pushed and its tombstone removed, the next event must not get
+        its id: Graph could take the new create for a retry of the old one, and an unbound
+        Outlook copy of the old event would bind to the new (`crm_event_of`)."""
+
+        def pending(event_id: int):
+            return [
+                c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == event_id
+            ]
+
+        first = self.crm_create(gateway, account, event(""), [anna.id])
+        (created,) = pending(first)
+        old_transaction = transaction_id(created)
+        graph_id = unique("g")
+        gateway.mark_event_pushed(
+            account.id, first, graph_id=graph_id, change_key="a", version=created.version
+        )
+        self.crm_delete(gateway, first)
+        (gone,) = pending(first)
+        assert gone.deleted
+        gateway.mark_event_pushed(
+            account.id, first, graph_id=graph_id, change_key=None, version=gone.version
+        )
+        assert pending(first) == [] and gateway.event_bindings(account.id, [graph_id]) == {}
+
+        second = self.crm_create(gateway, account, event("", subject="Another review"), [anna.id])
+        (change,) = pending(second)
+        assert second != first
+        assert transaction_id(change) != old_transaction
+        assert crm_event_of(old_transaction) != second
 
     def test_a_push_never_writes_over_a_crm_edit_made_meanwhile(
         self, gateway: CrmGateway, account: Account, anna

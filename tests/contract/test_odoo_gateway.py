@@ -330,3 +330,151 @@ TestOdooCalendarSyncMachine = _on_odoo(
 def test_what_the_calendar_machine_found() -> None:
     """Its failing examples and a seldom path, as steps (`CalendarSyncMachine.regressions`)."""
     assert run_regressions(TestOdooCalendarSyncMachine) == 3
+
+
+# --- two accounts storing the same new mail at the same moment ------------------------------
+
+
+def _race_rounds() -> int:
+    return int(os.environ.get("THREAD_RACE_ROUNDS", "12"))
+
+
+def _at_once(gateways: list[OdooGateway], pages: list) -> list[str]:
+    """Each page stored by its own gateway (its own connection), released together; what
+    failed, in words."""
+    import threading
+
+    barrier = threading.Barrier(len(pages))
+    failures: list[str] = []
+
+    def store(gateway: OdooGateway, written) -> None:
+        barrier.wait()
+        try:
+            gateway.store_mail_page(written)
+        except CrmError as error:
+            failures.append(f"account {written.account_id}: {error}")
+
+    workers = [
+        threading.Thread(target=store, args=pair) for pair in zip(gateways, pages, strict=True)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    return failures
+
+
+@pytest.fixture
+def two_connections(live_gateway: OdooGateway) -> Iterator[tuple[list, list[OdooGateway]]]:
+    """Two accounts, and a gateway (its own XML-RPC connection) for each, as two workers."""
+    from .gateway_contract import spec
+
+    accounts = [live_gateway.upsert_account(spec()) for _ in range(2)]
+    gateways = [OdooGateway.from_config(odoo_config()) for _ in range(2)]
+    yield accounts, gateways
+    for gateway in gateways:
+        gateway.close()
+
+
+def test_two_accounts_storing_one_new_conversation_at_once_make_one_thread(
+    two_connections, admin: XmlRpcTransport
+) -> None:
+    """Issue #17: two accounts' cycles store the same new conversation in parallel
+    transactions (two ``store_mail_page`` RPCs). Neither snapshot sees the thread the other
+    is creating; the later insert used to fail on ``conversation_unique`` ("A conversation
+    is stored as one thread."), losing that account's page for the cycle. Both must succeed,
+    and the conversation be one thread holding both messages, its stored summary what the
+    model computes from them (the earlier message's subject, the later one's date)."""
+    from datetime import timedelta
+
+    from .gateway_contract import INBOX, T0, message, page, unique
+
+    accounts, gateways = two_connections
+    senders = ("alice@example.com", "bob@example.com")
+    failures: list[str] = []
+    rounds = _race_rounds()
+    for _ in range(rounds):
+        conversation = unique("conv-race-")
+        pages = [
+            page(
+                accounts[side],
+                INBOX,
+                [
+                    message(
+                        unique("g"),
+                        conversation=conversation,
+                        sender=senders[side],
+                        to=(senders[1 - side],),
+                        subject=f"Re: {conversation}" if side else conversation,
+                        at=T0 + timedelta(hours=side),
+                    )
+                ],
+            )
+            for side in (0, 1)
+        ]
+        failed = _at_once(gateways, pages)
+        failures += failed
+        threads = admin.execute_kw(
+            "m365.mail.thread",
+            "search_read",
+            [[("conversation_id", "=", conversation)]],
+            {"fields": ["subject", "message_count", "participants", "last_message_at"]},
+        )
+        assert len(threads) == 1, (conversation, threads)
+        if not failed:
+            (thread,) = threads
+            assert thread["message_count"] == 2
+            assert thread["participants"].split() == sorted(senders)
+            assert thread["subject"] == conversation
+            assert thread["last_message_at"] == odoo_datetime(T0 + timedelta(hours=1))
+    assert not failures, f"{len(failures)} of {2 * rounds} pages failed: {failures[:3]}"
+
+
+def test_two_accounts_storing_one_new_mail_at_once_make_one_message(
+    two_connections, admin: XmlRpcTransport
+) -> None:
+    """Issue #17: a mail between two connected colleagues reaches both mailboxes, and both
+    cycles store it at the same moment, in a conversation already stored. Neither snapshot
+    sees the message the other is inserting; the later insert used to fail on the dedupe key
+    (``m365_mail_message_dedupe_uniq``). Both must succeed: one message, linked to both."""
+    from .gateway_contract import INBOX, SENT, message, page, unique
+
+    accounts, gateways = two_connections
+    failures: list[str] = []
+    rounds = _race_rounds()
+    for _ in range(rounds):
+        conversation = unique("conv-race-")
+        gateways[0].store_mail_page(
+            page(accounts[0], INBOX, [message(unique("g"), conversation=conversation)])
+        )
+        imid = f"<{unique('reply')}@example.com>"
+        pages = [
+            page(
+                accounts[side],
+                (SENT, INBOX)[side],
+                [
+                    message(
+                        unique("g"),
+                        imid,
+                        folder=(SENT, INBOX)[side],
+                        conversation=conversation,
+                        sender="alice@example.com",
+                        to=("bob@example.com",),
+                        subject=f"Re: {conversation}",
+                    )
+                ],
+            )
+            for side in (0, 1)
+        ]
+        failed = _at_once(gateways, pages)
+        failures += failed
+        found = admin.execute_kw(
+            "m365.mail.message",
+            "search_read",
+            [[("internet_message_id", "=", imid)]],
+            {"fields": ["link_ids", "conversation_id"]},
+        )
+        assert len(found) == 1, (imid, found)
+        if not failed:
+            assert len(found[0]["link_ids"]) == 2 and found[0]["conversation_id"] == conversation
+    assert not failures, f"{len(failures)} of {2 * rounds} pages failed: {failures[:3]}"

@@ -153,6 +153,93 @@ def test_punycode_work_domains_of_an_older_store_become_unicode(db_path: Path) -
     gateway.close()
 
 
+def test_a_store_from_before_autoincrement_keeps_its_events_and_never_reuses_an_id(
+    db_path: Path,
+) -> None:
+    """Issue #17: version 10 files gave a new CRM event the id of the last one deleted (its
+    Graph transactionId with it). The upgrade rebuilds the table in place: rows, ids,
+    attendees, bindings and indexes stay, foreign keys still act, and an id is never reused."""
+    from m365sync.crm import sqlite as module
+    from m365sync.sync.addresses import domain_of_email, domain_of_website
+    from m365sync.sync.calendar import transaction_id
+
+    from .calendar_contract import event
+
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(db_path) as raw:  # a file of version 10, as that release left it
+        raw.create_function("m365_domain_of_website", 1, domain_of_website)
+        raw.create_function("m365_domain_of_email", 1, domain_of_email)
+        for script in module._MIGRATIONS[:10]:
+            raw.executescript(script)
+        raw.execute(
+            "INSERT INTO m365_account (id, address, address_normalized, owner) "
+            "VALUES (1, 'a@contoso.example', 'a@contoso.example', 'admin')"
+        )
+        raw.execute("INSERT INTO res_partner (id, name) VALUES (7, 'Dana')")
+        for event_id in (1, 2, 3):
+            raw.execute(
+                "INSERT INTO crm_calendar_event (id, owner_account_id, subject, start_at, end_at, "
+                "created_at, modified_at, series_reshaped) VALUES (?, 1, ?, "
+                "'2030-01-01T09:00:00+00:00', '2030-01-01T10:00:00+00:00', "
+                "'2029-01-01T00:00:00+00:00', '2029-01-01T00:00:00+00:00', 1)",
+                (event_id, f"Meeting {event_id}"),
+            )
+        raw.execute(
+            "INSERT INTO crm_calendar_attendee (event_id, role, address, partner_id) "
+            "VALUES (2, 'required', 'dana@fabrikam.example', 7)"
+        )
+        raw.execute(
+            "INSERT INTO m365_event_binding (account_id, graph_id, crm_event_id, pushed_version) "
+            "VALUES (1, 'AAMk-2', 2, 1)"
+        )
+        raw.execute("DELETE FROM crm_calendar_event WHERE id = 3")  # its tombstone, pushed
+        raw.execute("PRAGMA user_version = 10")
+    raw.close()
+
+    gateway = SqliteGateway(db_path)
+    try:
+        with sqlite3.connect(db_path) as raw:
+            assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            (create,) = raw.execute(
+                "SELECT sql FROM sqlite_master WHERE name = 'crm_calendar_event'"
+            ).fetchone()
+            assert "AUTOINCREMENT" in create and "series_reshaped" in create
+            indexes = {
+                r[0]
+                for r in raw.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' "
+                    "AND tbl_name = 'crm_calendar_event'"
+                )
+            }
+            assert {"crm_calendar_event_uid", "crm_calendar_event_start"} <= indexes
+            assert raw.execute(
+                "SELECT id, subject, series_reshaped FROM crm_calendar_event ORDER BY id"
+            ).fetchall() == [(1, "Meeting 1", 1), (2, "Meeting 2", 1)]
+            assert raw.execute("SELECT event_id FROM crm_calendar_attendee").fetchall() == [(2,)]
+            assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert set(gateway.event_bindings(1, ["AAMk-2"])) == {"AAMk-2"}
+
+        account = gateway.get_account(1)
+        new = gateway.crm_create_event(account.id, event(""))
+        assert new == 3  # above every id the file held; the one deleted before is unknowable
+        (change,) = [c for c in gateway.event_changes_to_push(1) if c.crm_event_id == new]
+        gateway.mark_event_pushed(1, new, graph_id="AAMk-3", change_key="a", version=1)
+        gateway.crm_delete_event(new)
+        (gone,) = [c for c in gateway.event_changes_to_push(1) if c.crm_event_id == new]
+        gateway.mark_event_pushed(1, new, graph_id="AAMk-3", change_key=None, version=gone.version)
+        again = gateway.crm_create_event(account.id, event(""))
+        (fresh,) = [c for c in gateway.event_changes_to_push(1) if c.crm_event_id == again]
+        assert again == 4 and transaction_id(fresh) != transaction_id(change)
+
+        gateway.crm_delete_event(2)  # foreign keys act again: the last binding's push
+        (two,) = [c for c in gateway.event_changes_to_push(1) if c.crm_event_id == 2]
+        gateway.mark_event_pushed(1, 2, graph_id="AAMk-2", change_key=None, version=two.version)
+        with sqlite3.connect(db_path) as raw:
+            assert raw.execute("SELECT count(*) FROM crm_calendar_attendee").fetchone() == (0,)
+    finally:
+        gateway.close()
+
+
 def test_a_newer_schema_is_refused(db_path: Path) -> None:
     SqliteGateway(db_path).close()
     with sqlite3.connect(db_path) as raw:

@@ -1115,15 +1115,30 @@ class _PageWriter:
         planned[1], planned[2], planned[3] = target, self.folder_id, change_key
 
     def _threads_for(self, conversation_ids):
-        """conversation id -> thread, creating the missing ones in one batch."""
+        """conversation id -> thread, creating the missing ones in one batch.
+
+        Two accounts may store the same new conversation at the same moment, in parallel
+        transactions: neither snapshot sees the thread the other is creating, so ``search``
+        finds none in both. The missing threads are inserted with ``ON CONFLICT
+        (conversation_id) DO NOTHING``: the second insert waits for the first transaction;
+        if that one commits, PostgreSQL answers a transaction that cannot see the row (Odoo
+        runs REPEATABLE READ) with a serialization failure, which Odoo's RPC layer
+        (``odoo.service.model.retrying``) answers by running the call again on a fresh
+        snapshot, where the thread is found. A plain insert (``create``) failed instead with
+        a unique violation, which is not retried, and the page was lost for the cycle. An
+        advisory lock would not do: the snapshot is taken by the call's first query, long
+        before this point, so waiting on a lock here still leaves the thread invisible."""
         wanted = {c for c in conversation_ids if c}
         if not wanted:
             return {}
         found = {t.conversation_id: t for t in self.Thread.search([("conversation_id", "in", list(wanted))])}
         missing = sorted(wanted - set(found))
         if missing:
-            for thread in self.Thread.create([{"conversation_id": c} for c in missing]):
-                found[thread.conversation_id] = thread
+            unique = SQL("ON CONFLICT (conversation_id) DO NOTHING")
+            ids = self._insert(self.Thread, ("conversation_id",), [(c,) for c in missing], on_conflict=unique)
+            for name in self.SUMMARY:  # what create computes: the summary of no message yet
+                self.env.add_to_compute(self.Thread._fields[name], self.Thread.browse(ids))
+            found.update(zip(missing, self.Thread.browse(ids), strict=True))
         return found
 
     @staticmethod
@@ -1198,7 +1213,18 @@ class _PageWriter:
                     for c in self.MESSAGE_COLUMNS
                 )
             )
-        ids = dict(zip(keys, self._insert(self.Message, self.MESSAGE_COLUMNS, rows), strict=True))
+        # The same new message may reach two accounts' pages at the same moment (a mail
+        # between two connected colleagues): as for threads (`_threads_for`), a conflict on
+        # the dedupe key with the other transaction's row is a serialization failure, which
+        # Odoo retries on a fresh snapshot where the message is found, never a unique
+        # violation that loses the page. A conflict with a row this snapshot sees cannot
+        # happen (the key was looked up): `_insert` says so if it did.
+        dedupe = SQL(
+            "ON CONFLICT (internet_message_id, sender_key, fingerprint) WHERE "
+            "internet_message_id IS NOT NULL AND fingerprint IS NOT NULL DO NOTHING"
+        )
+        inserted = self._insert(self.Message, self.MESSAGE_COLUMNS, rows, on_conflict=dedupe)
+        ids = dict(zip(keys, inserted, strict=True))
         touched = self.Thread.browse(sorted(thread_ids))
         touched.invalidate_recordset(["message_ids"], flush=False)
         for name in self.SUMMARY:
@@ -1276,14 +1302,15 @@ class _PageWriter:
         messages.invalidate_recordset(["participant_ids", "attachment_ids"], flush=False)
         messages.modified(["participant_ids"])
 
-    def _insert(self, model, columns, rows):
+    def _insert(self, model, columns, rows, on_conflict=None):
         """``rows`` (tuples in ``columns`` order) inserted as plain rows, a thousand per
         statement, with the audit columns the ORM would set; their ids, in order.
 
         Why not ``create``: the ORM's per-record work (defaults, caches, inverse fields) was
         most of the time of storing a page, for rows that need none of it (no defaults, no
         computed fields of their own). The caller invalidates what it cached and marks what
-        depends on them (``modified``)."""
+        depends on them (``modified``). ``on_conflict``: an ``ON CONFLICT ... DO NOTHING``
+        clause; a row it skipped is an error (the ids would no longer match the rows)."""
         ids = []
         if not rows:
             return ids
@@ -1297,13 +1324,22 @@ class _PageWriter:
             )
             self.env.cr.execute(
                 SQL(
-                    "INSERT INTO %s (%s) VALUES %s RETURNING id",
+                    "INSERT INTO %s (%s) VALUES %s %s RETURNING id",
                     SQL.identifier(model._table),
                     names,
                     values,
+                    on_conflict or SQL(),
                 )
             )
             ids.extend(row[0] for row in self.env.cr.fetchall())
+        if len(ids) != len(rows):
+            raise UserError(
+                self.env._(
+                    "%(count)s rows of %(model)s were already stored.",
+                    count=len(rows) - len(ids),
+                    model=model._name,
+                )
+            )
         return ids
 
     def _write_links(self, link_plan, new_ids):

@@ -28,7 +28,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -51,6 +51,7 @@ from m365sync.crm.sqlite_folders import (
 from m365sync.crm.sqlite_forms import NoCrmForms
 from m365sync.crm.sqlite_outbox import V3_OUTBOX, OutboxStore
 from m365sync.crm.sqlite_push import V5_PUSH, PushStore
+from m365sync.crm.sqlite_rebuild import rebuild_with_autoincrement
 from m365sync.crm.sqlite_time import dt_text as _dt_text
 from m365sync.crm.sqlite_time import dt_value as _dt_value
 from m365sync.domain import (
@@ -308,6 +309,14 @@ CREATE INDEX IF NOT EXISTS m365_mail_message_link_folder
     ON m365_mail_message_link (account_id, folder_id);
 """
 
+
+def v11_ids_never_reused(conn: sqlite3.Connection) -> None:
+    """Issue #17: a CRM event's id names its Graph create (``transactionId``), and a deleted
+    event's row goes once Outlook has been told; without AUTOINCREMENT the next event could
+    get the id of the last one deleted. Existing files are rebuilt in place."""
+    rebuild_with_autoincrement(conn, "crm_calendar_event")
+
+
 # What each privacy level withholds from what an account contributes to a message.
 _WITHHELD = {
     Privacy.EVERYTHING: (),
@@ -315,7 +324,8 @@ _WITHHELD = {
     Privacy.METADATA: ("subject", "body_html", "body_preview", "attachments", "headers"),
 }
 
-_MIGRATIONS: tuple[str, ...] = (
+# A step is SQL text, or a function of the connection for what SQL alone cannot say.
+_MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     _V1,
     V2_CALENDAR,
     V3_OUTBOX,
@@ -326,6 +336,7 @@ _MIGRATIONS: tuple[str, ...] = (
     V8_MAIL_DEDUPE,
     V9_FULL_ROUNDS,
     V10_MAIL_FOLDERS,
+    v11_ids_never_reused,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -498,8 +509,7 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, FolderStore, NoCrmFor
         self._pid = os.getpid()
         self._prepare_file()
         try:
-            with self._write() as conn:
-                self._migrate(conn)
+            self._migrate()
         except BaseException:
             self.close()
             raise
@@ -585,19 +595,35 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, FolderStore, NoCrmFor
         """A read transaction: one consistent snapshot for several SELECTs."""
         return self._transaction("BEGIN")
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        """Bring the file to `SCHEMA_VERSION` inside the caller's ``BEGIN IMMEDIATE``, so two
-        processes opening a new file migrate it once, and a failed step leaves it as it was."""
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise CrmUnavailable(
-                f"The embedded store at {self._path} has schema version {version}, newer than "
-                f"this daemon's {SCHEMA_VERSION}: upgrade the daemon."
-            )
-        for target, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-            for statement in _split_script(script):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {target}")
+    def _migrate(self) -> None:
+        """Bring the file to `SCHEMA_VERSION` in one ``BEGIN IMMEDIATE``, so two processes
+        opening a new file migrate it once, and a failed step leaves it as it was.
+
+        Foreign keys are off while it runs (a table rebuilt in place is dropped and created
+        again, which with them on would cascade to its children; the pragma does nothing inside
+        a transaction, hence before it); a rebuild checks the references it touched."""
+        conn = self._conn()
+        try:
+            conn.execute("PRAGMA foreign_keys = OFF")
+        except sqlite3.Error as error:
+            raise _translate(error, self._path) from error
+        try:
+            with self._write() as conn:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise CrmUnavailable(
+                        f"The embedded store at {self._path} has schema version {version}, "
+                        f"newer than this daemon's {SCHEMA_VERSION}: upgrade the daemon."
+                    )
+                for target, step in enumerate(_MIGRATIONS[version:], start=version + 1):
+                    if callable(step):
+                        step(conn)
+                    else:
+                        for statement in _split_script(step):
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {target}")
+        finally:
+            conn.execute("PRAGMA foreign_keys = ON")
 
     def close(self) -> None:
         """Close every connection this gateway opened, in any thread."""
