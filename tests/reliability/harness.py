@@ -234,6 +234,14 @@ class Soak:
         self.now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         self.serial = 0
         self.alive: set[str] = set()  # event tags created and not deleted as a whole
+        # Tags deleted as a whole -> where; occurrences cancelled in Outlook (tag, start) ->
+        # where: none may be on either side at the end. A deleted event changed on the other
+        # side before the daemon carried the deletion over may rightly come back (the later
+        # change wins): it leaves ``dead`` for ``contested``, which the check leaves out.
+        self.dead: dict[str, str] = {}
+        self.cancelled: dict[tuple[str, datetime], str] = {}
+        self.contested: set[str] = set()
+        self.deleted_mail: dict[str, str] = {}  # mail deleted in Outlook -> subject
         self.split: set[str] = set()  # series that had one occurrence changed already
         self.archived: dict[str, str] = {}  # mail archived while the CRM held it -> subject
         self.filed: set[str] = set()  # every mail archived
@@ -331,8 +339,10 @@ class Soak:
             if mid in held:
                 self.archived[mid] = self.mailbox.get_message(mid).get("subject") or ""
         elif kind == "delete":
+            self.deleted_mail[mid] = self.mailbox.get_message(mid).get("subject") or ""
             self.mailbox.move_message(mid, "deleteditems")
         else:
+            self.deleted_mail[mid] = self.mailbox.get_message(mid).get("subject") or ""
             # Deleting for good (Shift+Delete) puts the mail in Recoverable Items, where Graph
             # still finds it by id; every other time here it is gone altogether (retention
             # over). Alternating draws nothing from the seeds, so their schedules stay.
@@ -377,6 +387,8 @@ class Soak:
             return
         event = pick.choice(events)
         tag = event["subject"].split(" ")[0]
+        if kind != "delete":
+            self._contest(tag, "the CRM")
         if kind == "edit":
             start = self._slot() if pick.random() < 0.4 else None
             changes: dict[str, Any] = {"subject": f"{tag} edited in Outlook {self.serial}"}
@@ -401,6 +413,9 @@ class Soak:
             target = instances[1]
             if kind == "cancel":
                 calendar.delete(target["id"])
+                if tag not in self.contested:
+                    when = truth.parse_instant_in(target["start"]["dateTime"], "UTC")
+                    self.cancelled[(tag, when)] = "Outlook"
             else:
                 start = truth.parse_instant_in(target["start"]["dateTime"], "UTC")
                 # Within its own day: Graph refuses an occurrence crossing its neighbours.
@@ -412,7 +427,7 @@ class Soak:
                 )  # fmt: skip
         elif kind == "delete":
             calendar.delete(event["id"])
-            self.alive.discard(tag)
+            self._dies(tag, "Outlook")
 
     # --- the CRM ------------------------------------------------------------------------------
 
@@ -430,6 +445,8 @@ class Soak:
             return
         row = pick.choice(rows)
         tag = row["subject"].split(" ")[0]
+        if kind in ("edit", "occurrence"):
+            self._contest(tag, "Outlook")
         if kind == "edit" and not row["series_id"]:
             changes: dict[str, Any] = {"subject": f"{tag} edited in the CRM {self.serial}"}
             if pick.random() < 0.5:
@@ -445,7 +462,23 @@ class Soak:
             self.crm.edit_meeting(row, {"subject": f"{tag} one occurrence renamed"})
         elif kind == "delete" and (row["is_series_master"] or not row["series_id"]):
             self.crm.delete_meeting(row)
-            self.alive.discard(tag)
+            self._dies(tag, "the CRM")
+
+    def _dies(self, tag: str, where: str) -> None:
+        """``tag`` deleted as a whole in ``where``: it must end on neither side, unless
+        already contested."""
+        self.alive.discard(tag)
+        if tag not in self.contested:
+            self.dead.setdefault(tag, where)
+
+    def _contest(self, tag: str, other: str) -> None:
+        """A change in one place to an event deleted in ``other`` (the deletion not carried
+        over yet): whichever ends up is right, so the tag is checked for neither."""
+        if self.dead.get(tag) == other:
+            del self.dead[tag]
+            self.contested.add(tag)
+            for key in [k for k in self.cancelled if k[0] == tag]:
+                del self.cancelled[key]
 
     def crm_mail(self) -> None:
         self.serial += 1
@@ -570,7 +603,13 @@ class Soak:
         stored = self.crm.stored_mail()
         filed = {mid: self.mailbox.folder_of(mid) for mid in self.filed}  # where it is now
         truth.check_mail(
-            self.figures, expected, stored, self.archived, self.crm.message_count(), filed
+            self.figures,
+            expected,
+            stored,
+            self.archived,
+            self.crm.message_count(),
+            filed,
+            self.deleted_mail,
         )
 
     def compare(self) -> None:
@@ -579,7 +618,9 @@ class Soak:
             self.figures,
             truth.outlook_series(self.mailbox.calendar, low, high),
             self.crm.calendar(low, high),
-            self.alive,
+            self.alive - self.contested,
+            self.dead,
+            self.cancelled,
         )
         truth.check_outbox(
             self.figures, self.queued, self.mailbox.sent(), self.crm.outbox(),

@@ -6,12 +6,17 @@ partner lookups and the account's `policy_for`), never with a copy of them. Mail
 person to a folder that is not synced stays in the CRM (the mail cycle's rule): the soak
 remembers which of those the CRM already held when they were moved, and requires them kept;
 any filed mail the CRM holds (a page read before the move may store it) must be linked to
-the folder it was filed to.
+the folder it was filed to. Mail the person deleted (to Deleted Items or for good) must have
+left the CRM.
 
 Calendar: Outlook's calendar and the CRM's are compared occurrence by occurrence over the
 window, grouped by series (a series on one side must be one series on the other), each
 occurrence by subject, start and end instants and attendee addresses. Every event the soak
-created and did not delete must exist.
+created and did not delete must exist; every event the soak deleted as a whole (in Outlook or
+in the CRM), and every occurrence it cancelled in Outlook, must be on neither side: one that
+is back (a resurrection: pulled back, pushed back, or never removed) is wrong even when both
+sides agree on it. An event changed on the other side after its deletion (before the daemon
+carried the deletion over) may rightly come back (the later change wins), so it is left out.
 
 Outbox: each queued mail went out exactly once (the emulator's sent log, by the outbox header)
 and its Sent Items copy is linked to it and stored once.
@@ -124,13 +129,15 @@ def check_mail(
     archived_stored: dict[str, str],
     total_messages: int,
     filed: Mapping[str, str] = MappingProxyType({}),
+    deleted: Mapping[str, str] = MappingProxyType({}),
 ) -> None:
     """Compare stored mail with the expected: lost, duplicated, wrong (stale or altered).
 
     ``filed``: every mail moved to a folder that is not synced -> the folder it is in now.
     Such mail may stay when a page read before the move stored it (the CRM then held it
     when the daemon learnt of the move), but then linked to where it is now: a link still
-    naming the synced folder means the daemon missed the move."""
+    naming the synced folder means the daemon missed the move. ``deleted``: every mail the
+    person deleted (graph id -> subject); one the CRM still holds says so in its line."""
     figures.expected += len(expected) + len(archived_stored)
     by_graph: dict[str, list[dict[str, Any]]] = {}
     for row in stored:
@@ -153,7 +160,13 @@ def check_mail(
     for graph_id, rows in by_graph.items():
         if graph_id in expected:
             continue
-        if graph_id not in archived_stored and graph_id not in filed:
+        if graph_id in deleted:
+            figures.problem(
+                "wrong",
+                f"mail {graph_id} ({deleted[graph_id]!r}) was deleted in Outlook and is still "
+                "in the CRM",
+            )
+        elif graph_id not in archived_stored and graph_id not in filed:
             figures.problem(
                 "wrong", f"mail {graph_id} ({rows[0]['subject']!r}) is in the CRM, not in Outlook"
             )
@@ -237,9 +250,22 @@ def crm_series(store_path: str, account_id: int, low: datetime, high: datetime) 
 
 
 def check_calendar(
-    figures: Figures, outlook: dict[str, Counter], crm: dict[str, Counter], alive: set[str]
+    figures: Figures,
+    outlook: dict[str, Counter],
+    crm: dict[str, Counter],
+    alive: set[str],
+    dead: Mapping[str, str] = MappingProxyType({}),
+    cancelled: Mapping[tuple[str, datetime], str] = MappingProxyType({}),
 ) -> None:
-    """Same series on both sides, each with the same occurrences; every live tag present."""
+    """Same series on both sides, each with the same occurrences; every live tag present;
+    no deleted event and no cancelled occurrence on either side.
+
+    ``dead``: tag -> where the event was deleted as a whole ("Outlook", "the CRM");
+    ``cancelled``: (tag, start instant) -> where that occurrence was cancelled. What is back
+    is one wrong each, then left out of the side-by-side comparison (so one fault is one
+    problem, not also a mismatch)."""
+    outlook = _without_dead(figures, "Outlook", outlook, dead, cancelled)
+    crm = _without_dead(figures, "the CRM", crm, dead, cancelled)
     figures.expected += len(outlook)
     remaining = list(crm.values())
     for group, occurrences in outlook.items():
@@ -263,6 +289,42 @@ def check_calendar(
     seen = {k[0].split(" ")[0] for c in [*outlook.values(), *crm.values()] for k in c}
     for tag in sorted(alive - seen):
         figures.problem("lost", f"event {tag} is on neither side")
+
+
+def _tag_of(occurrences: Counter) -> str:
+    return next(iter(occurrences))[0].split(" ")[0]
+
+
+def _without_dead(
+    figures: Figures,
+    side: str,
+    groups: dict[str, Counter],
+    dead: Mapping[str, str],
+    cancelled: Mapping[tuple[str, datetime], str],
+) -> dict[str, Counter]:
+    """``groups`` less the deleted events and cancelled occurrences it holds, each counted
+    wrong with where it was deleted and where it is back."""
+    kept: dict[str, Counter] = {}
+    for group, occurrences in groups.items():
+        tag = _tag_of(occurrences)
+        if tag in dead:
+            figures.problem(
+                "wrong",
+                f"event {tag} was deleted in {dead[tag]} and is in {side} {_show(occurrences)}",
+            )
+            continue
+        left = Counter(occurrences)
+        for key in list(left):
+            if (key[0].split(" ")[0], key[1]) in cancelled:
+                figures.problem(
+                    "wrong",
+                    f"occurrence of {tag} at {key[1]:%m-%d %H:%M} was cancelled in "
+                    f"{cancelled[(key[0].split(' ')[0], key[1])]} and is in {side}",
+                )
+                del left[key]
+        if left:
+            kept[group] = left
+    return kept
 
 
 def _show(occurrences: Counter) -> str:
