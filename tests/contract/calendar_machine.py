@@ -59,7 +59,7 @@ from m365sync.sync.mail import MailPolicy
 
 from .gateway_contract import spec, unique
 from .machine_common import StoreMachine
-from .machine_outlook import Killed, Meeting, Outlook, Slot
+from .machine_outlook import WEEKDAYS, Killed, Meeting, Outlook, Pattern
 
 START = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=5)
 POLICY = MailPolicy.build(["contoso.example"], Privacy.EVERYTHING)
@@ -197,10 +197,16 @@ class CalendarSyncMachine(StoreMachine):
         n = self._next()
         start = START + timedelta(hours=n)
         copies = {i: self.outlook.new_id() for i in ((0, 1) if invite else (0,))}
-        slots = [Slot(start + timedelta(weeks=w), start + timedelta(weeks=w)) for w in range(weeks)]
         meeting = Meeting(
-            unique("uid"), f"Outlook meeting {n}", start, copies, private, slots or None
+            unique("uid"),
+            f"Outlook meeting {n}",
+            start,
+            copies,
+            "private" if private else "normal",
         )
+        if weeks:
+            meeting.pattern = Pattern("weekly", count=weeks, days=(WEEKDAYS[start.weekday()],))
+            meeting.rebuild()
         self.outlook.add(meeting)
         self.expected.set(meeting, None if private else meeting.subject)
 
