@@ -45,7 +45,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from m365sync.domain import CalendarEvent, EventType, ResponseStatus
-from m365sync.errors import SyncStateGone
+from m365sync.errors import GraphError, SyncStateGone
 from m365sync.graph.calendar import EventPage, event_body, graph_zone_name, parse_event, zone_named
 from m365sync.sync.timezones import to_iana
 
@@ -264,10 +264,13 @@ class Outlook:
             items[one["id"]] = parse_event(one)
         return items
 
-    def commit(self, meeting: Meeting, *, gone: bool = False, by: int | None = None) -> None:
+    def commit(
+        self, meeting: Meeting, *, gone: bool = False, by: tuple[int, str] | None = None
+    ) -> None:
         """Outlook's state after a change of ``meeting`` (``gone``: deleted): each item that
         differs gets a new change key and lands in its mailbox's delta. ``by``: the mailbox
-        whose sync wrote it (its items then come back to it as echoes)."""
+        whose sync wrote it and the item it wrote (that item then comes back to it as an
+        echo; the occurrences Outlook made or changed for a series written are news to it)."""
         if gone:
             self.meetings.remove(meeting)
         for index, graph_id in meeting.copies.items():
@@ -283,7 +286,7 @@ class Outlook:
                     serial = next(self.serial)
                     box.state[item_id] = replace(item, change_key=f"ck{serial}")
                     box.log[item_id] = serial
-                    if by == index:
+                    if by == (index, item_id):
                         box.ours.add(item_id)
                     else:
                         box.ours.discard(item_id)
@@ -291,7 +294,7 @@ class Outlook:
                 del box.state[item_id]
                 box.log[item_id] = next(self.serial)
 
-    def add(self, meeting: Meeting, *, by: int | None = None) -> None:
+    def add(self, meeting: Meeting, *, by: tuple[int, str] | None = None) -> None:
         self.meetings.append(meeting)
         self.commit(meeting, by=by)
 
@@ -427,13 +430,19 @@ class MailboxWriter:
                 transaction=transaction_id,
             )
             _accept(meeting, body)
-            self.outlook.add(meeting, by=self.index)
+            self.outlook.add(meeting, by=(self.index, known))
         if self.box.crash_after_create:
             self.box.crash_after_create = False
             raise Killed("after Outlook took a create")
         return self.box.state[known]
 
     def update(self, graph_id: str, changes: Mapping[str, Any]) -> CalendarEvent:
+        if graph_id not in self.box.state:  # deleted, cancelled, or rebuilt away
+            raise GraphError(
+                "The specified object was not found in the store.",
+                status=404,
+                code="ErrorItemNotFound",
+            )
         meeting, slot = self.outlook.slot_of(self.index, graph_id)
         if slot is not None:  # one occurrence: it becomes an exception
             assert not changes.get("recurrence"), "an occurrence has no pattern of its own"
@@ -447,7 +456,7 @@ class MailboxWriter:
         else:
             _accept(meeting, changes)
         meeting.modified = datetime.now(UTC)
-        self.outlook.commit(meeting, by=self.index)
+        self.outlook.commit(meeting, by=(self.index, graph_id))
         return self.box.state[graph_id]
 
     def delete(self, graph_id: str) -> bool:
@@ -457,9 +466,9 @@ class MailboxWriter:
         if slot is not None:
             slot.cancelled = True
             meeting.modified = datetime.now(UTC)
-            self.outlook.commit(meeting, by=self.index)
+            self.outlook.commit(meeting, by=(self.index, graph_id))
         else:
-            self.outlook.commit(meeting, gone=True, by=self.index)
+            self.outlook.commit(meeting, gone=True, by=(self.index, graph_id))
         return True
 
     def respond(self, graph_id: str, response: ResponseStatus) -> None:

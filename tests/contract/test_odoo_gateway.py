@@ -322,4 +322,4 @@ TestOdooCalendarSyncMachine = _on_odoo(
 
 def test_what_the_calendar_machine_found() -> None:
     """Its failing examples and a seldom path, as steps (`CalendarSyncMachine.regressions`)."""
-    assert run_regressions(TestOdooCalendarSyncMachine) == 3
+    assert run_regressions(TestOdooCalendarSyncMachine) == 4
