@@ -177,8 +177,24 @@ class Expected:
             return subject
         return self.by_slot.get((meeting.uid, original), subject)
 
+    def restore(self, meeting: Meeting, settled: Expected) -> None:
+        """What the CRM showed of ``meeting`` at the last settle (a meeting made private in
+        Outlook since: the CRM keeps those details, and hears of no rename made meanwhile)."""
+        kind, key = self.key(meeting)
+        table, before = (
+            (self.by_crm_id, settled.by_crm_id) if kind == "crm" else (self.by_uid, settled.by_uid)
+        )
+        if key in before:
+            table[key] = before[key]  # type: ignore[index]
+        for slot_key in [k for k in self.by_slot if k[0] == meeting.uid]:
+            del self.by_slot[slot_key]
+        self.by_slot.update({k: v for k, v in settled.by_slot.items() if k[0] == meeting.uid})
+
+    def copy(self) -> Expected:
+        return Expected(dict(self.by_uid), dict(self.by_crm_id), dict(self.by_slot))
+
     def reshaped(self, meeting: Meeting) -> None:
-        """Outlook rebuilt the series: its occurrences' own subjects went with the old ones."""
+        """The series was rebuilt or renamed whole: its occurrences' own subjects are gone."""
         for key in [k for k in self.by_slot if k[0] == meeting.uid]:
             del self.by_slot[key]
 
@@ -207,6 +223,7 @@ class CalendarSyncMachine(StoreMachine):
         self.accounts = [self.gateway.upsert_account(spec()) for _ in range(2)]
         self.outlook = Outlook([a.address for a in self.accounts], self.customer)
         self.expected = Expected()
+        self.settled = Expected()  # the expectations at the last settle
         self.known: set[str] = set()  # uids of the meetings both sides had at the last settle
         self.dirty: dict[str, str] = {}  # uid -> the side with an unsynced edit
         self.crm_made: list[int] = []  # CRM events made and not yet seen in Outlook
@@ -329,6 +346,8 @@ class CalendarSyncMachine(StoreMachine):
         one made normal or personal again brings Outlook's details."""
         meeting = self._pick(data, "outlook")
         if meeting is not None and meeting.sensitivity != sensitivity:
+            if sensitivity in PRIVATE and not meeting.private:
+                self.expected.restore(meeting, self.settled)
             meeting.sensitivity = sensitivity
             self._outlook_changed(meeting)
 
@@ -542,9 +561,10 @@ class CalendarSyncMachine(StoreMachine):
 
     @rule(data=st.data())
     def crm_rename_series(self, data: st.DataObject) -> None:
-        """Every occurrence renamed in the CRM ("all events"): Outlook's master is patched
-        (its details only: the exceptions stay). Series with an occurrence renamed on its own
-        are left out: whether Outlook renames such an exception too is not documented."""
+        """Every occurrence renamed in the CRM ("all events", the occurrences renamed on
+        their own since the last sync included): Outlook's master is patched (its details
+        only: the exceptions stay). Series with an exception renamed in Outlook are left out:
+        whether Outlook renames such an exception too is not documented."""
         meeting = self._pick(data, "crm", single=False, public=True)
         if meeting is None or meeting.private:
             return
@@ -554,6 +574,11 @@ class CalendarSyncMachine(StoreMachine):
         subject = f"{self.expected.get(meeting)} (CRM all {self._next()})"
         self.crm.rename_series(self.gateway, self._series(meeting), subject)
         self.expected.set(meeting, subject)
+        # The occurrences renamed on their own since the last sync take the series' name
+        # too (an "all events" edit writes it on every occurrence).
+        self.expected.reshaped(meeting)
+        for key in [k for k in self.promised if k.startswith(f"{meeting.uid} subject ")]:
+            del self.promised[key]
         self._promise(
             f"series renamed to {subject}",
             lambda: meeting.subject == subject,
@@ -728,6 +753,7 @@ class CalendarSyncMachine(StoreMachine):
             assert check(), f"not done in Outlook: {what}"
         self.promised.clear()
         self.crm_rebuilt.clear()
+        self.settled = self.expected.copy()
         self._both_sides_agree()
         self.known = {m.uid for m in self.outlook.meetings}
         self.dirty.clear()
@@ -878,9 +904,26 @@ def a_series_renamed_then_one_occurrence_moved(machine: CalendarSyncMachine) -> 
     assert meeting.slots is not None and meeting.slots[0].subject is None
 
 
+def a_series_rebuilt_with_one_occurrence_left(machine: CalendarSyncMachine) -> None:
+    """A CRM series with only its first occurrence left, its pattern changed in the CRM:
+    Outlook rebuilt it, and the page listing the old first occurrence as removed also
+    carried the new one on the same day (same iCalUId). The plan placed the new one on the
+    old one's CRM event, the store dropped that event with the old binding first, and the
+    page was refused on every plan (`StalePlan`): the account's calendar stuck for good
+    (fixed: `sync.calendar.removals` keeps a removed binding whose event a new item takes)."""
+    machine.crm_create_series(kind="weekly", count=2, zone="UTC", across_dst=False)
+    machine.settle()
+    (meeting,) = machine.outlook.meetings
+    machine.crm_delete_occurrence(Draws(meeting, 1))
+    machine.settle()
+    machine.crm_reshape_series(Draws(meeting), kind="weekly", count=3)
+    machine.settle()
+
+
 CalendarSyncMachine.regressions = (
     deleted_while_the_link_expired,
     deleted_while_a_fresh_round_was_cut_short,
     a_crm_edit_between_plan_and_store,
     a_series_renamed_then_one_occurrence_moved,
+    a_series_rebuilt_with_one_occurrence_left,
 )
