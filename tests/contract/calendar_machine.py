@@ -901,7 +901,9 @@ def a_series_renamed_then_one_occurrence_moved(machine: CalendarSyncMachine) -> 
     machine.crm_rename_series(Draws(meeting))
     machine.crm_edit_occurrence(Draws(meeting, 0), rename=False, hours=1)
     machine.settle()
-    assert meeting.slots is not None and meeting.slots[0].subject is None
+    assert meeting.slots is not None
+    assert (meeting.slots[0].subject or meeting.subject) == meeting.subject
+    assert meeting.slots[0].start == meeting.slots[0].original + timedelta(hours=1)
 
 
 def a_series_rebuilt_with_one_occurrence_left(machine: CalendarSyncMachine) -> None:

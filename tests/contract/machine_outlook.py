@@ -144,7 +144,9 @@ def _wall(moment: datetime) -> dict[str, str]:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A DateTimeOffset as Graph writes it: UTC, seven fractional digits (event.md's
+    examples, e.g. ``2017-04-15T11:00:00.1234567Z``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
 
 
 def _windows(zone: str) -> str:
