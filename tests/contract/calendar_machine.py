@@ -803,8 +803,8 @@ class CalendarSyncMachine(StoreMachine):
                 wanted[crm_of[(0, graph_id)]] = (subject, item.is_all_day, when)
         assert shown == wanted, (
             "Ann's meetings: the last writer's subject, at Outlook's time; CRM only: "
-            f"{[shown[k] for k in shown if shown[k] != wanted.get(k)]}, Outlook only: "
-            f"{[wanted[k] for k in wanted if wanted[k] != shown.get(k)]}"
+            f"{ {k: v for k, v in shown.items() if v != wanted.get(k)} }, Outlook only: "
+            f"{ {k: v for k, v in wanted.items() if v != shown.get(k)} }"
         )
         # Privacy and show-as as Outlook has them (in the CRM's terms: private or not, free
         # or not), the busy-time ones included.

@@ -38,6 +38,7 @@ answer).
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -425,7 +426,9 @@ class MailboxWriter:
             known = self.outlook.new_id()
             self.box.transactions[transaction_id] = known
             meeting = Meeting(
-                uid=f"uid-{known}",
+                # Graph's iCalUIds are unique the world over: never one an earlier example's
+                # store holds (the graph ids start afresh in every example).
+                uid=f"uid-{known}-{uuid.uuid4().hex[:12]}",
                 subject=body["subject"],
                 start=datetime.now(UTC),
                 copies={self.index: known},
