@@ -347,6 +347,11 @@ class CalendarSyncMachine(StoreMachine):
         meeting = self._pick(data, "outlook")
         if meeting is not None and meeting.sensitivity != sensitivity:
             if sensitivity in PRIVATE and not meeting.private:
+                # The CRM keeps what it holds when the private item comes; with Outlook edits
+                # not yet synced, that depends on which cycles ran since (a cycle cut short
+                # may have stored some): only a meeting both sides agree on is made private.
+                if self.dirty.get(meeting.uid):
+                    return
                 self.expected.restore(meeting, self.settled)
             meeting.sensitivity = sensitivity
             self._outlook_changed(meeting)
