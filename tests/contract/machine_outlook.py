@@ -8,8 +8,26 @@ each in its current state, and as removed the ids deleted or cancelled since the
 a round's pages are followed through next links, its last page carries the delta link; a
 round started afresh lists everything and no removals; a dropped link answers 410. Every
 change gives the item a new change key. A create carrying a ``transactionId`` seen before
-answers with the event made the first time. An occurrence moved becomes an exception (same
-id); a cancelled occurrence is gone (404). Organizer changes reach every copy.
+answers with the event made the first time. An occurrence moved or renamed becomes an
+exception (same id); a cancelled occurrence is gone (404). Organizer changes reach every copy.
+
+Items are served as Graph's JSON read through the product's own parser (`parse_event`), and
+writes arrive as the JSON the product's client sends (`event_body`), read as Graph reads it:
+- times are ``dateTimeTimeZone``; the reader asks for UTC (``Prefer: outlook.timezone``), so
+  timed boundaries come in UTC, with the zone the event was planned in as
+  ``originalStartTimeZone`` (a Windows name, as Outlook's clients write it); an all-day event
+  comes as midnight to midnight labelled "UTC" whatever its zone (a floating date: Microsoft
+  Q&A 970878, 978210), and one written must have midnight boundaries in one zone (event.md:
+  "start and end time must be set to midnight and be in the same time zone");
+- a series recurs on the wall clock of its zone (a weekly 09:00 in Berlin stays 09:00 across
+  a DST change, so its UTC instants move); its ``patternedRecurrence`` reads back with
+  Graph's defaults filled (month 0, dayOfMonth 0, firstDayOfWeek "sunday", index "first",
+  endDate "0001-01-01" for a numbered range; recurrencerange.md: ``numberOfOccurrences``
+  "Required and must be positive if type is numbered"); a PATCH of a master that changes its
+  start or pattern rebuilds the occurrences (new ids; exceptions and cancellations dropped);
+  a PATCH of its details alone reaches every occurrence and keeps the exceptions;
+- sensitivity is normal | personal | private | confidential, showAs free | tentative | busy |
+  oof | workingElsewhere | unknown (event.md).
 
 Faults the machine arms on a mailbox: ``expired`` (the next resumed round answers 410),
 ``rewind`` (the next round starts over from the first link: a replay of changes the CRM has),
@@ -20,24 +38,21 @@ answer).
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from m365sync.domain import (
-    Attendee,
-    CalendarEvent,
-    EmailAddress,
-    EventType,
-    Recurrence,
-    ResponseStatus,
-    Sensitivity,
-)
-from m365sync.errors import SyncStateGone
-from m365sync.graph.calendar import EventPage, zone_named
+from m365sync.domain import CalendarEvent, EventType, ResponseStatus
+from m365sync.errors import GraphError, SyncStateGone
+from m365sync.graph.calendar import EventPage, event_body, graph_zone_name, parse_event, zone_named
+from m365sync.sync.timezones import to_iana
 
 PAGE_SIZE = 2  # small pages, so a cycle can die between two of them
+PRIVATE = ("private", "confidential")  # what the sync keeps as busy time only
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 class Killed(Exception):
@@ -46,26 +61,127 @@ class Killed(Exception):
 
 @dataclass
 class Slot:
-    """One occurrence of a series: the start it was planned at, where it is now."""
+    """One occurrence of a series: the start it was planned at, where it is now, and the
+    subject it was given on its own (an exception's)."""
 
     original: datetime
     start: datetime
     cancelled: bool = False
+    subject: str | None = None
+
+
+@dataclass
+class Pattern:
+    """A series' recurrence as Graph keeps it: daily or weekly (``days``), every
+    ``interval`` days or weeks, ``count`` occurrences (a numbered range) or until ``until``."""
+
+    kind: str  # daily | weekly
+    count: int | None = None
+    days: tuple[str, ...] = ()
+    interval: int = 1
+    until: date | None = None
 
 
 @dataclass
 class Meeting:
     uid: str
     subject: str
-    start: datetime
+    start: datetime  # UTC; an all-day one: midnight UTC of its first day (a date carrier)
     copies: dict[int, str]  # mailbox index -> graph id (the master's, for a series)
-    private: bool = False
-    slots: list[Slot] | None = None  # a weekly series; None: a single meeting
+    sensitivity: str = "normal"
+    slots: list[Slot] | None = None  # a series; None: a single meeting
     transaction: str | None = None
     modified: datetime = field(default_factory=lambda: datetime.now(UTC))
+    zone: str = "UTC"  # the IANA zone it was planned in (a series recurs on its wall clock)
+    all_day: bool = False
+    length: timedelta = timedelta(hours=1)  # an all-day one: whole days
+    show_as: str = "busy"
+    pattern: Pattern | None = None
+    generation: int = 0  # how many times Outlook rebuilt its occurrences (their ids change)
+
+    @property
+    def private(self) -> bool:
+        return self.sensitivity in PRIVATE
 
     def occurrence_id(self, index: int, n: int) -> str:
-        return f"{self.copies[index]}-occ{n}"
+        return f"{self.copies[index]}-occ{self.generation}x{n}"
+
+    def rebuild(self) -> None:
+        """Outlook makes the occurrences afresh from the start and the pattern."""
+        assert self.pattern is not None
+        self.generation += 1
+        self.slots = [Slot(s, s) for s in expand(self.start, self.zone, self.pattern, self.all_day)]
+
+
+def expand(first: datetime, zone: str, pattern: Pattern, all_day: bool) -> list[datetime]:
+    """The starts of a series, on the wall clock of ``zone`` (UTC instants; an all-day
+    series' starts are midnight UTC date carriers)."""
+    tz = UTC if all_day else ZoneInfo(zone)
+    wall = first.astimezone(tz).replace(tzinfo=None)
+    step = timedelta(days=pattern.interval if pattern.kind == "daily" else 1)
+    found: list[datetime] = []
+    day = wall
+    week_of = wall.date() - timedelta(days=wall.weekday())
+    while len(found) < (pattern.count or 10_000):
+        if pattern.until is not None and day.date() > pattern.until:
+            break
+        if pattern.kind == "daily":
+            found.append(day)
+        else:
+            weeks = (day.date() - week_of).days // 7
+            if weeks % pattern.interval == 0 and WEEKDAYS[day.weekday()] in pattern.days:
+                found.append(day)
+        day += step
+        assert day - wall < timedelta(days=800), "a series the machine cannot end"
+    return [w.replace(tzinfo=tz).astimezone(UTC) for w in found]
+
+
+def _wall(moment: datetime) -> dict[str, str]:
+    """A ``dateTimeTimeZone`` in UTC, as the reader's ``Prefer`` asks for it."""
+    return {
+        "dateTime": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"),
+        "timeZone": "UTC",
+    }
+
+
+def _stamp(moment: datetime) -> str:
+    """A DateTimeOffset as Graph writes it: UTC, seven fractional digits (event.md's
+    examples, e.g. ``2017-04-15T11:00:00.1234567Z``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+
+
+def _windows(zone: str) -> str:
+    return graph_zone_name(zone) or zone
+
+
+def _person(address: str, name: str = "") -> dict[str, Any]:
+    return {"emailAddress": {"address": address, "name": name}}
+
+
+def _recurrence_json(meeting: Meeting) -> dict[str, Any]:
+    """The master's ``patternedRecurrence`` as Graph reads it back (defaults filled)."""
+    pattern = meeting.pattern
+    assert pattern is not None
+    first = meeting.start if meeting.all_day else meeting.start.astimezone(ZoneInfo(meeting.zone))
+    numbered = pattern.until is None
+    return {
+        "pattern": {
+            "type": pattern.kind,
+            "interval": pattern.interval,
+            "month": 0,
+            "dayOfMonth": 0,
+            "daysOfWeek": list(pattern.days) if pattern.kind == "weekly" else [],
+            "firstDayOfWeek": "sunday",
+            "index": "first",
+        },
+        "range": {
+            "type": "numbered" if numbered else "endDate",
+            "startDate": first.date().isoformat(),
+            "endDate": "0001-01-01" if numbered else str(pattern.until),
+            "recurrenceTimeZone": _windows(meeting.zone),
+            "numberOfOccurrences": pattern.count if numbered else 0,
+        },
+    }
 
 
 @dataclass
@@ -97,64 +213,67 @@ class Outlook:
     # --- rendering ----------------------------------------------------------------------------
 
     def _render(self, meeting: Meeting, index: int) -> dict[str, CalendarEvent]:
-        """The meeting's items in one mailbox, without change keys."""
-        attendees = [Attendee(self.customer, "Ann", "required", ResponseStatus.NONE)]
+        """The meeting's items in one mailbox, as Graph's JSON read by the product's parser
+        (without change keys)."""
+        organizer = self.boxes[min(meeting.copies)].address
+        none = {"response": "none", "time": "0001-01-01T00:00:00Z"}
+        attendees = [{**_person(self.customer, "Ann"), "type": "required", "status": none}]
         attendees += [
-            Attendee(self.boxes[i].address, "", "required", ResponseStatus.NONE)
+            {**_person(self.boxes[i].address), "type": "required", "status": none}
             for i in meeting.copies
             if i != 0
         ]
-        organizer = self.boxes[min(meeting.copies)].address
-        base = CalendarEvent(
-            graph_id=meeting.copies[index],
-            ical_uid=meeting.uid,
-            event_type=EventType.SINGLE,
-            subject=meeting.subject,
-            start=meeting.start,
-            end=meeting.start + timedelta(hours=1),
-            time_zone="UTC",
-            sensitivity=Sensitivity.PRIVATE if meeting.private else Sensitivity.NORMAL,
-            organizer=EmailAddress(organizer, "Organizer"),
-            attendees=tuple(attendees),
-            last_modified=meeting.modified,
-            transaction_id=meeting.transaction,
-        )
+
+        def item(graph_id: str, kind: str, start: datetime, subject: str) -> dict[str, Any]:
+            end = start + meeting.length
+            return {
+                "id": graph_id,
+                "iCalUId": meeting.uid,
+                "type": kind,
+                "subject": subject,
+                "start": _wall(start),
+                "end": _wall(end),
+                "originalStartTimeZone": _windows(meeting.zone),
+                "originalEndTimeZone": _windows(meeting.zone),
+                "isAllDay": meeting.all_day,
+                "sensitivity": meeting.sensitivity,
+                "showAs": meeting.show_as,
+                "organizer": _person(organizer, "Organizer"),
+                "attendees": attendees,
+                "lastModifiedDateTime": _stamp(meeting.modified),
+            }
+
+        base = item(meeting.copies[index], "singleInstance", meeting.start, meeting.subject)
+        if meeting.transaction:
+            base["transactionId"] = meeting.transaction
         if meeting.slots is None:
-            return {base.graph_id: base}
-        master = replace(
-            base,
-            event_type=EventType.SERIES_MASTER,
-            recurrence=Recurrence(
-                "weekly",
-                meeting.start.date(),
-                days_of_week=(meeting.start.strftime("%A").lower(),),
-                range_type="numbered",
-                number_of_occurrences=len(meeting.slots),
-            ),
-        )
-        items = {master.graph_id: master}
+            return {base["id"]: parse_event(base)}
+        master = {**base, "type": "seriesMaster", "recurrence": _recurrence_json(meeting)}
+        items = {master["id"]: parse_event(master)}
         for n, slot in enumerate(meeting.slots):
             if slot.cancelled:
                 continue
-            moved = slot.start != slot.original
-            item = replace(
-                base,
-                graph_id=meeting.occurrence_id(index, n),
-                ical_uid=f"{meeting.uid}-{slot.original:%Y%m%d}",
-                event_type=EventType.EXCEPTION if moved else EventType.OCCURRENCE,
-                start=slot.start,
-                end=slot.start + timedelta(hours=1),
-                series_master_id=master.graph_id,
-                original_start=slot.original,
-                transaction_id=None,
+            changed = slot.start != slot.original or slot.subject is not None
+            one = item(
+                meeting.occurrence_id(index, n),
+                "exception" if changed else "occurrence",
+                slot.start,
+                slot.subject or meeting.subject,
             )
-            items[item.graph_id] = item
+            # "different for each occurrence in a recurring series" (event.md)
+            one["iCalUId"] = f"{meeting.uid}-{slot.original:%Y%m%d}"
+            one["seriesMasterId"] = master["id"]
+            one["originalStart"] = _stamp(slot.original)
+            items[one["id"]] = parse_event(one)
         return items
 
-    def commit(self, meeting: Meeting, *, gone: bool = False, by: int | None = None) -> None:
+    def commit(
+        self, meeting: Meeting, *, gone: bool = False, by: tuple[int, str] | None = None
+    ) -> None:
         """Outlook's state after a change of ``meeting`` (``gone``: deleted): each item that
         differs gets a new change key and lands in its mailbox's delta. ``by``: the mailbox
-        whose sync wrote it (its items then come back to it as echoes)."""
+        whose sync wrote it and the item it wrote (that item then comes back to it as an
+        echo; the occurrences Outlook made or changed for a series written are news to it)."""
         if gone:
             self.meetings.remove(meeting)
         for index, graph_id in meeting.copies.items():
@@ -170,7 +289,7 @@ class Outlook:
                     serial = next(self.serial)
                     box.state[item_id] = replace(item, change_key=f"ck{serial}")
                     box.log[item_id] = serial
-                    if by == index:
+                    if by == (index, item_id):
                         box.ours.add(item_id)
                     else:
                         box.ours.discard(item_id)
@@ -178,7 +297,7 @@ class Outlook:
                 del box.state[item_id]
                 box.log[item_id] = next(self.serial)
 
-    def add(self, meeting: Meeting, *, by: int | None = None) -> None:
+    def add(self, meeting: Meeting, *, by: tuple[int, str] | None = None) -> None:
         self.meetings.append(meeting)
         self.commit(meeting, by=by)
 
@@ -193,6 +312,17 @@ class Outlook:
             if index in m.copies
             and (graph_id == m.copies[index] or graph_id.startswith(f"{m.copies[index]}-occ"))
         )
+
+    def slot_of(self, index: int, graph_id: str) -> tuple[Meeting, Slot | None]:
+        """The meeting of an item, and its slot when the item is an occurrence."""
+        meeting = self.find_item(index, graph_id)
+        if graph_id == meeting.copies[index]:
+            return meeting, None
+        assert meeting.slots is not None
+        for n, slot in enumerate(meeting.slots):
+            if meeting.occurrence_id(index, n) == graph_id:
+                return meeting, slot
+        raise KeyError(graph_id)
 
     def items(self, index: int) -> dict[str, CalendarEvent]:
         return self.boxes[index].state
@@ -277,7 +407,8 @@ def _master_id(box: OutlookBox, graph_id: str) -> bool:
 
 
 class MailboxWriter:
-    """`CalendarWriter`'s part the cycle uses: one mailbox's owner writing its own events."""
+    """`CalendarWriter`'s part the cycle uses: one mailbox's owner writing its own events.
+    It takes the JSON the product's client sends (`event_body`) and reads it as Graph does."""
 
     def __init__(self, outlook: Outlook, index: int) -> None:
         self.outlook = outlook
@@ -287,45 +418,126 @@ class MailboxWriter:
     def create(
         self, event: CalendarEvent, *, transaction_id: str, online_meeting: bool = False
     ) -> CalendarEvent:
-        assert event.recurrence is None, "the machine's CRM makes single meetings"
         known = self.box.transactions.get(transaction_id)
         if known is None or known not in self.box.state:  # as the emulator: a deleted one
             # is not answered again (what Graph does then is not documented)
+            body = event_body(event, create=True, online_meeting=online_meeting)
+            body["transactionId"] = transaction_id
             known = self.outlook.new_id()
             self.box.transactions[transaction_id] = known
-            assert event.start is not None
-            self.outlook.add(
-                Meeting(
-                    uid=f"uid-{known}",
-                    subject=event.subject or "",
-                    start=event.start,
-                    copies={self.index: known},
-                    private=event.sensitivity is not Sensitivity.NORMAL,
-                    transaction=transaction_id,
-                ),
-                by=self.index,
+            meeting = Meeting(
+                # Graph's iCalUIds are unique the world over: never one an earlier example's
+                # store holds (the graph ids start afresh in every example).
+                uid=f"uid-{known}-{uuid.uuid4().hex[:12]}",
+                subject=body["subject"],
+                start=datetime.now(UTC),
+                copies={self.index: known},
+                transaction=transaction_id,
             )
+            _accept(meeting, body)
+            self.outlook.add(meeting, by=(self.index, known))
         if self.box.crash_after_create:
             self.box.crash_after_create = False
             raise Killed("after Outlook took a create")
         return self.box.state[known]
 
     def update(self, graph_id: str, changes: Mapping[str, Any]) -> CalendarEvent:
-        meeting = self.outlook.find(self.index, graph_id)
-        meeting.subject = changes.get("subject", meeting.subject)
-        if "start" in changes:
-            meeting.start = parse_graph_time(changes["start"])
-        if "sensitivity" in changes:
-            meeting.private = changes["sensitivity"] != "normal"
+        if graph_id not in self.box.state:  # deleted, cancelled, or rebuilt away
+            raise GraphError(
+                "The specified object was not found in the store.",
+                status=404,
+                code="ErrorItemNotFound",
+            )
+        meeting, slot = self.outlook.slot_of(self.index, graph_id)
+        if slot is not None:  # one occurrence: it becomes an exception
+            assert not changes.get("recurrence"), "an occurrence has no pattern of its own"
+            if "start" in changes:
+                slot.start = _start_of(changes, meeting.all_day)
+            subject = changes.get("subject")
+            if subject is not None and subject != meeting.subject:
+                slot.subject = subject
+            for key, mine in (("sensitivity", meeting.sensitivity), ("showAs", meeting.show_as)):
+                assert changes.get(key, mine) == mine, f"one occurrence's own {key}"
+        else:
+            _accept(meeting, changes)
         meeting.modified = datetime.now(UTC)
-        self.outlook.commit(meeting, by=self.index)
+        self.outlook.commit(meeting, by=(self.index, graph_id))
         return self.box.state[graph_id]
 
     def delete(self, graph_id: str) -> bool:
         if graph_id not in self.box.state:
             return False
-        self.outlook.commit(self.outlook.find(self.index, graph_id), gone=True, by=self.index)
+        meeting, slot = self.outlook.slot_of(self.index, graph_id)
+        if slot is not None:
+            slot.cancelled = True
+            meeting.modified = datetime.now(UTC)
+            self.outlook.commit(meeting, by=(self.index, graph_id))
+        else:
+            self.outlook.commit(meeting, gone=True, by=(self.index, graph_id))
         return True
 
     def respond(self, graph_id: str, response: ResponseStatus) -> None:
         raise AssertionError(f"nobody answers invitations here ({graph_id}, {response})")
+
+
+def _start_of(body: Mapping[str, Any], all_day: bool) -> datetime:
+    if all_day:
+        return datetime.combine(
+            datetime.fromisoformat(body["start"]["dateTime"]).date(), time(0), UTC
+        )
+    return parse_graph_time(body["start"])
+
+
+def _accept(meeting: Meeting, body: Mapping[str, Any]) -> None:
+    """A create's or a PATCH's JSON on a single meeting or a series master, as Graph takes
+    it: details reach every occurrence; a new start, length or pattern of a series rebuilds
+    its occurrences."""
+    before = (meeting.start, meeting.length, meeting.all_day, meeting.zone, meeting.pattern)
+    meeting.subject = body.get("subject", meeting.subject)
+    meeting.sensitivity = body.get("sensitivity", meeting.sensitivity)
+    meeting.show_as = body.get("showAs", meeting.show_as)
+    assert meeting.sensitivity in ("normal", "personal", *PRIVATE), meeting.sensitivity
+    all_day = body.get("isAllDay", meeting.all_day)
+    if "start" in body:
+        start, end = body["start"], body["end"]
+        if all_day:
+            first = datetime.fromisoformat(start["dateTime"])
+            last = datetime.fromisoformat(end["dateTime"])
+            assert (
+                first.time() == last.time() == time(0) and start["timeZone"] == end["timeZone"]
+            ), "an all-day event's start and end are midnight in one zone (event.md)"
+            meeting.start = datetime.combine(first.date(), time(0), UTC)
+            meeting.length = last - first
+        else:
+            meeting.start = parse_graph_time(start)
+            meeting.length = parse_graph_time(end) - meeting.start
+        meeting.zone = to_iana(start["timeZone"])
+    assert all_day == meeting.all_day or "start" in body, "isAllDay without its times"
+    meeting.all_day = all_day
+    if body.get("recurrence"):
+        meeting.pattern = _accept_pattern(meeting, body["recurrence"])
+    if meeting.pattern is not None and (
+        meeting.slots is None
+        or before != (meeting.start, meeting.length, meeting.all_day, meeting.zone, meeting.pattern)
+    ):
+        meeting.rebuild()
+
+
+def _accept_pattern(meeting: Meeting, value: Mapping[str, Any]) -> Pattern:
+    pattern, rng = value["pattern"], value["range"]
+    assert pattern["type"] in ("daily", "weekly"), f"a {pattern['type']} series"
+    first = meeting.start if meeting.all_day else meeting.start.astimezone(ZoneInfo(meeting.zone))
+    # "range.startDate MUST equal the date of event.start" (outlook-schedule-recurring-events)
+    assert rng["startDate"] == first.date().isoformat(), (rng["startDate"], first)
+    assert rng["type"] in ("numbered", "endDate"), "the machine's series end"
+    count = rng.get("numberOfOccurrences") if rng["type"] == "numbered" else None
+    assert count is None or count > 0, "numberOfOccurrences must be positive (recurrencerange.md)"
+    days = tuple(d.lower() for d in pattern.get("daysOfWeek") or ())
+    assert pattern["type"] != "weekly" or days, "a weekly pattern names its days"
+    return Pattern(
+        pattern["type"],
+        count=count,
+        days=days if pattern["type"] == "weekly" else (),
+        interval=pattern.get("interval", 1),
+        until=date.fromisoformat(rng["endDate"]) if rng["type"] == "endDate" else None,
+    )

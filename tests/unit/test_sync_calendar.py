@@ -38,6 +38,7 @@ from m365sync.sync.calendar import (
     place,
     plan_inbound,
     plan_outbound,
+    removals,
     same_meeting,
 )
 from m365sync.sync.mail import MailPolicy, PartnerLookups
@@ -417,3 +418,19 @@ def test_an_event_bound_to_an_item_of_the_page_is_not_taken_by_another():
     twin = StoredEvent(meeting("g9"), [])
     placed = place([twin, bound], {"g1": binding(version=5)}, [candidate(7)])
     assert [(p.crm_event_id, p.expected_version) for p in placed] == [(None, None), (7, 5)]
+
+
+def test_a_removed_id_whose_event_a_new_item_of_the_page_takes_keeps_its_event():
+    """Found by the calendar machine: a series rebuilt in Outlook (its pattern changed) gives
+    the occurrence on the same day a new id and the old iCalUId; the new item is placed on
+    the old one's CRM event, so the old id's binding moves instead of being dropped (dropping
+    it first deleted that event, and every plan of the page was refused for good)."""
+    old = {
+        "old": EventBinding(7, "old", "ck1", 1, 1, None),
+        "gone": EventBinding(8, "gone", "c", 1, 1, None),
+    }
+    rebuilt = StoredEvent(meeting("new"), [], crm_event_id=7, expected_version=1)
+    updated = StoredEvent(meeting("g1"), [], crm_event_id=8, expected_version=1)
+    assert removals(["old", "gone", "unknown"], old, [rebuilt], {}) == ["gone", "unknown"]
+    # An item already bound to the event moves nothing: the removal stands.
+    assert removals(["gone"], old, [updated], {"g1": binding()}) == ["gone"]

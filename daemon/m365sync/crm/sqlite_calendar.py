@@ -132,6 +132,9 @@ ALTER TABLE crm_calendar_event ADD COLUMN series_reshaped INTEGER NOT NULL DEFAU
 """
 
 _SHAPE_FIELDS = frozenset({"start", "end", "start_date", "end_date", "is_all_day", "time_zone"})
+# What an edit of a whole series writes on each of its occurrences too (their columns have the
+# fields' names), as Odoo's "all events" edit does.
+_SERIES_DETAILS = ("subject", "body_html", "location", "sensitivity", "show_as")
 
 # What a private Outlook event bound to a CRM event leaves as the CRM has it (``keep_details``):
 # it comes as busy time, and must not wipe what the CRM pushed. Its attendees are kept too.
@@ -709,8 +712,10 @@ class CalendarStore:
         """Edit CRM-side fields (``subject``, ``start``, ``end``, ``location``, a series'
         ``recurrence``...) and optionally replace the attendees (the organizer stays): the
         version goes up, so the change is pushed. Editing a series master is editing the whole
-        series; a change of its pattern or times is remembered until pushed (``series_reshaped``),
-        the push of its other details leaves them out."""
+        series: its details (subject, body, location, privacy, show-as) are written on each of
+        its occurrences too, as Odoo's "all events" does, without pushing them one by one; a
+        change of its pattern or times is remembered until pushed (``series_reshaped``), the
+        push of its other details leaves them out."""
         now = _text(datetime.now(UTC))
         recurrence = changes.pop("recurrence", None)
         with self._write() as conn:
@@ -722,6 +727,16 @@ class CalendarStore:
             values = _columns(replace(_event_from_row(row), **changes))
             values.pop("is_series_master")
             self._update_event_row(conn, event_id, values, now)
+            shared = [name for name in _SERIES_DETAILS if name in changes]
+            if shared and row["is_series_master"] and row["series_id"] is not None:
+                # The occurrences show the series' new details at once, and an occurrence
+                # edited before the next sync goes to Outlook with them, not with the old
+                # ones (the master carries the change: the occurrences are not pushed).
+                conn.execute(
+                    f"UPDATE crm_calendar_event SET {', '.join(f'{n} = ?' for n in shared)} "  # noqa: S608
+                    "WHERE series_id = ? AND is_series_master = 0 AND deleted = 0",
+                    (*(values[n] for n in shared), row["series_id"]),
+                )
             if recurrence is not None and row["series_id"] is not None:
                 conn.execute(
                     "UPDATE crm_calendar_series SET recurrence = ? WHERE id = ?",

@@ -63,6 +63,7 @@ from m365sync.sync.calendar import (
     event_addresses,
     plan_inbound,
     plan_outbound,
+    removals,
 )
 from m365sync.sync.mail import MailPolicy, PartnerLookups, page_domains
 
@@ -258,6 +259,13 @@ class CalendarCycle:
             if page.delta_link
             else Cursor(page.next_link or "", CursorKind.NEXT)
         )
+        if removed and plan.upserts:
+            removed = removals(
+                removed,
+                self.gateway.event_bindings(account.id, removed),
+                plan.upserts,
+                bindings,
+            )
         result = self.gateway.store_event_page(
             EventPageWrite(
                 account_id=account.id,

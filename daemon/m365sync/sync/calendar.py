@@ -16,8 +16,10 @@ Inbound (a calendarView delta page, with the CRM's bindings for its ids):
 - where each item goes (`place`): the CRM event bound to it, else the same meeting another
   mailbox (or the CRM) already holds (`same_meeting`), else a new CRM event; with the version
   the plan saw, so a store whose state moved on refuses the plan (`StalePlan`) instead of
-  writing over an edit it did not see. These are the only copies of the echo and same-meeting
-  rules: the stores keep no check of their own.
+  writing over an edit it did not see; a removed id whose CRM event a new item of the same
+  page takes (Outlook rebuilt a series) keeps its event: its binding moves (`removals`).
+  These are the only copies of the echo and same-meeting rules: the stores keep no check of
+  their own.
 
 How an Odoo event's fields map to an Outlook event's (privacy, show-as, all-day days, zones,
 which Odoo events are pushed) is `sync.event_mapping`; this module plans over the mapped events.
@@ -250,6 +252,34 @@ def place(
             replace(stored, keep_details=keep, crm_event_id=target, expected_version=version)
         )
     return placed
+
+
+def removals(
+    removed_ids: Iterable[str],
+    removed_bindings: Mapping[str, EventBinding],
+    placed: Iterable[StoredEvent],
+    bindings: Mapping[str, EventBinding],
+) -> list[str]:
+    """The page's removed ids whose bindings the store drops (and with the last one, their
+    CRM event): all but those whose CRM event an unbound item of the same page was placed on.
+
+    Outlook may make an item anew under a new id with the iCalUId of one it removes: a
+    series whose pattern or times changed is rebuilt, and the occurrence on the same day
+    keeps its iCalUId. `same_meeting` places the new item on the old one's CRM event, and the
+    store moves the binding to it; dropping the old binding first would delete the very
+    event the plan placed the new item on, and every plan of that page would be refused
+    (`StalePlan`: the account's calendar stuck for good). The old id's binding is moved, not
+    dropped: nothing is lost, the CRM event (and what the CRM links to it) lives on."""
+    taken = {
+        stored.crm_event_id
+        for stored in placed
+        if stored.crm_event_id is not None and stored.event.graph_id not in bindings
+    }
+    return [
+        graph_id
+        for graph_id in removed_ids
+        if graph_id not in removed_bindings or removed_bindings[graph_id].crm_event_id not in taken
+    ]
 
 
 def last_of_each(events: Iterable[CalendarEvent]) -> tuple[list[CalendarEvent], int]:
