@@ -21,6 +21,7 @@ import pytest
 
 from m365sync.crm.odoo import XmlRpcTransport
 from m365sync.emulator.mailbox import Mailbox
+from m365sync.graph.calendar import CalendarWriter
 from m365sync.service.account_sync import sync_account_mail
 from m365sync.service.calendar_cycle import CalendarCycle
 from m365sync.service.connect import connect_account
@@ -222,6 +223,60 @@ def test_a_series_made_in_odoo_and_deleted_in_outlook_before_it_came_back_leaves
     assert in_odoo() == []
     assert ours() == [post]
     assert outlook_events(stack, subject) == []
+
+
+def test_a_meeting_deleted_in_odoo_while_its_create_goes_to_outlook_stays_deleted(
+    cal_stack, monkeypatch
+):
+    """A salesperson deletes a meeting while the daemon's create of it is in flight (Graph
+    slow to answer, retrying a 503). Odoo removes an event Outlook does not hold yet outright,
+    so the create's outcome finds nothing to record: the copy Outlook made is deleted at once,
+    and no later pull brings it back as a new meeting on both sides (reliability soak against
+    Odoo, seed 904967430)."""
+    stack = cal_stack
+    anna, _address = contact(stack, "Anna Lidman")
+    account = connect(stack)
+    sync(stack, account.id)
+    subject = f"Demo call {token()}"
+    start = (NOW + timedelta(days=5)).replace(minute=0, second=0)
+    event_id = stack.admin.execute_kw(
+        "calendar.event",
+        "create",
+        [
+            {
+                "name": subject,
+                "start": odoo_datetime(start),
+                "stop": odoo_datetime(start + timedelta(hours=1)),
+                "partner_ids": [(6, 0, [anna])],
+                "m365_owner_account_id": account.id,
+            }
+        ],
+    )
+    stack.event_ids.append(event_id)
+    create = CalendarWriter.create
+
+    def deleted_in_odoo_meanwhile(writer, *args, **kwargs):
+        made = create(writer, *args, **kwargs)
+        stack.admin.execute_kw("calendar.event", "unlink", [[event_id]])
+        return made
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CalendarWriter, "create", deleted_in_odoo_meanwhile)
+        sync(stack, account.id)
+
+    (post,) = [w for w in writes(stack, "POST") if w["body"].get("subject") == subject]
+    assert post["body"]["transactionId"] == f"m365sync-crm-event-{event_id}"
+    assert outlook_events(stack, subject) == []
+
+    def in_odoo():
+        return stack.read("calendar.event", [("name", "=", subject)], ["start"], archived=True)
+
+    assert in_odoo() == []
+    sync(stack, account.id)
+    sync(stack, account.id)
+    assert in_odoo() == []
+    assert outlook_events(stack, subject) == []
+    assert [w for w in writes(stack, "POST") if w["body"].get("subject") == subject] == [post]
 
 
 # --- Outlook -> Odoo ------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from m365sync.sync.calendar import (
     PushUpdate,
     event_addresses,
     is_echo,
+    left_behind,
     organizes,
     place,
     plan_inbound,
@@ -301,6 +302,21 @@ def test_deleting_a_whole_series_deletes_its_master():
         [_series_change(reshapes=False, deleted=True)], now=NOW, account_address=ME
     )
     assert isinstance(action, PushDelete) and action.change.event.graph_id == "m1"
+
+
+def test_a_create_whose_event_the_crm_no_longer_holds_leaves_its_copy_behind():
+    """Issue #17 (seed 904967430): deleted in the CRM while its create was in flight, an
+    event Outlook did not hold yet is gone outright; the copy the create made is left behind
+    (and must go). A tombstone still held took the binding; an edit keeps the event."""
+    (create,) = plan_outbound([change(7)], now=NOW, account_address=ME)
+    assert isinstance(create, PushCreate)
+    assert left_behind(create, False, [])
+    assert left_behind(create, False, [candidate(8)])
+    assert not left_behind(create, False, [candidate(7, deleted=True)])  # the tombstone's
+    assert not left_behind(create, False, [candidate(7)])  # edited meanwhile: still held
+    assert not left_behind(create, True, [])  # recorded: the store had it at that version
+    (update,) = plan_outbound([change(7, graph_id="g7")], now=NOW, account_address=ME)
+    assert not left_behind(update, False, [])  # only a create makes a copy
 
 
 # --- where an item goes: echo, same meeting, the plan's preconditions ------------------------

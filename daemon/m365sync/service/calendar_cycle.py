@@ -24,7 +24,10 @@ or deleted through its master, never occurrence by occurrence); each one is carr
 recorded (`mark_event_pushed`) on its own, so one failing event never stops the others, and a
 create retried after a crash carries the same ``transactionId`` (no second Outlook event). Each
 push carries the CRM version it expects (``expected_version``); a CRM edit made while it was
-in flight is never overwritten by its record (the store keeps the newer version pending).
+in flight is never overwritten by its record (the store keeps the newer version pending); a CRM
+event deleted while its create was in flight, and no longer held by the CRM at all, has the copy
+Outlook just made deleted at once (`sync.calendar.left_behind`), or the next pull would bring it
+back as a new meeting.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from m365sync.sync.calendar import (
     PushUpdate,
     crm_event_of,
     event_addresses,
+    left_behind,
     plan_inbound,
     plan_outbound,
     removals,
@@ -348,6 +352,16 @@ class CalendarCycle:
             online_meeting_url=answer.online_meeting_url if answer is not None else None,
             unbind=action.unbinds,
         )
+        if not current and answer is not None and isinstance(action, PushCreate):
+            held = self.gateway.meeting_candidates(account.id, [], [], [change.crm_event_id])
+            if left_behind(action, current, held):
+                log.info(
+                    "CRM event %s was deleted while its create went to Outlook: the copy "
+                    "Outlook made is deleted too",
+                    change.crm_event_id,
+                )
+                self.writer.delete(answer.graph_id)
+                return
         if not current:
             log.info(
                 "CRM event %s was edited while version %s went to Outlook: the newer version "

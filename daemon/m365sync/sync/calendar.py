@@ -437,6 +437,19 @@ def crm_event_of(transaction: str | None) -> int | None:
     return int(number) if number.isdigit() else None
 
 
+def left_behind(action: PushAction, recorded: bool, held: Iterable[MeetingCandidate]) -> bool:
+    """Whether the Outlook copy a create just made is left behind: its record found the event
+    changed (``recorded`` False) and the CRM no longer holds it at all (``held``: what
+    `CrmGateway.meeting_candidates` answers for its id). A CRM user deleted it while the
+    create was in flight, and a store removes outright an event Outlook did not hold yet
+    (Odoo does), so nothing recorded the copy: kept, it would come back from the next pull as
+    a new meeting on both sides (reliability soak against Odoo, seed 904967430). A tombstone
+    still held took the copy's binding, and its deletion goes with the next push."""
+    if recorded or not isinstance(action, PushCreate):
+        return False
+    return all(c.crm_event_id != action.change.crm_event_id for c in held)
+
+
 def _ended(item: CalendarEvent, now: datetime) -> bool:
     if item.recurrence is not None:
         return False  # a series is judged by its range, not its first occurrence
