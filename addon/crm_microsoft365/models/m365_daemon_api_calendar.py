@@ -55,6 +55,7 @@ from_odoo), never here:
 # pylint: disable=translation-required
 
 import json
+from datetime import timedelta
 
 import pytz
 from odoo.exceptions import UserError
@@ -248,31 +249,43 @@ class M365DaemonApiCalendar(models.AbstractModel):
         bindings = env["m365.event.binding"].search(
             [("account_id", "=", account.id), ("event_id.m365_is_series_master", "=", True)]
         )
+        current = bindings.filtered(
+            lambda b: not b.event_id.m365_deleted and b.event_id.m365_version == b.pushed_version
+        )
+        masters = current.event_id
+        if not masters or limit <= 0:
+            return []
+        # One search for every such series' unbound occurrences near the window (all-day
+        # ones carry a start too), then each one's slot checked exactly.
+        recurrences = masters.recurrence_id
+        series = [("m365_series_master_id", "in", masters.ids)]
+        if recurrences:
+            series = ["|", ("recurrence_id", "in", recurrences.ids), *series]
+        candidates = Event.search(
+            [("m365_is_series_master", "=", False), *series, ("active", "=", True),
+             ("m365_deleted", "=", False), ("m365_is_cancelled", "=", False),
+             ("m365_binding_ids", "=", False), ("start", ">=", start - timedelta(days=1)),
+             ("start", "<", end + timedelta(days=1))],
+            order="start, id",
+        )  # fmt: skip
+        master_of_recurrence = {m.recurrence_id.id: m for m in masters if m.recurrence_id}
+        grouped = {}
+        for event in candidates:
+            master = event.m365_series_master_id
+            if master not in masters:
+                master = master_of_recurrence.get(event.recurrence_id.id)
+            if master and self._slot_within(event, start, end):
+                grouped.setdefault(master.id, []).append(self._occurrence_wire(event, master))
         found = []
-        for binding in bindings.sorted(lambda b: b.event_id.id, reverse=True):
-            if len(found) >= limit:
-                break
+        for binding in current.sorted(lambda b: b.event_id.id, reverse=True):
             master = binding.event_id
-            if master.m365_deleted or master.m365_version != binding.pushed_version:
-                continue
-            occurrences = Event.search(
-                [*self._series_members(master), ("active", "=", True),
-                 ("m365_deleted", "=", False), ("m365_is_cancelled", "=", False),
-                 ("m365_binding_ids", "=", False)],
-                order="start, id",
-            )  # fmt: skip
-            wires = [
-                self._occurrence_wire(event, master)
-                for event in occurrences
-                if self._slot_within(event, start, end)
-            ]
-            if wires:
+            if master.id in grouped and len(found) < limit:
                 found.append(
                     {
                         "master_graph_id": binding.graph_id,
                         "master_crm_event_id": master.id,
                         "master_version": master.m365_version,
-                        "occurrences": wires,
+                        "occurrences": grouped[master.id],
                     }
                 )
         return _none_to_false(found)
