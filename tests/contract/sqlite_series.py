@@ -15,20 +15,21 @@ from pathlib import Path
 
 
 def expand_series(path: Path, event_id: int, count: int) -> None:
-    """``count`` daily occurrences of the series whose master is ``event_id``."""
+    """``count`` daily occurrences of the series whose master is ``event_id``, owned by no
+    account (as Odoo's own occurrences, they are never pushed on their own)."""
     with sqlite3.connect(path) as raw:
         master = raw.execute(
-            "SELECT series_id, subject, start_at, end_at, owner_account_id, created_at "
+            "SELECT series_id, subject, start_at, end_at, created_at "
             "FROM crm_calendar_event WHERE id = ?",
             (event_id,),
         ).fetchone()
-        series_id, subject, start_at, end_at, owner, created = master
+        series_id, subject, start_at, end_at, created = master
         for n in range(count):
             shift = timedelta(days=n)
             raw.execute(
-                "INSERT INTO crm_calendar_event (owner_account_id, series_id, subject, "
-                "start_at, end_at, created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (owner, series_id, subject,
+                "INSERT INTO crm_calendar_event (series_id, subject, "
+                "start_at, end_at, created_at, modified_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (series_id, subject,
                  (datetime.fromisoformat(start_at) + shift).isoformat(),
                  (datetime.fromisoformat(end_at) + shift).isoformat(), created, created),
             )  # fmt: skip

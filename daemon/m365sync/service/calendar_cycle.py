@@ -53,7 +53,16 @@ from m365sync.domain import (
     PageResult,
     SyncRun,
 )
-from m365sync.errors import GraphError, M365SyncError, NotFound, StalePlan, SyncStateGone
+from m365sync.errors import (
+    GraphError,
+    M365SyncError,
+    MalformedResponse,
+    NotFound,
+    StalePlan,
+    SyncStateGone,
+    Throttled,
+    Transient,
+)
 from m365sync.graph.calendar import CalendarReader, CalendarWriter, EventPage, event_body
 from m365sync.graph.client import GraphClient
 from m365sync.sync.addresses import normalise_address
@@ -215,7 +224,7 @@ class CalendarCycle:
         instances of the series; those none fills were cancelled there before any pull
         listed them, and leave the CRM (found by the reliability soak against Odoo, seed
         61480911: an occurrence of an Odoo series cancelled in Outlook stayed in Odoo).
-        A series Graph does not answer for is left for the next round."""
+        A series Graph is too busy to answer for is left for the next round."""
         series_list = self.gateway.unconfirmed_occurrences(
             account.id, window.start, window.end, limit=OCCURRENCE_SERIES_PER_ROUND
         )
@@ -226,7 +235,9 @@ class CalendarCycle:
                 instances = self.reader.instances(series.master_graph_id, low, high)
             except NotFound:
                 continue  # the master is gone: its removal takes the series (next round)
-            except GraphError as error:
+            except (Throttled, Transient, MalformedResponse) as error:
+                # Busy or unreadable now: asked again next round. An account-level answer
+                # (reconnect, permissions, mailbox) stops the cycle as anywhere else.
                 log.warning(
                     "could not list the occurrences of series %s: %s", series.master_graph_id, error
                 )
