@@ -572,6 +572,35 @@ class MeetingCandidate:
     start_date: date | None
 
 
+@dataclass(frozen=True, slots=True)
+class UnconfirmedOccurrences:
+    """A series bound to the account, with no CRM change of its master pending, and the CRM
+    occurrences of it that no mailbox holds (`CrmGateway.unconfirmed_occurrences`).
+
+    Odoo expands a series into events of its own; they are bound when Outlook's occurrences
+    come back, by their slot. An occurrence Outlook cancelled before then never comes back
+    (calendarView delta reports only the removal of an id the CRM never had), so the daemon
+    asks Outlook for the series' instances over these slots and removes the CRM occurrences
+    none of them fills (`sync.calendar.cancelled_occurrences`)."""
+
+    master_graph_id: str
+    master_crm_event_id: int
+    master_version: int
+    occurrences: tuple[MeetingCandidate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OccurrenceRemoval:
+    """Remove a CRM occurrence Outlook cancelled, only if it is still as the plan saw it: at
+    ``expected_version``, no mailbox holding it, not deleted, and its series' master still at
+    ``master_version`` with no change pending (a CRM edit made meanwhile is never lost)."""
+
+    crm_event_id: int
+    expected_version: int
+    master_crm_event_id: int
+    master_version: int
+
+
 @dataclass(slots=True)
 class CrmEventChange:
     """A CRM-side change waiting to go to Outlook (created, edited or deleted in the CRM)."""

@@ -3,7 +3,10 @@ Odoo adapter joins when the calendar issue lands).
 
 An adapter's test module subclasses `CalendarContract` and provides the ``gateway`` fixture,
 ``seed_partner`` (as in `GatewayContract`), and the CRM user's own actions, which are not
-part of the daemon's interface: ``crm_create``, ``crm_update``, ``crm_delete``.
+part of the daemon's interface: ``crm_create``, ``crm_update``, ``crm_delete``,
+``crm_expand`` (a series made in the CRM expanded into events of its own, as Odoo does when
+the series is made; the embedded store makes none, its test writes them) and
+``crm_occurrences`` (those events' ids).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from m365sync.domain import (
     EventLink,
     EventPageWrite,
     EventType,
+    OccurrenceRemoval,
     PageResult,
     Recurrence,
     ResponseStatus,
@@ -112,6 +116,12 @@ class CalendarContract:
         raise NotImplementedError
 
     def crm_delete(self, gateway, event_id: int) -> None:
+        raise NotImplementedError
+
+    def crm_expand(self, gateway, event_id: int, count: int) -> None:
+        raise NotImplementedError
+
+    def crm_occurrences(self, gateway, event_id: int) -> list[int]:
         raise NotImplementedError
 
     @pytest.fixture
@@ -311,6 +321,99 @@ class CalendarContract:
         assert gateway.upcoming_events_for_partner(anna.id, since=SOON - timedelta(1)) == []
         assert gateway.event_changes_to_push(account.id) == []
         assert gateway.meeting_candidates(account.id, [], [master], [change.crm_event_id]) == []
+
+    def test_occurrences_outlook_cancelled_before_they_came_back_leave_under_the_plans_state(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """A series made in the CRM and pushed: the CRM's own occurrences of it that no
+        mailbox holds are listed with their slots (once its occurrences come back, those
+        Outlook listed are bound and leave the list); one the daemon finds cancelled in
+        Outlook is removed, only if it and its master are still at the versions the decision
+        saw and no mailbox holds it, and nothing is pushed for it (reliability soak against
+        Odoo, seed 61480911)."""
+        daily = Recurrence("daily", SOON.date(), range_type="numbered", number_of_occurrences=3)
+        made = replace(
+            event("", event_type=EventType.SERIES_MASTER, recurrence=daily), subject="Stand-up"
+        )
+        created = self.crm_create(gateway, account, made, [anna.id])
+        low, high = SOON - timedelta(days=1), SOON + timedelta(days=30)
+        (change,) = gateway.event_changes_to_push(account.id)
+        assert gateway.unconfirmed_occurrences(account.id, low, high, limit=5) == []
+        master = unique("m")
+        gateway.mark_event_pushed(
+            account.id, change.crm_event_id, graph_id=master, change_key="ck1",
+            version=change.version,
+        )  # fmt: skip
+        self.crm_expand(gateway, created, 3)
+        own = self.crm_occurrences(gateway, created)
+        first = replace(
+            event(unique("o"), event_type=EventType.OCCURRENCE, master=master),
+            subject="Stand-up",
+            organizer=EmailAddress(account.address, ""),
+        )
+        # Outlook lists the first occurrence (its master first, as the cycle hands it over:
+        # our own push's echo): it lands on the CRM's occurrence in its slot.
+        echo = replace(
+            event(master, event_type=EventType.SERIES_MASTER, recurrence=daily),
+            subject="Stand-up",
+            organizer=EmailAddress(account.address, ""),
+        )
+        items = [StoredEvent(echo, links(anna.id)), StoredEvent(first, links(anna.id))]
+        store(gateway, page(account, items))
+        (bound,) = gateway.event_bindings(account.id, [first.graph_id]).values()
+        assert bound.crm_event_id in own
+        unbound = sorted(set(own) - {bound.crm_event_id})
+        found = gateway.unconfirmed_occurrences(account.id, low, high, limit=5)
+        other = gateway.upsert_account(spec())
+        assert gateway.unconfirmed_occurrences(other.id, low, high, limit=5) == []
+        assert len(own) == 3 and len(unbound) == 2
+        (series,) = found
+        assert series.master_graph_id == master
+        assert sorted(o.crm_event_id for o in series.occurrences) == unbound
+        assert [o.start for o in series.occurrences] == [
+            SOON + timedelta(days=1),
+            SOON + timedelta(days=2),
+        ]  # in slot order
+        assert all(
+            o.bound_graph_id is None and not o.is_series_master and not o.deleted
+            for o in series.occurrences
+        )
+        assert gateway.unconfirmed_occurrences(account.id, low, high, limit=0) == []
+        early = gateway.unconfirmed_occurrences(
+            account.id, low, SOON + timedelta(days=1, hours=1), limit=5
+        )
+        first_unbound = series.occurrences[0].crm_event_id
+        assert [o.crm_event_id for s in early for o in s.occurrences] == [first_unbound]
+        middle, last = series.occurrences
+
+        def removal(occurrence, **changes) -> OccurrenceRemoval:
+            plain = OccurrenceRemoval(
+                occurrence.crm_event_id, occurrence.version, series.master_crm_event_id,
+                series.master_version,
+            )  # fmt: skip
+            return replace(plain, **changes)
+
+        refused = [
+            removal(middle, expected_version=middle.version + 1),  # edited since the decision
+            removal(middle, master_version=series.master_version + 1),  # the series too
+            removal(bound, expected_version=bound.version),  # a mailbox holds it
+            removal(middle, crm_event_id=2**31 - 9),  # gone
+        ]
+        assert gateway.remove_cancelled_occurrences(account.id, refused) == 0
+        assert gateway.remove_cancelled_occurrences(other.id, [removal(middle)]) == 0
+        assert gateway.remove_cancelled_occurrences(account.id, [removal(middle)]) == 1
+        assert gateway.remove_cancelled_occurrences(account.id, [removal(middle)]) == 0
+        left = sorted(set(own) - {middle.crm_event_id})
+        assert sorted(self.crm_occurrences(gateway, created)) == left
+        (series,) = gateway.unconfirmed_occurrences(account.id, low, high, limit=5)
+        assert [o.crm_event_id for o in series.occurrences] == [last.crm_event_id]
+        # Outlook's doing: no tombstone of it to push.
+        assert middle.crm_event_id not in {
+            c.crm_event_id for c in gateway.event_changes_to_push(account.id)
+        }
+        candidates = gateway.meeting_candidates(account.id, [], [master])
+        assert middle.crm_event_id not in {c.crm_event_id for c in candidates}
+        assert last.crm_event_id in {c.crm_event_id for c in candidates}
 
     def test_a_series_and_its_occurrences(
         self, gateway: CrmGateway, account: Account, anna

@@ -45,8 +45,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from m365sync.domain import CalendarEvent, EventType, ResponseStatus
-from m365sync.errors import GraphError, SyncStateGone
+from m365sync.domain import (
+    CalendarEvent,
+    EventType,
+    ResponseStatus,
+)
+from m365sync.errors import GraphError, NotFound, SyncStateGone
 from m365sync.graph.calendar import EventPage, event_body, graph_zone_name, parse_event, zone_named
 from m365sync.sync.timezones import to_iana
 
@@ -387,6 +391,17 @@ class MailboxReader:
 
     def deleted(self, removed_ids: list[str]) -> list[str]:
         return [g for g in removed_ids if g not in self.box.state]
+
+    def instances(self, master_id: str, start: datetime, end: datetime) -> list[CalendarEvent]:
+        """A series' occurrences and exceptions starting in [start, end), cancelled ones
+        left out (as Graph's instances); a master this mailbox does not hold is a 404."""
+        if master_id not in self.box.state:
+            raise NotFound(f"no event {master_id}", status=404)
+        return [
+            e
+            for e in self.box.state.values()
+            if e.series_master_id == master_id and e.start is not None and start <= e.start < end
+        ]
 
 
 def parse_graph_time(value: Mapping[str, str]) -> datetime:

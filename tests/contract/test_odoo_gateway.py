@@ -224,6 +224,24 @@ class TestOdooCalendar(CalendarContract):
     def crm_delete(self, gateway, event_id) -> None:
         admin_rpc_cached().execute_kw("calendar.event", "unlink", [[event_id]])
 
+    def crm_expand(self, gateway, event_id, count) -> None:
+        """Odoo expanded the series into its own events when it was made."""
+
+    def crm_occurrences(self, gateway, event_id) -> list[int]:
+        """The events Odoo expanded the series into (its recurrence's, the hidden master
+        the addon makes once the series is in Outlook left out)."""
+        rpc = admin_rpc_cached()
+        (row,) = rpc.execute_kw(
+            "calendar.event", "read", [[event_id]], {"fields": ["recurrence_id"]}
+        )
+        if not row["recurrence_id"]:
+            return []
+        series = ("recurrence_id", "=", row["recurrence_id"][0])
+        return rpc.execute_kw(
+            "calendar.event", "search", [[series, ("m365_is_series_master", "=", False)]],
+            {"order": "id"},
+        )  # fmt: skip
+
 
 # --- push (staged contract) -----------------------------------------------------------------
 

@@ -517,6 +517,7 @@ def test_forked_processes_write_one_file_without_duplicates(
 # --- calendar (staged contract) -------------------------------------------------------------
 
 from tests.contract.calendar_contract import CalendarContract  # noqa: E402
+from tests.contract.sqlite_series import expand_series, series_occurrences  # noqa: E402
 
 
 class TestSqliteCalendar(CalendarContract):
@@ -543,6 +544,12 @@ class TestSqliteCalendar(CalendarContract):
 
     def crm_delete(self, gateway, event_id):
         gateway.crm_delete_event(event_id)
+
+    def crm_expand(self, gateway, event_id, count):
+        expand_series(gateway.path, event_id, count)
+
+    def crm_occurrences(self, gateway, event_id):
+        return series_occurrences(gateway.path, event_id)
 
 
 def test_events_from_before_the_account_was_connected_are_never_pushed(tmp_path: Path) -> None:

@@ -279,6 +279,87 @@ def test_a_meeting_deleted_in_odoo_while_its_create_goes_to_outlook_stays_delete
     assert [w for w in writes(stack, "POST") if w["body"].get("subject") == subject] == [post]
 
 
+def test_an_occurrence_of_an_odoo_series_cancelled_in_outlook_before_it_came_back_leaves_odoo(
+    cal_stack, monkeypatch
+):
+    """A daily series made in Odoo reaches Outlook, and a person cancels its second occurrence
+    in Outlook before the daemon's pull has listed the occurrences: Odoo's own occurrence in
+    that slot is bound by nothing (calendarView delta reports only the removal of an id Odoo
+    never had), so it stayed in Odoo for good. After the round the daemon asks Outlook for the
+    instances of the series whose Odoo occurrences no mailbox holds: the cancelled one leaves
+    Odoo, the others are bound, and nothing goes back to Outlook (reliability soak, seed
+    61480911)."""
+    stack = cal_stack
+    anna, _address = contact(stack, "Anna Lidman")
+    account = connect(stack)
+    sync(stack, account.id)  # the first round is done: the next ones follow the delta link
+    subject = f"Daily stand-up {token()}"
+    start = (NOW + timedelta(days=4)).replace(minute=0, second=0)
+    event_id = stack.admin.execute_kw(
+        "calendar.event",
+        "create",
+        [
+            {
+                "name": subject,
+                "start": odoo_datetime(start),
+                "stop": odoo_datetime(start + timedelta(hours=1)),
+                "partner_ids": [(6, 0, [anna])],
+                "m365_owner_account_id": account.id,
+                "recurrency": True,
+                "rrule_type": "daily",
+                "interval": 1,
+                "end_type": "count",
+                "count": 3,
+                "event_tz": "UTC",
+            }
+        ],
+    )
+    stack.event_ids.append(event_id)
+    pull = CalendarCycle.pull
+    second = start + timedelta(days=1)
+
+    def cancelled_in_outlook_first(cycle, *args, **kwargs):
+        # The person cancels the second occurrence between the daemon's create and its pull.
+        calendar = stack.mailbox.calendar
+        for item in outlook_events(stack, subject):
+            if item.get("type") == "seriesMaster":
+                for instance in calendar.instances(item["id"], start, start + timedelta(days=3)):
+                    if instance["start"]["dateTime"].startswith(f"{second:%Y-%m-%dT%H:%M}"):
+                        calendar.delete(instance["id"])
+        return pull(cycle, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CalendarCycle, "pull", cancelled_in_outlook_first)
+        run = sync(stack, account.id)
+
+    def ours():
+        calendar = writes(stack, "POST", "PATCH", "DELETE")
+        return [w for w in calendar if w["method"] != "POST" or w["body"].get("subject") == subject]
+
+    def in_odoo():
+        rows = stack.read(
+            "calendar.event",
+            [("name", "=", subject), ("m365_is_series_master", "=", False)],
+            ["start", "m365_binding_ids"],
+        )
+        return sorted((from_odoo(r["start"]), bool(r["m365_binding_ids"])) for r in rows)
+
+    (post,) = ours()
+    assert post["body"]["recurrence"]["range"]["numberOfOccurrences"] == 3
+    (master,) = outlook_events(stack, subject)
+    left = stack.mailbox.calendar.instances(master["id"], start, start + timedelta(days=3))
+    assert sorted(i["start"]["dateTime"][:16] for i in left) == [
+        f"{start:%Y-%m-%dT%H:%M}",
+        f"{start + timedelta(days=2):%Y-%m-%dT%H:%M}",
+    ]
+    # The cancelled occurrence left Odoo in that cycle; the other two are bound.
+    assert in_odoo() == [(start, True), (start + timedelta(days=2), True)]
+    assert run.calendar.get("removed", 0) >= 1
+    sync(stack, account.id)
+    assert in_odoo() == [(start, True), (start + timedelta(days=2), True)]
+    assert ours() == [post]  # Outlook's cancellation is not undone, nothing else was written
+
+
 # --- Outlook -> Odoo ------------------------------------------------------------------------------
 
 

@@ -353,6 +353,64 @@ def test_a_series_created_in_the_crm_appears_in_outlook_with_its_occurrences(cal
     assert [m.start for m in meetings] == [start + timedelta(weeks=n) for n in range(4)]
 
 
+def test_an_occurrence_cancelled_in_outlook_before_it_came_back_leaves_the_crm(cal, monkeypatch):
+    """A CRM that expands its series into events of its own (Odoo does; written here into the
+    embedded store as Odoo makes them): a daily series is pushed, and the person cancels its
+    second occurrence in Outlook before the pull lists the occurrences. The CRM's occurrence
+    in that slot is bound by nothing; after the round the cycle asks Outlook for the series'
+    instances (one request), and the occurrence leaves the CRM; nothing goes back to Outlook
+    (reliability soak against Odoo, seed 61480911)."""
+    from m365sync.service.calendar_cycle import CalendarCycle
+    from tests.contract.sqlite_series import expand_series, series_occurrences
+
+    start = (NOW + timedelta(days=4)).replace(hour=10, minute=0, second=0)
+    daily = Recurrence("daily", start.date(), range_type="numbered", number_of_occurrences=3)
+    master = crm_meeting(cal, "Daily stand-up", start=start, recurrence=daily)
+    path = cal.config.store.sqlite_path()
+    expand_series(path, master, 3)
+    calendar = cal.emulator.mailbox.calendar
+    pull = CalendarCycle.pull
+    asked = []
+
+    def cancelled_in_outlook_first(cycle, *args, **kwargs):
+        for item in calendar.events():
+            for instance in calendar.instances(item["id"], start, start + timedelta(days=3)):
+                if instance["start"]["dateTime"].startswith(
+                    f"{start + timedelta(days=1):%Y-%m-%d}"
+                ):
+                    calendar.delete(instance["id"])
+        instances = cycle.reader.instances
+
+        def counted(*a, **k):
+            asked.append(a[0])
+            return instances(*a, **k)
+
+        monkeypatch.setattr(cycle.reader, "instances", counted)
+        return pull(cycle, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CalendarCycle, "pull", cancelled_in_outlook_first)
+        sync(cal)
+    rows = {r["id"]: r for r in _crm_rows(cal)}
+    left = [rows[i] for i in series_occurrences(path, master) if i in rows]
+    assert [r["start_at"][:16] for r in left] == [
+        f"{start:%Y-%m-%dT%H:%M}",
+        f"{start + timedelta(days=2):%Y-%m-%dT%H:%M}",
+    ]
+    (outlook,) = calendar.events()
+    assert asked == [outlook["id"]]
+    bound = cal.gateway.bound_event_ids(cal.account.id)
+    assert len(bound) == 3  # the master and the two occurrences Outlook holds
+    assert (
+        cal.gateway.unconfirmed_occurrences(
+            cal.account.id, NOW - timedelta(days=1), NOW + timedelta(days=30), limit=5
+        )
+        == []
+    )
+    sync(cal)
+    assert [w["method"] for w in cal.emulator.mailbox.calendar.written()] == ["POST"]
+
+
 def test_connecting_never_pushes_the_crms_past_events(cal):
     crm_meeting(cal, "Last year's kickoff", start=NOW - timedelta(days=30))
     sync(cal)

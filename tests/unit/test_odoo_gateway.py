@@ -70,6 +70,7 @@ from m365sync.domain import (
     FolderChoice,
     Lease,
     MailFolder,
+    OccurrenceRemoval,
     OutboxState,
     OutgoingAttachment,
     OutgoingMail,
@@ -113,6 +114,7 @@ from tests.contract import calendar_contract
 from tests.contract.calendar_contract import CalendarContract
 from tests.contract.gateway_contract import INBOX, GatewayContract, message, page, spec, unique
 from tests.contract.push_contract import PushContract
+from tests.contract.sqlite_series import expand_series, series_occurrences
 
 KEY = "0123456789abcdef0123456789abcdef01234567"  # shaped like an Odoo API key
 DB = "m365_unit"
@@ -133,6 +135,8 @@ CALENDAR_METHODS = {
     "event_bindings",
     "bound_event_ids",
     "unconfirmed_series_ids",
+    "unconfirmed_occurrences",
+    "remove_cancelled_occurrences",
     "meeting_candidates",
     "event_changes_to_push",
     "mark_event_pushed",
@@ -612,6 +616,12 @@ class _OdooAdapterCalendar(CalendarContract):
     def crm_delete(self, gateway, event_id):
         gateway.fake_store.crm_delete_event(event_id)
 
+    def crm_expand(self, gateway, event_id, count):
+        expand_series(gateway.fake_store.path, event_id, count)
+
+    def crm_occurrences(self, gateway, event_id):
+        return series_occurrences(gateway.fake_store.path, event_id)
+
 
 class TestCalendarOverJson2(_OdooAdapterCalendar):
     @pytest.fixture
@@ -830,6 +840,34 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
             {"account_id": 3},
         ),
         (
+            "unconfirmed_occurrences",
+            lambda g: g.unconfirmed_occurrences(3, T0, T0 + timedelta(days=30), limit=5),
+            {
+                "account_id": 3,
+                "start": T0.isoformat(),
+                "end": (T0 + timedelta(days=30)).isoformat(),
+                "limit": 5,
+            },
+        ),
+        (
+            "remove_cancelled_occurrences",
+            lambda g: g.remove_cancelled_occurrences(
+                3, [OccurrenceRemoval(9, 2, 8, 4)], lease=LEASE
+            ),
+            {
+                "account_id": 3,
+                "removals": [
+                    {
+                        "crm_event_id": 9,
+                        "expected_version": 2,
+                        "master_crm_event_id": 8,
+                        "master_version": 4,
+                    }
+                ],
+                "lease": WIRE_LEASE,
+            },
+        ),
+        (
             "meeting_candidates",
             lambda g: g.meeting_candidates(3, ["u2", "u1", "u2"], ["m1"], [9, 4]),
             {
@@ -990,6 +1028,8 @@ ANSWERS: dict[str, Any] = {
     "event_bindings": {},
     "bound_event_ids": ["g1", "g2"],
     "unconfirmed_series_ids": ["m1"],
+    "unconfirmed_occurrences": [],
+    "remove_cancelled_occurrences": 1,
     "meeting_candidates": [],
     "event_changes_to_push": [],
     "upcoming_events_for_partner": [],

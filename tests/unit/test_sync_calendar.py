@@ -16,12 +16,14 @@ from m365sync.domain import (
     EventBinding,
     EventType,
     MeetingCandidate,
+    OccurrenceRemoval,
     Partner,
     Privacy,
     Recurrence,
     ResponseStatus,
     Sensitivity,
     StoredEvent,
+    UnconfirmedOccurrences,
 )
 from m365sync.graph.calendar import event_body
 from m365sync.sync.calendar import (
@@ -32,7 +34,9 @@ from m365sync.sync.calendar import (
     PushCreate,
     PushDelete,
     PushUpdate,
+    cancelled_occurrences,
     event_addresses,
+    instances_range,
     is_echo,
     left_behind,
     organizes,
@@ -450,3 +454,71 @@ def test_a_removed_id_whose_event_a_new_item_of_the_page_takes_keeps_its_event()
     assert removals(["old", "gone", "unknown"], old, [rebuilt], {}) == ["gone", "unknown"]
     # An item already bound to the event moves nothing: the removal stands.
     assert removals(["gone"], old, [updated], {"g1": binding()}) == ["gone"]
+
+
+# --- occurrences Outlook cancelled before they came back ---------------------------------------
+
+
+def outlook_instance(start, *, original=None, **fields) -> CalendarEvent:
+    return replace(
+        meeting(f"i-{start:%d%H%M}", start=start),
+        event_type=EventType.EXCEPTION if original else EventType.OCCURRENCE,
+        series_master_id="m1",
+        original_start=original or start,
+        **fields,
+    )
+
+
+def test_a_crm_occurrence_no_instance_fills_was_cancelled_in_outlook():
+    """Seed 61480911: three CRM occurrences, Outlook's instances fill two slots (one moved
+    away as an exception, still naming its slot): the third is removed, under the versions
+    the decision saw."""
+    day = NOW + timedelta(days=3)
+    crm = tuple(
+        candidate(20 + n, series_master_id=9, start=day + timedelta(days=n), version=2 + n)
+        for n in range(3)
+    )
+    series = UnconfirmedOccurrences("m1", 9, 4, crm)
+    instances = [
+        outlook_instance(day),
+        outlook_instance(day + timedelta(days=2, hours=5), original=day + timedelta(days=2)),
+    ]
+    assert cancelled_occurrences(series, instances) == [OccurrenceRemoval(21, 3, 9, 4)]
+    assert (
+        cancelled_occurrences(series, [*instances, outlook_instance(day + timedelta(days=1))]) == []
+    )
+    # An instance Graph serves cancelled fills nothing; an occurrence with no original start
+    # fills the slot it starts in.
+    cancelled = outlook_instance(day + timedelta(days=1), is_cancelled=True)
+    assert [r.crm_event_id for r in cancelled_occurrences(series, [*instances, cancelled])] == [21]
+    plain = replace(outlook_instance(day + timedelta(days=1)), original_start=None)
+    assert cancelled_occurrences(series, [*instances, plain]) == []
+    assert [r.crm_event_id for r in cancelled_occurrences(series, [])] == [20, 21, 22]
+
+
+def test_all_day_occurrences_are_judged_by_their_day():
+    """An all-day instance fills its day (its start date, or an original start within the
+    day's zones), never a neighbouring day."""
+    first = date(2026, 12, 1)
+    crm = tuple(
+        candidate(30 + n, series_master_id=9, is_all_day=True, start=None,
+                  start_date=first + timedelta(days=n))
+        for n in range(3)
+    )  # fmt: skip
+    series = UnconfirmedOccurrences("m1", 9, 1, crm)
+    by_date = replace(
+        outlook_instance(NOW), is_all_day=True, start=None, start_date=first, original_start=None
+    )
+    paris = replace(  # the second day's midnight in Paris, in UTC: the evening before
+        by_date, start_date=None, original_start=datetime(2026, 12, 1, 23, 0, tzinfo=UTC)
+    )
+    found = cancelled_occurrences(series, [by_date, paris])
+    assert [r.crm_event_id for r in found] == [32]
+
+
+def test_instances_are_asked_over_the_slots_with_room_for_moved_exceptions():
+    day = NOW + timedelta(days=3)
+    series = UnconfirmedOccurrences(
+        "m1", 9, 1, (candidate(1, start=day), candidate(2, start=day + timedelta(days=4)))
+    )
+    assert instances_range(series) == (day - timedelta(days=7), day + timedelta(days=11))

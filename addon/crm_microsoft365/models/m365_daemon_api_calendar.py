@@ -1,5 +1,6 @@
 """The daemon's RPC API, calendar half: ``store_event_page``, ``event_bindings``,
-``meeting_candidates``, ``event_changes_to_push``, ``mark_event_pushed``,
+``meeting_candidates``, ``unconfirmed_series_ids``, ``unconfirmed_occurrences``,
+``remove_cancelled_occurrences``, ``event_changes_to_push``, ``mark_event_pushed``,
 ``upcoming_events_for_partner``.
 
 Which Outlook items are echoes and which are the same meeting as an Odoo event are the
@@ -60,6 +61,7 @@ from_odoo), never here:
 # pylint: disable=translation-required
 
 import json
+from datetime import timedelta
 
 import pytz
 from odoo.exceptions import UserError
@@ -224,6 +226,140 @@ class M365DaemonApiCalendar(models.AbstractModel):
             ]
         ).event_id.m365_series_master_id
         return sorted(masters.filtered(lambda b: b.event_id not in confirmed).mapped("graph_id"))
+
+    @api.model
+    def unconfirmed_occurrences(self, payload):
+        """The account's bound series masters with no Odoo change pending (not deleted, their
+        version pushed), newest first, at most ``limit``, each with its own occurrences starting
+        in [start, end) that no mailbox holds, in slot order (Odoo's expansion of the series, not bound to any
+        account; deleted, cancelled and archived ones left out): the daemon asks Outlook for the
+        series' instances and removes those Outlook cancelled before they came back."""
+        env = self._daemon_env()
+        account = self._account(env, payload["account_id"])
+        start, end = dt_from_wire(payload["start"]), dt_from_wire(payload["end"])
+        limit = int(payload["limit"])
+        Event = env["calendar.event"].with_context(active_test=False)
+        bindings = env["m365.event.binding"].search(
+            [("account_id", "=", account.id), ("event_id.m365_is_series_master", "=", True)]
+        )
+        current = bindings.filtered(
+            lambda b: not b.event_id.m365_deleted and b.event_id.m365_version == b.pushed_version
+        )
+        masters = current.event_id
+        if not masters or limit <= 0:
+            return []
+        # One search for every such series' unbound occurrences near the window (all-day
+        # ones carry a start too), then each one's slot checked exactly.
+        recurrences = masters.recurrence_id
+        series = [("m365_series_master_id", "in", masters.ids)]
+        if recurrences:
+            series = ["|", ("recurrence_id", "in", recurrences.ids), *series]
+        candidates = Event.search(
+            [("m365_is_series_master", "=", False), *series, ("active", "=", True),
+             ("m365_deleted", "=", False), ("m365_is_cancelled", "=", False),
+             ("m365_binding_ids", "=", False), ("start", ">=", start - timedelta(days=1)),
+             ("start", "<", end + timedelta(days=1))],
+            order="start, id",
+        )  # fmt: skip
+        master_of_recurrence = {m.recurrence_id.id: m for m in masters if m.recurrence_id}
+        grouped = {}
+        for event in candidates:
+            master = event.m365_series_master_id
+            if master not in masters:
+                master = master_of_recurrence.get(event.recurrence_id.id)
+            if master and self._slot_within(event, start, end):
+                grouped.setdefault(master.id, []).append(self._occurrence_wire(event, master))
+        found = []
+        for binding in current.sorted(lambda b: b.event_id.id, reverse=True):
+            master = binding.event_id
+            if master.id in grouped and len(found) < limit:
+                found.append(
+                    {
+                        "master_graph_id": binding.graph_id,
+                        "master_crm_event_id": master.id,
+                        "master_version": master.m365_version,
+                        "occurrences": grouped[master.id],
+                    }
+                )
+        return _none_to_false(found)
+
+    @staticmethod
+    def _series_members(master):
+        """The domain of a master's occurrences: by its Odoo recurrence or its own link."""
+        series = [("m365_series_master_id", "=", master.id)]
+        if master.recurrence_id:
+            series = ["|", ("recurrence_id", "=", master.recurrence_id.id), *series]
+        return [("m365_is_series_master", "=", False), *series]
+
+    @staticmethod
+    def _slot_within(event, start, end):
+        if event.allday:
+            return bool(event.start_date) and start.date() <= event.start_date < end.date()
+        return bool(event.start) and start <= event.start < end
+
+    @staticmethod
+    def _occurrence_wire(event, master):
+        return {
+            "crm_event_id": event.id,
+            "version": event.m365_version,
+            "ical_uid": event.m365_ical_uid or None,
+            "is_series_master": False,
+            "deleted": False,
+            "series_master_id": master.id,
+            "bound_graph_id": None,
+            "is_all_day": bool(event.allday),
+            "start": dt_to_wire(event.start),
+            "start_date": _date_text(event.start_date) if event.allday else None,
+        }
+
+    @api.model
+    def remove_cancelled_occurrences(self, payload):
+        """Remove the occurrences the daemon found cancelled in Outlook, as a deletion that
+        came from Outlook (nothing is pushed), each only if it is still as the daemon saw it:
+        its ``expected_version``, no mailbox holding it, not deleted, a member of its series,
+        whose master is still at ``master_version`` with that version pushed to this account.
+        One transaction; answers how many were removed."""
+        env = self._daemon_env()
+        env = env(context=dict(env.context, **INBOUND))
+        account_id = int(payload["account_id"])
+        lease = _opt(payload.get("lease"))
+        if lease:
+            self._check_lease(env, lease, account_id)
+        else:
+            self._account(env, account_id, lock=True)
+        Event = env["calendar.event"]
+        Binding = env["m365.event.binding"]
+        removed = 0
+        for removal in payload.get("removals") or []:
+            master = Event.browse(int(removal["master_crm_event_id"])).exists()
+            binding = Binding.search(
+                [("account_id", "=", account_id), ("event_id", "=", master.id)], limit=1
+            )
+            if (
+                not master
+                or not master.m365_is_series_master
+                or master.m365_deleted
+                or master.m365_version != int(removal["master_version"])
+                or not binding
+                or binding.pushed_version != master.m365_version
+            ):
+                continue
+            event = Event.search(
+                [("id", "=", int(removal["crm_event_id"])), *self._series_members(master)]
+            )
+            if (
+                not event
+                or event.m365_deleted
+                or event.m365_binding_ids
+                or event.m365_version != int(removal["expected_version"])
+            ):
+                continue
+            recurrence = event.recurrence_id
+            event.unlink()
+            removed += 1
+            if recurrence and not Event.search_count([("recurrence_id", "=", recurrence.id)]):
+                recurrence.unlink()
+        return removed
 
     @api.model
     def meeting_candidates(self, payload):

@@ -47,6 +47,7 @@ from m365sync.domain import (
     Lease,
     MailFolder,
     MeetingCandidate,
+    OccurrenceRemoval,
     OutboxState,
     OutgoingAttachment,
     OutgoingMail,
@@ -61,6 +62,7 @@ from m365sync.domain import (
     SubscriptionKind,
     SyncRun,
     ThreadSummary,
+    UnconfirmedOccurrences,
 )
 
 
@@ -324,6 +326,27 @@ class CrmGateway(abc.ABC):
         bound to the account, sorted: a series the CRM made (or reshaped) whose occurrences
         Outlook has not listed yet. calendarView delta never names a master, so a series
         deleted in Outlook before its occurrences came back is only seen by asking for it."""
+
+    @abc.abstractmethod
+    def unconfirmed_occurrences(
+        self, account_id: int, start: datetime, end: datetime, *, limit: int
+    ) -> list[UnconfirmedOccurrences]:
+        """The account's bound series masters with no CRM change pending (not deleted, their
+        version pushed), each with its CRM occurrences starting in [start, end) that no
+        mailbox holds, in slot order (not bound to any account; deleted and cancelled ones
+        left out): at
+        most ``limit`` series, the newest masters first; series with no such occurrence are
+        left out. A store that never holds an occurrence Outlook has not sent (the embedded
+        store: its occurrences come from Outlook) has none to list."""
+
+    @abc.abstractmethod
+    def remove_cancelled_occurrences(
+        self, account_id: int, removals: Sequence[OccurrenceRemoval], *, lease: Lease | None = None
+    ) -> int:
+        """Remove each occurrence the daemon found cancelled in Outlook, gone from the CRM
+        like a deletion that came from Outlook (nothing is pushed), only if it is still as
+        the plan saw it (`OccurrenceRemoval`); the others are left as they are. One
+        transaction; answers how many were removed. Raises `LeaseLost` for a stale lease."""
 
     @abc.abstractmethod
     def event_changes_to_push(self, account_id: int) -> list[CrmEventChange]:

@@ -141,6 +141,7 @@ from m365sync.domain import (
     Lease,
     MailFolder,
     MeetingCandidate,
+    OccurrenceRemoval,
     OutboxState,
     OutgoingAttachment,
     OutgoingMail,
@@ -154,6 +155,7 @@ from m365sync.domain import (
     SubscriptionKind,
     SyncRun,
     ThreadSummary,
+    UnconfirmedOccurrences,
 )
 from m365sync.errors import (
     Conflict,
@@ -928,6 +930,25 @@ class OdooGateway(CrmGateway):
 
     def unconfirmed_series_ids(self, account_id: int) -> list[str]:
         return read_answer(list[str], self._call("unconfirmed_series_ids", account_id=account_id))
+
+    def unconfirmed_occurrences(
+        self, account_id: int, start: datetime, end: datetime, *, limit: int
+    ) -> list[UnconfirmedOccurrences]:
+        answer = self._call(
+            "unconfirmed_occurrences", account_id=account_id, start=start, end=end, limit=limit
+        )
+        return read_answer(list[UnconfirmedOccurrences], answer)
+
+    def remove_cancelled_occurrences(
+        self, account_id: int, removals: Sequence[OccurrenceRemoval], *, lease: Lease | None = None
+    ) -> int:
+        answer = self._call(
+            "remove_cancelled_occurrences",
+            account_id=account_id,
+            removals=list(removals),
+            lease=lease,
+        )
+        return read_answer(int, answer)
 
     def meeting_candidates(
         self,

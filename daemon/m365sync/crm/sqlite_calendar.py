@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -40,6 +40,7 @@ from m365sync.domain import (
     EventType,
     Lease,
     MeetingCandidate,
+    OccurrenceRemoval,
     PageResult,
     PageWrite,
     Recurrence,
@@ -47,6 +48,7 @@ from m365sync.domain import (
     Sensitivity,
     ShowAs,
     StoredEvent,
+    UnconfirmedOccurrences,
 )
 from m365sync.errors import StalePlan
 from m365sync.sync.attendees import Person, push_organizer, push_people
@@ -483,6 +485,73 @@ class CalendarStore:
             ).fetchall()
         return [row["graph_id"] for row in rows]
 
+    def unconfirmed_occurrences(
+        self, account_id: int, start: datetime, end: datetime, *, limit: int
+    ) -> list[UnconfirmedOccurrences]:
+        found: list[UnconfirmedOccurrences] = []
+        with self._read() as conn:
+            masters = conn.execute(
+                "SELECT e.id, e.version, e.series_id, b.graph_id FROM m365_event_binding b "
+                "JOIN crm_calendar_event e ON e.id = b.crm_event_id "
+                "WHERE b.account_id = ? AND e.is_series_master = 1 AND e.deleted = 0 "
+                "AND e.series_id IS NOT NULL AND e.version = b.pushed_version "
+                "ORDER BY e.id DESC",
+                (account_id,),
+            ).fetchall()
+            for master in masters:
+                if len(found) >= limit:
+                    break
+                rows = conn.execute(
+                    "SELECT e.* FROM crm_calendar_event e WHERE e.series_id = ? "
+                    "AND e.is_series_master = 0 AND e.deleted = 0 AND e.is_cancelled = 0 "
+                    "AND NOT EXISTS (SELECT 1 FROM m365_event_binding ob "
+                    "WHERE ob.crm_event_id = e.id) "
+                    "ORDER BY COALESCE(e.start_at, e.start_date), e.id",
+                    (master["series_id"],),
+                ).fetchall()
+                occurrences = tuple(
+                    _candidate(row, master["id"]) for row in rows if _slot_within(row, start, end)
+                )
+                if occurrences:
+                    found.append(
+                        UnconfirmedOccurrences(
+                            master["graph_id"], master["id"], master["version"], occurrences
+                        )
+                    )
+        return found
+
+    def remove_cancelled_occurrences(
+        self, account_id: int, removals: Sequence[OccurrenceRemoval], *, lease: Lease | None = None
+    ) -> int:
+        removed = 0
+        with self._write() as conn:
+            if lease is not None:
+                self._check_lease(conn, lease, account_id)
+            else:
+                self._require_account(conn, account_id)
+            for removal in removals:
+                master = conn.execute(
+                    "SELECT e.series_id FROM crm_calendar_event e JOIN m365_event_binding b "
+                    "ON b.crm_event_id = e.id AND b.account_id = ? WHERE e.id = ? "
+                    "AND e.is_series_master = 1 AND e.deleted = 0 AND e.version = ? "
+                    "AND b.pushed_version = e.version",
+                    (account_id, removal.master_crm_event_id, removal.master_version),
+                ).fetchone()
+                if master is None or master["series_id"] is None:
+                    continue
+                removed += conn.execute(
+                    "DELETE FROM crm_calendar_event WHERE id = ? AND series_id = ? "
+                    "AND is_series_master = 0 AND deleted = 0 AND version = ? "
+                    "AND NOT EXISTS (SELECT 1 FROM m365_event_binding WHERE crm_event_id = ?)",
+                    (
+                        removal.crm_event_id,
+                        master["series_id"],
+                        removal.expected_version,
+                        removal.crm_event_id,
+                    ),
+                ).rowcount
+        return removed
+
     def event_bindings(self, account_id: int, graph_ids: Iterable[str]) -> dict[str, EventBinding]:
         wanted = list(dict.fromkeys(graph_ids))
         found: dict[str, EventBinding] = {}
@@ -793,6 +862,31 @@ class CalendarStore:
                 "modified_at = ? WHERE id = ?",
                 (now, event_id),
             )
+
+
+def _candidate(row: sqlite3.Row, master_id: int) -> MeetingCandidate:
+    """An unbound occurrence row of the series held by ``master_id``, with its slot."""
+    return MeetingCandidate(
+        crm_event_id=row["id"],
+        version=row["version"],
+        ical_uid=row["ical_uid"],
+        is_series_master=False,
+        deleted=False,
+        series_master_id=master_id,
+        bound_graph_id=None,
+        is_all_day=bool(row["is_all_day"]),
+        start=_when(row["start_at"]),
+        start_date=_day(row["start_date"]),
+    )
+
+
+def _slot_within(row: sqlite3.Row, start: datetime, end: datetime) -> bool:
+    """Whether the row's slot (its start, or its first day) lies in [start, end)."""
+    if row["is_all_day"]:
+        day = _day(row["start_date"])
+        return day is not None and start.date() <= day < end.date()
+    when = _when(row["start_at"])
+    return when is not None and start <= when < end
 
 
 def _summary(row: sqlite3.Row, no_subject: str, attendees: tuple[str, ...] = ()) -> EventSummary:

@@ -17,7 +17,12 @@ no removals: its last page also carries the ids the CRM has bound that it did no
 leaves the CRM too, in the write that stores the round's delta link. Every other round asks
 the same way about the series masters none of whose occurrences is bound yet
 (`unconfirmed_series_ids`: a series the CRM made, deleted in Outlook before its occurrences
-were listed).
+were listed). After a round, the CRM occurrences of a series Outlook holds that no mailbox
+has bound (Odoo expands a series into events of its own) are checked against the series'
+instances: one Outlook cancelled before the pull listed it is never named again (delta
+reports only the removal of an id the CRM never had), so it is removed from the CRM
+(`sync.calendar.cancelled_occurrences`; at most `OCCURRENCE_SERIES_PER_ROUND` series, one
+instances request each, and none when every occurrence is bound).
 
 Push: `sync.calendar.plan_outbound` over the CRM's pending changes (a whole series is changed
 or deleted through its master, never occurrence by occurrence); each one is carried out and
@@ -51,7 +56,16 @@ from m365sync.domain import (
     PageResult,
     SyncRun,
 )
-from m365sync.errors import GraphError, M365SyncError, StalePlan, SyncStateGone
+from m365sync.errors import (
+    GraphError,
+    M365SyncError,
+    MalformedResponse,
+    NotFound,
+    StalePlan,
+    SyncStateGone,
+    Throttled,
+    Transient,
+)
 from m365sync.graph.calendar import CalendarReader, CalendarWriter, EventPage, event_body
 from m365sync.graph.client import GraphClient
 from m365sync.sync.addresses import normalise_address
@@ -62,8 +76,10 @@ from m365sync.sync.calendar import (
     PushDelete,
     PushResponse,
     PushUpdate,
+    cancelled_occurrences,
     crm_event_of,
     event_addresses,
+    instances_range,
     left_behind,
     plan_inbound,
     plan_outbound,
@@ -76,6 +92,9 @@ log = logging.getLogger(__name__)
 SKIP_MALFORMED = "malformed event"
 PUSH_FAILED = "push failed"
 STALE_PLAN_ATTEMPTS = 3
+# Series whose unbound CRM occurrences are checked against Outlook's instances after a round:
+# one Graph request each, so a CRM full of them never makes a round slow.
+OCCURRENCE_SERIES_PER_ROUND = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +221,43 @@ class CalendarCycle:
             figures["new"] += result.created + result.linked
             figures["updated"] += result.updated
             figures["removed"] += result.removed
+        figures["removed"] += self._cancelled_occurrences(account, window)
+
+    def _cancelled_occurrences(self, account: Account, window: CalendarWindow) -> int:
+        """After a round (its pages stored, so what Outlook listed is bound): the CRM
+        occurrences of a bound series that no mailbox holds, asked about in Outlook's
+        instances of the series; those none fills were cancelled there before any pull
+        listed them, and leave the CRM (found by the reliability soak against Odoo, seed
+        61480911: an occurrence of an Odoo series cancelled in Outlook stayed in Odoo).
+        A series Graph is too busy to answer for is left for the next round."""
+        series_list = self.gateway.unconfirmed_occurrences(
+            account.id, window.start, window.end, limit=OCCURRENCE_SERIES_PER_ROUND
+        )
+        removals = []
+        for series in series_list:
+            low, high = instances_range(series)
+            try:
+                instances = self.reader.instances(series.master_graph_id, low, high)
+            except NotFound:
+                continue  # the master is gone: its removal takes the series (next round)
+            except (Throttled, Transient, MalformedResponse) as error:
+                # Busy or unreadable now: asked again next round. An account-level answer
+                # (reconnect, permissions, mailbox) stops the cycle as anywhere else.
+                log.warning(
+                    "could not list the occurrences of series %s: %s", series.master_graph_id, error
+                )
+                continue
+            found = cancelled_occurrences(series, instances)
+            for removal in found:
+                log.info(
+                    "CRM occurrence %s of series %s was cancelled in Outlook: it leaves the CRM",
+                    removal.crm_event_id,
+                    series.master_graph_id,
+                )
+            removals.extend(found)
+        if not removals:
+            return 0
+        return self.gateway.remove_cancelled_occurrences(account.id, removals, lease=self.lease)
 
     def _store_page(
         self,

@@ -24,6 +24,11 @@ Inbound (a calendarView delta page, with the CRM's bindings for its ids):
 How an Odoo event's fields map to an Outlook event's (privacy, show-as, all-day days, zones,
 which Odoo events are pushed) is `sync.event_mapping`; this module plans over the mapped events.
 
+Cancelled occurrences (`cancelled_occurrences`): a CRM occurrence of a series Outlook holds that
+no mailbox has bound (Odoo expands a series into events of its own) and that none of the
+series' instances fills is an occurrence Outlook cancelled before the pull listed it: it is
+removed from the CRM, under the state the decision saw.
+
 Outbound (the CRM's pending changes): a private CRM event goes to Outlook whole (details and
 attendees, so the invitations go out), marked private: Outlook's own privacy. Creates carry a
 ``transactionId`` derived from the CRM event, so a retried create never makes a second Outlook
@@ -40,9 +45,9 @@ edit pending instead of writing over it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from m365sync.domain import (
     CalendarEvent,
@@ -51,9 +56,11 @@ from m365sync.domain import (
     EventLink,
     EventType,
     MeetingCandidate,
+    OccurrenceRemoval,
     ResponseStatus,
     Sensitivity,
     StoredEvent,
+    UnconfirmedOccurrences,
 )
 from m365sync.sync.addresses import domain_of, is_work_domain, normalise_address
 from m365sync.sync.attendees import with_my_response
@@ -504,3 +511,80 @@ def plan_outbound(
         elif not _ended(change.event, now):
             actions.append(PushCreate(change, transaction_id(change)))
     return actions
+
+
+# --- occurrences Outlook cancelled before they came back ---------------------------------------
+
+# All-day slots are days; Outlook's ``originalStart`` of an all-day occurrence is the day's
+# midnight in the series' zone, given in UTC: within 14 hours of the day's UTC midnight (zones
+# run from UTC-12 to UTC+14), never a neighbouring day's.
+ALL_DAY_SLACK = timedelta(hours=14)
+
+
+def _filled(occurrence: MeetingCandidate, instances: Sequence[CalendarEvent]) -> bool:
+    """Whether one of Outlook's instances is this CRM occurrence (its original slot, or an
+    occurrence where it starts): the same slot rule as `same_meeting`'s, so what the pull
+    would bind is never taken for cancelled."""
+    if occurrence.is_all_day:
+        day = occurrence.start_date
+        if day is None:
+            return True  # no slot to judge by: never removed
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return any(
+            item.start_date == day
+            or (
+                item.original_start is not None
+                and abs(item.original_start.astimezone(UTC) - midnight) < ALL_DAY_SLACK
+            )
+            for item in instances
+        )
+    slot = occurrence.start
+    if slot is None:
+        return True
+    return any(item.original_start == slot or item.start == slot for item in instances)
+
+
+def cancelled_occurrences(
+    series: UnconfirmedOccurrences, instances: Iterable[CalendarEvent]
+) -> list[OccurrenceRemoval]:
+    """The CRM occurrences of ``series`` (bound in Outlook, its occurrences not bound by any
+    mailbox) that none of Outlook's ``instances`` of it fills: Outlook cancelled them before
+    the pull listed them, and `GET /events/{id}/instances` "does not include occurrences that
+    have been cancelled" (Microsoft Graph, event resource), so nothing else ever names them.
+
+    ``instances`` must cover the occurrences' slots with room for exceptions moved nearby
+    (`instances_range`). Each removal carries the versions the decision saw, so a CRM edit
+    made since (of the occurrence or of its series) keeps the occurrence."""
+    present = [item for item in instances if not item.is_cancelled]
+    return [
+        OccurrenceRemoval(
+            crm_event_id=occurrence.crm_event_id,
+            expected_version=occurrence.version,
+            master_crm_event_id=series.master_crm_event_id,
+            master_version=series.master_version,
+        )
+        for occurrence in series.occurrences
+        if not _filled(occurrence, present)
+    ]
+
+
+# An exception moved further than this from its slot is not among the instances asked for,
+# and its CRM occurrence is taken for cancelled: the pull then brings the exception as an
+# event of the series (the CRM ends as Outlook is, the occurrence's CRM-only details lost).
+MOVED_SLACK = timedelta(days=7)
+
+
+def instances_range(series: UnconfirmedOccurrences) -> tuple[datetime, datetime]:
+    """The range to ask Outlook's instances over: the occurrences' slots, widened by
+    `MOVED_SLACK` each side (and a day for all-day slots)."""
+    slots: list[datetime] = []
+    for occurrence in series.occurrences:
+        if occurrence.is_all_day and occurrence.start_date is not None:
+            day = occurrence.start_date
+            slots.append(datetime(day.year, day.month, day.day, tzinfo=UTC))
+            slots.append(datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1))
+        elif occurrence.start is not None:
+            slots.append(occurrence.start.astimezone(UTC))
+    if not slots:
+        raise ValueError("a series with no occurrence slot to ask about")
+    return min(slots) - MOVED_SLACK, max(slots) + MOVED_SLACK
