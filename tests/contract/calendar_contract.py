@@ -36,7 +36,14 @@ from m365sync.domain import (
 from m365sync.errors import StalePlan
 from m365sync.service.calendar_cycle import inbound_state
 from m365sync.sync.addresses import normalise_address
-from m365sync.sync.calendar import crm_event_of, organizes, plan_items, transaction_id
+from m365sync.sync.calendar import (
+    PushUpdate,
+    crm_event_of,
+    organizes,
+    plan_items,
+    plan_outbound,
+    transaction_id,
+)
 from tests.contract.gateway_contract import spec, unique
 
 SOON = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
@@ -772,3 +779,101 @@ class CalendarContract:
             binding.crm_event_id,
             master,
         )
+
+    def test_an_invitees_record_does_not_clear_the_reshape(self, gateway: CrmGateway, anna) -> None:
+        """A series two connected mailboxes hold (one organizes, one is invited), its times
+        changed in the CRM: the invitee's mailbox records the change first (it only attends:
+        nothing of the shape goes to Outlook), and the organizer's push must still carry the
+        new pattern and times. Only a record that says the push carried the shape
+        (``shape_pushed``, from the plan's ``carries_shape``) ends the pending reshape, and
+        only up to the version it carried: a reshape made meanwhile stays pending."""
+        one, two = gateway.upsert_account(spec()), gateway.upsert_account(spec())
+        organizer = EmailAddress(one.address, "")
+        weekly = Recurrence("weekly", SOON.date(), days_of_week=("monday",), range_type="noEnd")
+        uid = unique("uid")
+        masters = {}
+        for account in (one, two):
+            master = masters[account.id] = unique("m")
+            items = [
+                StoredEvent(
+                    replace(
+                        event(master, uid=uid, event_type=EventType.SERIES_MASTER),
+                        recurrence=weekly,
+                        organizer=organizer,
+                    ),
+                    links(anna.id),
+                )
+            ]
+            items += [
+                StoredEvent(
+                    replace(
+                        event(
+                            unique("o"),
+                            uid=f"{uid}-{n}",
+                            start=SOON + timedelta(weeks=n),
+                            event_type=EventType.OCCURRENCE,
+                            master=master,
+                        ),
+                        organizer=organizer,
+                    ),
+                    links(anna.id),
+                )
+                for n in range(2)
+            ]
+            store(gateway, page(account, items))
+        (bound,) = gateway.event_bindings(one.id, [masters[one.id]]).values()
+        series = bound.crm_event_id
+        assert gateway.event_bindings(two.id, [masters[two.id]])[masters[two.id]].crm_event_id == (
+            series
+        )
+
+        def push(account: Account, *, record: bool = True):
+            """The account's plan for the series, recorded as the calendar cycle does."""
+            changes = [
+                c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == series
+            ]
+            (action,) = plan_outbound(
+                changes, now=SOON - timedelta(days=1), account_address=account.address
+            )
+            if record:
+                gateway.mark_event_pushed(
+                    account.id,
+                    series,
+                    graph_id=masters[account.id],
+                    change_key=None,
+                    version=action.expected_version,
+                    shape_pushed=action.carries_shape,
+                )
+            return action
+
+        later = SOON + timedelta(hours=2)
+        self.crm_update(gateway, series, start=later, end=later + timedelta(hours=1))
+        invited = push(two)
+        assert not organizes(invited.change, two.address) and not invited.carries_shape
+        reshaped = push(one, record=False)
+        assert isinstance(reshaped, PushUpdate) and reshaped.change.reshapes_series
+        assert not reshaped.details_only and reshaped.carries_shape  # pattern and times go
+
+        # Reshaped again while that push was in flight: recording it (at its older version)
+        # keeps the newer reshape pending.
+        self.crm_update(
+            gateway, series, start=later + timedelta(hours=1), end=later + timedelta(hours=2)
+        )
+        gateway.mark_event_pushed(
+            one.id,
+            series,
+            graph_id=masters[one.id],
+            change_key=None,
+            version=reshaped.expected_version,
+            shape_pushed=True,
+        )
+        again = push(one)
+        assert again.change.reshapes_series and again.carries_shape
+        assert not [c for c in gateway.event_changes_to_push(one.id) if c.crm_event_id == series]
+
+        # Pushed whole: the next edit of its details alone leaves pattern and times out.
+        self.crm_update(gateway, series, subject="Weekly review")
+        push(two)
+        details = push(one)
+        assert isinstance(details, PushUpdate) and details.details_only
+        assert not details.change.reshapes_series

@@ -102,6 +102,7 @@ class Meeting:
     show_as: str = "busy"
     pattern: Pattern | None = None
     generation: int = 0  # how many times Outlook rebuilt its occurrences (their ids change)
+    answers: dict[int, ResponseStatus] = field(default_factory=dict)  # an invitee's answer
 
     @property
     def private(self) -> bool:
@@ -492,7 +493,26 @@ class MailboxWriter:
         return True
 
     def respond(self, graph_id: str, response: ResponseStatus) -> None:
-        raise AssertionError(f"nobody answers invitations here ({graph_id}, {response})")
+        """An invited mailbox answers a meeting it holds (``POST /events/{id}/accept``...);
+        its organizer never does. Kept in ``Meeting.answers``, not shown (every attendee
+        reads "none": no check compares answers). It happens on the real Odoo, where one user
+        owns both mailboxes: Odoo accepts a meeting for the user who edits it (a series whose
+        pattern changes is made afresh: ``calendar.attendee.create``), so the CRM says the
+        invitee accepted and the daemon answers for it."""
+        if graph_id not in self.box.state:
+            raise GraphError(
+                "The specified object was not found in the store.",
+                status=404,
+                code="ErrorItemNotFound",
+            )
+        meeting, _ = self.outlook.slot_of(self.index, graph_id)
+        assert self.index != min(meeting.copies), f"the organizer answers its meeting {graph_id}"
+        assert response in (
+            ResponseStatus.ACCEPTED,
+            ResponseStatus.DECLINED,
+            ResponseStatus.TENTATIVE,
+        ), response
+        meeting.answers[self.index] = response
 
 
 def _start_of(body: Mapping[str, Any], all_day: bool) -> datetime:

@@ -890,6 +890,24 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
                 "ical_uid": None,
                 "online_meeting_url": None,
                 "unbind": False,
+                "shape_pushed": False,
+            },
+        ),
+        (
+            "mark_event_pushed",
+            lambda g: g.mark_event_pushed(
+                3, 9, graph_id="g", change_key="ck", version=2, shape_pushed=True
+            ),
+            {
+                "account_id": 3,
+                "crm_event_id": 9,
+                "graph_id": "g",
+                "change_key": "ck",
+                "version": 2,
+                "ical_uid": None,
+                "online_meeting_url": None,
+                "unbind": False,
+                "shape_pushed": True,
             },
         ),
         (

@@ -26,7 +26,9 @@ the series' records, and the translated "Busy" / "(No subject)" label.
 
 ``mark_event_pushed`` records a push under the version it expected and answers whether the
 event was still at it: a user's edit made while the push was in flight is never overwritten
-(the event is not removed, the newer version stays pending).
+(the event is not removed, the newer version stays pending). Whether the push carried the
+series' pattern and times (which ends a pending reshape) is the daemon's word
+(``shape_pushed``), never guessed here from which account recorded it.
 
 Conventions as in ``m365_daemon_api`` (one ``payload`` dict in wire form, wire-form results,
 None -> False, ``M365:...`` errors, the daemon's group, sudo + ``m365_sync_origin``). The
@@ -612,9 +614,10 @@ class M365DaemonApiCalendar(models.AbstractModel):
         """Outlook has ``version`` of the event (the version the push expected) as
         ``graph_id``; ``unbind`` (a pushed deletion) drops the account's binding, and a
         tombstone with its last one. What Outlook filled in (iCalUId, the online meeting's
-        join link) is kept. Answers whether the event was still at ``version``: if a user
-        edited it since, only what Outlook holds is recorded (never the event's removal), and
-        the newer version stays pending."""
+        join link) is kept. ``shape_pushed``: the push carried the series' pattern and times,
+        so its pending reshape (``m365_series_reshaped``) is done. Answers whether the event
+        was still at ``version``: if a user edited it since, only what Outlook holds is
+        recorded (never the event's removal), and the newer version stays pending."""
         env = self._daemon_env()
         env = env(context=dict(env.context, **INBOUND))
         account = self._account(env, payload["account_id"])
@@ -655,7 +658,10 @@ class M365DaemonApiCalendar(models.AbstractModel):
         else:
             Binding.create(values | {"account_id": account.id, "event_id": target.id})
         updates = {}
-        if target.m365_series_reshaped and version >= target.m365_version:
+        # Only a push that carried the pattern and times (``shape_pushed``: the daemon's
+        # decision) ends a pending reshape; another mailbox's answer or forget never does.
+        if (_opt(payload.get("shape_pushed")) and target.m365_series_reshaped
+                and version >= target.m365_version):
             updates["m365_series_reshaped"] = False
         ical_uid = _opt(payload.get("ical_uid"))
         if ical_uid and not target.m365_ical_uid:

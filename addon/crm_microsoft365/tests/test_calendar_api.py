@@ -788,9 +788,16 @@ class TestCalendarApi(M365Case):
         self.assertEqual(change["odoo_event"]["start"], iso(first + timedelta(hours=2)))
         self.assertEqual(change["odoo_recurrence"]["rrule_type"], "weekly")
         self.assertFalse(change["deleted"])
+        # A record that says nothing of the shape (another mailbox's answer, a details-only
+        # PATCH) leaves the reshape pending: only the daemon knows what its push carried.
         self.api.mark_event_pushed(
             {"account_id": account["id"], "crm_event_id": master.id, "graph_id": master_id,
              "change_key": "m2", "version": change["version"]}
+        )
+        self.assertTrue(master.m365_series_reshaped)
+        self.api.mark_event_pushed(
+            {"account_id": account["id"], "crm_event_id": master.id, "graph_id": master_id,
+             "change_key": "m2", "version": change["version"], "shape_pushed": True}
         )
         self.assertFalse(master.m365_series_reshaped)
         # Outlook's new occurrences come back and are bound to Odoo's new ones, none created.

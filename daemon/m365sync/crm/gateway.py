@@ -366,12 +366,20 @@ class CrmGateway(abc.ABC):
         ical_uid: str | None = None,
         online_meeting_url: str | None = None,
         unbind: bool = False,
+        shape_pushed: bool = False,
     ) -> bool:
         """Outlook now has ``version`` of the event (the version the push carried: its
         expected version) as ``graph_id`` with ``change_key``. ``unbind``: the push removed
         Outlook's copy (a deletion, or a tombstone forgotten), so this account's binding goes;
         a tombstone goes with its last binding. What Outlook filled in on creation (iCalUId,
         the online meeting's join link) is kept.
+
+        ``shape_pushed``: the push carried the event's pattern and times (the organizer's
+        create or whole PATCH: `sync.calendar`'s ``carries_shape``), so a pending reshape of
+        the series (``CrmEventChange.reshapes_series``) is done and its mark is cleared, if the
+        event is still at ``version`` or older. Any other record (another mailbox's answer or
+        forget, a details-only PATCH) leaves the mark for the push that carries the shape: the
+        store never decides that itself.
 
         Answers whether the event was still at ``version``. When it was edited since (a stale
         push), only what Outlook now holds is recorded: the binding and its change key, never

@@ -985,6 +985,7 @@ class OdooGateway(CrmGateway):
         ical_uid: str | None = None,
         online_meeting_url: str | None = None,
         unbind: bool = False,
+        shape_pushed: bool = False,
     ) -> bool:
         return bool(
             self._call(
@@ -997,6 +998,7 @@ class OdooGateway(CrmGateway):
                 ical_uid=ical_uid,
                 online_meeting_url=online_meeting_url,
                 unbind=unbind,
+                shape_pushed=shape_pushed,
             )
         )
 

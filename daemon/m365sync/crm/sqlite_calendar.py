@@ -660,6 +660,7 @@ class CalendarStore:
         ical_uid: str | None = None,
         online_meeting_url: str | None = None,
         unbind: bool = False,
+        shape_pushed: bool = False,
     ) -> bool:
         with self._write() as conn:
             self._require_account(conn, account_id)
@@ -685,10 +686,14 @@ class CalendarStore:
                 ):
                     conn.execute("DELETE FROM crm_calendar_event WHERE id = ?", (crm_event_id,))
                 return current
-            conn.execute(
-                "UPDATE crm_calendar_event SET series_reshaped = 0 WHERE id = ? AND version <= ?",
-                (crm_event_id, version),
-            )
+            if shape_pushed:
+                # Only a push that carried the pattern and times ends a pending reshape; a
+                # reshape made while it was in flight (a newer version) stays pending.
+                conn.execute(
+                    "UPDATE crm_calendar_event SET series_reshaped = 0 "
+                    "WHERE id = ? AND version <= ?",
+                    (crm_event_id, version),
+                )
             conn.execute(
                 "INSERT INTO m365_event_binding (account_id, graph_id, crm_event_id, change_key, "
                 "pushed_version) VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, crm_event_id) "

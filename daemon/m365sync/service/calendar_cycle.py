@@ -407,6 +407,7 @@ class CalendarCycle:
             ical_uid=answer.ical_uid if answer is not None else None,
             online_meeting_url=answer.online_meeting_url if answer is not None else None,
             unbind=action.unbinds,
+            shape_pushed=action.carries_shape,
         )
         if not current and answer is not None and isinstance(action, PushCreate):
             held = self.gateway.meeting_candidates(account.id, [], [], [change.crm_event_id])

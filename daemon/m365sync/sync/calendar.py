@@ -39,7 +39,9 @@ exceptions), a DELETE of the master for the whole series; a series split in the 
 following") is the old master's range ending (a PATCH) and a new series (a create)
 (`sync.event_mapping.series_operation`). Every verb carries the CRM version it expects
 (``expected_version``): recording a push whose event was edited meanwhile keeps the newer
-edit pending instead of writing over it.
+edit pending instead of writing over it. Every verb also says whether it carried the event's
+shape (``carries_shape``: a create, or a PATCH with pattern and times): only such a push may
+clear the store's pending "series reshaped" mark, never another mailbox's answer or forget.
 """
 
 from __future__ import annotations
@@ -364,8 +366,8 @@ def plan_items(
 class _PushVerb:
     """What every push verb carries: the change, and the CRM version it expects to find when
     its outcome is recorded (`CrmGateway.mark_event_pushed` answers whether it still did: a
-    CRM edit made meanwhile stays pending, never overwritten), and whether it removes
-    Outlook's copy (``unbinds``)."""
+    CRM edit made meanwhile stays pending, never overwritten), whether it removes Outlook's
+    copy (``unbinds``), and whether it carried the event's shape (``carries_shape``)."""
 
     __slots__ = ()
     change: CrmEventChange
@@ -378,11 +380,23 @@ class _PushVerb:
     def unbinds(self) -> bool:
         return False
 
+    @property
+    def carries_shape(self) -> bool:
+        """Whether Outlook got the event's pattern and times from this push, so a pending
+        reshape of the series is done (`CrmGateway.mark_event_pushed`'s ``shape_pushed``).
+        Only the organizer's create or whole PATCH does: an invitee's answer or forget, a
+        details-only PATCH and a delete leave a pending reshape pending."""
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class PushCreate(_PushVerb):
     change: CrmEventChange
     transaction_id: str
+
+    @property
+    def carries_shape(self) -> bool:
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +407,10 @@ class PushUpdate(_PushVerb):
 
     change: CrmEventChange
     details_only: bool = False
+
+    @property
+    def carries_shape(self) -> bool:
+        return not self.details_only
 
 
 @dataclass(frozen=True, slots=True)
