@@ -23,11 +23,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from m365sync.domain import CalendarEvent, EmailAddress, EventLink, EventType, Recurrence
 from m365sync.domain import ResponseStatus as RS
 from m365sync.emulator.mailbox import Mailbox
+from m365sync.errors import Conflict
 from m365sync.emulator.seed import crm_contacts
 from m365sync.emulator.server import Emulator
 from m365sync.service import outbox_cycle
@@ -54,6 +55,33 @@ PATHS = {
 }
 CURSORS = ("mail delta", "calendar delta")
 CURSOR_QUERY = r"[$](delta|skip)token="  # a nextLink or deltaLink of a round
+
+T = TypeVar("T")
+PERSON_TRIES = 4  # a person retries "another writer changed the same records first" a few times
+PERSON_PAUSE = 0.3  # seconds before the first retry, doubled each time
+
+
+def as_a_person(
+    action: Callable[[], T],
+    *,
+    tries: int = PERSON_TRIES,
+    pause: float = PERSON_PAUSE,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``action`` (a save, a sign-in, a read of the comparison) as a person does it: a
+    `Conflict` (PostgreSQL's serialization failure Odoo gave up retrying: the daemon wrote the
+    same records at that moment, nothing of the call was kept) is met by saving again after a
+    short pause, as the message says. Only the last try's Conflict counts against the run; any
+    other error leaves at once. The daemon's own calls never come through here: it retries a
+    Conflict in its next cycle."""
+    for attempt in range(tries):
+        try:
+            return action()
+        except Conflict:
+            if attempt == tries - 1:
+                raise
+            sleep(pause * 2**attempt)
+    raise AssertionError("tries must be at least 1")
 
 
 class Crm(Protocol):
@@ -540,7 +568,9 @@ class Soak:
         """What the person does after "needs reconnect": sign in again."""
         runtime = self.crm.runtime()
         try:
-            connect_account(runtime, browser="follow", announce=lambda _text: None)
+            as_a_person(
+                lambda: connect_account(runtime, browser="follow", announce=lambda _text: None)
+            )
         finally:
             runtime.close()
         self.revoked = False
@@ -569,16 +599,20 @@ class Soak:
                     last = self._cycles(runtime)
             if last is not None and last.error:
                 self.figures.problem("wrong", f"the last cycle failed: {last.error}")
-            self.policy = policy_for(runtime, runtime.gateway.get_account(self.crm.account_id))
+            self.policy = policy_for(runtime, self._account(runtime))
             self.gateway = runtime.gateway
             self._compare_mail()
         finally:
             runtime.close()
 
+    def _account(self, runtime: Runtime) -> Any:
+        """The account as the comparison reads it (a read meeting a Conflict is read again)."""
+        return as_a_person(lambda: runtime.gateway.get_account(self.crm.account_id))
+
     def _cycles(self, runtime: Runtime) -> Any:
         last = None
         for _ in range(4):
-            last = sync_account_mail(runtime, runtime.gateway.get_account(self.crm.account_id))
+            last = sync_account_mail(runtime, self._account(runtime))
             quiet = (
                 not last.error
                 and not (last.imported or last.updated or last.removed)

@@ -20,6 +20,7 @@ import time
 import xmlrpc.client
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,7 +34,7 @@ from m365sync.emulator.seed import crm_contacts
 from m365sync.service.connect import connect_account
 from m365sync.service.runtime import Runtime
 
-from .harness import Daemon
+from .harness import PERSON_PAUSE, Daemon, as_a_person
 
 ODOO_TIME = "%Y-%m-%d %H:%M:%S"
 SERIALIZATION = "could not serialize access due to concurrent update"
@@ -152,13 +153,35 @@ class FaultProxy:
         self.server.server_close()
 
 
-def admin() -> XmlRpcTransport:
-    return XmlRpcTransport(
-        os.environ["ODOO_URL"],
-        os.environ["ODOO_DB"],
-        os.environ.get("ODOO_ADMIN_USER") or os.environ["ODOO_USER"],
-        os.environ.get("ODOO_ADMIN_PASSWORD") or os.environ["ODOO_PASSWORD"],
-        timeout=120,
+class PersonTransport:
+    """Plain XML-RPC as a person (or the comparison) uses Odoo: a call refused with
+    `Conflict` (the daemon wrote the same records at that moment; Odoo kept nothing of the
+    call) is made again after a short pause, as Odoo's message asks (`harness.as_a_person`).
+    The daemon's own transport is never wrapped: it handles a Conflict itself."""
+
+    def __init__(self, transport: Any, *, pause: float = PERSON_PAUSE) -> None:
+        self.transport = transport
+        self.pause = pause
+
+    def execute_kw(
+        self, model: str, method: str, args: list[Any], kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        call = partial(self.transport.execute_kw, model, method, args, kwargs)
+        return as_a_person(call, pause=self.pause)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def admin() -> PersonTransport:
+    return PersonTransport(
+        XmlRpcTransport(
+            os.environ["ODOO_URL"],
+            os.environ["ODOO_DB"],
+            os.environ.get("ODOO_ADMIN_USER") or os.environ["ODOO_USER"],
+            os.environ.get("ODOO_ADMIN_PASSWORD") or os.environ["ODOO_PASSWORD"],
+            timeout=120,
+        )
     )
 
 
@@ -176,8 +199,8 @@ class OdooCrm:
         self.partner_rows = self._seed_contacts(mailbox)
         runtime = self.runtime()
         try:
-            self.account_id = connect_account(
-                runtime, browser="follow", announce=lambda _text: None
+            self.account_id = as_a_person(
+                lambda: connect_account(runtime, browser="follow", announce=lambda _text: None)
             ).id
         finally:
             runtime.close()
@@ -208,7 +231,7 @@ class OdooCrm:
             rows.append((pid, email, contact["name"] or email))
         return rows
 
-    def _owner(self) -> tuple[int, XmlRpcTransport]:
+    def _owner(self) -> tuple[int, PersonTransport]:
         login = f"m365-soak-{secrets.token_hex(4)}"
         password = secrets.token_urlsafe(18)
         groups = [
@@ -224,7 +247,9 @@ class OdooCrm:
               "groups_id": [(6, 0, groups)]}],
         )  # fmt: skip
         self.user_ids.append(user_id)
-        user = XmlRpcTransport(os.environ["ODOO_URL"], os.environ["ODOO_DB"], login, password)
+        user = PersonTransport(
+            XmlRpcTransport(os.environ["ODOO_URL"], os.environ["ODOO_DB"], login, password)
+        )
         return user_id, user
 
     # --- harness.Crm ------------------------------------------------------------------------------
