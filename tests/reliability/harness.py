@@ -28,9 +28,9 @@ from typing import Any, Protocol, TypeVar
 from m365sync.domain import CalendarEvent, EmailAddress, EventLink, EventType, Recurrence
 from m365sync.domain import ResponseStatus as RS
 from m365sync.emulator.mailbox import Mailbox
-from m365sync.errors import Conflict
 from m365sync.emulator.seed import crm_contacts
 from m365sync.emulator.server import Emulator
+from m365sync.errors import Conflict
 from m365sync.service import outbox_cycle
 from m365sync.service.account_sync import policy_for, sync_account_mail
 from m365sync.service.connect import connect_account
