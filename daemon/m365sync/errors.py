@@ -204,6 +204,13 @@ def advice_for(error: BaseException, *, now: datetime | None = None) -> Advice:
                 f"The CRM could not be reached ({error}); nothing was lost and the next cycle "
                 "resumes where this one stopped. Check that the CRM is running.",
             )
+        case Conflict():
+            return Advice(
+                AccountStatus.FAILED,
+                "The CRM was changed by another writer at the same moment (a person saving the "
+                "same records); it kept nothing of this cycle's last write, nothing was lost, "
+                "and the next cycle retries.",
+            )
         case LeaseLost():
             return Advice(
                 AccountStatus.SYNCING,

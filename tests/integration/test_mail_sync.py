@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from m365sync.domain import CursorKind
-from m365sync.errors import CrmUnavailable
+from m365sync.errors import Conflict, CrmUnavailable
 from m365sync.service.account_sync import sync_account_mail
 from m365sync.service.connect import connect_account
 
@@ -91,14 +91,15 @@ class CrashAfter:
     """A gateway that dies (like a killed process) on its Nth page write of ``folder`` (folders
     sync side by side: the others' pages pass until the cycle stops)."""
 
-    def __init__(self, inner, pages: int, folder: str) -> None:
+    def __init__(self, inner, pages: int, folder: str, error: Exception | None = None) -> None:
         self.inner, self.left, self.folder = inner, pages, folder
+        self.error = error or CrmUnavailable("simulated crash between two pages")
 
     def store_mail_page(self, page, *, lease=None):
         if page.folder_id == self.folder:
             self.left -= 1
             if self.left < 0:
-                raise CrmUnavailable("simulated crash between two pages")
+                raise self.error
         return self.inner.store_mail_page(page, lease=lease)
 
     def __getattr__(self, name):
@@ -129,6 +130,32 @@ def test_crash_between_pages_resumes_without_loss_or_duplicate(stack, account, t
     assert resumed.error is None
     assert gateway.message_ids_for_account(second.id) == expected
     runtime.close()
+
+
+def test_a_conflict_in_the_crm_fails_the_cycle_and_the_next_one_carries_on(stack, account):
+    """Odoo's serialization failure it gave up retrying (another writer saved the same
+    records) reaches the daemon as `Conflict`: the cycle ends with the account's status saying
+    so and nothing lost, and the next cycle stores everything (issue #17)."""
+    from m365sync.domain import AccountStatus
+
+    inbox = folder_ids(stack)[0]
+    gateway = stack.gateway
+    stack.runtime.gateway = CrashAfter(gateway, pages=0, folder=inbox, error=Conflict(
+        "Odoo at x: another writer changed the same records first; retry."))  # fmt: skip
+    try:
+        failed = sync_account_mail(stack.runtime, gateway.get_account(account.id))
+    finally:
+        stack.runtime.gateway = gateway
+    assert failed.error and "nothing was lost" in failed.error
+    status = gateway.get_account(account.id)
+    assert status.status is AccountStatus.FAILED
+    assert "another writer" in (status.status_detail or "")
+    assert gateway.get_cursor(account.id, inbox) is None  # the inbox's first page not stored
+    again = sync(stack, account)
+    assert again.error is None and again.imported > 0
+    for folder in folder_ids(stack):
+        assert gateway.get_cursor(account.id, folder).kind is CursorKind.DELTA
+    assert gateway.get_account(account.id).status is AccountStatus.ACTIVE
 
 
 def test_malformed_items_are_counted_and_the_page_is_stored(stack, account):

@@ -9,6 +9,7 @@ import pytest
 from m365sync.domain import AccountStatus
 from m365sync.errors import (
     BadClientCredentials,
+    Conflict,
     CrmUnavailable,
     GraphError,
     IdentityUnavailable,
@@ -48,6 +49,11 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
         (Transient("503 UnknownError", status=503), AccountStatus.FAILED, "retries"),
         (CrmUnavailable("connection refused"), AccountStatus.FAILED, "CRM could not be reached"),
         (SealingError("unknown kid"), AccountStatus.NEEDS_RECONNECT, "key"),
+        (
+            Conflict("Odoo at x: another writer changed the same records first; retry."),
+            AccountStatus.FAILED,
+            "nothing was lost",
+        ),
         (KeyError("boom"), AccountStatus.FAILED, "Unexpected error"),
     ],
 )
