@@ -92,26 +92,39 @@ def outlook_events(stack: OdooStack, subject: str) -> list[dict[str, Any]]:
 # --- Odoo -> Outlook ------------------------------------------------------------------------------
 
 
+def odoo_meeting(
+    stack: OdooStack, account_id: int, partner: int, subject: str, start: datetime, daily: int = 0
+) -> int:
+    """An hour's meeting a salesperson saves in Odoo for the account, with one contact; with
+    ``daily``, a daily series of that many occurrences (Odoo's recurrence fields, in UTC)."""
+    values: dict[str, Any] = {
+        "name": subject,
+        "start": odoo_datetime(start),
+        "stop": odoo_datetime(start + timedelta(hours=1)),
+        "partner_ids": [(6, 0, [partner])],
+        "m365_owner_account_id": account_id,
+    }
+    if daily:
+        values.update(
+            recurrency=True,
+            rrule_type="daily",
+            interval=1,
+            end_type="count",
+            count=daily,
+            event_tz="UTC",
+        )
+    event_id = stack.admin.execute_kw("calendar.event", "create", [values])
+    stack.event_ids.append(event_id)
+    return event_id
+
+
 def test_an_event_created_in_odoo_reaches_outlook_once_and_comes_back_without_echo(cal_stack):
     stack = cal_stack
     anna, anna_address = contact(stack, "Anna Lidman")
     account = connect(stack)
     subject = f"Demo call {token()}"
     start = (NOW + timedelta(days=5)).replace(minute=0, second=0)
-    event_id = stack.admin.execute_kw(
-        "calendar.event",
-        "create",
-        [
-            {
-                "name": subject,
-                "start": odoo_datetime(start),
-                "stop": odoo_datetime(start + timedelta(hours=1)),
-                "partner_ids": [(6, 0, [anna])],
-                "m365_owner_account_id": account.id,
-            }
-        ],
-    )
-    stack.event_ids.append(event_id)
+    event_id = odoo_meeting(stack, account.id, anna, subject, start)
 
     first = sync(stack, account.id)
     (post,) = writes(stack, "POST")
@@ -170,26 +183,7 @@ def test_a_series_made_in_odoo_and_deleted_in_outlook_before_it_came_back_leaves
     sync(stack, account.id)  # the first round is done: the next ones follow the delta link
     subject = f"Daily stand-up {token()}"
     start = (NOW + timedelta(days=4)).replace(minute=0, second=0)
-    event_id = stack.admin.execute_kw(
-        "calendar.event",
-        "create",
-        [
-            {
-                "name": subject,
-                "start": odoo_datetime(start),
-                "stop": odoo_datetime(start + timedelta(hours=1)),
-                "partner_ids": [(6, 0, [anna])],
-                "m365_owner_account_id": account.id,
-                "recurrency": True,
-                "rrule_type": "daily",
-                "interval": 1,
-                "end_type": "count",
-                "count": 3,
-                "event_tz": "UTC",
-            }
-        ],
-    )
-    stack.event_ids.append(event_id)
+    odoo_meeting(stack, account.id, anna, subject, start, daily=3)
     pull = CalendarCycle.pull
 
     def deleted_in_outlook_first(cycle, *args, **kwargs):
@@ -239,20 +233,7 @@ def test_a_meeting_deleted_in_odoo_while_its_create_goes_to_outlook_stays_delete
     sync(stack, account.id)
     subject = f"Demo call {token()}"
     start = (NOW + timedelta(days=5)).replace(minute=0, second=0)
-    event_id = stack.admin.execute_kw(
-        "calendar.event",
-        "create",
-        [
-            {
-                "name": subject,
-                "start": odoo_datetime(start),
-                "stop": odoo_datetime(start + timedelta(hours=1)),
-                "partner_ids": [(6, 0, [anna])],
-                "m365_owner_account_id": account.id,
-            }
-        ],
-    )
-    stack.event_ids.append(event_id)
+    event_id = odoo_meeting(stack, account.id, anna, subject, start)
     create = CalendarWriter.create
 
     def deleted_in_odoo_meanwhile(writer, *args, **kwargs):
@@ -295,26 +276,7 @@ def test_an_occurrence_of_an_odoo_series_cancelled_in_outlook_before_it_came_bac
     sync(stack, account.id)  # the first round is done: the next ones follow the delta link
     subject = f"Daily stand-up {token()}"
     start = (NOW + timedelta(days=4)).replace(minute=0, second=0)
-    event_id = stack.admin.execute_kw(
-        "calendar.event",
-        "create",
-        [
-            {
-                "name": subject,
-                "start": odoo_datetime(start),
-                "stop": odoo_datetime(start + timedelta(hours=1)),
-                "partner_ids": [(6, 0, [anna])],
-                "m365_owner_account_id": account.id,
-                "recurrency": True,
-                "rrule_type": "daily",
-                "interval": 1,
-                "end_type": "count",
-                "count": 3,
-                "event_tz": "UTC",
-            }
-        ],
-    )
-    stack.event_ids.append(event_id)
+    odoo_meeting(stack, account.id, anna, subject, start, daily=3)
     pull = CalendarCycle.pull
     second = start + timedelta(days=1)
 
