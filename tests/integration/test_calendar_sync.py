@@ -21,7 +21,7 @@ from m365sync.domain import (
     Sensitivity,
 )
 from m365sync.emulator.mailbox import Mailbox
-from m365sync.errors import StalePlan
+from m365sync.errors import Conflict, StalePlan
 from m365sync.service.account_sync import sync_account_mail
 from m365sync.service.connect import connect_account
 from tests.integration.conftest import build_stack
@@ -840,4 +840,41 @@ def test_a_crm_deletion_while_its_create_is_pushed_is_not_lost(cal):
     assert len(writes(cal, "DELETE")) == 1
     assert cal.emulator.mailbox.calendar.events() == []
     assert upcoming(cal) == []
+    assert not cal.gateway.event_changes_to_push(cal.account.id)
+
+
+class _RecordFailsOnce:
+    """The CRM refuses the record of the first create (Odoo's serialization conflict: another
+    writer changed the same records first) after Outlook made the event."""
+
+    def __init__(self, gateway):
+        self._gateway, self.failed = gateway, False
+
+    def __getattr__(self, name):
+        return getattr(self._gateway, name)
+
+    def mark_event_pushed(self, account_id, crm_event_id, **kwargs):
+        if not self.failed:
+            self.failed = True
+            raise Conflict("CRM: another writer changed the same records first; retry.")
+        return self._gateway.mark_event_pushed(account_id, crm_event_id, **kwargs)
+
+
+def test_an_outlook_edit_after_a_create_whose_record_failed_reaches_the_crm(cal):
+    """Found by the reliability soak against Odoo (seed 609439822): the create's record
+    failed, the person edited the meeting in Outlook, and the retried create (same
+    transactionId) answered with the edited event; its change key, recorded as ours, made the
+    pull drop the edit as an echo, and the CRM kept its old subject for good."""
+    event_id = crm_meeting(cal)
+    cal.runtime.gateway = flaky = _RecordFailsOnce(cal.gateway)
+    sync_account_mail(cal.runtime, cal.gateway.get_account(cal.account.id))
+    assert flaky.failed
+    (made,) = cal.emulator.mailbox.calendar.events()
+    cal.emulator.mailbox.calendar.update(made["id"], {"subject": "Demo call (edited in Outlook)"})
+    sync(cal)
+    sync(cal)
+    assert len(cal.emulator.mailbox.calendar.events()) == 1
+    (meeting,) = upcoming(cal)
+    assert meeting.subject == "Demo call (edited in Outlook)"
+    assert [r["id"] for r in _crm_rows(cal)] == [event_id]
     assert not cal.gateway.event_changes_to_push(cal.account.id)

@@ -56,6 +56,11 @@ ODOO_REGRESSIONS = {
     "listed it, stayed in Odoo (delta names only the removal of an id Odoo never had: "
     "service/calendar_cycle.py asks for the instances of series with unconfirmed_occurrences, "
     "sync/calendar.py cancelled_occurrences decides; the e2e and contract tests pin it)",
+    609439822: "a meeting made in Odoo and edited in Outlook never got the edit: the create's "
+    "record failed on a serialization conflict, the retried create (same transactionId) "
+    "answered with the edited event and its change key was recorded as our echo, so the pull "
+    "dropped the edit (sync/calendar.py recorded_change_key; the integration test pins it, "
+    "this replay depends on timing)",
 }
 
 

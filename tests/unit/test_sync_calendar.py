@@ -43,6 +43,7 @@ from m365sync.sync.calendar import (
     place,
     plan_inbound,
     plan_outbound,
+    recorded_change_key,
     removals,
     same_meeting,
 )
@@ -321,6 +322,22 @@ def test_a_create_whose_event_the_crm_no_longer_holds_leaves_its_copy_behind():
     assert not left_behind(create, True, [])  # recorded: the store had it at that version
     (update,) = plan_outbound([change(7, graph_id="g7")], now=NOW, account_address=ME)
     assert not left_behind(update, False, [])  # only a create makes a copy
+
+
+def test_a_create_answered_with_an_event_edited_since_records_no_change_key():
+    """Issue #17 (seed 609439822): a create retried with its transactionId reaches the event
+    made the first time, as Outlook holds it now; an edit made there since must not be taken
+    for our echo. An answer as sent records its key; an update's answer always does."""
+    (create,) = plan_outbound([change(7)], now=NOW, account_address=ME)
+    sent = create.change.event
+    assert recorded_change_key(create, replace(sent, graph_id="g7", change_key="k1")) == "k1"
+    edited = replace(sent, graph_id="g7", change_key="k2", subject="edited in Outlook")
+    assert recorded_change_key(create, edited) is None
+    moved = replace(sent, graph_id="g7", change_key="k3", start=sent.start + timedelta(hours=1))
+    assert recorded_change_key(create, moved) is None
+    assert recorded_change_key(create, None) is None
+    (update,) = plan_outbound([change(7, graph_id="g7")], now=NOW, account_address=ME)
+    assert recorded_change_key(update, edited) == "k2"
 
 
 # --- where an item goes: echo, same meeting, the plan's preconditions ------------------------

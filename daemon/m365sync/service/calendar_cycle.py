@@ -32,7 +32,9 @@ push carries the CRM version it expects (``expected_version``); a CRM edit made 
 in flight is never overwritten by its record (the store keeps the newer version pending); a CRM
 event deleted while its create was in flight, and no longer held by the CRM at all, has the copy
 Outlook just made deleted at once (`sync.calendar.left_behind`), or the next pull would bring it
-back as a new meeting.
+back as a new meeting. A create's answer is recorded as our echo only when it is what the create
+sent (`sync.calendar.recorded_change_key`): a retried create reaches the event made the first
+time, as Outlook holds it now, edits included.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ from m365sync.sync.calendar import (
     left_behind,
     plan_inbound,
     plan_outbound,
+    recorded_change_key,
     removals,
 )
 from m365sync.sync.mail import MailPolicy, PartnerLookups, page_domains
@@ -402,7 +405,7 @@ class CalendarCycle:
             account.id,
             change.crm_event_id,
             graph_id=answer.graph_id if answer is not None else change.event.graph_id,
-            change_key=answer.change_key if answer is not None else None,
+            change_key=recorded_change_key(action, answer),
             version=action.expected_version,
             ical_uid=answer.ical_uid if answer is not None else None,
             online_meeting_url=answer.online_meeting_url if answer is not None else None,

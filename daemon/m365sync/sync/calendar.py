@@ -475,6 +475,39 @@ def left_behind(action: PushAction, recorded: bool, held: Iterable[MeetingCandid
     return all(c.crm_event_id != action.change.crm_event_id for c in held)
 
 
+def recorded_change_key(action: PushAction, answer: CalendarEvent | None) -> str | None:
+    """The change key a push records as the CRM's own write (`is_echo` drops a pulled item
+    that carries it), or None when the answer is not what the push sent.
+
+    A create retried with its ``transactionId`` (its first answer was lost, or its record
+    failed: Odoo refused it on a serialization conflict) reaches the event made the first
+    time, and Graph answers with that event as Outlook holds it now: edited there since, its
+    change key is the Outlook edit's. Recorded as ours, the pull would take that edit for our
+    echo and drop it, the CRM keeping its old version for good (reliability soak against Odoo,
+    seed 609439822). Recording none lets the pull bring Outlook's version (an unchanged replay
+    comes back once, the same meeting). Compared are what a person edits and Outlook answers
+    as sent: subject, location and the times."""
+    if answer is None:
+        return None
+    if isinstance(action, PushCreate) and not _as_sent(action.change.event, answer):
+        return None
+    return answer.change_key
+
+
+def _as_sent(sent: CalendarEvent, answer: CalendarEvent) -> bool:
+    if (sent.subject or "") != (answer.subject or "") or (sent.location or "") != (
+        answer.location or ""
+    ):
+        return False
+    if sent.is_all_day or answer.is_all_day:
+        return (sent.is_all_day, sent.start_date, sent.end_date) == (
+            answer.is_all_day,
+            answer.start_date,
+            answer.end_date,
+        )
+    return (sent.start, sent.end) == (answer.start, answer.end)
+
+
 def _ended(item: CalendarEvent, now: datetime) -> bool:
     if item.recurrence is not None:
         return False  # a series is judged by its range, not its first occurrence
