@@ -325,7 +325,9 @@ def test_crm_round_trips_per_page_are_bounded(stack):
     # What a full round no longer lists: asked once per folder whose round completed.
     assert counting.calls["unlisted_in_round"] == 2  # Inbox and Sent Items
     assert counting.calls["bound_event_ids"] == 1  # the calendar's, whose first round completed
-    per_round = ("unlisted_in_round", "bound_event_ids")
+    # After the calendar's round: the series whose CRM occurrences no mailbox holds (issue #17).
+    assert counting.calls["unconfirmed_occurrences"] == 1
+    per_round = ("unlisted_in_round", "bound_event_ids", "unconfirmed_occurrences")
     fixed = sum(n for name, n in counting.calls.items() if name not in per_page + per_round)
     # Status, cursors per folder, the folder tree (issue #14), the run record, the calendar's
     # new CRM events pushed before its pull (issue #17): per cycle, not per message.
