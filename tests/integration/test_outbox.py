@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from m365sync.domain import EmailAddress, OutboxState, OutgoingAttachment
-from m365sync.errors import InputError
+from m365sync.errors import Conflict, InputError
 from m365sync.graph.send import OUTBOX_HEADER, MailSender
 from m365sync.service.account_sync import sync_account_mail
 from m365sync.service.actions import schedule_meeting
@@ -405,3 +405,46 @@ def test_workers_interleaved_on_the_same_list_send_each_mail_once(stack, account
     assert passes == [{"pending": 1}]
     assert len(stack.emulator.mailbox.sent()) == 1
     assert stack.gateway.outbox_item(mail_id).state is OutboxState.SENT
+
+
+def test_a_crm_that_cannot_record_a_send_leaves_it_to_be_confirmed_not_resent(
+    stack, account, monkeypatch
+):
+    # Found by the reliability soak against Odoo: Graph took the mail, the CRM answered the
+    # write of ``sent`` with a Conflict, and the refusal handler then wrote ``failed`` with
+    # "Not sent" words; the person's retry sent it a second time.
+    mail_id = queue(stack, account)
+    record = stack.gateway.update_outgoing
+    refused = []
+
+    def conflict_once(mail, state, **kw):
+        if state is OutboxState.SENT and not refused:
+            refused.append(mail)
+            raise Conflict("another writer changed the same records first")
+        return record(mail, state, **kw)
+
+    monkeypatch.setattr(stack.gateway, "update_outgoing", conflict_once)
+    assert send(stack, account) == {"pending": 1}
+    assert refused == [mail_id]
+    item = stack.gateway.outbox_item(mail_id)
+    assert item.state is OutboxState.SENDING and not item.error
+    assert send(stack, account) == {"sent": 1}  # confirmed from Sent Items
+    assert len(stack.emulator.mailbox.sent()) == 1
+    assert stack.gateway.outbox_item(mail_id).internet_message_id
+
+
+def test_a_grant_revoked_before_a_send_is_confirmed_never_fails_the_sent_mail(stack, account):
+    # Found by the reliability soak against Odoo (seed 1): the look into Sent Items met the
+    # revoked grant and the mail failed with "Not sent ... reconnect, then send it again",
+    # though it had gone; after reconnecting, the person's retry sent it twice.
+    mail_id = queue(stack, account)
+    stack.emulator.faults.add("send_then_drop", r"/sendMail$", times=1)
+    assert send(stack, account) == {"pending": 1}  # sent, the answer lost
+    stack.emulator.identity.revoke_grants()
+    stack.emulator.identity.expire_access_tokens()
+    assert send(stack, account) == {"pending": 1}  # cannot look: still unknown, not failed
+    item = stack.gateway.outbox_item(mail_id)
+    assert item.state is OutboxState.SENDING and not item.error
+    reconnected = connect_account(stack.runtime, browser="follow")
+    assert send(stack, reconnected) == {"sent": 1}
+    assert len(stack.emulator.mailbox.sent()) == 1

@@ -21,7 +21,15 @@ from datetime import UTC, datetime, timedelta
 
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import Account, AccountStatus, Lease, OutboxState, OutgoingMail
-from m365sync.errors import M365SyncError, Throttled, Transient, advice_for, send_refusal
+from m365sync.errors import (
+    Conflict,
+    CrmUnavailable,
+    M365SyncError,
+    Throttled,
+    Transient,
+    advice_for,
+    send_refusal,
+)
 from m365sync.graph.send import MailSender
 from m365sync.service.runtime import Runtime
 from m365sync.sync.outbox import problem_with
@@ -93,23 +101,44 @@ def _send_one(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> st
                 "outbox %s: %s; confirming from Sent Items before anything else", mail.id, error
             )
             return "pending"
+        except M365SyncError as error:
+            # Graph refused the request itself: nothing was sent, the person may retry.
+            words = send_refusal(error, reply=bool(mail.reply_to_graph_id))
+            gateway.update_outgoing(mail.id, OutboxState.FAILED, error=words)
+            return "failed"
         gateway.update_outgoing(mail.id, OutboxState.SENT)
         _link_sent_copy(gateway, sender, mail, started)
         return "sent"
-    except Transient as error:
+    except (Transient, Conflict, CrmUnavailable) as error:
+        # Only Graph's refusal of the send itself fails a mail. A CRM that cannot record the
+        # outcome leaves it ``sending``, confirmed from Sent Items by the next pass: failing
+        # it with "Not sent" words after Graph took it invited a retry that sent it twice
+        # (found by the soak against Odoo, seed 61480911: a Conflict on the write of
+        # ``sent``, after which the write of ``failed`` went through).
         log.warning("outbox %s: %s; the next pass tries again", mail.id, error)
         return "pending"
-    except M365SyncError as error:
-        # Graph refused the request itself: nothing was sent, the person may retry.
-        words = send_refusal(error, reply=bool(mail.reply_to_graph_id))
-        gateway.update_outgoing(mail.id, OutboxState.FAILED, error=words)
-        return "failed"
 
 
 def _confirm(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> str:
-    """A send with an unknown outcome: sent if its copy is in Sent Items, never resent."""
+    """A send with an unknown outcome: sent if its copy is in Sent Items, never resent.
+
+    Whatever stops the look (a revoked grant, a refused read) leaves the mail ``sending``:
+    it says nothing about the send, which may well have gone. Failing it with the refusal's
+    words invited the person to retry a mail that had gone out (found by the soak against
+    Odoo, seed 1: the grant was revoked between the send and its confirmation, and the
+    retried mail went out twice)."""
     started = mail.send_started_at or datetime.now(UTC)
-    found = sender.find_sent(mail, started)
+    try:
+        found = sender.find_sent(mail, started)
+    except M365SyncError as error:
+        if isinstance(error, Transient):
+            raise
+        log.warning(
+            "outbox %s: its send is confirmed from Sent Items once Outlook can be read (%s)",
+            mail.id,
+            advice_for(error).sentence,
+        )
+        return "pending"
     if found is not None:
         log.info("outbox %s had been sent before the daemon lost track; not sending again", mail.id)
         gateway.update_outgoing(
