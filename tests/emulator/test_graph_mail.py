@@ -153,7 +153,12 @@ def test_users_by_upn_is_the_same_user_and_others_are_invalid(client: Client) ->
 
 @pytest.mark.parametrize(
     ("path", "scopes"),
-    [("/v1.0/me", {"Mail.Read"}), (DELTA, {"User.Read"}), ("/v1.0/me/mailFolders", {"User.Read"})],
+    [
+        ("/v1.0/me", {"Mail.Read"}),
+        (DELTA, {"User.Read"}),
+        ("/v1.0/me/mailFolders", {"User.Read"}),
+        ("/v1.0/me/messages", {"User.Read", "Mail.Send"}),
+    ],
 )
 def test_missing_scope_is_access_denied(mailbox: Mailbox, path: str, scopes: set[str]) -> None:
     response = client_for(mailbox, frozenset(scopes)).get(path)
@@ -640,4 +645,101 @@ def test_list_messages_expands_attachments_with_a_nested_select(
     other = client.get("/v1.0/me/mailFolders/inbox/messages?$expand=singleValueExtendedProperties")
     assert other.status_code == 400
     odd = client.get("/v1.0/me/mailFolders/inbox/messages?$filter=isRead eq true")
+    assert odd.status_code == 400
+
+
+# --------------------------------------------------------------------------- the whole mailbox
+
+
+def _list_all(client: Client, link: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every item of a message list, following each @odata.nextLink whole; and the pages."""
+    items: list[dict[str, Any]] = []
+    pages: list[dict[str, Any]] = []
+    while link:
+        answer = client.get(link)
+        assert answer.status_code == 200, answer.json
+        pages.append(answer.json)
+        items += answer.json["value"]
+        link = answer.json.get("@odata.nextLink", "")
+    return items, pages
+
+
+def test_me_messages_lists_every_folder_of_the_mailbox_but_recoverable_items(
+    client: Client, mailbox: Mailbox
+) -> None:
+    """GET /me/messages: "the messages in the signed-in user's mailbox (including the Deleted
+    Items and Clutter folders)" (docs `api/user-list-messages.md`): a folder of the person's
+    own, a nested one, Deleted Items and hidden Clutter are listed; Recoverable Items, outside
+    the folder tree, is not."""
+    filed = mailbox.add_folder("Filed by hand")
+    nested = mailbox.add_folder("Fabrikam", filed["id"])
+    in_own = mailbox.add_message(filed["id"], message("filed by hand"))["id"]
+    in_nested = mailbox.add_message(nested["id"], message("filed deeper"))["id"]
+    in_clutter = mailbox.add_message("clutter", message("low priority"))["id"]
+    trashed = mailbox.messages_in("inbox")[0]["id"]
+    mailbox.move_message(trashed, "deleteditems")
+    purged = mailbox.messages_in("inbox")[0]["id"]
+    mailbox.move_message(purged, "recoverableitemsdeletions")
+    folders = {f["id"]: f for f in mailbox.folders()}
+    root = folders[mailbox.resolve_folder("msgfolderroot")["id"]]
+
+    def in_tree(folder: dict[str, Any]) -> bool:
+        while folder["id"] != root["id"]:
+            if folder["parentFolderId"] not in folders:
+                return False
+            folder = folders[folder["parentFolderId"]]
+        return True
+
+    visible = [
+        mid for f in folders.values() if in_tree(f) for mid in mailbox.message_ids_in(f["id"])
+    ]
+    assert purged not in visible
+    items, pages = _list_all(client, "/v1.0/me/messages?$select=id,subject&$top=7")
+    ids = [item["id"] for item in items]
+    assert sorted(ids) == sorted(visible) and len(ids) == len(set(ids))
+    assert {in_own, in_nested, in_clutter, trashed} <= set(ids) and purged not in ids
+    assert len(pages) == -(-len(visible) // 7) and all(len(p["value"]) == 7 for p in pages[:-1])
+    user_id = mailbox.user["id"]
+    assert {p["@odata.context"] for p in pages} == {
+        f"{BASE}/v1.0/$metadata#users('{user_id}')/messages"
+    }
+    assert all(p["@odata.nextLink"].startswith(f"{BASE}/v1.0/me/messages?") for p in pages[:-1])
+    for item in items:
+        assert {k for k in item if not k.startswith("@odata")} == {"id", "subject"}
+    received = [m["receivedDateTime"] for m in (mailbox.view(i) for i in ids)]
+    assert received == sorted(received, reverse=True)  # newest first, as a folder's list
+    default = client.get("/v1.0/me/messages").json
+    assert len(default["value"]) == 10 and "@odata.nextLink" in default  # Graph's page of 10
+    assert (
+        client.get(f"/v1.0/users/{mailbox.user['userPrincipalName']}/messages").status_code == 200
+    )
+
+
+def test_me_messages_filters_by_sent_time_and_selects_internet_headers(
+    client: Client, mailbox: Mailbox
+) -> None:
+    """The window a client reads to find a copy it sent, wherever it was filed since: mail
+    sent since an instant, with its internet headers (selected, never by default)."""
+    header = [{"name": "x-m365sync-outbox", "value": "m365sync-outbox-7"}]
+    late = "2031-05-04T10:00:00Z"
+    archived = mailbox.add_message(
+        "archive", message("archived", late, sentDateTime=late, internetMessageHeaders=header)
+    )["id"]
+    deleted = mailbox.add_message(
+        "deleteditems", message("deleted", late, sentDateTime="2031-05-04T10:05:00Z")
+    )["id"]
+    mailbox.add_message("recoverableitemsdeletions", message("purged", late, sentDateTime=late))
+    mailbox.add_message("archive", message("older", "2031-05-04T09:00:00Z"))
+    query = (
+        "/v1.0/me/messages?$filter=sentDateTime ge 2031-05-04T09:30:00Z"
+        "&$select=id,internetMessageId,internetMessageHeaders&$top=1"
+    )
+    items, pages = _list_all(client, query)
+    assert sorted(i["id"] for i in items) == sorted([archived, deleted])
+    assert len(pages) == 2  # the filter and $select ride along in the nextLink
+    by_id = {i["id"]: i for i in items}
+    assert by_id[archived]["internetMessageHeaders"] == header
+    plain = client.get("/v1.0/me/messages?$filter=sentDateTime ge 2031-05-04T09:30:00Z").json
+    assert plain["value"] and all("internetMessageHeaders" not in i for i in plain["value"])
+    odd = client.get("/v1.0/me/messages?$filter=isRead eq true")
     assert odd.status_code == 400

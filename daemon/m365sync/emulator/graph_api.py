@@ -20,6 +20,17 @@ Routes (segments are case-insensitive, ``/users/{id|upn}`` works like ``/me`` fo
 * ``GET /me/mailFolders/{id}/messages/delta`` -- docs `api/message-delta.md`,
   `concepts/delta-query-messages.md`; sync states in delta.py.
 * ``GET /me/messages/{id}`` (``$select``; honours ``outlook.body-content-type``).
+* ``GET /me/mailFolders/{id}/messages`` (docs `api/mailfolder-list-messages.md`) and ``GET
+  /me/messages``: "Get the messages in the signed-in user's mailbox (including the Deleted
+  Items and Clutter folders)" (docs `api/user-list-messages.md`), i.e. every folder of the
+  message folder tree, nested and hidden ones too; not Recoverable Items' Deletions
+  (``recoverableitemsdeletions``: "not visible in any Outlook email client", docs
+  `resources/mailfolder.md`) nor the search folders' parent, which sit outside that tree. Both
+  take the same options (``$select``, ``$top``, ``$skip``, the ``$filter``s below,
+  ``$expand=attachments``), newest received first, with an ``@odata.nextLink`` carrying them
+  all; Graph warns not to read ``$skip`` out of it (it counts every item the mailbox went
+  through), so clients follow it whole. ``@odata.context`` ends ``/messages`` for the mailbox,
+  ``/mailFolders('{id}')/messages`` for a folder.
 * ``GET /me/messages/{id}/attachments`` and ``.../mailFolders/{id}/messages/{id}/attachments``
   (``$select`` of the base ``attachment`` properties, ``$top``) -- docs
   `api/message-list-attachments.md`, `resources/attachment.md`. Without ``$select`` a
@@ -330,6 +341,8 @@ def _route(rest: list[str]) -> tuple[Handler, tuple[Any, ...]]:
     lowered = [t.lower() for t in rest]
     if not rest:
         return _get_me, ()
+    if lowered[0] == "messages" and len(rest) == 1:
+        return _list_messages, (None,)
     if lowered[0] == "messages" and len(rest) == 2:
         return _get_message, (rest[1],)
     if lowered[0] == "messages" and len(rest) == 3 and lowered[2] == "attachments":
@@ -697,7 +710,7 @@ def _expand_attachments(call: Call) -> tuple[str, ...] | bool | None:
     return tuple(chosen)
 
 
-# (mailbox, folder, $filter, change sequence, members) -> the folder's matching ids, newest
+# (mailbox, folder or tree, $filter, change sequence, members) -> the matching ids, newest
 # first. Listing a large seeded folder materialises every message to filter and sort it; a
 # client paging through it (the attachment index) would pay that for every page, and that CPU
 # would delay every other request, which real Graph does not. Any change the delta log sees
@@ -705,12 +718,20 @@ def _expand_attachments(call: Call) -> tuple[str, ...] | bool | None:
 _LISTED: dict[tuple[int, str, str, int, int], list[str]] = {}
 
 
-def _listed_ids(call: Call, fid: str, test: Callable[[dict[str, Any]], bool] | None) -> list[str]:
-    """The ids of folder ``fid``'s messages passing ``test``, newest received first (the
-    caller holds the mailbox lock)."""
+def _listed_ids(
+    call: Call, fid: str | None, test: Callable[[dict[str, Any]], bool] | None
+) -> list[str]:
+    """The ids of folder ``fid``'s messages (of the whole message folder tree when None)
+    passing ``test``, newest received first (the caller holds the mailbox lock)."""
     mailbox = call.mailbox
-    ids = mailbox.message_ids_in(fid)
-    key = (id(mailbox), fid, call.options.get("filter", ""), mailbox.sequence, len(ids))
+    if fid is None:
+        tree = mailbox.tree_folder_ids()
+        ids = mailbox.message_ids_in_tree()
+        scope = f"tree:{len(tree)}"  # a folder moved in or out of the tree changes it
+    else:
+        ids = mailbox.message_ids_in(fid)
+        scope = fid
+    key = (id(mailbox), scope, call.options.get("filter", ""), mailbox.sequence, len(ids))
     cached = _LISTED.get(key)
     if cached is None:
         views = [mailbox.listing_view(mid) for mid in ids]
@@ -723,8 +744,12 @@ def _listed_ids(call: Call, fid: str, test: Callable[[dict[str, Any]], bool] | N
     return cached
 
 
-def _list_messages(call: Call, chain: list[str]) -> Response:
-    """GET /me/mailFolders/{id}/messages (docs `api/mailfolder-list-messages.md`): default
+def _list_messages(call: Call, chain: list[str] | None) -> Response:
+    """GET /me/mailFolders/{id}/messages (docs `api/mailfolder-list-messages.md`) or, with no
+    folder, GET /me/messages: "the messages in the signed-in user's mailbox (including the
+    Deleted Items and Clutter folders)" (docs `api/user-list-messages.md`), i.e. every folder
+    of the message folder tree, hidden ones too, and not Recoverable Items, which sits outside
+    it ("not visible in any Outlook email client", docs `resources/mailfolder.md`). Both: default
     page 10, ``$top`` up to 1000, ``$skip``, ``$select``, ``$expand=attachments`` with a nested
     ``$select`` (honoured on this path, unlike delta: msgraph-sdk-dotnet-core#437), and here
     only the ``$filter``s a client needs (received or sent since, hasAttachments)."""
@@ -739,12 +764,12 @@ def _list_messages(call: Call, chain: list[str]) -> Response:
     test = _list_test(call.options["filter"]) if "filter" in call.options else None
 
     with call.mailbox.lock:
-        fid = _folder_id(call, chain)
+        fid = None if chain is None else _folder_id(call, chain)
         ordered = _listed_ids(call, fid, test)
         page = [call.mailbox.view(mid) for mid in ordered[skip : skip + top]]
+    where = "" if fid is None else f"/mailFolders('{fid}')"
     body: dict[str, Any] = {
-        "@odata.context": f"{call.base}/$metadata#users('{call.user_id}')/mailFolders('{fid}')"
-        "/messages",
+        "@odata.context": f"{call.base}/$metadata#users('{call.user_id}'){where}/messages",
         "value": [shape_message(m, chosen, body_type) for m in page],
     }
     if expand is not False:

@@ -758,6 +758,19 @@ class Mailbox:
         with self.lock:
             return list(self._members[self._require_folder(folder_ref)])
 
+    def tree_folder_ids(self) -> list[str]:
+        """The folders of the message folder tree: the root and every folder under it, hidden
+        ones (Clutter) included; not the well-known folders outside it (`OUTSIDE_TREE`:
+        Recoverable Items, the search folders' parent) nor anything under those."""
+        with self.lock:
+            return self._subtree(self._wellknown[ROOT])
+
+    def message_ids_in_tree(self) -> list[str]:
+        """Ids of the messages in the message folder tree (`tree_folder_ids`): what ``GET
+        /me/messages`` lists, folder by folder, each in stored order."""
+        with self.lock:
+            return [mid for fid in self.tree_folder_ids() for mid in self._members[fid]]
+
     def messages_in(self, folder_ref: str) -> list[dict[str, Any]]:
         """Copies of the messages in a folder (builds lazy ones; fine for tests and exports)."""
         with self.lock:
