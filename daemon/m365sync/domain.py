@@ -655,8 +655,9 @@ class OutgoingMail:
     """A mail the CRM queued for sending through an account (Compose Email).
 
     ``send_started_at`` is written before the send is attempted: a mail found ``sending`` is
-    one whose outcome is unknown, confirmed from Sent Items (never sent again blindly).
-    ``graph_id`` and ``internet_message_id`` are those of the Sent Items copy once found.
+    one whose outcome is unknown, confirmed from its sent copy wherever the person filed it
+    (never sent again blindly). ``graph_id`` and ``internet_message_id`` are those of the
+    sent copy once found (its immutable id stays the same in any folder).
     ``reply_to_graph_id`` makes it a reply in that message's thread.
     """
 

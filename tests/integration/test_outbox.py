@@ -126,6 +126,78 @@ def test_a_crash_between_graph_and_the_crm_never_sends_twice(stack, account):
     assert stack.gateway.outbox_item(mail_id).internet_message_id
 
 
+@pytest.mark.parametrize("filed_in", ["archive", "deleteditems", "a folder of their own"])
+def test_a_sent_copy_filed_before_the_confirming_pass_still_confirms_the_send(
+    stack, account, filed_in
+):
+    # The reliability soak's person files or deletes any synced mail, outbox copies included:
+    # a copy looked for in Sent Items alone was not found, the mail failed with "look in Sent
+    # Items", and the person's retry sent it twice. The copy is looked for in the whole mailbox.
+    mailbox = stack.emulator.mailbox
+    if filed_in == "a folder of their own":
+        own = mailbox.add_folder("Filed by hand")
+        filed_in = mailbox.add_folder("Offers sent", own["id"])["id"]  # nested, even
+    mail_id = queue(stack, account)
+    stack.emulator.faults.add("send_then_drop", r"/sendMail$", times=1)
+    assert send(stack, account) == {"pending": 1}  # sent, the answer lost
+    (went,) = mailbox.sent()
+    copy = mailbox.get_message(went["id"])
+    mailbox.move_message(copy["id"], filed_in)  # filed before the daemon's next pass
+    assert send(stack, account) == {"sent": 1}
+    item = stack.gateway.outbox_item(mail_id)
+    assert item.state is OutboxState.SENT and not item.error
+    assert item.graph_id == copy["id"]  # immutable: the same id wherever it is filed
+    assert item.internet_message_id == copy["internetMessageId"]
+    assert item.conversation_id == copy["conversationId"]
+    assert len(mailbox.sent()) == 1
+    assert send(stack, account) == {}  # nothing left to confirm or send
+
+
+def test_a_sent_copy_deleted_for_good_is_found_in_recoverable_items(stack, account):
+    # Shift+Delete (or emptying Deleted Items) puts the copy in Recoverable Items, outside the
+    # folder tree GET /me/messages lists; the look goes on there before calling it unconfirmed.
+    mailbox = stack.emulator.mailbox
+    mail_id = queue(stack, account)
+    stack.emulator.faults.add("send_then_drop", r"/sendMail$", times=1)
+    assert send(stack, account) == {"pending": 1}
+    (went,) = mailbox.sent()
+    mailbox.move_message(went["id"], "recoverableitemsdeletions")
+    assert send(stack, account) == {"sent": 1}
+    item = stack.gateway.outbox_item(mail_id)
+    assert item.graph_id == went["id"] and item.internet_message_id
+    assert len(mailbox.sent()) == 1
+
+
+def test_recoverable_items_that_cannot_be_read_leave_the_look_to_the_mailbox(
+    stack, account, monkeypatch
+):
+    # A mailbox without the folder answers 404 there: no failure of the look, the grace
+    # period and the words take over as before.
+    from m365sync.service import outbox_cycle
+
+    mail_id = queue(stack, account)
+    stack.emulator.faults.add("send_then_drop", r"/sendMail$", times=1)
+    assert send(stack, account) == {"pending": 1}
+    (went,) = stack.emulator.mailbox.sent()
+    stack.emulator.mailbox.delete_message(went["id"])  # gone for good: no copy anywhere
+    missing = "The specified object was not found in the store."
+    stack.emulator.faults.add(
+        "error",
+        r"/recoverableitemsdeletions/messages$",
+        times=None,
+        status=404,
+        code="ErrorItemNotFound",
+        message=missing,
+    )
+    assert send(stack, account) == {"pending": 1}  # the 404 there is no failure of the look
+    looked = [r.path for r in stack.emulator.requests if "recoverableitemsdeletions" in r.path]
+    assert looked and all(p.endswith("/recoverableitemsdeletions/messages") for p in looked)
+    monkeypatch.setattr(outbox_cycle, "CONFIRM_GRACE", timedelta(0))
+    assert send(stack, account) == {"failed": 1}
+    assert stack.gateway.outbox_item(mail_id).error == outbox_cycle.UNCONFIRMED
+    assert len(stack.emulator.mailbox.sent()) == 1  # never resent by the daemon
+
+
 def test_a_throttled_send_is_queued_again_and_goes_out_once(stack, account):
     # Found by the reliability soak: a 429 on sendMail failed the mail, though Graph carried
     # nothing out and asks for the request again after Retry-After.

@@ -402,7 +402,7 @@ class CrmGateway(abc.ABC):
     @abc.abstractmethod
     def outgoing_mail(self, account_id: int, *, limit: int = 20) -> list[OutgoingMail]:
         """The account's mail to send: queued ones, and ones left ``sending`` (outcome
-        unknown: the sender confirms those from Sent Items before anything else)."""
+        unknown: the sender confirms those from their sent copy before anything else)."""
 
     @abc.abstractmethod
     def update_outgoing(
@@ -417,7 +417,7 @@ class CrmGateway(abc.ABC):
         send_started_at: datetime | None = None,
     ) -> None:
         """Record a step of a send: ``sending`` with ``send_started_at`` before the send is
-        attempted, ``sent`` after Graph's 202, and the Sent Items copy's ids when found."""
+        attempted, ``sent`` after Graph's 202, and the sent copy's ids when found."""
 
     @abc.abstractmethod
     def claim_outgoing(self, mail_id: int, started: datetime) -> bool:

@@ -3,8 +3,8 @@
 A mixin of `SqliteGateway`, like the calendar. The row moves queued -> sending -> sent or
 failed; ``sending`` (with its start time) is written before the send, by a claim that
 succeeds only on a row still ``queued`` (`claim_outgoing`: of two workers, one sends), so a
-daemon that stops between Graph's 202 and the ``sent`` write finds the Sent Items copy
-instead of sending again (DESIGN.md, invariant 7).
+daemon that stops between Graph's 202 and the ``sent`` write finds the sent copy (wherever
+the person filed it) instead of sending again (DESIGN.md, invariant 7).
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ class OutboxStore:
     queue_mail = crm_queue_mail
 
     def crm_retry_mail(self, mail_id: int) -> None:
-        """A failed send retried from the CRM (the person decided it is not in Sent Items)."""
+        """A failed send retried from the CRM (the person looked: it is not in their mailbox)."""
         with self._write() as conn:
             conn.execute(
                 "UPDATE m365_outbox SET state = 'queued', error = NULL, send_started_at = NULL "
