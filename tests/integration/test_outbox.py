@@ -228,11 +228,11 @@ def test_an_unconfirmable_send_fails_with_words_and_is_never_resent(stack, accou
     mail_id = queue(stack, account)
     stack.emulator.faults.unavailable(r"/sendMail$", times=1)  # refused before it was sent
     assert send(stack, account) == {"pending": 1}  # a 503 on a send: outcome unknown
-    assert send(stack, account) == {"pending": 1}  # not in Sent Items yet: wait, do not resend
+    assert send(stack, account) == {"pending": 1}  # no copy yet: wait, do not resend
     monkeypatch.setattr(outbox_cycle, "CONFIRM_GRACE", timedelta(0))
     assert send(stack, account) == {"failed": 1}
     item = stack.gateway.outbox_item(mail_id)
-    assert "look in Sent Items" in item.error
+    assert "look for it in your mailbox" in item.error
     assert stack.emulator.mailbox.sent() == []
     stack.gateway.crm_retry_mail(mail_id)  # the person checked: retry sends it once
     assert send(stack, account) == {"sent": 1}

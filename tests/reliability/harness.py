@@ -586,9 +586,9 @@ class Soak:
 
     def converge(self) -> None:
         """No more faults: the daemon's own cycles until quiet, and what a person does on the
-        way (reconnect; retry a mail that failed, after looking in Sent Items when the daemon
-        said its send could not be confirmed). The five minutes an unconfirmed send waits for
-        its Sent Items copy are taken as past."""
+        way (reconnect; retry a mail that failed, after looking for it in the mailbox when the
+        daemon said its send could not be confirmed). The five minutes an unconfirmed send
+        waits for its sent copy are taken as past."""
         if self.revoked:
             self.reconnect()
         runtime = self.crm.runtime()
@@ -624,11 +624,17 @@ class Soak:
         return last
 
     def _retry_failed_mail(self) -> None:
-        in_sent_items = {truth.outbox_id_of(m) for m in self.mailbox.messages_in("sentitems")}
+        """The person retries what failed; a mail whose send could not be confirmed only
+        after looking for it where the words say (the mailbox, wherever they filed it, and
+        Recover Deleted Items): found there, it went, and is not sent again."""
+        with self.mailbox.lock:
+            ids = [*self.mailbox.message_ids_in_tree()]
+            ids += self.mailbox.message_ids_in("recoverableitemsdeletions")
+            found = {truth.outbox_id_of(self.mailbox.view(mid)) for mid in ids}
         for mail_id, item in self.crm.outbox().items():
             if item.state.value != "failed":
                 continue
-            if item.error == UNCONFIRMED and mail_id in in_sent_items:
+            if item.error == UNCONFIRMED and mail_id in found:
                 continue  # the person looked: it went, do not send it again
             self.crm.retry_mail(mail_id)
 

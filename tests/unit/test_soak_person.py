@@ -10,12 +10,16 @@ person retries, so the soak's own calls do, and only a Conflict that outlasts a 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from m365sync.emulator.mailbox import Mailbox
 from m365sync.errors import Conflict, CrmError
-from tests.reliability.harness import as_a_person
+from m365sync.graph.send import OUTBOX_HEADER, OUTBOX_PREFIX
+from m365sync.service.outbox_cycle import UNCONFIRMED
+from tests.reliability.harness import Soak, as_a_person
 from tests.reliability.odoo_crm import PersonTransport
 
 BUSY = "Odoo at http://127.0.0.1:1: another writer changed the same records first; retry."
@@ -76,3 +80,35 @@ def test_a_person_waits_a_little_longer_each_time() -> None:
 
     assert as_a_person(sign_in, pause=0.25, sleep=waits.append) == "connected"
     assert waits == [0.25, 0.5]
+
+
+class Outbox:
+    """The CRM side the person reads and acts on: failed mails and their words."""
+
+    def __init__(self, failed: dict[int, str]) -> None:
+        self.failed = failed
+        self.retried: list[int] = []
+
+    def outbox(self) -> dict[int, Any]:
+        state = SimpleNamespace(value="failed")
+        return {i: SimpleNamespace(state=state, error=e) for i, e in self.failed.items()}
+
+    def retry_mail(self, mail_id: int) -> None:
+        self.retried.append(mail_id)
+
+
+def test_a_person_retries_an_unconfirmed_mail_only_if_its_copy_is_nowhere() -> None:
+    """The words say where to look (the mailbox, wherever it was filed, and Recover Deleted
+    Items): a copy found in any of those went; one found nowhere, or a refused mail, is retried."""
+    mailbox = Mailbox()
+    for mail_id, folder in [(1, "sentitems"), (2, "archive"), (3, "deleteditems")]:
+        mailbox.add_message(folder, _copy_of(mail_id))
+    mailbox.add_message("recoverableitemsdeletions", _copy_of(4))
+    crm = Outbox({i: UNCONFIRMED for i in (1, 2, 3, 4, 5)} | {6: "Not sent: bad address."})
+    Soak._retry_failed_mail(SimpleNamespace(mailbox=mailbox, crm=crm))  # type: ignore[arg-type]
+    assert crm.retried == [5, 6]
+
+
+def _copy_of(mail_id: int) -> dict[str, Any]:
+    header = {"name": OUTBOX_HEADER, "value": f"{OUTBOX_PREFIX}{mail_id}"}
+    return {"subject": f"mail {mail_id}", "internetMessageHeaders": [header]}

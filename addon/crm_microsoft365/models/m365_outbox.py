@@ -3,7 +3,7 @@
 The daemon reads queued rows through ``m365.daemon.api.outgoing_mail`` and records each step
 with ``update_outgoing`` (m365sync.crm.sqlite_outbox is the semantic reference): queued ->
 sending (with its start time, written before the send) -> sent, or failed with words. The
-Sent Items copy's ids (graph id, internetMessageId, conversation) come back on the row. Only
+sent copy's ids (graph id, internetMessageId, conversation) come back on the row. Only
 the daemon writes the state and those ids; a user may retry a failed mail of their own.
 """
 
@@ -399,7 +399,7 @@ class M365Outbox(models.Model):
     # --- actions ----------------------------------------------------------------------------
 
     def action_retry(self):
-        """A failed mail back in the queue (the person decided it is not in Sent Items)."""
+        """A failed mail back in the queue (the person looked: it is not in their mailbox)."""
         for mail in self:
             if mail.account_id.sudo().user_id != self.env.user:
                 raise AccessError(

@@ -7,9 +7,10 @@ Only a won claim is sent: a mail another worker claimed first (two workers holdi
 stale list, one of which lost the account's lease) is left to that worker, counted pending.
 A 429 is Graph refusing the request without carrying it out: the mail is queued again.
 A mail found ``sending`` is one whose outcome is unknown (the daemon stopped, or the answer was
-lost): it is looked for in Sent Items by its header and never sent again blindly; if it does
-not show up within a grace period, it fails with words telling the person to check Sent Items
-before retrying. One mail's failure (a bad address, a refused token) fails that mail with
+lost): its copy is looked for by its header, wherever in the mailbox the person may have filed
+or deleted it since (`MailSender.find_sent`), and it is never sent again blindly; if no copy
+shows up within a grace period, it fails with words telling the person to look for it before
+retrying. One mail's failure (a bad address, a refused token) fails that mail with
 words; the others go on.
 """
 
@@ -36,11 +37,14 @@ from m365sync.sync.outbox import problem_with
 
 log = logging.getLogger(__name__)
 
-# How long a copy may take to appear in Sent Items before an unknown send is called failed.
+# How long a sent copy may take to appear before an unknown send is called failed.
 CONFIRM_GRACE = timedelta(minutes=5)
 
+# The daemon looked everywhere it can (the mailbox and Recoverable Items) and found no copy:
+# the person looks too, where only they know to look, before sending it again.
 UNCONFIRMED = (
-    "The send could not be confirmed: look in Sent Items, and retry only if it is not there."
+    "The send could not be confirmed: look for it in your mailbox (Sent Items, wherever you"
+    " filed it, and Recover Deleted Items), and retry only if it is not there."
 )
 
 
@@ -81,7 +85,7 @@ def _send_one(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> st
         return "failed"
     started = datetime.now(UTC)
     # Outside the refusals below: a CRM that cannot answer the claim ends the pass with the
-    # mail not sent (a claim written but unanswered is confirmed from Sent Items later).
+    # mail not sent (a claim written but unanswered is confirmed from its sent copy later).
     if mail.state is not OutboxState.SENDING and not gateway.claim_outgoing(mail.id, started):
         log.info("outbox %s: another worker took it since it was read; not sending", mail.id)
         return "pending"
@@ -98,7 +102,7 @@ def _send_one(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> st
             return "pending"
         except Transient as error:
             log.warning(
-                "outbox %s: %s; confirming from Sent Items before anything else", mail.id, error
+                "outbox %s: %s; confirming from its sent copy before anything else", mail.id, error
             )
             return "pending"
         except M365SyncError as error:
@@ -111,7 +115,7 @@ def _send_one(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> st
         return "sent"
     except (Transient, Conflict, CrmUnavailable) as error:
         # Only Graph's refusal of the send itself fails a mail. A CRM that cannot record the
-        # outcome leaves it ``sending``, confirmed from Sent Items by the next pass: failing
+        # outcome leaves it ``sending``, confirmed from its sent copy by the next pass: failing
         # it with "Not sent" words after Graph took it invited a retry that sent it twice
         # (found by the soak against Odoo, seed 61480911: a Conflict on the write of
         # ``sent``, after which the write of ``failed`` went through).
@@ -120,7 +124,7 @@ def _send_one(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> st
 
 
 def _confirm(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> str:
-    """A send with an unknown outcome: sent if its copy is in Sent Items, never resent.
+    """A send with an unknown outcome: sent if its copy is in the mailbox, never resent.
 
     Whatever stops the look (a revoked grant, a refused read) leaves the mail ``sending``:
     it says nothing about the send, which may well have gone. Failing it with the refusal's
@@ -134,7 +138,7 @@ def _confirm(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> str
         if isinstance(error, Transient):
             raise
         log.warning(
-            "outbox %s: its send is confirmed from Sent Items once Outlook can be read (%s)",
+            "outbox %s: its send is confirmed from its sent copy once Outlook can be read (%s)",
             mail.id,
             advice_for(error).sentence,
         )
@@ -158,12 +162,12 @@ def _confirm(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> str
 def _link_sent_copy(
     gateway: CrmGateway, sender: MailSender, mail: OutgoingMail, started: datetime
 ) -> None:
-    """Record the Sent Items copy's ids when Outlook already has it (the mail sync links it
+    """Record the sent copy's ids when Outlook already has it (the mail sync links it
     later otherwise, by the same header)."""
     try:
         found = sender.find_sent(mail, started)
     except M365SyncError as error:
-        log.info("outbox %s: sent; its Sent Items copy is linked later (%s)", mail.id, error)
+        log.info("outbox %s: sent; its sent copy is linked later (%s)", mail.id, error)
         return
     if found is not None:
         gateway.update_outgoing(
