@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from m365sync.emulator.server import Emulator
 from m365sync.errors import CrmError
 from m365sync.service.emulator_cmd import emulator_config_toml
 from m365sync.service.runtime import Runtime
+from tests.ports import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -47,12 +47,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.path):
             item.add_marker(pytest.mark.odoo)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _q(value: object) -> str:

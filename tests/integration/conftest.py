@@ -6,7 +6,6 @@ msal and requests over TLS with the emulator's CA, the SQLite gateway on a temp 
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +19,7 @@ from m365sync.emulator.mailbox import Mailbox
 from m365sync.emulator.server import Emulator
 from m365sync.service.emulator_cmd import emulator_config_toml
 from m365sync.service.runtime import Runtime
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.ports import free_port
 
 
 @dataclass

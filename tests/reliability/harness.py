@@ -274,6 +274,8 @@ class Soak:
         self.archived: dict[str, str] = {}  # mail archived while the CRM held it -> subject
         self.filed: set[str] = set()  # every mail archived
         self.purges = 0
+        # Outbox mails whose copy the person deleted for good (their own act: they know it went).
+        self.purged_outbox: set[int] = set()
         self.queued: list[int] = []
         self.revoked = False
         self.people = crm.partner_emails()
@@ -378,6 +380,8 @@ class Soak:
             if self.purges % 2:
                 self.mailbox.move_message(mid, "recoverableitemsdeletions")
             else:
+                if (sent := truth.outbox_id_of(self.mailbox.view(mid))) is not None:
+                    self.purged_outbox.add(sent)
                 self.mailbox.delete_message(mid)
 
     def _tag(self) -> str:
@@ -626,7 +630,8 @@ class Soak:
     def _retry_failed_mail(self) -> None:
         """The person retries what failed; a mail whose send could not be confirmed only
         after looking for it where the words say (the mailbox, wherever they filed it, and
-        Recover Deleted Items): found there, it went, and is not sent again."""
+        Recover Deleted Items): found there, it went, and is not sent again; nor is one whose
+        copy they deleted for good themselves (no one can find it, and they know it went)."""
         with self.mailbox.lock:
             ids = [*self.mailbox.message_ids_in_tree()]
             ids += self.mailbox.message_ids_in("recoverableitemsdeletions")
@@ -634,7 +639,7 @@ class Soak:
         for mail_id, item in self.crm.outbox().items():
             if item.state.value != "failed":
                 continue
-            if item.error == UNCONFIRMED and mail_id in found:
+            if item.error == UNCONFIRMED and mail_id in found | self.purged_outbox:
                 continue  # the person looked: it went, do not send it again
             self.crm.retry_mail(mail_id)
 
@@ -665,6 +670,7 @@ class Soak:
         truth.check_outbox(
             self.figures, self.queued, self.mailbox.sent(), self.crm.outbox(),
             self.crm.stored_mail(), {imid for imid, _s, _f in self.expected.values()},
+            self.purged_outbox,
         )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +37,7 @@ from m365sync.crm.gateway import CrmGateway
 from m365sync.emulator.delta import parse_instant
 from m365sync.graph.mail import BadItem, parse_message
 from m365sync.graph.send import OUTBOX_HEADER, OUTBOX_PREFIX
+from m365sync.service.outbox_cycle import UNCONFIRMED
 from m365sync.sync.mail import MailPolicy, PartnerLookups, page_addresses, page_domains, plan_page
 
 SYNCED = ("inbox", "sentitems")
@@ -355,10 +356,14 @@ def check_outbox(
     outbox: dict[int, Any],
     stored: list[dict[str, Any]],
     in_outlook: set[str | None],
+    purged: Collection[int] = (),
 ) -> None:
     """Each queued mail sent once, marked sent, its Sent copy linked, and stored once while
     Outlook still holds it in a synced folder (``in_outlook``: their internetMessageIds; a
-    person may delete or file the copy, like any mail)."""
+    person may delete or file the copy, like any mail). A mail whose copy the person deleted
+    for good (``purged``) may stay unconfirmed or unlinked: nothing in the mailbox tells any
+    more that it went, and the daemon's words say it could not confirm it; it still must
+    have gone out exactly once."""
     figures.expected += len(queued)
     sends = Counter(outbox_id_of(r) for r in sent_log)
     imids = Counter(row["internet_message_id"] for row in stored)
@@ -368,6 +373,11 @@ def check_outbox(
             figures.problem("sent_twice", f"outbox {mail_id} went out {sends[mail_id]}x")
         elif sends[mail_id] == 0:
             figures.problem("lost", f"outbox {mail_id} never went out ({item.state}: {item.error})")
+            continue
+        state = item.state.value
+        if mail_id in purged and (
+            state == "sent" or (state == "failed" and item.error == UNCONFIRMED)
+        ):
             continue
         if item.state.value != "sent":
             figures.problem("wrong", f"outbox {mail_id} was sent but says {item.state}")

@@ -104,8 +104,9 @@ def test_a_person_retries_an_unconfirmed_mail_only_if_its_copy_is_nowhere() -> N
     for mail_id, folder in [(1, "sentitems"), (2, "archive"), (3, "deleteditems")]:
         mailbox.add_message(folder, _copy_of(mail_id))
     mailbox.add_message("recoverableitemsdeletions", _copy_of(4))
-    crm = Outbox({i: UNCONFIRMED for i in (1, 2, 3, 4, 5)} | {6: "Not sent: bad address."})
-    Soak._retry_failed_mail(SimpleNamespace(mailbox=mailbox, crm=crm))  # type: ignore[arg-type]
+    crm = Outbox({i: UNCONFIRMED for i in (1, 2, 3, 4, 5, 7)} | {6: "Not sent: bad address."})
+    person = SimpleNamespace(mailbox=mailbox, crm=crm, purged_outbox={7})  # 7: deleted for good
+    Soak._retry_failed_mail(person)  # type: ignore[arg-type]
     assert crm.retried == [5, 6]
 
 

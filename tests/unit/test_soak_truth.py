@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
-from tests.reliability.truth import Figures, check_calendar, check_mail
+from m365sync.graph.send import OUTBOX_HEADER, OUTBOX_PREFIX
+from m365sync.service.outbox_cycle import UNCONFIRMED
+from tests.reliability.truth import Figures, check_calendar, check_mail, check_outbox
 
 START = datetime(2026, 12, 10, 9, tzinfo=UTC)
 PEOPLE = frozenset({"ann@example.com"})
@@ -73,3 +76,33 @@ def test_a_mail_deleted_in_outlook_and_kept_by_the_crm_says_so() -> None:
     check_mail(figures, {}, stored, {}, 1, deleted={"g1": "M1"})
     assert figures.wrong == 1
     assert "was deleted in Outlook and is still in the CRM" in figures.problems[0]
+
+
+def _outbox_item(state: str, error: str | None = None, linked: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(
+        state=SimpleNamespace(value=state),
+        error=error,
+        graph_id="AAMk-copy" if linked else None,
+        internet_message_id="<copy@example>" if linked else None,
+    )
+
+
+def _sent(mail_id: int) -> dict:
+    return {
+        "internetMessageHeaders": [{"name": OUTBOX_HEADER, "value": f"{OUTBOX_PREFIX}{mail_id}"}]
+    }
+
+
+def test_an_unconfirmed_mail_is_right_only_when_the_person_deleted_its_copy_for_good() -> None:
+    """Nothing in the mailbox tells that a mail whose copy was deleted for good went: the
+    daemon saying it could not confirm it is the truth then, and only then; sent once still."""
+    outbox = {1: _outbox_item("failed", UNCONFIRMED), 2: _outbox_item("failed", UNCONFIRMED),
+              3: _outbox_item("sent")}  # fmt: skip
+    figures = Figures()
+    check_outbox(figures, [1, 2, 3], [_sent(1), _sent(2), _sent(3)], outbox, [], set(),
+                 purged={1, 3})  # fmt: skip
+    assert (figures.wrong, figures.sent_twice, figures.lost) == (1, 0, 0), figures.problems
+    assert "outbox 2 was sent but says" in figures.problems[0]
+    figures = Figures()
+    check_outbox(figures, [1], [_sent(1), _sent(1)], outbox, [], set(), purged={1})
+    assert figures.sent_twice == 1
