@@ -480,3 +480,40 @@ def test_private_ca_is_trusted_despite_the_environment(tls_server, monkeypatch, 
     with pytest.raises(GraphError) as info:
         untrusting.get_json("/me")
     assert info.value.code == "tls_verification_failed"
+
+
+def test_a_handshake_cut_short_is_a_connection_failure_not_an_untrusted_certificate(tmp_path):
+    """requests raises SSLError both when our trust refuses a certificate and when the server
+    (or a proxy in between) hangs up mid-handshake (SSLEOFError); only the first is fixed by
+    microsoft.ca_bundle. The soak saw the second reported as "TLS verification failed ... set
+    microsoft.ca_bundle to the CA that signed it"."""
+    import socket
+
+    import trustme
+
+    ca = trustme.CA()
+    ca_path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def hang_up() -> None:
+        while True:
+            try:
+                peer, _ = listener.accept()
+            except OSError:
+                return
+            with peer:
+                peer.recv(65536)  # the whole ClientHello, then a clean close: no answer
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    base = f"https://127.0.0.1:{listener.getsockname()[1]}/v1.0"
+    graph = GraphClient(make_session(str(ca_path), user_agent="t"), base, Tokens())
+    try:
+        with pytest.raises(Transient) as info:
+            graph.get_json("/me")
+    finally:
+        listener.close()
+    assert info.value.code == "connection_failed"
+    assert "ca_bundle" not in str(info.value)

@@ -49,7 +49,7 @@ from m365sync.errors import (
     MalformedResponse,
     NeedsReconnect,
 )
-from m365sync.graph.transport import tls_untrusted
+from m365sync.graph.transport import certificate_refused, tls_untrusted
 
 log = logging.getLogger("m365sync.auth")
 
@@ -281,9 +281,9 @@ class TokenBroker:
                 http_client=http_client or self._session,
                 token_cache=cache,
             )
-        except requests.exceptions.SSLError as exc:
-            raise _untrusted(self.authority) from exc
         except (*_TRANSPORT_FAILURES, ValueError) as exc:
+            if isinstance(exc, requests.exceptions.SSLError) and certificate_refused(exc):
+                raise _untrusted(self.authority) from exc
             raise IdentityUnavailable(
                 "cannot read the Microsoft identity platform's configuration at "
                 f"{self.authority} ({type(exc).__name__}): {_CHECK_AUTHORITY}",
@@ -364,7 +364,7 @@ def _state_mismatch() -> NeedsReconnect:
 
 
 def _unreachable(exc: BaseException, authority: str) -> IdentityUnavailable:
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, requests.exceptions.SSLError) and certificate_refused(exc):
         return _untrusted(authority)
     return IdentityUnavailable(
         f"the Microsoft identity platform at {authority} could not be reached or failed "

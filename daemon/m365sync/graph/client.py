@@ -43,7 +43,7 @@ from m365sync.errors import (
     Throttled,
     Transient,
 )
-from m365sync.graph.transport import tls_untrusted
+from m365sync.graph.transport import certificate_refused, tls_untrusted
 
 log = logging.getLogger("m365sync.graph")
 
@@ -376,12 +376,13 @@ class GraphClient:
                     json=json_body,
                     timeout=self._timeout,
                 )
-        except requests.exceptions.SSLError as exc:
-            parts = urlsplit(url)
-            raise GraphError(
-                tls_untrusted(f"{parts.scheme}://{parts.netloc}"), code="tls_verification_failed"
-            ) from exc
         except requests.RequestException as exc:
+            if isinstance(exc, requests.exceptions.SSLError) and certificate_refused(exc):
+                parts = urlsplit(url)
+                raise GraphError(
+                    tls_untrusted(f"{parts.scheme}://{parts.netloc}"),
+                    code="tls_verification_failed",
+                ) from exc
             raise Transient(
                 f"{method} {path_of(url)} failed before an HTTP answer: {type(exc).__name__}",
                 code="connection_failed",

@@ -9,6 +9,7 @@ call ``.get``/``.post`` without ``verify`` and without ``timeout``.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import requests
@@ -17,6 +18,30 @@ from urllib3.util import Retry
 
 #: (connect, read) seconds. msal passes no timeout at all, so a default is mandatory.
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 100.0)
+
+
+def certificate_refused(error: BaseException) -> bool:
+    """Whether a TLS failure is our trust refusing the server's certificate, as opposed to the
+    handshake being cut (a dropped connection, a proxy hanging up, a reset): requests raises
+    ``SSLError`` for both, and only the first is fixed by ``microsoft.ca_bundle``; the second is
+    a connection failure like any other, retried by the next cycle. (The reliability soak's
+    dropped connections were reported as "TLS verification failed ... set
+    microsoft.ca_bundle".)"""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+        pending += [a for a in current.args if isinstance(a, BaseException)]
+        reason = getattr(current, "reason", None)  # urllib3's MaxRetryError
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+    return "certificate verify failed" in str(error).lower()
 
 
 def tls_untrusted(url: str) -> str:

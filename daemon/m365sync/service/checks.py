@@ -16,7 +16,7 @@ from rich.table import Table
 
 from m365sync.config import Config
 from m365sync.errors import M365SyncError
-from m365sync.graph.transport import make_session, tls_untrusted
+from m365sync.graph.transport import certificate_refused, make_session, tls_untrusted
 from m365sync.sealing import Keyring
 from m365sync.service.runtime import USER_AGENT, open_gateway
 
@@ -39,9 +39,9 @@ def secret_expiry_note(expires: date | None, today: date | None = None) -> tuple
 def _reach(session: requests.Session, url: str, expect: Callable[[requests.Response], bool]) -> str:
     try:
         answer = session.get(url, timeout=15)
-    except requests.exceptions.SSLError:
-        raise M365SyncError(tls_untrusted(url)) from None
     except requests.RequestException as exc:
+        if isinstance(exc, requests.exceptions.SSLError) and certificate_refused(exc):
+            raise M365SyncError(tls_untrusted(url)) from None
         raise M365SyncError(f"cannot reach {url}: {type(exc).__name__}") from None
     if not expect(answer):
         raise M365SyncError(f"{url} answered {answer.status_code}, not what Microsoft answers")
