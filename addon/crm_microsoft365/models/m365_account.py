@@ -218,8 +218,11 @@ class M365Account(models.Model):
     @api.depends("status", "status_detail")
     def _compute_attention(self):
         for account in self:
+            # A paused account without a grant (a neutralized copy's, or one disconnected and
+            # paused) cannot sync on Resume: someone must connect it again, so the list says why.
+            stuck = account.status == "paused" and not account.has_token
             account.attention = (
-                account.status_detail if account.status in ATTENTION_STATUSES else False
+                account.status_detail if account.status in ATTENTION_STATUSES or stuck else False
             )
 
     def _compute_has_token(self):
