@@ -8,10 +8,9 @@
 -- Reconnecting the account here (the daemon stores a new grant) makes it sync again.
 UPDATE m365_account
    SET status = 'paused',
-       status_detail = 'Paused: this database is a neutralized copy (a staging, test or '
-           || 'duplicated database), and its Microsoft 365 grant was removed, so nothing is '
-           || 'read, sent or changed in the real mailbox from here. Connect the account '
-           || 'again here only if this copy should sync the real mailbox and calendar.',
+       status_detail = 'Paused: this database is a neutralized copy and its Microsoft 365 '
+           || 'sign-in was removed. Reconnect only if this copy should sync the real mailbox '
+           || 'and calendar.',
        status_until = NULL,
        sealed_token_cache = NULL,
        sync_requested = false,
