@@ -479,6 +479,9 @@ class CalendarEvent:
     # Outlook attaches its default online meeting (Teams) and fills online_meeting_url.
     is_online_meeting: bool = False
     end_time_zone: str = ""  # see above: only when the end's zone differs from time_zone
+    # Graph's ``isOrganizer``: the mailbox's owner organizes it (its own copy, not an
+    # invitation); None when Graph did not say.
+    is_organizer: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -744,8 +747,16 @@ class ReceivedNotification:
 class CrmSettings:
     """What the CRM's administrators set for the daemon (Odoo's Settings page): they win over
     the daemon's own configuration when given. ``notification_url`` is where Graph should post
-    change notifications (the addon's endpoint), empty when push is off in the CRM."""
+    change notifications (the addon's endpoint), empty when push is off in the CRM.
+
+    ``crm_tag`` is a short stable identity of the CRM's database (1-16 lowercase letters and
+    digits: Odoo's derives from its ``database.uuid``, the embedded store's is random, made
+    with its file): our creates' ``transactionId`` carries it (`sync.calendar.
+    transaction_id`), so two CRMs connected to one mailbox never take each other's creates
+    for their own. Empty from a CRM that gives none (an older addon): the legacy untagged
+    form."""
 
     sync_interval_seconds: int | None = None
     blocklist: tuple[str, ...] = ()
     notification_url: str = ""
+    crm_tag: str = ""

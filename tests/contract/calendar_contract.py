@@ -37,6 +37,9 @@ from m365sync.errors import StalePlan
 from m365sync.service.calendar_cycle import inbound_state
 from m365sync.sync.addresses import normalise_address
 from m365sync.sync.calendar import (
+    CRM_TAG,
+    DeleteInOutlook,
+    InboundPlan,
     PushUpdate,
     crm_event_of,
     organizes,
@@ -101,9 +104,18 @@ def planned(gateway: CrmGateway, write: EventPageWrite) -> EventPageWrite:
     are the links the test gives it."""
     given = {s.event.graph_id: s.attendees for s in write.upserts}
     items = [s.event for s in write.upserts]
-    bindings, candidates = inbound_state(gateway, write.account_id, items)
-    plan = plan_items(items, bindings, lambda item: given[item.graph_id], candidates=candidates)
+    plan = plan_with_store(gateway, write.account_id, items, lambda item: given[item.graph_id])
+    assert plan.outlook_deletes == []  # the pages these tests store are never our orphans
     return replace(write, upserts=plan.upserts)
+
+
+def plan_with_store(gateway: CrmGateway, account_id: int, items, people) -> InboundPlan:
+    """The calendar cycle's reads and plan of one page (with this store's tag)."""
+    tag = gateway.crm_settings().crm_tag
+    bindings, candidates, last = inbound_state(gateway, account_id, items, crm_tag=tag)
+    return plan_items(
+        items, bindings, people, candidates=candidates, crm_tag=tag, last_event_id=last
+    )
 
 
 def store(gateway: CrmGateway, write: EventPageWrite, **kwargs) -> PageResult:
@@ -666,6 +678,53 @@ class CalendarContract:
         assert second != first
         assert transaction_id(change) != old_transaction
         assert crm_event_of(old_transaction) != second
+
+    def test_our_create_of_a_meeting_the_crm_deleted_is_deleted_from_outlook(
+        self, gateway: CrmGateway, account: Account, anna
+    ) -> None:
+        """Issue #17: the daemon killed after Graph took a create and before its record, then
+        a CRM user deleting the meeting (Odoo removes it outright; the embedded store keeps an
+        unbound tombstone): the pull finds the organizer's copy carrying this store's tag for
+        an id the store gave and no longer holds, and plans it deleted from Outlook, never
+        stored. The legacy untagged form, another CRM's tag, an invitee's copy and an id this
+        copy of the database never gave are left alone (each becomes a new meeting)."""
+        tag = gateway.crm_settings().crm_tag
+        assert CRM_TAG.fullmatch(tag)
+        assert gateway.crm_settings().crm_tag == tag  # stable
+        doomed = self.crm_create(gateway, account, event(""), [anna.id])
+        (change,) = [
+            c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == doomed
+        ]
+        kept = self.crm_create(gateway, account, event("", subject="Kept"), [anna.id])
+        (kept_change,) = [
+            c for c in gateway.event_changes_to_push(account.id) if c.crm_event_id == kept
+        ]
+        # Graph took both creates; neither record happened. Then the first is deleted.
+        self.crm_delete(gateway, doomed)
+        assert gateway.last_event_id() >= kept > doomed
+
+        def copy(name: str, transaction: str, *, organizer: bool = True) -> CalendarEvent:
+            return replace(event(unique(name)), transaction_id=transaction, is_organizer=organizer)
+
+        ours = copy("ours", transaction_id(change, tag))
+        alive = copy("alive", transaction_id(kept_change, tag))
+        legacy = copy("legacy", transaction_id(change))
+        other = copy("other", transaction_id(change, "0ther0cr"))
+        invited = copy("invited", transaction_id(change, tag), organizer=False)
+        never_given = copy(
+            "restored", transaction_id(replace(change, crm_event_id=kept + 1000), tag)
+        )
+        items = [ours, alive, legacy, other, invited, never_given]
+        plan = plan_with_store(gateway, account.id, items, lambda item: links(anna.id))
+        assert plan.outlook_deletes == [DeleteInOutlook(ours.graph_id, doomed, False, ours.subject)]
+        placed = {s.event.graph_id: s.crm_event_id for s in plan.upserts}
+        assert placed == {
+            alive.graph_id: kept,  # our create of a meeting the CRM holds: bound to it
+            legacy.graph_id: None,
+            other.graph_id: None,
+            invited.graph_id: None,
+            never_given.graph_id: None,
+        }
 
     def test_a_push_never_writes_over_a_crm_edit_made_meanwhile(
         self, gateway: CrmGateway, account: Account, anna

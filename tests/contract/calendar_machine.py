@@ -169,6 +169,7 @@ class Expected:
     by_crm_id: dict[int, str | None] = field(default_factory=dict)
     # An occurrence renamed on its own: (iCalUId of its series, its original start) -> subject.
     by_slot: dict[tuple[str, datetime], str] = field(default_factory=dict)
+    crm_tag: str = ""  # the store's (`CrmSettings.crm_tag`): its creates carry it
 
     def of_slot(self, meeting: Meeting, original: datetime | None) -> str | None:
         """What the CRM shows of one instance (``original``: an occurrence's slot)."""
@@ -191,7 +192,7 @@ class Expected:
         self.by_slot.update({k: v for k, v in settled.by_slot.items() if k[0] == meeting.uid})
 
     def copy(self) -> Expected:
-        return Expected(dict(self.by_uid), dict(self.by_crm_id), dict(self.by_slot))
+        return Expected(dict(self.by_uid), dict(self.by_crm_id), dict(self.by_slot), self.crm_tag)
 
     def reshaped(self, meeting: Meeting) -> None:
         """The series was rebuilt or renamed whole: its occurrences' own subjects are gone."""
@@ -199,7 +200,7 @@ class Expected:
             del self.by_slot[key]
 
     def key(self, meeting: Meeting) -> tuple[str, int | str]:
-        made_by_crm = crm_event_of(meeting.transaction)
+        made_by_crm = crm_event_of(meeting.transaction, self.crm_tag)
         return ("crm", made_by_crm) if made_by_crm is not None else ("uid", meeting.uid)
 
     def get(self, meeting: Meeting) -> str | None:
@@ -222,8 +223,9 @@ class CalendarSyncMachine(StoreMachine):
         self.ann = self.seed_partner(self.gateway, "Ann", self.customer)
         self.accounts = [self.gateway.upsert_account(spec()) for _ in range(2)]
         self.outlook = Outlook([a.address for a in self.accounts], self.customer)
-        self.expected = Expected()
-        self.settled = Expected()  # the expectations at the last settle
+        tag = self.gateway.crm_settings().crm_tag
+        self.expected = Expected(crm_tag=tag)
+        self.settled = Expected(crm_tag=tag)  # the expectations at the last settle
         self.known: set[str] = set()  # uids of the meetings both sides had at the last settle
         self.dirty: dict[str, str] = {}  # uid -> the side with an unsynced edit
         self.crm_made: list[int] = []  # CRM events made and not yet seen in Outlook

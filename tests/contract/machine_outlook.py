@@ -244,6 +244,7 @@ class Outlook:
                 "sensitivity": meeting.sensitivity,
                 "showAs": meeting.show_as,
                 "organizer": _person(organizer, "Organizer"),
+                "isOrganizer": index == min(meeting.copies),
                 "attendees": attendees,
                 "lastModifiedDateTime": _stamp(meeting.modified),
             }

@@ -68,6 +68,13 @@ def connect(stack: OdooStack):
     return account
 
 
+def our_transaction(stack: OdooStack, event_id: int) -> str:
+    """What the daemon's create of this Odoo event carries: the database's tag (issue #17)."""
+    tag = stack.gateway.crm_settings().crm_tag
+    assert len(tag) == 8 and int(tag, 16) >= 0  # the addon's: from database.uuid
+    return f"m365sync-{tag}-crm-event-{event_id}"
+
+
 def sync(stack: OdooStack, account_id: int):
     run = sync_account_mail(stack.runtime, stack.gateway.get_account(account_id))
     assert run.error is None, run.error
@@ -128,7 +135,7 @@ def test_an_event_created_in_odoo_reaches_outlook_once_and_comes_back_without_ec
 
     first = sync(stack, account.id)
     (post,) = writes(stack, "POST")
-    assert post["body"]["transactionId"] == f"m365sync-crm-event-{event_id}"
+    assert post["body"]["transactionId"] == our_transaction(stack, event_id)
     (in_outlook,) = outlook_events(stack, subject)
     invited = {a["emailAddress"]["address"].lower() for a in in_outlook.get("attendees", [])}
     assert anna_address in invited
@@ -219,6 +226,22 @@ def test_a_series_made_in_odoo_and_deleted_in_outlook_before_it_came_back_leaves
     assert outlook_events(stack, subject) == []
 
 
+def synced_then_a_new_meeting(stack: OdooStack) -> tuple[Any, str, int]:
+    """A connected account synced once, then a new Odoo meeting with Anna in five days:
+    (the account, the meeting's subject, its id)."""
+    anna, _address = contact(stack, "Anna Lidman")
+    account = connect(stack)
+    sync(stack, account.id)
+    subject = f"Demo call {token()}"
+    start = (NOW + timedelta(days=5)).replace(minute=0, second=0)
+    return account, subject, odoo_meeting(stack, account.id, anna, subject, start)
+
+
+def in_odoo(stack: OdooStack, subject: str) -> list[dict[str, Any]]:
+    """The Odoo events of that subject, archived ones included."""
+    return stack.read("calendar.event", [("name", "=", subject)], ["start"], archived=True)
+
+
 def test_a_meeting_deleted_in_odoo_while_its_create_goes_to_outlook_stays_deleted(
     cal_stack, monkeypatch
 ):
@@ -228,12 +251,7 @@ def test_a_meeting_deleted_in_odoo_while_its_create_goes_to_outlook_stays_delete
     and no later pull brings it back as a new meeting on both sides (reliability soak against
     Odoo, seed 904967430)."""
     stack = cal_stack
-    anna, _address = contact(stack, "Anna Lidman")
-    account = connect(stack)
-    sync(stack, account.id)
-    subject = f"Demo call {token()}"
-    start = (NOW + timedelta(days=5)).replace(minute=0, second=0)
-    event_id = odoo_meeting(stack, account.id, anna, subject, start)
+    account, subject, event_id = synced_then_a_new_meeting(stack)
     create = CalendarWriter.create
 
     def deleted_in_odoo_meanwhile(writer, *args, **kwargs):
@@ -246,18 +264,50 @@ def test_a_meeting_deleted_in_odoo_while_its_create_goes_to_outlook_stays_delete
         sync(stack, account.id)
 
     (post,) = [w for w in writes(stack, "POST") if w["body"].get("subject") == subject]
-    assert post["body"]["transactionId"] == f"m365sync-crm-event-{event_id}"
+    assert post["body"]["transactionId"] == our_transaction(stack, event_id)
     assert outlook_events(stack, subject) == []
 
-    def in_odoo():
-        return stack.read("calendar.event", [("name", "=", subject)], ["start"], archived=True)
-
-    assert in_odoo() == []
+    assert in_odoo(stack, subject) == []
     sync(stack, account.id)
     sync(stack, account.id)
-    assert in_odoo() == []
+    assert in_odoo(stack, subject) == []
     assert outlook_events(stack, subject) == []
     assert [w for w in writes(stack, "POST") if w["body"].get("subject") == subject] == [post]
+
+
+class Killed(BaseException):
+    """SIGKILL at that point: nothing after it runs (not an error any handler catches)."""
+
+
+def test_a_meeting_deleted_in_odoo_after_the_daemon_died_before_recording_its_create_stays_deleted(
+    cal_stack, monkeypatch
+):
+    """Issue #17: the daemon is killed after Graph answered its create and before Odoo stored
+    the binding; a salesperson then deletes the meeting, which Odoo removes outright (Outlook
+    holds no copy it knows of). On restart nothing remembers the create: the pull finds the
+    organizer's copy carrying this database's tag for an id Odoo gave and no longer holds, and
+    deletes it from Outlook instead of bringing the meeting back on both sides."""
+    stack = cal_stack
+    account, subject, event_id = synced_then_a_new_meeting(stack)
+    gateway = type(stack.gateway)
+
+    def killed(*args, **kwargs):
+        raise Killed("SIGKILL before mark_event_pushed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(gateway, "mark_event_pushed", killed)
+        with pytest.raises(Killed):
+            sync_account_mail(stack.runtime, stack.gateway.get_account(account.id))
+    (made,) = outlook_events(stack, subject)
+    assert made["transactionId"] == our_transaction(stack, event_id)
+    stack.admin.execute_kw("calendar.event", "unlink", [[event_id]])
+
+    run = sync(stack, account.id)
+    assert run.calendar.get("deleted_in_outlook") == 1
+    assert outlook_events(stack, subject) == []
+    assert in_odoo(stack, subject) == []
+    sync(stack, account.id)
+    assert in_odoo(stack, subject) == [] and outlook_events(stack, subject) == []
 
 
 def test_an_occurrence_of_an_odoo_series_cancelled_in_outlook_before_it_came_back_leaves_odoo(

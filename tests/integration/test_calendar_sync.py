@@ -105,6 +105,11 @@ def crm_meeting(stack, subject="Demo call", *, start=None, recurrence=None, zone
     return stack.gateway.crm_create_event(stack.account.id, item, people)
 
 
+def our_transaction(stack, event_id: int) -> str:
+    """What the daemon's create of this CRM event carries (issue #17: with the store's tag)."""
+    return f"m365sync-{stack.gateway.crm_settings().crm_tag}-crm-event-{event_id}"
+
+
 def writes(stack, method):
     return [w for w in stack.emulator.mailbox.calendar.written() if w["method"] == method]
 
@@ -293,7 +298,7 @@ def test_create_update_delete_in_the_crm_reach_outlook_once(cal):
     event_id = crm_meeting(cal)
     sync(cal)
     (post,) = writes(cal, "POST")
-    assert post["body"]["transactionId"] == f"m365sync-crm-event-{event_id}"
+    assert post["body"]["transactionId"] == our_transaction(cal, event_id)
     assert len(cal.emulator.mailbox.calendar.events()) == 1
     quiet = sync(cal)  # our own event coming back is not stored again nor pushed again
     assert quiet.calendar.get("pushed", 0) == 0 and quiet.calendar.get("updated", 0) == 0
@@ -313,7 +318,7 @@ def test_a_retried_create_never_makes_a_second_outlook_event(cal):
     sync(cal)  # the first POST fails with 503; the create is retried with the same transactionId
     assert len(cal.emulator.mailbox.calendar.events()) == 1
     assert {w["body"]["transactionId"] for w in writes(cal, "POST")} == {
-        f"m365sync-crm-event-{event_id}"
+        our_transaction(cal, event_id)
     }
 
 
@@ -762,7 +767,7 @@ def test_a_create_outlook_took_but_the_crm_never_recorded_is_not_a_second_event(
     finds it bound (not a second CRM event, nothing left to push)."""
     event_id = crm_meeting(cal, "Demo call")
     made, _new = cal.emulator.mailbox.calendar.create(
-        outlook_event("Demo call", transactionId=f"m365sync-crm-event-{event_id}")
+        outlook_event("Demo call", transactionId=our_transaction(cal, event_id))
     )
     run = sync(cal)
     assert run.error is None
@@ -878,3 +883,69 @@ def test_an_outlook_edit_after_a_create_whose_record_failed_reaches_the_crm(cal)
     assert meeting.subject == "Demo call (edited in Outlook)"
     assert [r["id"] for r in _crm_rows(cal)] == [event_id]
     assert not cal.gateway.event_changes_to_push(cal.account.id)
+
+
+class Killed(BaseException):
+    """SIGKILL at that point: nothing after it runs (not an error any handler catches)."""
+
+
+class _KilledBeforeTheRecord:
+    """The daemon dies after Graph answered a create and before the CRM recorded it."""
+
+    def __init__(self, gateway):
+        self._gateway = gateway
+
+    def __getattr__(self, name):
+        return getattr(self._gateway, name)
+
+    def mark_event_pushed(self, account_id, crm_event_id, **kwargs):
+        raise Killed("SIGKILL before mark_event_pushed")
+
+
+@pytest.mark.parametrize("shape", ["single", "daily series"])
+def test_our_create_of_a_meeting_deleted_in_the_crm_before_its_record_leaves_outlook(cal, shape):
+    """Issue #17: killed between Graph's answer and the record, then the meeting deleted in
+    the CRM before the daemon restarts: nothing remembers the create, and the pull would bring
+    the deleted meeting back as a new one on both sides. The organizer's copy carries this
+    store's tag and an id the store gave and no longer holds: it is deleted from Outlook (a
+    series with its master), and the CRM stays without it."""
+    start = (NOW + timedelta(days=2)).replace(hour=9, minute=0, second=0)
+    daily = Recurrence("daily", start.date(), range_type="numbered", number_of_occurrences=3)
+    event_id = crm_meeting(cal, start=start, recurrence=daily if shape != "single" else None)
+    cal.runtime.gateway = _KilledBeforeTheRecord(cal.gateway)
+    with pytest.raises(Killed):
+        sync_account_mail(cal.runtime, cal.gateway.get_account(cal.account.id))
+    cal.runtime.gateway = cal.gateway  # restarted
+    (made,) = cal.emulator.mailbox.calendar.events()
+    assert made["transactionId"] == our_transaction(cal, event_id) and made["isOrganizer"]
+    cal.gateway.crm_delete_event(event_id)  # unbound: the store knows no Outlook copy
+    run = sync(cal)
+    assert run.calendar.get("deleted_in_outlook") == 1
+    assert [w["id"] for w in writes(cal, "DELETE")] == [made["id"]]
+    assert cal.emulator.mailbox.calendar.events() == []
+    assert upcoming(cal) == [] and _crm_rows(cal) == []
+    quiet = sync(cal)
+    assert quiet.calendar.get("deleted_in_outlook", 0) == 0 and quiet.calendar.get("new", 0) == 0
+    assert not cal.gateway.event_changes_to_push(cal.account.id)
+    assert cal.emulator.mailbox.calendar.events() == [] and _crm_rows(cal) == []
+
+
+def test_a_legacy_or_another_crms_create_of_a_deleted_id_is_imported_not_deleted(cal):
+    """A create without a tag (made before issue #17, maybe by another CRM) and one carrying
+    another CRM's tag are not proof that this CRM made them: they stay in Outlook and come
+    into the CRM as meetings of their own, even when their number is an id this CRM gave and
+    deleted."""
+    event_id = crm_meeting(cal)
+    cal.gateway.crm_delete_event(event_id)
+    sync(cal)  # the tombstone is forgotten: nothing was in Outlook
+    legacy, _ = cal.emulator.mailbox.calendar.create(
+        outlook_event("Legacy create", transactionId=f"m365sync-crm-event-{event_id}")
+    )
+    other, _ = cal.emulator.mailbox.calendar.create(
+        outlook_event("Other CRM's create", transactionId=f"m365sync-0ther0cr-crm-event-{event_id}")
+    )
+    run = sync(cal)
+    assert run.calendar.get("deleted_in_outlook", 0) == 0 and writes(cal, "DELETE") == []
+    assert {e["id"] for e in cal.emulator.mailbox.calendar.events()} == {legacy["id"], other["id"]}
+    assert sorted(m.subject for m in upcoming(cal)) == ["Legacy create", "Other CRM's create"]
+    assert all(m.crm_event_id != event_id for m in upcoming(cal))

@@ -138,6 +138,7 @@ CALENDAR_METHODS = {
     "unconfirmed_occurrences",
     "remove_cancelled_occurrences",
     "meeting_candidates",
+    "last_event_id",
     "event_changes_to_push",
     "mark_event_pushed",
     "upcoming_events_for_partner",
@@ -936,6 +937,7 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
         ),
         ("pending_free_busy", lambda g: g.pending_free_busy(), {}),
         ("crm_settings", lambda g: g.crm_settings(), {}),
+        ("last_event_id", lambda g: g.last_event_id(), {}),
         (
             "request_sync",
             lambda g: g.request_sync(3, T0),
@@ -1049,6 +1051,7 @@ ANSWERS: dict[str, Any] = {
     "unconfirmed_occurrences": [],
     "remove_cancelled_occurrences": 1,
     "meeting_candidates": [],
+    "last_event_id": 41,
     "event_changes_to_push": [],
     "upcoming_events_for_partner": [],
     "outgoing_mail": [],
@@ -1057,6 +1060,7 @@ ANSWERS: dict[str, Any] = {
         "sync_interval_seconds": 180,
         "blocklist": ["noreply@contoso.example"],
         "notification_url": "https://crm.contoso.example/m365/notifications",
+        "crm_tag": "15d2625c",
     },
     "subscriptions": [ODOO_SUBSCRIPTION],
     "subscriptions_by_graph_id": {"s1": ODOO_SUBSCRIPTION},
@@ -1751,8 +1755,12 @@ def test_push_answers_follow_odoos_conventions() -> None:
     assert gateway.request_sync(3, T0) is None  # True -> None
     assert gateway.save_subscription(SUBSCRIPTION) is None
     assert gateway.crm_settings() == CrmSettings(
-        180, ("noreply@contoso.example",), "https://crm.contoso.example/m365/notifications"
+        180,
+        ("noreply@contoso.example",),
+        "https://crm.contoso.example/m365/notifications",
+        "15d2625c",
     )
+    assert gateway.last_event_id() == 41
     assert gateway.get_account(3).sync_requested_at is None
 
 
@@ -1777,7 +1785,8 @@ def test_present_push_values_are_read() -> None:
         later,
     )
     assert subscription.detail == "renew"
-    assert gateway.crm_settings() == CrmSettings()  # push off, nothing set: the defaults
+    # Push off, nothing set, and an older addon that gives no tag: the defaults (untagged).
+    assert gateway.crm_settings() == CrmSettings()
     assert gateway.record_notifications([], T0) == [3, 9]
 
 

@@ -28,24 +28,31 @@ from m365sync.domain import (
 from m365sync.graph.calendar import event_body
 from m365sync.sync.calendar import (
     SKIP_CRM_NEWER,
+    SKIP_DELETED_IN_CRM,
     SKIP_ECHO,
     SKIP_REPEATED,
+    DeleteInOutlook,
     ForgetDeleted,
+    OurCreate,
     PushCreate,
     PushDelete,
     PushUpdate,
     cancelled_occurrences,
+    crm_event_of,
+    deleted_in_crm,
     event_addresses,
     instances_range,
     is_echo,
     left_behind,
     organizes,
+    our_create,
     place,
     plan_inbound,
     plan_outbound,
     recorded_change_key,
     removals,
     same_meeting,
+    transaction_id,
 )
 from m365sync.sync.mail import MailPolicy, PartnerLookups
 
@@ -539,3 +546,111 @@ def test_instances_are_asked_over_the_slots_with_room_for_moved_exceptions():
         "m1", 9, 1, (candidate(1, start=day), candidate(2, start=day + timedelta(days=4)))
     )
     assert instances_range(series) == (day - timedelta(days=7), day + timedelta(days=11))
+
+
+# --- our creates: the CRM's tag, and a create whose meeting the CRM deleted (issue #17) -------
+
+TAG = "1a2b3c4d"
+
+
+def test_a_create_carries_the_crms_tag_and_only_ours_or_legacy_ones_are_recognised():
+    (create,) = plan_outbound([change(7)], now=NOW, account_address=ME, crm_tag=TAG)
+    assert create.transaction_id == "m365sync-1a2b3c4d-crm-event-7"
+    assert len(create.transaction_id) <= 40  # about Graph's own example, a 36-character GUID
+    assert our_create(create.transaction_id, TAG) == OurCreate(7, tagged=True)
+    assert our_create("m365sync-crm-event-7", TAG) == OurCreate(7, tagged=False)  # legacy
+    assert our_create("m365sync-crm-event-7", "") == OurCreate(7, tagged=False)
+    assert our_create(create.transaction_id, "ffff0000") is None  # another CRM's create
+    assert our_create(create.transaction_id, "") is None  # a CRM that gives no tag: not ours
+    for foreign in (
+        None,
+        "",
+        "7E163156-7762-4BEB-A1C6-729EA81755A7",
+        "m365sync-crm-event-x",
+        "m365sync-crm-event-",
+        "m365sync-1a2b3c4d-crm-event-7 ",
+        "m365sync-crm-event-\uff17",
+    ):
+        assert our_create(foreign, TAG) is None
+    assert crm_event_of(create.transaction_id, TAG) == 7
+    assert crm_event_of(create.transaction_id, "ffff0000") is None
+
+
+def test_an_unusable_tag_is_refused_rather_than_written_into_a_create():
+    for bad in ("1A2B", "a-b", "x" * 17, " 1a"):
+        try:
+            transaction_id(CrmEventChange(1, meeting(), 1), bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was taken")
+
+
+def test_another_crms_create_is_never_the_same_meeting():
+    item = replace(meeting(), ical_uid=None, transaction_id="m365sync-ffff0000-crm-event-4")
+    assert same_meeting(item, [candidate(4)], crm_tag=TAG) is None
+    ours = replace(item, transaction_id=f"m365sync-{TAG}-crm-event-4")
+    assert same_meeting(ours, [candidate(4)], crm_tag=TAG).crm_event_id == 4
+    legacy = replace(item, transaction_id="m365sync-crm-event-4")
+    assert same_meeting(legacy, [candidate(4)], crm_tag=TAG).crm_event_id == 4
+
+
+def _orphan(graph_id="g9", *, crm_id=4, tag=TAG, organizer=True, **fields) -> CalendarEvent:
+    transaction = f"m365sync-{tag}-crm-event-{crm_id}" if tag else f"m365sync-crm-event-{crm_id}"
+    return replace(meeting(graph_id), transaction_id=transaction, is_organizer=organizer, **fields)
+
+
+def test_our_create_of_an_event_the_crm_deleted_is_deleted_from_outlook_not_stored():
+    """The daemon killed between Graph's answer and the record, then the meeting deleted in
+    the CRM: the pull's copy is deleted from Outlook, never a new CRM meeting."""
+    item = _orphan()
+    plan = plan_inbound([item], {}, LOOKUPS, POLICY, crm_tag=TAG, last_event_id=10)
+    assert plan.outlook_deletes == [DeleteInOutlook("g9", 4, False, "Review")]
+    assert plan.upserts == [] and plan.skipped[SKIP_DELETED_IN_CRM] == 1
+    # A tombstone still held (the embedded store's) is not the meeting either.
+    gone = [candidate(4, deleted=True)]
+    plan = plan_inbound([item], {}, LOOKUPS, POLICY, candidates=gone, crm_tag=TAG, last_event_id=4)
+    assert [d.crm_event_id for d in plan.outlook_deletes] == [4]
+
+
+def test_what_the_rule_never_deletes():
+    alive = [candidate(4, ical_uid="other")]
+    cases = {
+        "the CRM holds the event": (_orphan(), alive, 10),
+        "a legacy untagged create (maybe another CRM's)": (_orphan(tag=""), [], 10),
+        "another CRM's create": (_orphan(tag="ffff0000"), [], 10),
+        "an invitee's copy": (_orphan(organizer=False), [], 10),
+        "Graph did not say who organizes": (_orphan(organizer=None), [], 10),
+        "an id this copy of the database never gave": (_orphan(crm_id=11), [], 10),
+        "no transactionId": (replace(_orphan(), transaction_id=None), [], 10),
+    }
+    for why, (item, candidates, last) in cases.items():
+        plan = plan_inbound(
+            [item], {}, LOOKUPS, POLICY, candidates=candidates, crm_tag=TAG, last_event_id=last
+        )
+        assert plan.outlook_deletes == [], why
+        assert len(plan.upserts) == 1, why
+    # Bound already: the store knows it, whatever its transactionId says.
+    assert deleted_in_crm([_orphan()], {"g9": binding()}, [], crm_tag=TAG, last_event_id=10) == []
+    # A plan made without the store's tag and figures (the default) deletes nothing.
+    assert plan_inbound([_orphan()], {}, LOOKUPS, POLICY).outlook_deletes == []
+
+
+def test_a_series_we_created_goes_with_its_master_and_its_occurrences_are_not_stored():
+    master = _orphan(
+        "m1",
+        event_type=EventType.SERIES_MASTER,
+        recurrence=Recurrence("daily", NOW.date()),
+    )
+    occurrences = [
+        replace(
+            meeting(f"m1-{n}"),
+            event_type=EventType.OCCURRENCE,
+            series_master_id="m1",
+            original_start=NOW + timedelta(days=n),
+            is_organizer=True,
+        )
+        for n in range(2)
+    ]
+    plan = plan_inbound([master, *occurrences], {}, LOOKUPS, POLICY, crm_tag=TAG, last_event_id=10)
+    assert plan.outlook_deletes == [DeleteInOutlook("m1", 4, True, "Review")]
+    assert plan.upserts == [] and plan.skipped[SKIP_DELETED_IN_CRM] == 3

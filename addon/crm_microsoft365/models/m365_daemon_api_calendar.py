@@ -1,5 +1,5 @@
 """The daemon's RPC API, calendar half: ``store_event_page``, ``event_bindings``,
-``meeting_candidates``, ``unconfirmed_series_ids``, ``unconfirmed_occurrences``,
+``meeting_candidates``, ``last_event_id``, ``unconfirmed_series_ids``, ``unconfirmed_occurrences``,
 ``remove_cancelled_occurrences``, ``event_changes_to_push``, ``mark_event_pushed``,
 ``upcoming_events_for_partner``.
 
@@ -362,6 +362,19 @@ class M365DaemonApiCalendar(models.AbstractModel):
             if recurrence and not Event.search_count([("recurrence_id", "=", recurrence.id)]):
                 recurrence.unlink()
         return removed
+
+    @api.model
+    def last_event_id(self, payload=None):
+        """The highest id Odoo has given a calendar event, deleted ones included (0: none):
+        its id sequence's last value. The daemon deletes from Outlook its own create of an
+        event Odoo no longer holds only for an id up to this one (an older copy of the
+        database restored never gave the higher ones)."""
+        env = self._daemon_env()
+        env.cr.execute(
+            "SELECT pg_sequence_last_value(pg_get_serial_sequence('calendar_event', 'id'))"
+        )
+        (last,) = env.cr.fetchone()
+        return int(last or 0)
 
     @api.model
     def meeting_candidates(self, payload):

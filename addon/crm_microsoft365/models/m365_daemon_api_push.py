@@ -2,9 +2,11 @@
 reads (conventions: m365_daemon_api.py; semantics: m365sync.crm.gateway).
 
 - ``crm_settings{}`` -> ``{"sync_interval_seconds": int or False, "blocklist": [...],
-  "notification_url": "<web.base.url>/m365/notifications" or ""}``: Settings > Microsoft 365
-  (the interval in minutes x 60; the blocklist split on commas, semicolons and new lines; the
-  URL only while "Push notifications" is on).
+  "notification_url": "<web.base.url>/m365/notifications" or "", "crm_tag": "<8 hex>"}``:
+  Settings > Microsoft 365 (the interval in minutes x 60; the blocklist split on commas,
+  semicolons and new lines; the URL only while "Push notifications" is on), and the
+  database's tag (the first 8 hex digits of the SHA-256 of ``database.uuid``), which the
+  daemon's creates carry in their ``transactionId``.
 - ``request_sync{account_id, at}`` -> ``True``: ``sync_requested_at`` = ``at`` unless later.
 - ``subscriptions{account_id}`` -> ``[Subscription]`` (one per kind at most).
 - ``save_subscription{subscription, lease}`` -> ``True``: upsert by (account, kind); with a
@@ -22,6 +24,7 @@ An unknown account refuses with ``M365:UnknownAccount:`` (the adapter's probe of
 # The "M365:..." errors are machine codes the daemon's adapter maps to its own exceptions.
 # pylint: disable=translation-required
 
+import hashlib
 import re
 
 from odoo.exceptions import UserError
@@ -57,6 +60,14 @@ def notification_url(env):
     return base.rstrip("/") + NOTIFICATION_PATH
 
 
+def crm_tag(env):
+    """A short stable identity of this database: two Odoo databases connected to one mailbox
+    never take each other's Outlook creates for their own (a database duplicated by Odoo gets
+    a new ``database.uuid``, hence a new tag; a restored backup keeps it)."""
+    uuid = env["ir.config_parameter"].sudo().get_param("database.uuid") or ""
+    return hashlib.sha256(uuid.encode()).hexdigest()[:8]
+
+
 def crm_settings(env):
     """What Settings > Microsoft 365 says to the daemon (the wire form of CrmSettings)."""
     params = env["ir.config_parameter"].sudo()
@@ -69,6 +80,7 @@ def crm_settings(env):
         "sync_interval_seconds": minutes * 60 if minutes > 0 else False,
         "blocklist": parse_blocklist(params.get_param(BLOCKLIST_KEY)),
         "notification_url": notification_url(env) if enabled else "",
+        "crm_tag": crm_tag(env),
     }
 
 

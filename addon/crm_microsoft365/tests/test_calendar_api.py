@@ -395,6 +395,16 @@ class TestCalendarApi(M365Case):
         self.assertFalse(event.exists())
         self.assertEqual(self.changes(account), [])
 
+    def test_last_event_id_is_the_highest_ever_given(self):
+        """An unbound event deleted outright leaves no row, but its id stays given: the daemon
+        deletes its own Outlook create of such an event only for an id up to this one."""
+        event = self.user_event(self.user_a)
+        self.assertEqual(self.api.last_event_id({}), event.id)
+        later = self.user_event(self.user_a)
+        later.with_user(self.user_a).unlink()
+        self.assertEqual(self.api.last_event_id({}), later.id)
+        self.assertGreater(later.id, event.id)
+
     def test_events_older_than_the_account_are_never_pushed(self):
         account = self.account(owner="m365-test-a")
         event = self.user_event(self.user_a)

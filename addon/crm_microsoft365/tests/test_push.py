@@ -257,9 +257,16 @@ class TestCrmSettings(M365Case):
         params.set_param("crm_microsoft365.sync_interval", False)
         params.set_param("crm_microsoft365.blocklist", False)
         params.set_param("crm_microsoft365.push_enabled", False)
+        params.set_param("database.uuid", "6c1e6f2a-3b34-11ef-9a4c-0242ac120002")
+        tag = "15d2625c"  # the first 8 hex digits of the SHA-256 of that uuid
         self.assertEqual(
             self.api.crm_settings({}),
-            {"sync_interval_seconds": False, "blocklist": [], "notification_url": ""},
+            {
+                "sync_interval_seconds": False,
+                "blocklist": [],
+                "notification_url": "",
+                "crm_tag": tag,
+            },
         )
         settings = self.env["res.config.settings"].create(
             {
@@ -275,8 +282,12 @@ class TestCrmSettings(M365Case):
                 "sync_interval_seconds": 180,
                 "blocklist": ["noreply@contoso.com", "*@news.example", "spam.example"],
                 "notification_url": "https://crm.contoso.example/m365/notifications",
+                "crm_tag": tag,
             },
         )
+        # Another database (another uuid) has another tag.
+        params.set_param("database.uuid", "0b6d1f3e-3b35-11ef-9a4c-0242ac120002")
+        self.assertNotEqual(self.api.crm_settings({})["crm_tag"], tag)
         self.assertEqual(
             settings.m365_notification_url, "https://crm.contoso.example/m365/notifications"
         )

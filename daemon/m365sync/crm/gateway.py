@@ -312,6 +312,13 @@ class CrmGateway(abc.ABC):
         is a series master with one of these iCalUIds."""
 
     @abc.abstractmethod
+    def last_event_id(self) -> int:
+        """The highest id the store has given a CRM event, deleted ones included (0: none).
+        Ids are never given twice, so an Outlook item our create made for an id up to this one
+        that no candidate holds is of an event the CRM deleted; a higher id is one this copy
+        of the database never gave (an older copy restored): `sync.calendar.deleted_in_crm`."""
+
+    @abc.abstractmethod
     def event_bindings(self, account_id: int, graph_ids: Iterable[str]) -> dict[str, EventBinding]:
         """The bindings of these Outlook ids for the account (unknown ids left out)."""
 
@@ -477,7 +484,8 @@ class CrmGateway(abc.ABC):
     @abc.abstractmethod
     def crm_settings(self) -> CrmSettings:
         """The sync interval, blocklist and notification URL set in the CRM; they override
-        the daemon's own configuration where given. Stores without settings return defaults."""
+        the daemon's own configuration where given. Stores without settings return defaults,
+        but every store gives its ``crm_tag`` (the identity our creates carry)."""
 
     # --- push: Graph change notifications ----------------------------------------------------
 

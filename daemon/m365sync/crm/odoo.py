@@ -950,6 +950,9 @@ class OdooGateway(CrmGateway):
         )
         return read_answer(int, answer)
 
+    def last_event_id(self) -> int:
+        return read_answer(int, self._call("last_event_id"))
+
     def meeting_candidates(
         self,
         account_id: int,

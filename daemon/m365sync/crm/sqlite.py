@@ -310,6 +310,18 @@ CREATE INDEX IF NOT EXISTS m365_mail_message_link_folder
 """
 
 
+# Issue #17: a short random identity of this store, which our creates' transactionId carries
+# (`CrmSettings.crm_tag`), so another CRM connected to the same mailbox never takes them for
+# its own. Made once, with the file (or this step); never changed after.
+V12_STORE_TAG = """
+CREATE TABLE m365_store_setting (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO m365_store_setting (name, value) VALUES ('crm_tag', lower(hex(randomblob(4))));
+"""
+
+
 def v11_ids_never_reused(conn: sqlite3.Connection) -> None:
     """Issue #17: a CRM event's id names its Graph create (``transactionId``), and a deleted
     event's row goes once Outlook has been told; without AUTOINCREMENT the next event could
@@ -337,6 +349,7 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     V9_FULL_ROUNDS,
     V10_MAIL_FOLDERS,
     v11_ids_never_reused,
+    V12_STORE_TAG,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -552,6 +552,14 @@ class CalendarStore:
                 ).rowcount
         return removed
 
+    def last_event_id(self) -> int:
+        """AUTOINCREMENT's high-water mark (since V11), which deleted rows never lower."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'crm_calendar_event'"
+            ).fetchone()
+        return int(row["seq"]) if row is not None else 0
+
     def event_bindings(self, account_id: int, graph_ids: Iterable[str]) -> dict[str, EventBinding]:
         wanted = list(dict.fromkeys(graph_ids))
         found: dict[str, EventBinding] = {}

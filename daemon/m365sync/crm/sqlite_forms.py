@@ -13,6 +13,7 @@ once here rather than inherited as defaults from the contract (`crm.gateway.CrmG
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from m365sync.crm.gateway import FreeBusyRequest
 from m365sync.domain import (
@@ -23,6 +24,8 @@ from m365sync.domain import (
 
 class NoCrmForms:
     """The forms half of `SqliteGateway` (see the module docstring)."""
+
+    _read: Any  # provided by SqliteGateway
 
     def pending_free_busy(self) -> list[FreeBusyRequest]:
         return []
@@ -50,5 +53,8 @@ class NoCrmForms:
         """No connect is ever pending here (`pending_connects` is always empty)."""
 
     def crm_settings(self) -> CrmSettings:
-        """No administrator settings: the daemon's configuration is the only one."""
-        return CrmSettings()
+        """No administrator settings: the daemon's configuration is the only one; the tag is
+        the random one the file was given when made (or migrated to V12)."""
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM m365_store_setting WHERE name = 'crm_tag'")
+            return CrmSettings(crm_tag=row.fetchone()["value"])

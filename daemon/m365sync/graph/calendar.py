@@ -490,6 +490,7 @@ def _fields(item: Mapping[str, Any], graph_id: str) -> tuple[CalendarEvent, str 
         my_response=_response((_obj(item, "responseStatus") or {}).get("response")),
         is_online_meeting=_opt_bool(item, "isOnlineMeeting"),
         end_time_zone="" if is_all_day else _end_zone(item, time_zone),
+        is_organizer=_opt_bool(item, "isOrganizer") if "isOrganizer" in item else None,
     )
     if is_all_day:
         zone = zone_named(time_zone)

@@ -35,11 +35,19 @@ Outlook just made deleted at once (`sync.calendar.left_behind`), or the next pul
 back as a new meeting. A create's answer is recorded as our echo only when it is what the create
 sent (`sync.calendar.recorded_change_key`): a retried create reaches the event made the first
 time, as Outlook holds it now, edits included.
+
+A create whose record never happened (the daemon killed between Graph's answer and
+`mark_event_pushed`) and whose CRM event was deleted before the next cycle is found by the
+pull: the organizer's copy carrying this CRM's ``transactionId`` (tagged with
+`CrmSettings.crm_tag`, read once per cycle) for an event id the store gave and no longer
+holds is deleted from Outlook before the page is stored (`sync.calendar.deleted_in_crm`),
+instead of coming back as a new meeting; figure ``deleted_in_outlook``.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -72,6 +80,7 @@ from m365sync.graph.calendar import CalendarReader, CalendarWriter, EventPage, e
 from m365sync.graph.client import GraphClient
 from m365sync.sync.addresses import normalise_address
 from m365sync.sync.calendar import (
+    SKIP_DELETED_IN_CRM,
     ForgetDeleted,
     PushAction,
     PushCreate,
@@ -80,6 +89,7 @@ from m365sync.sync.calendar import (
     PushUpdate,
     cancelled_occurrences,
     crm_event_of,
+    deleted_in_crm,
     event_addresses,
     instances_range,
     left_behind,
@@ -151,6 +161,10 @@ class CalendarCycle:
         self.ahead_days = ahead_days
         self.lease = lease
         self.now = now
+        self.crm_tag = ""  # this CRM's (`CrmSettings.crm_tag`), read at the start of `run`
+        # Series masters this cycle deleted from Outlook (`deleted_in_crm`): their occurrences
+        # on later pages of the round are not stored either.
+        self._deleted_masters: set[str] = set()
 
     def run(self, account: Account, run: SyncRun) -> SyncRun:
         """Pull then push; the figures land in ``run.calendar`` (new, updated, removed,
@@ -158,6 +172,10 @@ class CalendarCycle:
         skipped: Counter[str] = Counter(run.skipped)
         figures: Counter[str] = Counter(run.calendar)
         try:
+            # The tag of our creates' transactionId: read before any create, every cycle (a
+            # CRM that cannot say stops the calendar part, never makes an untagged create).
+            self.crm_tag = self.gateway.crm_settings().crm_tag
+            self._deleted_masters = set()
             # Creates first: one whose answer was lost (a crash, a dropped connection) is in
             # Outlook unbound, and a pull would store it as a second CRM event; the retried
             # create (same transactionId) binds it instead. Found by the reliability soak.
@@ -219,7 +237,7 @@ class CalendarCycle:
                 )
                 unlisted = set(known) - listed
                 page.removed_ids = [*page.removed_ids, *sorted(unlisted)]
-            result = self._store_page(account, window, page, skipped)
+            result = self._store_page(account, window, page, figures, skipped)
             figures["pages"] += 1
             figures["new"] += result.created + result.linked
             figures["updated"] += result.updated
@@ -267,8 +285,13 @@ class CalendarCycle:
         account: Account,
         window: CalendarWindow,
         page: EventPage,
+        figures: Counter[str],
         skipped: Counter[str],
     ) -> PageResult:
+        if self._deleted_masters:
+            kept = [e for e in page.events if e.series_master_id not in self._deleted_masters]
+            skipped[SKIP_DELETED_IN_CRM] += len(page.events) - len(kept)
+            page.events = kept
         masters = self.reader.masters(
             sorted({e.series_master_id for e in page.events if e.series_master_id})
         )
@@ -279,7 +302,7 @@ class CalendarCycle:
         for attempt in range(1, STALE_PLAN_ATTEMPTS + 1):
             try:
                 return self._plan_and_store(
-                    account, window, page, events, lookups, removed, skipped
+                    account, window, page, events, lookups, removed, figures, skipped
                 )
             except StalePlan as stale:
                 # A CRM user edited (or another writer bound) an event of this page between
@@ -297,13 +320,36 @@ class CalendarCycle:
         events: list[CalendarEvent],
         lookups: PartnerLookups,
         removed: list[str],
+        figures: Counter[str],
         skipped: Counter[str],
     ) -> PageResult:
-        bindings, candidates = inbound_state(self.gateway, account.id, events)
+        state = inbound_state(self.gateway, account.id, events, crm_tag=self.crm_tag)
+        bindings, candidates, last_event_id = state
         owner = normalise_address(account.address)
         plan = plan_inbound(
-            events, bindings, lookups, self.policy, owner=owner, candidates=candidates
+            events,
+            bindings,
+            lookups,
+            self.policy,
+            owner=owner,
+            candidates=candidates,
+            crm_tag=self.crm_tag,
+            last_event_id=last_event_id,
         )
+        # Before the page (and its cursor) is stored: a delete that fails stores nothing, and
+        # the page comes again. A delete Graph finds done already (404) is done.
+        for gone in plan.outlook_deletes:
+            log.info(
+                "Outlook event %s is our create of CRM event %s, which the CRM deleted before "
+                "the create was recorded: deleted from Outlook%s",
+                gone.graph_id,
+                gone.crm_event_id,
+                " with its series" if gone.is_series_master else "",
+            )
+            # Counted once: a plan made again (StalePlan) finds it gone already (False).
+            figures["deleted_in_outlook"] += self.writer.delete(gone.graph_id)
+            if gone.is_series_master:
+                self._deleted_masters.add(gone.graph_id)
         for conflict in plan.conflicts:
             log.warning(
                 "calendar conflict on event %s: Outlook changed it at %s, the CRM at %s; "
@@ -366,7 +412,10 @@ class CalendarCycle:
         """``creates_only``: the CRM's new events alone, and a create whose outcome is
         unknown stops the cycle (the pull must not run while Outlook may hold it unbound)."""
         changes = self.gateway.event_changes_to_push(account.id)
-        for action in plan_outbound(changes, now=self.now(), account_address=account.address):
+        actions = plan_outbound(
+            changes, now=self.now(), account_address=account.address, crm_tag=self.crm_tag
+        )
+        for action in actions:
             if creates_only and not isinstance(action, PushCreate):
                 continue
             change = action.change
@@ -432,24 +481,29 @@ class CalendarCycle:
 
 
 def inbound_state(
-    gateway: CrmGateway, account_id: int, events: Sequence[CalendarEvent]
-) -> tuple[dict[str, EventBinding], list[MeetingCandidate]]:
+    gateway: CrmGateway, account_id: int, events: Sequence[CalendarEvent], *, crm_tag: str = ""
+) -> tuple[dict[str, EventBinding], list[MeetingCandidate], int]:
     """What the store holds that an inbound plan decides on (`sync.calendar.plan_inbound`):
     the bindings of the page's items (its series masters come first in it, so theirs too),
-    and the CRM events its unbound items may be the same meeting as (by our create's
-    ``transactionId``, iCalUId or series). Two reads; the calendar contract plans its pages
-    through this too."""
+    the CRM events its unbound items may be the same meeting as (by our create's
+    ``transactionId`` with this CRM's ``crm_tag``, iCalUId or series), and, only when an
+    unbound item is our create of an event no candidate holds, the highest event id the
+    store has given (`CrmGateway.last_event_id`; else 0). Two reads, three at most; the
+    calendar contract plans its pages through this too."""
     bindings = gateway.event_bindings(account_id, [e.graph_id for e in events])
     unbound = [e for e in events if e.graph_id not in bindings]
     if not unbound:
-        return bindings, []
+        return bindings, [], 0
     candidates = gateway.meeting_candidates(
         account_id,
         [e.ical_uid for e in unbound if e.ical_uid],
         [e.series_master_id for e in unbound if e.series_master_id],
-        [n for e in unbound if (n := crm_event_of(e.transaction_id)) is not None],
+        [n for e in unbound if (n := crm_event_of(e.transaction_id, crm_tag)) is not None],
     )
-    return bindings, candidates
+    suspects = deleted_in_crm(
+        unbound, bindings, candidates, crm_tag=crm_tag, last_event_id=sys.maxsize
+    )
+    return bindings, candidates, gateway.last_event_id() if suspects else 0
 
 
 def _refused(error: M365SyncError) -> bool:

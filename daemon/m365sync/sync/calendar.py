@@ -46,6 +46,7 @@ clear the store's pending "series reshaped" mark, never another mailbox's answer
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -72,6 +73,7 @@ from m365sync.sync.mail import MailPolicy, PartnerLookups
 SKIP_ECHO = "unchanged (our own change)"
 SKIP_CRM_NEWER = "conflict: the CRM's newer change wins"
 SKIP_REPEATED = "repeated in the page (its last state kept)"
+SKIP_DELETED_IN_CRM = "our create of a meeting the CRM deleted (deleted in Outlook)"
 
 PRIVATE = frozenset({Sensitivity.PRIVATE, Sensitivity.CONFIDENTIAL})
 
@@ -88,11 +90,24 @@ class Conflict:
     outlook_subject: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class DeleteInOutlook:
+    """An Outlook item the plan deletes from Outlook instead of storing it (`deleted_in_crm`):
+    the organizer's copy of our own create of a CRM event the CRM no longer holds."""
+
+    graph_id: str
+    crm_event_id: int
+    is_series_master: bool
+    subject: str | None
+
+
 @dataclass(slots=True)
 class InboundPlan:
     upserts: list[StoredEvent]
     skipped: Counter[str] = field(default_factory=Counter)
     conflicts: list[Conflict] = field(default_factory=list)
+    # Carried out before the page is stored (its cursor moves only once they are done).
+    outlook_deletes: list[DeleteInOutlook] = field(default_factory=list)
 
 
 def event_addresses(events: Iterable[CalendarEvent]) -> set[str]:
@@ -183,6 +198,7 @@ def same_meeting(
     candidates: Iterable[MeetingCandidate],
     *,
     series_master: int | None = None,
+    crm_tag: str = "",
 ) -> MeetingCandidate | None:
     """The CRM event an Outlook item not yet bound to this account is the same meeting as.
 
@@ -191,13 +207,15 @@ def same_meeting(
     was lost) comes back as this item, and must not become a second CRM event. Then by
     iCalUId (Graph gives each occurrence its own): another mailbox brought the
     meeting, or the CRM pushed it; a series master only matches a master, an occurrence only
-    a non-master. Else, for an occurrence or exception of a series the CRM holds
-    (``series_master``: the CRM event of its master), the CRM occurrence of that series in the
-    same slot not yet bound to this account: a series made in the CRM (Odoo expands its own
-    occurrences) coming back from Outlook. Never a deleted event; the oldest one wins."""
+    a non-master (``crm_tag``: this CRM's, see `our_create`; another CRM's create is not
+    ours, a legacy untagged one may be). Else, for an occurrence or exception of a series the
+    CRM holds (``series_master``: the CRM event of its master), the CRM occurrence of that
+    series in the same slot not yet bound to this account: a series made in the CRM (Odoo
+    expands its own occurrences) coming back from Outlook. Never a deleted event; the oldest
+    one wins."""
     alive = sorted((c for c in candidates if not c.deleted), key=lambda c: c.crm_event_id)
     master = item.event_type is EventType.SERIES_MASTER
-    ours = crm_event_of(item.transaction_id)
+    ours = crm_event_of(item.transaction_id, crm_tag)
     for candidate in alive:
         if candidate.crm_event_id == ours and candidate.is_series_master == master:
             return candidate
@@ -222,6 +240,8 @@ def place(
     upserts: Iterable[StoredEvent],
     bindings: Mapping[str, EventBinding],
     candidates: Iterable[MeetingCandidate],
+    *,
+    crm_tag: str = "",
 ) -> list[StoredEvent]:
     """Where each item of a page goes: its bound CRM event, else the same meeting
     (`same_meeting`), else a new event; with the version the plan saw (the store's
@@ -250,7 +270,7 @@ def place(
         else:
             master = masters.get(item.series_master_id or "")
             free = [c for c in pool if c.crm_event_id not in taken]
-            found = same_meeting(item, free, series_master=master)
+            found = same_meeting(item, free, series_master=master, crm_tag=crm_tag)
             if found is not None:
                 target, version = found.crm_event_id, found.version
                 taken.add(found.crm_event_id)
@@ -310,18 +330,66 @@ def plan_inbound(
     *,
     owner: str | None = None,
     candidates: Iterable[MeetingCandidate] = (),
+    crm_tag: str = "",
+    last_event_id: int = 0,
 ) -> InboundPlan:
     """Decide, for each Outlook event of a page, whether and what the CRM stores, and where.
 
     ``owner`` is the mailbox's own (normalised) address, whose answer to each invitation is
     kept on its attendee line; ``candidates`` the CRM events the page's unbound items may be
-    the same meeting as (`CrmGateway.meeting_candidates`). Each item's people are linked to
-    contacts and companies by the mail rules (`attendee_links`); the rest is `plan_items`."""
+    the same meeting as (`CrmGateway.meeting_candidates`); ``crm_tag`` and ``last_event_id``
+    this CRM's tag and the highest event id it has given (`deleted_in_crm`). Each item's
+    people are linked to contacts and companies by the mail rules (`attendee_links`); the
+    rest is `plan_items`."""
 
     def people(item: CalendarEvent) -> list[EventLink]:
         return with_my_response(attendee_links(item, lookups, policy), item, owner)
 
-    return plan_items(events, bindings, people, candidates=candidates)
+    return plan_items(
+        events,
+        bindings,
+        people,
+        candidates=candidates,
+        crm_tag=crm_tag,
+        last_event_id=last_event_id,
+    )
+
+
+def deleted_in_crm(
+    events: Iterable[CalendarEvent],
+    bindings: Mapping[str, EventBinding],
+    candidates: Iterable[MeetingCandidate],
+    *,
+    crm_tag: str,
+    last_event_id: int,
+) -> list[DeleteInOutlook]:
+    """The unbound Outlook items that are our own create of a CRM event the CRM deleted
+    before the create was recorded: they are deleted from Outlook, never stored.
+
+    The daemon killed after Graph took a create and before `CrmGateway.mark_event_pushed`
+    stored its binding, then a CRM user deleting the meeting (Odoo removes an event Outlook
+    holds no copy of outright; the embedded store keeps an unbound tombstone, which `same_meeting`
+    never takes): nothing remembers the create, and the pull would bring the deleted meeting
+    back as a new one on both sides. Such an item is the mailbox's own copy (Graph's
+    ``isOrganizer``; an invitee's copy never carries our ``transactionId``, which Graph returns
+    "only if an app has set it", and is never deleted here), carries this CRM's tag (a legacy
+    untagged create may be another CRM's; another CRM's tag is not ours), and names an event
+    no live candidate holds although this store gave that id (``last_event_id``: ids are never
+    given twice, so a higher id is one an older copy of the database never knew: its
+    meeting is imported, not deleted). A series master created so goes with its series."""
+    held = {c.crm_event_id for c in candidates if not c.deleted}
+    found: list[DeleteInOutlook] = []
+    for item in events:
+        if item.graph_id in bindings or item.is_organizer is not True:
+            continue
+        ours = our_create(item.transaction_id, crm_tag)
+        if ours is None or not ours.tagged:
+            continue
+        if ours.crm_event_id in held or ours.crm_event_id > last_event_id:
+            continue
+        master = item.event_type is EventType.SERIES_MASTER
+        found.append(DeleteInOutlook(item.graph_id, ours.crm_event_id, master, item.subject))
+    return found
 
 
 def plan_items(
@@ -330,17 +398,29 @@ def plan_items(
     people: Callable[[CalendarEvent], list[EventLink]],
     *,
     candidates: Iterable[MeetingCandidate] = (),
+    crm_tag: str = "",
+    last_event_id: int = 0,
 ) -> InboundPlan:
     """`plan_inbound` with the linking of each item's people (``people``, called on the item
-    as the CRM may keep it) given: each id once, echoes skipped, conflicts decided, private
-    items as busy time, and each item placed (`place`). The gateway contract plans its pages
-    here with the links it seeds, so the stores are tested on the plans the product makes."""
+    as the CRM may keep it) given: each id once, our creates of meetings the CRM deleted
+    deleted from Outlook (`deleted_in_crm`; their series' occurrences with them), echoes
+    skipped, conflicts decided, private items as busy time, and each item placed (`place`).
+    The gateway contract plans its pages here with the links it seeds, so the stores are
+    tested on the plans the product makes."""
     plan = InboundPlan(upserts=[])
     unique_events, repeats = last_of_each(events)
     if repeats:
         plan.skipped[SKIP_REPEATED] += repeats
+    pool = list(candidates)
+    plan.outlook_deletes = deleted_in_crm(
+        unique_events, bindings, pool, crm_tag=crm_tag, last_event_id=last_event_id
+    )
+    gone = {d.graph_id for d in plan.outlook_deletes}
     upserts: list[StoredEvent] = []
     for item in unique_events:
+        if item.graph_id in gone or (item.series_master_id or "") in gone:
+            plan.skipped[SKIP_DELETED_IN_CRM] += 1
+            continue
         binding = bindings.get(item.graph_id)
         if is_echo(item, binding):
             plan.skipped[SKIP_ECHO] += 1
@@ -356,7 +436,7 @@ def plan_items(
             # keeps what the CRM has (it may have pushed it whole): see `place`.
             item = busy_only(item)
         upserts.append(StoredEvent(item, people(item)))
-    plan.upserts = place(upserts, bindings, candidates)
+    plan.upserts = place(upserts, bindings, pool, crm_tag=crm_tag)
     return plan
 
 
@@ -447,19 +527,58 @@ ANSWERS = frozenset({ResponseStatus.ACCEPTED, ResponseStatus.DECLINED, ResponseS
 PushAction = PushCreate | PushUpdate | PushDelete | PushResponse | ForgetDeleted
 
 
-def transaction_id(change: CrmEventChange) -> str:
+# Our creates' ``transactionId``: "m365sync-<tag>-crm-event-<id>", the tag a short stable
+# identity of the CRM's database (`CrmSettings.crm_tag`), so two CRMs connected to one mailbox
+# never take each other's creates for their own. Creates made before the tag existed (or by a
+# CRM that gives none: an older addon) carry "m365sync-crm-event-<id>". Graph documents no
+# length or format limit (resources/event.md: "A custom identifier specified by a client app");
+# its own example is a 36-character GUID, and ours stay about that long.
+_OUR_TRANSACTION = re.compile(
+    r"m365sync-(?:(?P<tag>[0-9a-z]{1,16})-)?crm-event-(?P<id>[0-9]{1,18})"
+)
+CRM_TAG = re.compile(r"[0-9a-z]{1,16}")
+
+
+@dataclass(frozen=True, slots=True)
+class OurCreate:
+    """What a ``transactionId`` of ours says: the CRM event it created, and whether it carries
+    this CRM's tag (``tagged``: made by this very CRM) or is of the legacy, untagged form
+    (made by a CRM connected to the mailbox, maybe this one)."""
+
+    crm_event_id: int
+    tagged: bool
+
+
+def transaction_id(change: CrmEventChange, crm_tag: str = "") -> str:
     """Graph's idempotency key for creating this CRM event: stable across retries and
-    restarts, so a create whose answer was lost cannot make a second Outlook event."""
-    return f"m365sync-crm-event-{change.crm_event_id}"
+    restarts, so a create whose answer was lost cannot make a second Outlook event; tagged
+    with the CRM's ``crm_tag`` (the legacy form when the CRM gives none)."""
+    if not crm_tag:
+        return f"m365sync-crm-event-{change.crm_event_id}"
+    if not CRM_TAG.fullmatch(crm_tag):
+        raise ValueError(f"a CRM tag is 1-16 lowercase letters and digits, not {crm_tag!r}")
+    return f"m365sync-{crm_tag}-crm-event-{change.crm_event_id}"
 
 
-def crm_event_of(transaction: str | None) -> int | None:
-    """The CRM event a ``transactionId`` of ours names (`transaction_id`), else None."""
-    prefix = "m365sync-crm-event-"
-    if not transaction or not transaction.startswith(prefix):
+def our_create(transaction: str | None, crm_tag: str = "") -> OurCreate | None:
+    """The CRM event a ``transactionId`` names if this CRM may have made it: our tag, or the
+    legacy untagged form; None for anything else, another CRM's tag included (its creates
+    are neither same-meeting candidates nor deleted here)."""
+    found = _OUR_TRANSACTION.fullmatch(transaction or "")
+    if found is None:
         return None
-    number = transaction[len(prefix) :]
-    return int(number) if number.isdigit() else None
+    tag = found["tag"]
+    if tag is None:
+        return OurCreate(int(found["id"]), tagged=False)
+    if crm_tag and tag == crm_tag:
+        return OurCreate(int(found["id"]), tagged=True)
+    return None
+
+
+def crm_event_of(transaction: str | None, crm_tag: str = "") -> int | None:
+    """The CRM event a ``transactionId`` of ours names (`our_create`), else None."""
+    ours = our_create(transaction, crm_tag)
+    return ours.crm_event_id if ours is not None else None
 
 
 def left_behind(action: PushAction, recorded: bool, held: Iterable[MeetingCandidate]) -> bool:
@@ -526,9 +645,10 @@ def organizes(change: CrmEventChange, account_address: str) -> bool:
 
 
 def plan_outbound(
-    changes: Iterable[CrmEventChange], *, now: datetime, account_address: str
+    changes: Iterable[CrmEventChange], *, now: datetime, account_address: str, crm_tag: str = ""
 ) -> list[PushAction]:
-    """What to do in Outlook for each pending CRM change of the account ``account_address``.
+    """What to do in Outlook for each pending CRM change of the account ``account_address``
+    (creates carry `transaction_id` with this CRM's ``crm_tag``).
 
     A CRM event marked private goes to Outlook whole (subject, body, location, attendees: the
     invitations go out) with its sensitivity, ``private``: Outlook's own privacy. The owner and
@@ -560,7 +680,7 @@ def plan_outbound(
             details_only = master and operation is SeriesOperation.PATCH_DETAILS
             actions.append(PushUpdate(change, details_only=details_only))
         elif not _ended(change.event, now):
-            actions.append(PushCreate(change, transaction_id(change)))
+            actions.append(PushCreate(change, transaction_id(change, crm_tag)))
     return actions
 
 
