@@ -8,12 +8,16 @@ unchanged. An adapter's test module subclasses `GatewayContract` and provides:
 * ``seed_partner(gateway, ...)``: create a partner the way a person would in the CRM (the
   interface only creates partners idempotently, so two partners sharing one address, which
   real CRMs contain, can only be made by the adapter's own means).
+* an ``other_gateway`` fixture: a second connection to the same store, as a second worker
+  (or a second daemon process) has.
 
 Times are whole seconds in UTC, which every CRM can store exactly.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -184,6 +188,30 @@ def spec(**overrides: object) -> AccountSpec:
 
 
 # --- the suite ----------------------------------------------------------------------------
+
+
+def _create_at_once(
+    gateways: Sequence[CrmGateway], drafts: list[PartnerDraft]
+) -> tuple[list[list[Partner]], list[BaseException]]:
+    """``create_partners(drafts)`` through each gateway from its own thread, released
+    together; what each answered, and what failed."""
+    barrier = threading.Barrier(len(gateways))
+    made: list[list[Partner]] = []
+    errors: list[BaseException] = []
+
+    def create(store: CrmGateway) -> None:
+        try:
+            barrier.wait(timeout=30)
+            made.append(store.create_partners(drafts))
+        except BaseException as error:  # reported by the caller
+            errors.append(error)
+
+    workers = [threading.Thread(target=create, args=(g,)) for g in gateways]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    return made, errors
 
 
 class GatewayContract:
@@ -557,6 +585,32 @@ class GatewayContract:
         assert upper[0].id == first[1].id
         twice = gateway.create_partners([PartnerDraft("Q", f"q@{domain}")] * 2)
         assert twice[0].id == twice[1].id
+
+    def test_two_workers_creating_one_new_sender_at_once_make_one_partner(
+        self, gateway: CrmGateway, other_gateway: CrmGateway
+    ) -> None:
+        """Two accounts' cycles meet the same new sender at the same moment (a customer
+        writes to sales@ and to a salesperson): each calls ``create_partners`` with the same
+        drafts, on its own connection. The CRM must end with one company for the domain and
+        one contact for the address, both calls answering with them. Odoo runs the two calls
+        in parallel transactions whose snapshots cannot see each other's new partner; before
+        the addon claimed the keys (``m365.partner.claim``) the first round already made
+        two of each."""
+        rounds = int(os.environ.get("PARTNER_RACE_ROUNDS", "8"))
+        for _ in range(rounds):
+            domain = f"{unique('fabrikam')}.example"
+            drafts = [
+                PartnerDraft("Dana Birkby", f"dana@{domain}", company_domain=domain),
+                PartnerDraft("Fabrikam", is_company=True, company_domain=domain),
+            ]
+            made, errors = _create_at_once([gateway, other_gateway], drafts)
+            assert not errors, errors
+            (dana, company), (dana_again, company_again) = made
+            assert (dana_again.id, company_again.id) == (dana.id, company.id), domain
+            assert dana.parent_id == company.id
+            found = gateway.find_partners_by_emails([f"dana@{domain}"])
+            assert found[f"dana@{domain}"].id == dana.id
+            assert gateway.find_companies_by_domains([domain])[domain].id == company.id
 
     def test_lookups_take_large_sets_in_one_call(self, gateway: CrmGateway) -> None:
         """One call per Graph page: a page's whole address set goes in at once."""

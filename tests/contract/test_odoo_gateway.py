@@ -101,6 +101,13 @@ class TestOdooContract(GatewayContract):
     def gateway(self, live_gateway: OdooGateway) -> CrmGateway:
         return live_gateway
 
+    @pytest.fixture
+    def other_gateway(self) -> Iterator[OdooGateway]:
+        """A second worker: its own connection to the same Odoo."""
+        gateway = OdooGateway.from_config(odoo_config())
+        yield gateway
+        gateway.close()
+
     def seed_partner(
         self,
         gateway: CrmGateway,

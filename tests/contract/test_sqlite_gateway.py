@@ -26,6 +26,7 @@ from m365sync.domain import (
     Lease,
     ParticipantLink,
     Partner,
+    PartnerDraft,
     Sensitivity,
     StoredMessage,
 )
@@ -59,6 +60,13 @@ class TestSqliteContract(GatewayContract):
     @pytest.fixture
     def gateway(self, sqlite_gateway: SqliteGateway) -> CrmGateway:
         return sqlite_gateway
+
+    @pytest.fixture
+    def other_gateway(self, sqlite_gateway: SqliteGateway, db_path: Path):
+        """A second worker: its own connection to the same file, as a second process has."""
+        store = SqliteGateway(db_path)
+        yield store
+        store.close()
 
     def folder_skips(self, gateway, account, folder):
         return gateway.folder_skips(account.id, folder)
@@ -512,6 +520,46 @@ def test_forked_processes_write_one_file_without_duplicates(
         assert proc.exitcode == 0
     assert sqlite_gateway.count_messages() == 20
     assert sqlite_gateway.count_messages(first.id) == sqlite_gateway.count_messages(second.id) == 20
+
+
+
+def _create_in_process(gateway: SqliteGateway, domains: list[str]) -> None:
+    """Runs in a forked child, on the parent's gateway object: it must open its own handle."""
+    for domain in domains:
+        gateway.create_partners(
+            [
+                PartnerDraft("Dana Birkby", f"dana@{domain}", company_domain=domain),
+                PartnerDraft("Fabrikam", is_company=True, company_domain=domain),
+            ]
+        )
+
+
+def test_two_daemon_processes_on_one_file_create_each_new_sender_once(
+    sqlite_gateway: SqliteGateway, db_path: Path
+) -> None:
+    """Two daemons on one file meet the same new senders at once: each ``create_partners``
+    looks up and inserts inside one ``BEGIN IMMEDIATE``, whose write lock is the file's (so
+    across processes too) and whose snapshot starts after it, so the later call sees what
+    the earlier one made: one contact and one company per domain."""
+    domains = [f"{unique('fabrikam')}.example" for _ in range(20)]
+    context = multiprocessing.get_context("fork")
+    procs = [
+        context.Process(target=_create_in_process, args=(sqlite_gateway, domains))
+        for _ in range(2)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    with sqlite3.connect(db_path) as raw:
+        counts = raw.execute(
+            "SELECT d, is_company, count(*) FROM (SELECT is_company, CASE is_company WHEN 1 "  # noqa: S608
+            "THEN domain ELSE email_domain END AS d FROM res_partner) WHERE d IN "
+            f"({','.join('?' * len(domains))}) GROUP BY d, is_company",
+            domains,
+        ).fetchall()
+    assert sorted(counts) == sorted((d, c, 1) for d in domains for c in (0, 1))
 
 
 # --- calendar (staged contract) -------------------------------------------------------------

@@ -263,6 +263,7 @@ TRACKED_MODELS = (
     "m365.outbox",
     "m365.connect.request",
     "m365.daemon.heartbeat",
+    "m365.partner.claim",
     "calendar.event",
     "calendar.recurrence",
     "res.users",

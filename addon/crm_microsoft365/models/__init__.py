@@ -15,6 +15,7 @@ from . import m365_free_busy
 from . import res_config_settings
 from . import res_partner
 from . import m365_daemon_heartbeat
+from . import m365_partner_claim
 from . import m365_daemon_api
 from . import m365_event_binding
 from . import calendar_event

@@ -448,13 +448,36 @@ class M365DaemonApi(models.AbstractModel):
 
     @api.model
     def create_partners(self, payload):
+        """Each draft's partner, found or made. Two accounts' cycles meeting the same new
+        sender call this at once: the drafts' keys are claimed first (`m365.partner.claim`),
+        so the later call is run again by Odoo and finds what the earlier one made."""
         env = self._daemon_env()
         drafts = payload.get("drafts") or []
+        env["m365.partner.claim"]._claim(key for draft in drafts for key in self._claim_keys(draft))
         made = {}
         order = sorted(range(len(drafts)), key=lambda i: not drafts[i].get("is_company"))
         for index in order:
             made[index] = self._create_one(env, drafts[index])
         return _none_to_false([self._partner_wire(made[i]) for i in range(len(drafts))])
+
+    @staticmethod
+    def _company_domain(draft):
+        """The work domain a company draft is found by (and given as website when it has none)."""
+        email, company_domain = _opt(draft.get("email")), _opt(draft.get("company_domain"))
+        return (
+            (normalize_domain(company_domain) if company_domain else None)
+            or website_domain(_opt(draft.get("website")))
+            or email_domain(normalize_email(email) if email else None)
+        )
+
+    def _claim_keys(self, draft):
+        """What `_create_one` searches the draft's partner by: its normalised address, and a
+        company's work domain."""
+        email = normalize_email(_opt(draft.get("email")))
+        keys = [f"email:{email}"] if email else []
+        if draft.get("is_company") and (domain := self._company_domain(draft)):
+            keys.append(f"domain:{domain}")
+        return keys
 
     def _create_one(self, env, draft):
         Partner = env["res.partner"]
@@ -466,11 +489,7 @@ class M365DaemonApi(models.AbstractModel):
             if existing:
                 return next(iter(existing.values()))
         if draft.get("is_company"):
-            domain = (
-                (normalize_domain(company_domain) if company_domain else None)
-                or website_domain(website)
-                or email_domain(normalize_email(email) if email else None)
-            )
+            domain = self._company_domain(draft)
             if domain:
                 existing = self._companies_by_domains(env, [domain])
                 if existing:

@@ -16,3 +16,4 @@ from . import test_settings_page
 from . import test_mail_folders
 from . import test_page_writer
 from . import test_neutralize
+from . import test_partner_race

@@ -187,7 +187,9 @@ class CrmGateway(abc.ABC):
         parent. Companies are created first, so contacts of the same call hang under them.
         Idempotent, so a replayed auto-creation makes no twin: a draft whose email exists
         returns the existing partner, and a company draft also the company with its work
-        domain (its ``company_domain``, website or email domain)."""
+        domain (its ``company_domain``, website or email domain). Also under concurrency:
+        two workers (or processes) creating the same drafts at the same moment, as two
+        accounts' cycles meeting one new sender do, get the same partners, made once."""
 
     # --- mail -------------------------------------------------------------------------------
 
