@@ -599,6 +599,16 @@ class TestContractOverJson2(_OdooAdapterContract):
         gateway.fake_store = store  # type: ignore[attr-defined]
         return gateway
 
+    @pytest.fixture
+    def other_gateway(self, store: SqliteGateway) -> Iterator[CrmGateway]:
+        """A second worker: its own stand-in, on its own connection to the same store."""
+        second = SqliteGateway(store.path)
+        session = FakeJson2Session(FakeAddon(second))
+        yield OdooGateway(
+            Json2Transport("https://odoo.example", DB, KEY, session_factory=lambda: session)
+        )
+        second.close()
+
 
 class _OdooAdapterCalendar(CalendarContract):
     """The calendar contract through the adapter; the CRM user's actions act on the fake
