@@ -99,7 +99,7 @@ class TestNeutralize(M365Case):
             self.assertEqual(len(mine), 2)
             for wire in mine.values():
                 self.assertIn("neutralized copy", wire["status_detail"])
-                self.assertIn("Connect the account again here only if", wire["status_detail"])
+                self.assertIn("Reconnect only if this copy should sync", wire["status_detail"])
                 self.assertFalse(wire["sealed_token_cache"])
                 self.assertFalse(wire["sync_requested_at"])
             for account in self.active | self.broken:
