@@ -347,8 +347,20 @@ class GatewayContract:
         assert gateway.get_account(account.id).last_sync_at == T0  # kept without synced_at
 
     def test_token_cache_is_replaced(self, gateway: CrmGateway, account: Account) -> None:
-        gateway.store_token_cache(account.id, "eyJ.sealed.new")
+        assert gateway.store_token_cache(account.id, "eyJ.sealed.new")
         assert gateway.get_account(account.id).sealed_token_cache == "eyJ.sealed.new"
+
+    def test_a_refreshed_sign_in_never_overwrites_one_renewed_meanwhile(
+        self, gateway: CrmGateway, account: Account
+    ) -> None:
+        """A cycle's refresh in flight while the person reconnects: the refreshed cache is
+        stored only over the one it came from (reliability soak against Odoo, seed
+        682835213: the reconnect was undone and the account synced nothing)."""
+        assert gateway.store_token_cache(account.id, "eyJ.loaded")
+        assert gateway.store_token_cache(account.id, "eyJ.rotated", replaces="eyJ.loaded")
+        assert gateway.store_token_cache(account.id, "eyJ.reconnected")  # the person's
+        assert not gateway.store_token_cache(account.id, "eyJ.stale", replaces="eyJ.rotated")
+        assert gateway.get_account(account.id).sealed_token_cache == "eyJ.reconnected"
 
     # --- leases -------------------------------------------------------------------------------
     #

@@ -111,3 +111,24 @@ def test_wrong_client_secret_is_an_operator_problem(stack):
     with pytest.raises(GraphError) as caught:
         connect_account(stack.runtime, browser="follow")
     assert "secret" in str(caught.value).lower()
+
+
+def test_a_reconnect_made_while_a_refresh_is_in_flight_is_kept(stack):
+    """Found by the reliability soak against Odoo (seed 682835213, timing-dependent): a cycle
+    refreshed the old sign-in while the person reconnected, its store of the rotated cache
+    landed after the reconnect's (Odoo slow to answer) and overwrote it; the old grant was
+    revoked, so the account needed a reconnect again and synced nothing. The refreshed cache
+    is stored only over the one it came from."""
+    account = connect_account(stack.runtime, browser="follow")
+    loaded = stack.runtime.tokens_for(account)  # the cycle's sign-in, read before
+    other = stack.new_runtime()  # the person reconnects (another process, as from the CRM)
+    try:
+        connect_account(other, browser="follow")
+    finally:
+        other.close()
+    renewed = stack.gateway.get_account(account.id).sealed_token_cache
+    assert loaded.access_token(force_refresh=True)  # the old grant still answers, rotated
+    assert stack.gateway.get_account(account.id).sealed_token_cache == renewed
+    assert account.id not in stack.runtime._tokens  # the older grant is dropped here
+    run = sync_account_mail(stack.runtime, stack.gateway.get_account(account.id))
+    assert run.error is None and run.imported > 0

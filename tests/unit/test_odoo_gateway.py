@@ -755,8 +755,8 @@ def call_table() -> list[tuple[str, Any, dict[str, Any]]]:
         ),
         (
             "store_token_cache",
-            lambda g: g.store_token_cache(3, "eyJ.sealed"),
-            {"account_id": 3, "sealed_token_cache": "eyJ.sealed"},
+            lambda g: g.store_token_cache(3, "eyJ.sealed", replaces="eyJ.old"),
+            {"account_id": 3, "sealed_token_cache": "eyJ.sealed", "replaces": "eyJ.old"},
         ),
         (
             "lease_accounts",

@@ -253,8 +253,18 @@ class M365DaemonApi(models.AbstractModel):
 
     @api.model
     def store_token_cache(self, payload):
+        """Compare and set with ``replaces``: a sign-in the person renewed while the daemon's
+        refresh was in flight is kept (the row lock makes a concurrent write wait; one that
+        committed after this snapshot is a serialization failure, retried in a new one)."""
         env = self._daemon_env()
-        account = self._account(env, payload["account_id"])
+        account = self._account(env, payload["account_id"], lock=True)
+        replaces = _opt(payload.get("replaces"))
+        if replaces is not None:
+            env.cr.execute(
+                "SELECT sealed_token_cache FROM m365_account WHERE id = %s", (account.id,)
+            )
+            if env.cr.fetchone()[0] != replaces:
+                return False
         account.write({"sealed_token_cache": payload["sealed_token_cache"]})
         return True
 

@@ -135,8 +135,16 @@ class CrmGateway(abc.ABC):
         at that moment does not undo (only resuming does); its sync time still counts."""
 
     @abc.abstractmethod
-    def store_token_cache(self, account_id: int, sealed_token_cache: str) -> None:
-        """Replace the account's sealed msal token cache (a JWE; adapters never see it open)."""
+    def store_token_cache(
+        self, account_id: int, sealed_token_cache: str, *, replaces: str | None = None
+    ) -> bool:
+        """Replace the account's sealed msal token cache (a JWE; adapters never see it open).
+
+        With ``replaces``, only while the stored one is still that one (compare and set), and
+        False when it is not: a process storing the sign-in it refreshed must not overwrite
+        one the person renewed meanwhile (a reconnect landing while a refresh was in flight
+        left the account on the revoked grant: reliability soak against Odoo, seed
+        682835213). True when stored."""
 
     # --- leases -----------------------------------------------------------------------------
 

@@ -779,9 +779,16 @@ class OdooGateway(CrmGateway):
             synced_at=synced_at,
         )
 
-    def store_token_cache(self, account_id: int, sealed_token_cache: str) -> None:
-        self._call(
-            "store_token_cache", account_id=account_id, sealed_token_cache=sealed_token_cache
+    def store_token_cache(
+        self, account_id: int, sealed_token_cache: str, *, replaces: str | None = None
+    ) -> bool:
+        return bool(
+            self._call(
+                "store_token_cache",
+                account_id=account_id,
+                sealed_token_cache=sealed_token_cache,
+                replaces=replaces,
+            )
         )
 
     # --- leases ---

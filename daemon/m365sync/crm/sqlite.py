@@ -782,13 +782,17 @@ class SqliteGateway(CalendarStore, OutboxStore, PushStore, FolderStore, NoCrmFor
                 (account_id,),
             )
 
-    def store_token_cache(self, account_id: int, sealed_token_cache: str) -> None:
+    def store_token_cache(
+        self, account_id: int, sealed_token_cache: str, *, replaces: str | None = None
+    ) -> bool:
         with self._write() as conn:
             self._require_account(conn, account_id)
-            conn.execute(
-                "UPDATE m365_account SET sealed_token_cache = ? WHERE id = ?",
-                (sealed_token_cache, account_id),
+            cursor = conn.execute(
+                "UPDATE m365_account SET sealed_token_cache = ? "
+                "WHERE id = ? AND (? IS NULL OR sealed_token_cache IS ?)",
+                (sealed_token_cache, account_id, replaces, replaces),
             )
+            return cursor.rowcount == 1
 
     # --- leases -----------------------------------------------------------------------------
 

@@ -24,11 +24,12 @@ def keys_command(config: Config, action: str, console: Console) -> int:
         try:
             count = 0
             for account in gateway.list_accounts():
-                if account.sealed_token_cache:
-                    gateway.store_token_cache(
-                        account.id,
-                        keyring.reseal(account.sealed_token_cache, purpose=TOKEN_CACHE_PURPOSE),
-                    )
+                # A sign-in renewed or refreshed since the list was read keeps its new seal.
+                if account.sealed_token_cache and gateway.store_token_cache(
+                    account.id,
+                    keyring.reseal(account.sealed_token_cache, purpose=TOKEN_CACHE_PURPOSE),
+                    replaces=account.sealed_token_cache,
+                ):
                     count += 1
         finally:
             gateway.close()

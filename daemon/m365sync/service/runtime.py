@@ -102,9 +102,17 @@ class Runtime:
                 account.sealed_token_cache, purpose=TOKEN_CACHE_PURPOSE
             ).decode("utf-8")
 
+            stored = [account.sealed_token_cache]  # what this process's tokens came from
+
             def store(serialized: str, account_id: int = account.id) -> None:
                 sealed = self.keyring.seal(serialized.encode("utf-8"), purpose=TOKEN_CACHE_PURPOSE)
-                self.gateway.store_token_cache(account_id, sealed)
+                if self.gateway.store_token_cache(account_id, sealed, replaces=stored[0]):
+                    stored[0] = sealed
+                    return
+                # The sign-in was renewed meanwhile (a reconnect): it wins; the next token
+                # comes from it, this process's older grant is dropped.
+                log.info("account %s: its sign-in was renewed elsewhere; using that", account_id)
+                self.forget_tokens(account_id)
 
             self._tokens[account.id] = AccountTokens(self.broker, cache, store)
         return self._tokens[account.id]
