@@ -70,6 +70,10 @@ ODOO_REGRESSIONS = {
     "revoked before its confirmation) went out twice: it was failed with 'Not sent' words and "
     "the person retried (service/outbox_cycle.py leaves it sending; integration tests pin it, "
     "this replay depends on timing)",
+    682835213: "a reconnect made while the daemon's refresh of the old sign-in was in flight "
+    "was overwritten by the refreshed (revoked) grant, and the account synced nothing "
+    "(store_token_cache replaces=: compare and set; the integration and contract tests pin "
+    "it, this replay depends on timing)",
 }
 
 
