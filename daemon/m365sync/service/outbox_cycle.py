@@ -64,14 +64,15 @@ def send_outgoing(
     (`CrmGateway.claim_outgoing`) closes it: of two workers, one sends each mail."""
     outcome: Counter[str] = Counter()
     for mail in gateway.outgoing_mail(account.id):
-        if lease is not None:
-            remaining = (lease.expires_at - datetime.now(UTC)).total_seconds()
-            lease = gateway.renew_lease(lease, ttl_seconds=max(remaining, 1.0))
         if awaits_link(mail):
-            # Gone already: no check, claim or send, only the look for its copy.
+            # Gone already: no check, claim or send, only the look for its copy; nor the
+            # lease's proof, which guards sends (two workers linking write the same ids).
             if _link_later(gateway, sender, mail):
                 outcome["linked"] += 1
             continue
+        if lease is not None:
+            remaining = (lease.expires_at - datetime.now(UTC)).total_seconds()
+            lease = gateway.renew_lease(lease, ttl_seconds=max(remaining, 1.0))
         if account.owner and mail.requested_by and mail.requested_by != account.owner:
             # Defence in depth: the CRM's rules already keep users to their own mailboxes.
             gateway.update_outgoing(
