@@ -19,6 +19,7 @@ import pytest
 
 from m365sync.crm.gateway import CrmGateway
 from m365sync.domain import Account, OutboxState
+from m365sync.sync.outbox import LINK_WINDOW
 from tests.contract.gateway_contract import spec
 
 STARTED = datetime.now(UTC).replace(microsecond=0)  # the CRM keeps whole seconds
@@ -73,8 +74,11 @@ class OutboxContract:
         left = self.pending(gateway, account, mail_id)
         if state is OutboxState.SENDING:
             assert (left.state, left.send_started_at) == (OutboxState.SENDING, STARTED)
+        elif state is OutboxState.SENT:
+            # Just sent, its copy not linked: back in the list only for the look for its copy.
+            assert (left.state, left.send_started_at) == (OutboxState.SENT, STARTED)
         else:
-            assert left is None  # still sent or failed: not back in the list to send
+            assert left is None  # failed: not back in the list to send
 
     def test_a_mail_queued_again_after_a_refusal_is_claimed_again(self, gateway, account):
         """A throttled send (429: Graph carried nothing out) goes back to queued: the next
@@ -90,6 +94,43 @@ class OutboxContract:
             later,
             2,
         )
+
+    def test_recent_sent_mail_not_linked_yet_comes_after_the_mail_to_send(self, gateway, account):
+        """A sent mail whose copy the look right after the send missed (a grant revoked just
+        then: the soak against Odoo, seed 893588505) comes back for an hour after its send,
+        still ``sent``, after the mail to send; an old one or a linked one does not."""
+        now = datetime.now(UTC).replace(microsecond=0)
+
+        def sent(subject: str, started: datetime, **ids: str) -> int:
+            mail_id = self.crm_queue(gateway, account, subject)
+            assert gateway.claim_outgoing(mail_id, started)
+            gateway.update_outgoing(mail_id, OutboxState.SENT, **ids)
+            return mail_id
+
+        unlinked = sent("Copy not found yet", now - timedelta(minutes=10))
+        half = sent("Copy half linked", now - timedelta(minutes=20), graph_id="g-half")
+        sent("Sent long ago", now - LINK_WINDOW - timedelta(minutes=5))
+        sent("Linked", now, graph_id="g-1", internet_message_id="<1@fabrikam.example>")
+        queued = self.crm_queue(gateway, account, "To send")
+
+        listed = gateway.outgoing_mail(account.id)
+        assert [(m.id, m.state) for m in listed] == [
+            (queued, OutboxState.QUEUED),
+            (unlinked, OutboxState.SENT),
+            (half, OutboxState.SENT),
+        ]
+        assert listed[1].send_started_at == now - timedelta(minutes=10)
+        assert listed[2].graph_id == "g-half" and listed[2].internet_message_id is None
+        assert [m.id for m in gateway.outgoing_mail(account.id, limit=1)] == [queued]
+
+        gateway.update_outgoing(
+            unlinked,
+            OutboxState.SENT,
+            graph_id="g-2",
+            internet_message_id="<2@fabrikam.example>",
+            conversation_id="c-2",
+        )
+        assert [m.id for m in gateway.outgoing_mail(account.id)] == [queued, half]
 
     def test_a_mail_that_is_gone_is_not_claimed(self, gateway):
         assert gateway.claim_outgoing(987654321, STARTED) is False

@@ -520,3 +520,62 @@ def test_a_grant_revoked_before_a_send_is_confirmed_never_fails_the_sent_mail(st
     reconnected = connect_account(stack.runtime, browser="follow")
     assert send(stack, reconnected) == {"sent": 1}
     assert len(stack.emulator.mailbox.sent()) == 1
+
+
+@pytest.mark.parametrize("filed_in", ["archive", "sentitems"])
+def test_a_sent_copy_the_first_look_missed_is_linked_by_a_later_pass_wherever_filed(
+    stack, account, monkeypatch, filed_in
+):
+    # Found by the reliability soak against Odoo (seed 893588505): the grant was revoked right
+    # after the send, so the look for the copy failed; the person filed the copy into Archive
+    # before the next mail sync, which reads only the synced folders, and the sent mail stayed
+    # unlinked for good. The next outbox passes look for the copy in the whole mailbox.
+    mailbox = stack.emulator.mailbox
+    mail_id = queue(stack, account)
+    send_only = MailSender.send
+
+    def send_then_revoke(self, mail):
+        send_only(self, mail)
+        stack.emulator.identity.revoke_grants()
+        stack.emulator.identity.expire_access_tokens()
+
+    monkeypatch.setattr(MailSender, "send", send_then_revoke)
+    assert send(stack, account) == {"sent": 1}
+    monkeypatch.setattr(MailSender, "send", send_only)
+    item = stack.gateway.outbox_item(mail_id)
+    assert item.state is OutboxState.SENT and item.graph_id is None  # the look was refused
+    assert send(stack, account) == {}  # still refused: nothing linked, nothing sent
+    (went,) = mailbox.sent()
+    copy = mailbox.get_message(went["id"])
+    if filed_in != "sentitems":
+        mailbox.move_message(copy["id"], filed_in)  # filed by the person meanwhile
+    reconnected = connect_account(stack.runtime, browser="follow")
+    assert send(stack, reconnected) == {"linked": 1}
+    item = stack.gateway.outbox_item(mail_id)
+    assert item.state is OutboxState.SENT and not item.error
+    assert item.graph_id == copy["id"]
+    assert item.internet_message_id == copy["internetMessageId"]
+    assert item.conversation_id == copy["conversationId"]
+    assert send(stack, reconnected) == {}  # linked: not looked for again
+    assert len(mailbox.sent()) == 1  # the link step never sends
+    # The link stored no message; the mail sync stores a copy in a synced folder once (and
+    # links it again by its header, to the same ids), one filed away not at all.
+    sync(stack, reconnected)
+    ids = stack.gateway.message_ids_for_account(account.id)
+    stored = list(ids.values()).count(copy["internetMessageId"])
+    assert stored == (1 if filed_in == "sentitems" else 0)
+    again = stack.gateway.outbox_item(mail_id)
+    assert (again.state, again.graph_id) == (OutboxState.SENT, copy["id"])
+
+
+def test_a_sent_mail_awaiting_its_link_is_never_sent_checked_or_failed(stack, account):
+    # Its recipients are not checked again, nor its owner: it went; only its copy is looked for.
+    mail_id = queue(stack, account, cc=[EmailAddress("not-an-address")])
+    stack.gateway.update_outgoing(mail_id, OutboxState.SENDING, send_started_at=datetime.now(UTC))
+    stack.gateway.update_outgoing(mail_id, OutboxState.SENT)
+    assert send(stack, account) == {}  # no copy anywhere: nothing linked, nothing sent
+    item = stack.gateway.outbox_item(mail_id)
+    assert (item.state, item.error, item.graph_id) == (OutboxState.SENT, None, None)
+    assert stack.emulator.mailbox.sent() == []
+    looked = [r.path for r in stack.emulator.requests if r.path.endswith("/me/messages")]
+    assert looked  # ... but its copy was looked for

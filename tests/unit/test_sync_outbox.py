@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from m365sync.domain import EmailAddress, OutgoingAttachment, OutgoingMail
-from m365sync.sync.outbox import MAX_ATTACHMENT_BYTES, problem_with
+from m365sync.domain import EmailAddress, OutboxState, OutgoingAttachment, OutgoingMail
+from m365sync.sync.outbox import MAX_ATTACHMENT_BYTES, awaits_link, problem_with
 
 
 def mail(**changes) -> OutgoingMail:
@@ -32,3 +32,12 @@ def test_each_bad_input_has_its_words():
     assert "3 MB" in problem_with(mail(attachments=(big,)))
     small = OutgoingAttachment("quote.pdf", "application/pdf", b"%PDF" * 10)
     assert problem_with(mail(attachments=(small,))) is None
+
+
+def test_only_a_sent_mail_without_its_copys_ids_awaits_its_link():
+    assert awaits_link(mail(state=OutboxState.SENT))
+    assert awaits_link(mail(state=OutboxState.SENT, graph_id="g"))
+    assert awaits_link(mail(state=OutboxState.SENT, internet_message_id="<m@x>"))
+    assert not awaits_link(mail(state=OutboxState.SENT, graph_id="g", internet_message_id="<m@x>"))
+    for state in (OutboxState.QUEUED, OutboxState.SENDING, OutboxState.FAILED):
+        assert not awaits_link(mail(state=state))

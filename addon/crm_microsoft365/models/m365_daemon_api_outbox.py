@@ -1,8 +1,11 @@
 """The daemon's RPC API, outbox and free/busy half (conventions: m365_daemon_api.py).
 
 - ``outgoing_mail{account_id, limit}`` -> ``[OutgoingMail]``: the account's queued mail and the
-  mail left ``sending`` (outcome unknown), oldest first; attachments inline, their content in
-  base64 (``{"name", "content_type", "content"}``).
+  mail left ``sending`` (outcome unknown), oldest first; then, within the limit, the ``sent``
+  mail whose sent copy is not linked yet (no graph id or no Message-ID) and whose send started
+  within ``LINK_FOR`` (an hour), oldest first: the daemon only looks for its copy, it never
+  sends it again. Attachments inline, their content in base64 (``{"name", "content_type",
+  "content"}``).
 - ``claim_outgoing{mail_id, started}`` -> ``bool``: queued -> ``sending`` with the start time
   and one more attempt, only if the row is still ``queued`` (under its row lock): False for a
   mail another worker claimed, already sent or failed, or deleted. The daemon sends only
@@ -28,7 +31,7 @@ from odoo import api, fields, models
 
 from .m365_daemon_api import _none_to_false, _opt
 from .m365_free_busy import PENDING_FOR
-from .m365_outbox import STATES, wire_addresses
+from .m365_outbox import LINK_FOR, STATES, wire_addresses
 from .m365_tools import dt_from_wire, dt_to_wire, normalize_email
 
 OUTBOX_STATES = {value for value, _label in STATES}
@@ -74,11 +77,25 @@ class M365DaemonApiOutbox(models.AbstractModel):
         env = self._daemon_env()
         account = self._account(env, payload["account_id"])
         limit = int(_opt(payload.get("limit")) or 20)
-        mails = env["m365.outbox"].search(
+        Outbox = env["m365.outbox"]
+        mails = Outbox.search(
             [("account_id", "=", account.id), ("state", "in", ["queued", "sending"])],
             order="id",
             limit=limit,
         )
+        if len(mails) < limit:
+            mails |= Outbox.search(
+                [
+                    ("account_id", "=", account.id),
+                    ("state", "=", "sent"),
+                    ("send_started_at", ">=", fields.Datetime.now() - LINK_FOR),
+                    "|",
+                    ("graph_id", "in", [False, ""]),
+                    ("internet_message_id", "in", [False, ""]),
+                ],
+                order="id",
+                limit=limit - len(mails),
+            )
         return _none_to_false([self._outgoing_wire(m) for m in mails])
 
     @api.model

@@ -9,6 +9,7 @@ the daemon writes the state and those ids; a user may retry a failed mail of the
 
 import re
 import uuid
+from datetime import timedelta
 
 from odoo.exceptions import AccessError, UserError, ValidationError
 
@@ -56,6 +57,9 @@ STATES = [
     ("sent", "Sent"),
     ("failed", "Failed"),
 ]
+# How long after its send a sent mail whose copy is not linked yet is handed to the daemon
+# again, to look for the copy wherever the person filed it (m365sync.sync.outbox.LINK_WINDOW).
+LINK_FOR = timedelta(hours=1)
 # Graph attaches files up to 3 MB in one request (m365sync.sync.outbox.MAX_ATTACHMENT_BYTES).
 MAX_ATTACHMENT_BYTES = 3 * 1024 * 1024
 

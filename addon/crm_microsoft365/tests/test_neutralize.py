@@ -60,7 +60,15 @@ class TestNeutralize(M365Case):
         self.sent = Outbox.create(dict(mail, subject="Thanks"))
         for outgoing in (self.sending, self.sent):
             api.claim_outgoing({"mail_id": outgoing.id, "started": "2031-01-01T09:00:00+00:00"})
-        api.update_outgoing({"mail_id": self.sent.id, "state": "sent", "graph_id": unique("sent-")})
+        # Sent and linked to its copy (a sent mail not linked yet is handed back for its link).
+        api.update_outgoing(
+            {
+                "mail_id": self.sent.id,
+                "state": "sent",
+                "graph_id": unique("sent-"),
+                "internet_message_id": f"<{unique('sent-')}@example.com>",
+            }
+        )
 
     def neutralized(self):
         """What the daemon's API answers after Odoo's neutralization of the whole database."""

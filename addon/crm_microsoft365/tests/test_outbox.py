@@ -1,9 +1,12 @@
 import base64
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import new_test_user, tagged
 
+from odoo import fields
+
+from ..models.m365_outbox import LINK_FOR
 from .common import SENT, M365Case, unique, wire_message, wire_page, wire_stored
 
 
@@ -239,6 +242,53 @@ class TestOutbox(M365Case):
         )
         with self.assertRaisesRegex(Exception, "M365:UnknownAccount:"):
             self.api.outgoing_mail({"account_id": 999999})
+
+    def test_outgoing_mail_then_recent_sent_mail_whose_copy_is_not_linked(self):
+        # The daemon looks for those copies again (the look right after the send can fail, and
+        # its mail sync links only copies in synced folders); they stay "sent" all along.
+        now = fields.Datetime.now()
+
+        def sent(subject, started, **ids):
+            mail = self.queue(subject=subject)
+            self.api.update_outgoing(
+                {
+                    "mail_id": mail.id,
+                    "state": "sending",
+                    "send_started_at": started.isoformat() + "+00:00",
+                }
+            )
+            self.api.update_outgoing({"mail_id": mail.id, "state": "sent", **ids})
+            return mail
+
+        unlinked = sent("Unlinked", now - timedelta(minutes=10))
+        half = sent("Half linked", now - timedelta(minutes=20), graph_id="g-half")
+        sent("Too old", now - LINK_FOR - timedelta(minutes=5))
+        sent("Linked", now, graph_id="g-1", internet_message_id="<1@x>")
+        queued = self.queue(subject="To send")
+
+        answer = self.api.outgoing_mail({"account_id": self.account_a.id, "limit": 20})
+        self.assertEqual([m["id"] for m in answer], [queued.id, unlinked.id, half.id])
+        self.assertEqual([m["state"] for m in answer], ["queued", "sent", "sent"])
+        only = self.api.outgoing_mail({"account_id": self.account_a.id, "limit": 1})
+        self.assertEqual([m["id"] for m in only], [queued.id], "mail to send comes first")
+        self.assertEqual(
+            self.env["m365.outbox"].search_count(
+                [("id", "=", unlinked.id), ("state", "in", ("queued", "sending"))]
+            ),
+            0,
+            "the list's Waiting filter does not show it",
+        )
+        self.api.update_outgoing(
+            {
+                "mail_id": unlinked.id,
+                "state": "sent",
+                "graph_id": "g-2",
+                "internet_message_id": "<2@x>",
+            }
+        )
+        answer = self.api.outgoing_mail({"account_id": self.account_a.id, "limit": 20})
+        self.assertEqual([m["id"] for m in answer], [queued.id, half.id])
+        self.assertEqual(unlinked.state, "sent")
 
     def test_update_outgoing_coalesces_ids(self):
         mail = self.queue()

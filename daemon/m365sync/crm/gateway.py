@@ -419,7 +419,13 @@ class CrmGateway(abc.ABC):
     @abc.abstractmethod
     def outgoing_mail(self, account_id: int, *, limit: int = 20) -> list[OutgoingMail]:
         """The account's mail to send: queued ones, and ones left ``sending`` (outcome
-        unknown: the sender confirms those from their sent copy before anything else)."""
+        unknown: the sender confirms those from their sent copy before anything else), oldest
+        first; after them, within ``limit``, the ``sent`` ones whose sent copy is not linked
+        yet (no ``graph_id`` or no ``internet_message_id``) and whose ``send_started_at`` is
+        within `sync.outbox.LINK_WINDOW` of now, oldest first: the sender only looks for
+        their copy (the look right after the send may have failed, and the mail sync links
+        only copies in synced folders), never sends them again. A sent mail older than that,
+        or without a start time, is not returned."""
 
     @abc.abstractmethod
     def update_outgoing(

@@ -22,6 +22,7 @@ from m365sync.domain import (
     OutgoingAttachment,
     OutgoingMail,
 )
+from m365sync.sync.outbox import LINK_WINDOW
 
 V3_OUTBOX = """
 ALTER TABLE m365_outbox ADD COLUMN graph_id TEXT;
@@ -101,11 +102,17 @@ class OutboxStore:
             ).lastrowid
 
     def outgoing_mail(self, account_id: int, *, limit: int = 20) -> list[OutgoingMail]:
+        # Mail to send first (a sent mail awaiting its link never holds back a queued one);
+        # julianday compares the times as times, whatever their offset and fraction.
+        since = (datetime.now(UTC) - LINK_WINDOW).isoformat()
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT * FROM m365_outbox WHERE account_id = ? AND state IN ('queued', "
-                "'sending') ORDER BY id LIMIT ?",
-                (account_id, limit),
+                "SELECT * FROM m365_outbox WHERE account_id = ? AND (state IN ('queued', "
+                "'sending') OR (state = 'sent' AND (graph_id IS NULL OR graph_id = '' "
+                "OR internet_message_id IS NULL OR internet_message_id = '') "
+                "AND julianday(send_started_at) >= julianday(?))) "
+                "ORDER BY state = 'sent', id LIMIT ?",
+                (account_id, since, limit),
             ).fetchall()
         return [self._mail(row) for row in rows]
 

@@ -12,6 +12,9 @@ or deleted it since (`MailSender.find_sent`), and it is never sent again blindly
 shows up within a grace period, it fails with words telling the person to look for it before
 retrying. One mail's failure (a bad address, a refused token) fails that mail with
 words; the others go on.
+A mail recorded ``sent`` whose copy is not linked yet comes back in the list for an hour
+(`sync.outbox.LINK_WINDOW`): its copy is looked for in the whole mailbox the same way, and its
+ids recorded when found; it is never sent again.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from m365sync.errors import (
 )
 from m365sync.graph.send import MailSender
 from m365sync.service.runtime import Runtime
-from m365sync.sync.outbox import problem_with
+from m365sync.sync.outbox import awaits_link, problem_with
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,12 @@ def send_outgoing(
     (`CrmGateway.claim_outgoing`) closes it: of two workers, one sends each mail."""
     outcome: Counter[str] = Counter()
     for mail in gateway.outgoing_mail(account.id):
+        if awaits_link(mail):
+            # Gone already: no check, claim or send, only the look for its copy; nor the
+            # lease's proof, which guards sends (two workers linking write the same ids).
+            if _link_later(gateway, sender, mail):
+                outcome["linked"] += 1
+            continue
         if lease is not None:
             remaining = (lease.expires_at - datetime.now(UTC)).total_seconds()
             lease = gateway.renew_lease(lease, ttl_seconds=max(remaining, 1.0))
@@ -161,22 +170,44 @@ def _confirm(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> str
 
 def _link_sent_copy(
     gateway: CrmGateway, sender: MailSender, mail: OutgoingMail, started: datetime
-) -> None:
-    """Record the sent copy's ids when Outlook already has it (the mail sync links it
-    later otherwise, by the same header)."""
+) -> bool:
+    """Record the sent copy's ids when Outlook already has it; True once recorded. Otherwise
+    the next outbox passes look again (`_link_later`), and the mail sync links a copy it
+    reads in a synced folder by the same header."""
     try:
         found = sender.find_sent(mail, started)
     except M365SyncError as error:
         log.info("outbox %s: sent; its sent copy is linked later (%s)", mail.id, error)
-        return
-    if found is not None:
-        gateway.update_outgoing(
-            mail.id,
-            OutboxState.SENT,
-            graph_id=found.get("id"),
-            internet_message_id=found.get("internetMessageId"),
-            conversation_id=found.get("conversationId"),
-        )
+        return False
+    if found is None:
+        return False
+    gateway.update_outgoing(
+        mail.id,
+        OutboxState.SENT,
+        graph_id=found.get("id"),
+        internet_message_id=found.get("internetMessageId"),
+        conversation_id=found.get("conversationId"),
+    )
+    return True
+
+
+def _link_later(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> bool:
+    """A sent mail whose copy the look right after the send did not find: looked for again,
+    wherever the person filed it since, and its ids recorded; True once linked.
+
+    Leaving it to the mail sync lost the link when the person filed or deleted the copy
+    before the next mail sync, which reads only the synced folders (found by the soak against
+    Odoo, seed 893588505: the grant was revoked right after the send, the copy went to
+    Archive). Only ids are written, and the state stays ``sent``: no message is stored here
+    (the mail sync stores the copy once, if it is in a synced folder), and the mail never
+    looks queued again. A look or a write that fails is tried again by the next pass, within
+    `sync.outbox.LINK_WINDOW`."""
+    started = mail.send_started_at or datetime.now(UTC)
+    try:
+        return _link_sent_copy(gateway, sender, mail, started)
+    except M365SyncError as error:
+        log.info("outbox %s: its sent copy is linked by a later pass (%s)", mail.id, error)
+        return False
 
 
 def send_all_outboxes(runtime: Runtime) -> Counter[str]:
