@@ -154,13 +154,7 @@ def _confirm(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> str
         return "pending"
     if found is not None:
         log.info("outbox %s had been sent before the daemon lost track; not sending again", mail.id)
-        gateway.update_outgoing(
-            mail.id,
-            OutboxState.SENT,
-            graph_id=found.get("id"),
-            internet_message_id=found.get("internetMessageId"),
-            conversation_id=found.get("conversationId"),
-        )
+        _record_copy(gateway, mail, found)
         return "sent"
     if datetime.now(UTC) - started < CONFIRM_GRACE:
         return "pending"  # Outlook may still be saving the copy
@@ -181,6 +175,12 @@ def _link_sent_copy(
         return False
     if found is None:
         return False
+    _record_copy(gateway, mail, found)
+    return True
+
+
+def _record_copy(gateway: CrmGateway, mail: OutgoingMail, found: dict) -> None:
+    """The mail is sent, and this copy (wherever the person filed it) is its record's."""
     gateway.update_outgoing(
         mail.id,
         OutboxState.SENT,
@@ -188,7 +188,6 @@ def _link_sent_copy(
         internet_message_id=found.get("internetMessageId"),
         conversation_id=found.get("conversationId"),
     )
-    return True
 
 
 def _link_later(gateway: CrmGateway, sender: MailSender, mail: OutgoingMail) -> bool:
