@@ -79,6 +79,12 @@ ODOO_REGRESSIONS = {
     "the mail sync (synced folders only) could link it (service/outbox_cycle.py looks again "
     "for an hour: CrmGateway.outgoing_mail lists recent sent mail not linked; the integration "
     "and contract tests pin it, this replay depends on timing)",
+    427375925: "a series made in Odoo went to Outlook twice: two workers held the lease at "
+    "once (a slow Odoo outlived the lease), both pushed it with one transactionId, and Odoo "
+    "ran the second record again after a serialization failure; that record gave the base "
+    "event the binding of the master the first one made, and the unbound master went as a "
+    "second series (addon m365_daemon_api_calendar.py mark_event_pushed; the Odoo test pins "
+    "it, this replay depends on timing)",
 }
 
 

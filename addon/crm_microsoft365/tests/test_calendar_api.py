@@ -463,6 +463,32 @@ class TestCalendarApi(M365Case):
         self.assertEqual(self.env["calendar.event"].search_count([("recurrence_id", "=", series.id)]), 3)
         self.assertEqual(self.changes(account), [])
 
+    def test_an_odoo_series_recorded_twice_stays_on_its_master(self):
+        """Two workers that both held the lease pushed the same series (one transactionId,
+        so one Outlook series), and Odoo ran the second record again after a serialization
+        failure: the master the first one made keeps the binding, no second master is made
+        and nothing goes to Outlook again (reliability soak against Odoo, seed 427375925:
+        the base event took the binding, and the unbound master went as a second series)."""
+        account = self.account(owner="m365-test-a")
+        event = self.user_event(
+            self.user_a, recurrency=True, rrule_type="daily", interval=1, end_type="count", count=3,
+        )
+        series = event.recurrence_id
+        (change,) = [c for c in self.changes(account) if c["crm_event_id"] in series.calendar_event_ids.ids]
+        master_id = unique("m")
+        payload = {"account_id": account["id"], "crm_event_id": change["crm_event_id"],
+                   "graph_id": master_id, "change_key": "m1", "version": change["version"]}
+        self.assertTrue(self.api.mark_event_pushed(dict(payload)))
+        master = self.bound_event(account, master_id)
+        self.assertTrue(self.api.mark_event_pushed(dict(payload, change_key="m2")))
+        self.assertEqual(self.bound_event(account, master_id), master)
+        self.assertEqual(master.m365_binding_ids.change_key, "m2")
+        Event = self.env["calendar.event"].with_context(active_test=False)
+        self.assertEqual(Event.search([("recurrence_id", "=", series.id), ("m365_is_series_master", "=", True)]),
+                         master)
+        self.assertFalse(series.base_event_id.m365_binding_ids)
+        self.assertEqual(self.changes(account), [])
+
     # --- people: stored here, decided by the daemon (m365sync.sync.attendees) ----------------
 
     def test_a_pending_change_carries_its_people_as_stored(self):
