@@ -134,13 +134,10 @@ class MailSender:
             return found
         try:
             return self._find_in(f"/me/mailFolders/{RECOVERABLE}/messages?{query}", mail)
-        except (NotFound, InsufficientPermissions) as error:
-            # A mailbox without the folder, or a policy hiding it: the look in the mailbox
-            # stands, and the outbox's grace period and words take over.
-            log.info("Recoverable Items not readable, not looked in (%s)", error)
-            return None
         except GraphError as error:
-            if error.status != 400:
+            # A mailbox without the folder, a policy hiding it, or a request it refuses: the
+            # look in the mailbox stands, and the outbox's grace period and words take over.
+            if not isinstance(error, (NotFound, InsufficientPermissions)) and error.status != 400:
                 raise
             log.info("Recoverable Items not readable, not looked in (%s)", error)
             return None
