@@ -99,9 +99,17 @@ def test_failures_are_answered_in_words_and_outages_wait(asked) -> None:
         3: Account(3, "busy@contoso.example"),
         4: Account(4, "noperm@contoso.example"),
         5: Account(5, "gone@contoso.example", status=AccountStatus.NEEDS_RECONNECT),
+        6: Account(6, "resting@contoso.example", status=AccountStatus.PAUSED),
     }
-    crm = Crm([request(1, 3), request(2, 4), request(3, 5), request(4, 99)], accounts)
-    assert free_busy.answer_free_busy(runtime_for(crm)) == 3
+    crm = Crm(
+        [request(1, 3), request(2, 4), request(3, 5), request(4, 99), request(5, 6)], accounts
+    )
+    assert free_busy.answer_free_busy(runtime_for(crm)) == 4
+    assert "graph-of-6" not in [call[0] for call in asked]  # a paused mailbox is left alone
+    assert crm.answers[5] == (
+        [],
+        "resting@contoso.example is paused: resume it before Outlook can be asked.",
+    )
     assert 1 not in crm.answers  # Microsoft was down: asked again on the next pass
     assert crm.answers[2][0] == [] and crm.answers[2][1]
     assert "connected again" in crm.answers[3][1]

@@ -60,6 +60,16 @@ def _answer(runtime: Runtime, request: FreeBusyRequest) -> bool:
                 error=f"{account.address} must be connected again before Outlook can be asked.",
             )
             return True
+        if account.status is AccountStatus.PAUSED:
+            # Paused means the daemon leaves the mailbox alone (its outbox waits too); the
+            # form asks only through a usable account, so this is a question asked just
+            # before the pause.
+            gateway.store_free_busy(
+                request.id,
+                [],
+                error=f"{account.address} is paused: resume it before Outlook can be asked.",
+            )
+            return True
         results = free_busy(
             runtime.graph_for(account), list(request.addresses), request.start, request.end
         )
