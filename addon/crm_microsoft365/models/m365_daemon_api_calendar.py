@@ -658,15 +658,15 @@ class M365DaemonApiCalendar(models.AbstractModel):
                     target = self._make_master(env, event, recurrence, event.m365_version)
                     if not current:
                         target.m365_series_reshaped = True
-                elif recurrence and master and recurrence.base_event_id == event and Binding.search_count(
+                elif master and Binding.search_count(
                     [("account_id", "=", account.id), ("event_id", "=", master.id),
                      ("graph_id", "=", graph_id)]
                 ):
-                    # The same series create recorded again (two workers pushed it with one
-                    # transactionId, or Odoo ran this call again after a serialization
-                    # failure): the master made the first time keeps its binding. Given to
-                    # the base event, it left the master unbound, pushed as a second series
-                    # (reliability soak against Odoo, seed 427375925).
+                    # Outlook's series is the master's, never an occurrence's: the same series
+                    # create recorded again (two workers pushed it with one transactionId, or
+                    # Odoo ran this call again after a serialization failure) keeps it there.
+                    # Given to the base event, it left the master unbound, pushed as a second
+                    # series (reliability soak against Odoo, seed 427375925).
                     target = master
         values = {
             "graph_id": graph_id,
